@@ -1,0 +1,1 @@
+"""Rotation core: mints, stores, verifies and promotes Google access tokens in Secrets Manager."""

@@ -1,0 +1,117 @@
+"""The token secret's JSON schema: the access token applications read, plus non-secret metadata."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rotation_core.errors import InvalidTokenSecretError
+
+ACCESS_TOKEN_FIELD = "GOOGLE_ACCESS_TOKEN"
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z and whole seconds, the form every reader can parse."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: object, field: str) -> datetime:
+    """Read an RFC 3339 timestamp written by `format_timestamp` (any offset accepted)."""
+    if not isinstance(text, str):
+        raise InvalidTokenSecretError(f"field {field!r} must be an RFC 3339 timestamp string")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidTokenSecretError(
+            f"field {field!r} is not an RFC 3339 timestamp (expected e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidTokenSecretError(f"field {field!r} has no time zone; write it in UTC with Z")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class TokenMetadata:
+    """What may be logged, returned and put in payloads: everything about a token but the token."""
+
+    token_type: str
+    expires_at: datetime
+    issued_at: datetime
+    scopes: tuple[str, ...]
+    service_account: str
+    service_account_client_id: str
+
+    def as_payload(self) -> dict[str, object]:
+        return {
+            "ExpiresAt": format_timestamp(self.expires_at),
+            "IssuedAt": format_timestamp(self.issued_at),
+            "Scopes": list(self.scopes),
+            "ServiceAccount": self.service_account,
+        }
+
+
+@dataclass(frozen=True)
+class TokenSecretValue:
+    """One version of the token secret; repr and str hide the token."""
+
+    access_token: str
+    metadata: TokenMetadata
+
+    def __repr__(self) -> str:
+        return f"TokenSecretValue(access_token=<redacted>, metadata={self.metadata!r})"
+
+    __str__ = __repr__
+
+    def to_secret_string(self) -> str:
+        meta = self.metadata
+        return json.dumps(
+            {
+                ACCESS_TOKEN_FIELD: self.access_token,
+                "token_type": meta.token_type,
+                "expires_at": format_timestamp(meta.expires_at),
+                "issued_at": format_timestamp(meta.issued_at),
+                "scopes": list(meta.scopes),
+                "service_account": meta.service_account,
+                "service_account_client_id": meta.service_account_client_id,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_secret_string(cls, secret_string: str) -> "TokenSecretValue":
+        """Parse a stored value; every problem names the field and never echoes the value."""
+        try:
+            document = json.loads(secret_string)
+        except ValueError:
+            raise InvalidTokenSecretError("the token secret value is not JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidTokenSecretError("the token secret value must be a JSON object")
+        access_token = document.get(ACCESS_TOKEN_FIELD)
+        if not isinstance(access_token, str) or not access_token:
+            raise InvalidTokenSecretError(
+                f"field {ACCESS_TOKEN_FIELD!r} must be a non-empty string"
+            )
+        scopes = document.get("scopes")
+        if (
+            not isinstance(scopes, list)
+            or not scopes
+            or not all(isinstance(s, str) and s for s in scopes)
+        ):
+            raise InvalidTokenSecretError("field 'scopes' must be a non-empty list of strings")
+        return cls(
+            access_token=access_token,
+            metadata=TokenMetadata(
+                token_type=_required_string(document, "token_type"),
+                expires_at=parse_timestamp(document.get("expires_at"), "expires_at"),
+                issued_at=parse_timestamp(document.get("issued_at"), "issued_at"),
+                scopes=tuple(scopes),
+                service_account=_required_string(document, "service_account"),
+                service_account_client_id=_required_string(document, "service_account_client_id"),
+            ),
+        )
+
+
+def _required_string(document: dict[str, object], field: str) -> str:
+    value = document.get(field)
+    if not isinstance(value, str) or not value:
+        raise InvalidTokenSecretError(f"field {field!r} must be a non-empty string")
+    return value

@@ -1,0 +1,191 @@
+"""Shared fixtures: moto over real HTTP for AWS, the Google emulator, and a guard that scans every
+log record of every test for tokens and private keys."""
+
+import io
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+import urllib3
+from moto.server import ThreadedMotoServer
+from mypy_boto3_secretsmanager import SecretsManagerClient
+
+from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
+from rotation_core.config import GoogleEndpoints
+from rotation_core.google_client import GoogleClient
+from rotation_core.rotation import Rotation
+from rotation_core.secrets import SecretsGateway
+from tests.support import KEY_SECRET, REGION, ROTATION_FUNCTIONS, SCOPE, TOKEN_SECRET
+
+
+class _RecordCollector(logging.Handler):
+    """Keeps every record in full (message, arguments, extra fields, exception text)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = dict(record.__dict__)
+        fields["formatted"] = record.getMessage()
+        if record.exc_info:
+            fields["exception"] = logging.Formatter().formatException(record.exc_info)
+        self.texts.append(json.dumps(fields, default=str))
+
+
+_COLLECTOR = _RecordCollector()
+# Our own loggers at every level; everything else at the level it would have in Lambda.
+_WATCHED_LOGGERS = ("rotation_core", "google-token-rotation", "localcloud")
+
+
+@dataclass
+class SecretMaterial:
+    """Every token and private key the suite creates; none may ever reach a log."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add_key(self, key: ServiceAccountKey) -> None:
+        body = "".join(line for line in key.private_key_pem.splitlines() if "-----" not in line)
+        self.values.update({body[100:160], body[-120:-60]})
+
+
+SECRET_MATERIAL = SecretMaterial()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collect_logs() -> Iterator[None]:
+    logging.getLogger().addHandler(_COLLECTOR)
+    for name in _WATCHED_LOGGERS:
+        logging.getLogger(name).addHandler(_COLLECTOR)
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    yield
+    for name in ("", *_WATCHED_LOGGERS):
+        logging.getLogger(name).removeHandler(_COLLECTOR)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    _google_session: GoogleEmulator,
+) -> Iterator[None]:
+    start = len(_COLLECTOR.texts)
+    yield
+    captured = capsys.readouterr()
+    texts = [*_COLLECTOR.texts[start:], captured.out, captured.err]
+    SECRET_MATERIAL.values.update(t.access_token for t in _google_session.issued_tokens())
+    leaked = [value for value in SECRET_MATERIAL.values if any(value in text for text in texts)]
+    assert not leaked, f"secret material reached the logs of {request.node.nodeid}"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+    )
+    yield endpoint
+    os.environ.clear()
+    os.environ.update(saved)
+    server.stop()
+
+
+@pytest.fixture
+def secretsmanager(moto_endpoint: str) -> SecretsManagerClient:
+    """A fresh, empty moto account for every test."""
+    http = urllib3.PoolManager()
+    http.request("POST", f"{moto_endpoint}/moto-api/reset")
+    # moto's Lambda then answers invokes without running code: the placeholder rotation
+    # function below only lets moto's own RotateSecret create the empty AWSPENDING version.
+    http.request("POST", f"{moto_endpoint}/moto-api/config", json={"lambda": {"use_docker": False}})
+    return boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def placeholder_rotation_function(moto_endpoint: str, secretsmanager: SecretsManagerClient) -> str:
+    role = boto3.client("iam", endpoint_url=moto_endpoint).create_role(
+        RoleName="rotation", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("placeholder.py", "def handler(event, context):\n    return None\n")
+    return boto3.client("lambda", endpoint_url=moto_endpoint).create_function(
+        FunctionName="placeholder-rotation",
+        Runtime="python3.12",
+        Role=role,
+        Handler="placeholder.handler",
+        Code={"ZipFile": archive.getvalue()},
+    )["FunctionArn"]
+
+
+@pytest.fixture(scope="session")
+def _google_session() -> Iterator[GoogleEmulator]:
+    with GoogleEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def google(_google_session: GoogleEmulator) -> GoogleEmulator:
+    _google_session.reset()
+    _google_session.token_lifetime_seconds = 3600
+    _google_session.clock_offset_seconds = 0
+    return _google_session
+
+
+@pytest.fixture
+def service_account(google: GoogleEmulator) -> ServiceAccountKey:
+    key = google.create_service_account()
+    SECRET_MATERIAL.add_key(key)
+    return key
+
+
+@pytest.fixture
+def environment(google: GoogleEmulator) -> dict[str, str]:
+    """The step functions' environment as template.yaml sets it, pointed at the emulator."""
+    return {
+        "GOOGLE_SCOPES": SCOPE,
+        "SERVICE_ACCOUNT_KEY_SECRET_ID": KEY_SECRET,
+        "GOOGLE_TOKEN_URL": google.token_url,
+        "GOOGLE_TOKENINFO_URL": google.tokeninfo_url,
+        "GOOGLE_HTTP_TIMEOUT_SECONDS": "0.5",
+    }
+
+
+@pytest.fixture
+def rotation(secretsmanager: SecretsManagerClient, environment: dict[str, str]) -> Rotation:
+    google_client = GoogleClient(GoogleEndpoints.from_environment(environment))
+    return Rotation(SecretsGateway(secretsmanager), google_client, environment)
+
+
+@pytest.fixture
+def token_secret_arn(
+    request: pytest.FixtureRequest,
+    secretsmanager: SecretsManagerClient,
+    service_account: ServiceAccountKey,
+) -> str:
+    """The key secret holding a key file as downloaded, and the token secret as first deployed."""
+    rotation_function: str = request.getfixturevalue("placeholder_rotation_function")
+    secretsmanager.create_secret(
+        Name=KEY_SECRET,
+        SecretString=json.dumps(service_account.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
+    )
+    arn = secretsmanager.create_secret(
+        Name=TOKEN_SECRET, SecretString=json.dumps({"GOOGLE_ACCESS_TOKEN": ""})
+    )["ARN"]
+    ROTATION_FUNCTIONS[arn] = rotation_function
+    return arn
