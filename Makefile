@@ -41,8 +41,16 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# What SAM, cfn-lint and statelint check; the project's own template checks run in pytest.
+.PHONY: check-template
+check-template: venv $(SAM_VENV)/.installed
+	$(VENV)/bin/statelint --ignore=URI statemachine/rotation.asl.json
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel --template template.yaml
+
 .PHONY: test
-test: lint
+test: lint check-template
 	$(PY) -m pytest
 
 .PHONY: lock

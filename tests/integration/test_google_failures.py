@@ -223,8 +223,9 @@ def test_malformed_key_is_a_clear_permanent_error_that_never_echoes_the_key(
         (lambda text: base64.b64encode(text.encode()).decode(), "is not JSON"),
         (json.dumps, "encoded twice"),
         (lambda text: json.dumps([text]), "must be a JSON object"),
+        (lambda text: "{}", "is empty .* put-secret-value --secret-id google/service-account-key"),
     ],
-    ids=["plain-string", "base64", "json-in-json", "json-array"],
+    ids=["plain-string", "base64", "json-in-json", "json-array", "empty-as-deployed"],
 )
 def test_key_secret_that_is_not_a_key_file_object_is_refused(
     rotation: Rotation,

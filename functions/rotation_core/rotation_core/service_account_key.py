@@ -54,6 +54,12 @@ def parse_service_account_key(secret_string: str, secret_id: str) -> ServiceAcco
         )
     if not isinstance(document, dict):
         raise InvalidServiceAccountKeyError(f"the {where} must be a JSON object")
+    if not document:
+        raise InvalidServiceAccountKeyError(
+            f"the {where} is empty ({{}}, as first deployed): put the key file into it with "
+            f"'aws secretsmanager put-secret-value --secret-id {secret_id} "
+            "--secret-string file://service-account-key.json'"
+        )
     for field in _REQUIRED_FIELDS:
         value = document.get(field)
         if not isinstance(value, str) or not value.strip():

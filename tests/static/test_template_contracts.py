@@ -1,0 +1,175 @@
+"""The project's own checks on template.yaml, the ASL and events/: what SAM, cfn-lint and
+statelint cannot see."""
+
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
+
+from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
+from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
+from rotation_core.rotation import RotationRequest, Step
+
+TEMPLATE = load_template()
+STATE_MACHINE = TEMPLATE.state_machine()
+ASL_TEXT = STATE_MACHINE.definition_path.read_text()
+ASL = json.loads(ASL_TEXT)
+EVENTS = PROJECT_ROOT / "events"
+
+# Errors Step Functions and Lambda raise themselves, as AWS documents them.
+AWS_LAMBDA_TRANSIENT = frozenset(
+    {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
+    }
+)
+AWS_STATES_ERRORS = frozenset({"States.ALL", "States.TaskFailed"})
+SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:")
+
+
+def retriers_and_catchers(states: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
+    for name, state in states.items():
+        for kind in ("Retry", "Catch"):
+            for rule in state.get(kind, []):
+                yield name, kind, rule["ErrorEquals"]
+
+
+def test_every_placeholder_is_substituted_and_every_substitution_used() -> None:
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", ASL_TEXT))
+    assert placeholders == set(STATE_MACHINE.substitutions)
+
+
+def test_every_error_name_is_a_core_error_or_a_documented_aws_error() -> None:
+    known = (
+        error_names(TransientRotationError)
+        | error_names(PermanentRotationError)
+        | AWS_LAMBDA_TRANSIENT
+        | AWS_STATES_ERRORS
+    )
+    for state, kind, names in retriers_and_catchers(ASL["States"]):
+        assert set(names) <= known, f"{state}.{kind} names unknown errors {set(names) - known}"
+
+
+def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> None:
+    tasks = {
+        name: state
+        for name, state in ASL["States"].items()
+        if state.get("Parameters", {}).get("FunctionName", "").endswith("FunctionArn}")
+    }
+    assert set(tasks) == {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
+    for name, task in tasks.items():
+        retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
+        assert retried == error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT, name
+        for rule in task["Retry"]:
+            assert isinstance(rule["BackoffRate"], float)
+            assert rule["JitterStrategy"] == "FULL"
+            assert rule["MaxDelaySeconds"] > 0
+        assert [c["ErrorEquals"] for c in task["Catch"]] == [["States.ALL"]]
+        assert task["ResultSelector"] == {"Outcome.$": "$.Payload"}
+
+
+def test_every_failure_path_notifies_before_failing() -> None:
+    states = ASL["States"]
+    catch_targets = {c["Next"] for _, s in states.items() for c in s.get("Catch", [])}
+    for target in catch_targets - {"RotationFailed"}:
+        assert states[target]["Next"] == "DescribeFailure"
+    assert states["DescribeFailure"]["Next"] == "NotifyFailure"
+    assert states["NotifyFailure"]["Resource"] == "arn:aws:states:::sns:publish"
+    assert states["RotationFailed"]["Type"] == "Fail"
+
+
+@pytest.mark.parametrize("spec", TEMPLATE.functions().values(), ids=lambda spec: spec.logical_id)
+def test_every_handler_resolves_to_a_callable(spec: FunctionSpec) -> None:
+    source = spec.code_uri / f"{spec.module_name}.py"
+    assert source.is_file(), f"{spec.logical_id}: no {source}"
+    module_spec = importlib.util.spec_from_file_location(f"handler_{spec.logical_id}", source)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    assert callable(getattr(module, spec.function_name, None))
+    assert spec.runtime == "python3.12"
+
+
+def policy_statements(policies: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+    for policy in policies:
+        if isinstance(policy, dict):
+            yield from policy.get("Statement", [])
+
+
+def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
+    for spec in TEMPLATE.functions().values():
+        for statement in policy_statements(spec.policies):
+            yield spec.logical_id, statement
+    for statement in policy_statements(STATE_MACHINE.policies):
+        yield STATE_MACHINE.logical_id, statement
+
+
+def test_no_wildcard_resource_on_secret_state_or_topic_actions() -> None:
+    checked = 0
+    for owner, statement in all_policies():
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        if any(action.startswith(SCOPED_SERVICES) for action in actions):
+            checked += 1
+            resources = statement["Resource"]
+            resources = resources if isinstance(resources, list) else [resources]
+            assert all(resource != "*" for resource in resources), f"{owner}: {statement}"
+            assert not any("*" in a for a in actions), f"{owner}: wildcard action {actions}"
+    assert checked >= 7
+
+
+def test_only_create_secret_may_read_the_key_secret() -> None:
+    readers = {
+        owner
+        for owner, statement in all_policies()
+        if "ServiceAccountKeySecret" in json.dumps(statement["Resource"], default=str)
+    }
+    assert readers == {"CreateSecretFunction"}
+
+
+ENTRY_EVENTS = sorted((EVENTS / "rotation_entry").glob("*.json"))
+STEP_EVENTS = sorted((EVENTS / "steps").glob("*.json"))
+
+
+def test_there_is_an_event_for_every_step_and_function() -> None:
+    expected = {"create_secret", "set_secret", "test_secret", "finish_secret"}
+    assert {path.stem for path in ENTRY_EVENTS} == expected
+    assert {path.stem for path in STEP_EVENTS} == expected
+    assert (EVENTS / "statemachine" / "manual_rotation.json").is_file()
+    handlers = {spec.code_uri.name for spec in TEMPLATE.functions().values()}
+    assert expected <= handlers
+
+
+@pytest.mark.parametrize("path", ENTRY_EVENTS, ids=lambda path: path.stem)
+def test_entry_events_are_secrets_manager_rotation_events(path: Path) -> None:
+    raw = json.loads(path.read_text())
+    event = SecretsManagerEvent(raw)
+    assert event.step in {step.value for step in Step}
+    assert event.step == _camel(path.stem)
+    assert event.secret_id.startswith("arn:aws:secretsmanager:")
+    assert isinstance(raw["RotationToken"], str)
+    RotationRequest.from_payload(raw)
+
+
+@pytest.mark.parametrize("path", STEP_EVENTS, ids=lambda path: path.stem)
+def test_step_events_are_valid_step_payloads(path: Path) -> None:
+    request = RotationRequest.from_payload(json.loads(path.read_text()))
+    assert request.secret_id.startswith("arn:aws:secretsmanager:")
+
+
+def test_manual_input_starts_a_whole_rotation() -> None:
+    manual = json.loads((EVENTS / "statemachine" / "manual_rotation.json").read_text())
+    assert set(manual) == {"SecretId"}
+
+
+def _camel(snake: str) -> str:
+    first, *rest = snake.split("_")
+    return first + "".join(part.title() for part in rest)
