@@ -1,4 +1,4 @@
-"""Reads template.yaml once, merging SAM Globals, so checks and the local cloud share one view of it."""
+"""Reads template.yaml with SAM Globals merged: one view for the checks and the local cloud."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,7 +93,7 @@ class Template:
     def layer_content(self, layer_reference: Any) -> Path:
         """The folder a `!Ref SomeLayer` points at (its ContentUri)."""
         logical_id = layer_reference["Ref"]
-        return PROJECT_ROOT / self.resources[logical_id]["Properties"]["ContentUri"]
+        return PROJECT_ROOT / str(self.resources[logical_id]["Properties"]["ContentUri"])
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> Template:

@@ -91,7 +91,8 @@ def test_every_handler_resolves_to_a_callable(spec: FunctionSpec) -> None:
     source = spec.code_uri / f"{spec.module_name}.py"
     assert source.is_file(), f"{spec.logical_id}: no {source}"
     module_spec = importlib.util.spec_from_file_location(f"handler_{spec.logical_id}", source)
-    assert module_spec is not None and module_spec.loader is not None
+    assert module_spec is not None
+    assert module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     assert callable(getattr(module, spec.function_name, None))

@@ -1,61 +1,21 @@
-"""Lambda glue shared by the step functions: logging, warm clients, parsing, error reports."""
+"""Lambda glue every function shares: one powertools logger and the AWS client settings."""
 
-import logging
 import os
-from collections.abc import Callable
-from functools import cache
-from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from rotation_core.config import GoogleEndpoints
-from rotation_core.errors import RotationError
-from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation, RotationRequest, Step
-from rotation_core.secrets import SecretsGateway
-
 SERVICE_NAME = "google-token-rotation"
+# Three calls in all: botocore's own retries absorb a throttle; longer outages are the state
+# machine's (or Secrets Manager's) to retry.
 AWS_CLIENT_CONFIG = Config(
-    connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3}
+    connect_timeout=5, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 3}
 )
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME))
-logging.getLogger("rotation_core")
-copy_config_to_registered_loggers(source_logger=logger, include={"rotation_core"})
-
-StepHandler = Callable[[dict[str, Any], LambdaContext], dict[str, object]]
 
 
-@cache
-def _rotation() -> Rotation:
-    """Built on the first invocation and kept warm; a bad setting then fails that invocation
-    with a clear error instead of breaking the function's import."""
-    secrets_client = boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG)
-    google = GoogleClient(GoogleEndpoints.from_environment(os.environ))
-    return Rotation(SecretsGateway(secrets_client), google, os.environ)
-
-
-def step_handler(step: Step) -> StepHandler:
-    """The whole Lambda handler of one rotation step: parse, run the core, report metadata."""
-
-    @logger.inject_lambda_context(clear_state=True)
-    def handle(event: dict[str, Any], _context: LambdaContext) -> dict[str, object]:
-        logger.append_keys(step=step.value, secret_id=event.get("SecretId"))
-        try:
-            request = RotationRequest.from_payload(event)
-            logger.append_keys(client_request_token=request.token, manual=request.manual)
-            outcome = _rotation().run(step, request)
-        except RotationError as error:
-            logger.error(
-                f"{step.value} failed",
-                extra={"error_type": type(error).__name__, "error_message": str(error)},
-            )
-            raise
-        logger.info(f"{step.value} done", extra={"outcome": outcome.as_payload()})
-        return outcome.as_payload()
-
-    return handle
+def log_through_powertools(*logger_names: str) -> None:
+    """Route the standard-library loggers of our own modules through the powertools logger."""
+    copy_config_to_registered_loggers(source_logger=logger, include=set(logger_names))

@@ -70,8 +70,9 @@ class RotationSettings:
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
         def lookup(setting: Setting) -> str | None:
-            value = tags.get(setting.tag, environment.get(setting.variable, "")).strip()
-            return value or None
+            # An empty tag counts as absent, so it cannot hide the function's default.
+            value = tags.get(setting.tag, "").strip() or environment.get(setting.variable, "")
+            return value.strip() or None
 
         credential_source = _parse(
             CREDENTIAL_SOURCE, lookup(CREDENTIAL_SOURCE) or SERVICE_ACCOUNT_KEY_SOURCE, _source
@@ -135,7 +136,12 @@ class GoogleEndpoints:
 
 def _url(environment: Mapping[str, str], variable: str, default: str) -> str:
     url = environment.get(variable, "").strip() or default
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigurationError(
+            f"environment variable {variable!r} is not a URL: {url!r}"
+        ) from None
     local = parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost"}
     if not (parts.scheme == "https" and parts.hostname) and not local:
         raise ConfigurationError(
@@ -168,7 +174,7 @@ def _email(raw: str) -> str | None:
 
 
 def _seconds(raw: str) -> int | None:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         return None
     seconds = int(raw)
     return seconds if seconds <= MAX_TOKEN_LIFETIME_SECONDS else None

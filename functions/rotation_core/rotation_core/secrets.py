@@ -36,9 +36,6 @@ class SecretDescription:
     version_stages: dict[str, tuple[str, ...]]
     tags: dict[str, str]
 
-    def stages_of(self, version_id: str) -> tuple[str, ...]:
-        return self.version_stages.get(version_id, ())
-
     def version_with(self, stage: str) -> str | None:
         return next((v for v, stages in self.version_stages.items() if stage in stages), None)
 

@@ -1,0 +1,53 @@
+"""The whole Lambda handler of a rotation step: parse the payload, run the core, report metadata."""
+
+import logging
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
+from rotation_core.config import GoogleEndpoints
+from rotation_core.errors import RotationError
+from rotation_core.google_client import GoogleClient
+from rotation_core.rotation import Rotation, RotationRequest, Step
+from rotation_core.secrets import SecretsGateway
+
+logging.getLogger("rotation_core")
+log_through_powertools("rotation_core")
+
+StepHandler = Callable[[dict[str, Any], LambdaContext], dict[str, object]]
+
+
+@cache
+def _rotation() -> Rotation:
+    """Built on the first invocation and kept warm; a bad setting then fails that invocation
+    with a clear error instead of breaking the function's import."""
+    secrets_client = boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG)
+    google = GoogleClient(GoogleEndpoints.from_environment(os.environ))
+    return Rotation(SecretsGateway(secrets_client), google, os.environ)
+
+
+def step_handler(step: Step) -> StepHandler:
+    """The whole Lambda handler of one rotation step: parse, run the core, report metadata."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handle(event: dict[str, Any], _context: LambdaContext) -> dict[str, object]:
+        logger.append_keys(step=step.value, secret_id=event.get("SecretId"))
+        try:
+            request = RotationRequest.from_payload(event)
+            logger.append_keys(client_request_token=request.token, manual=request.manual)
+            outcome = _rotation().run(step, request)
+        except RotationError as error:
+            logger.error(
+                f"{step.value} failed",
+                extra={"error_type": type(error).__name__, "error_message": str(error)},
+            )
+            raise
+        logger.info(f"{step.value} done", extra={"outcome": outcome.as_payload()})
+        return outcome.as_payload()
+
+    return handle

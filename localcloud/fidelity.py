@@ -1,0 +1,213 @@
+"""Where moto differs from AWS in ways that matter here, corrected in one place (one patch each).
+
+Every correction names the AWS behaviour it restores; tests/localcloud/test_fidelity.py shows each.
+Patches are process-wide and idempotent: one local cloud per process.
+"""
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
+from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+
+LambdaDispatcher = Callable[[LambdaFunction, Any], tuple[bytes, str | None]]
+"""Runs a function's real handler on a payload: (response body, errorType or None)."""
+
+
+@dataclass
+class Corrections:
+    """The state the patches share: who runs Lambda code, and the recorded retry waits."""
+
+    dispatch: LambdaDispatcher | None = None
+    retry_waits: list[float] = field(default_factory=list)
+    sleep_retries: bool = True
+    rotations: threading.local = field(default_factory=threading.local)
+
+
+CORRECTIONS = Corrections()
+_ORIGINALS: dict[str, Any] = {}
+
+
+class _RotationStepFailedError(Exception):
+    """Stops moto's rotation loop at the first failing step, as AWS stops the rotation."""
+
+
+def apply() -> Corrections:
+    if _ORIGINALS:
+        return CORRECTIONS
+    _ORIGINALS["invoke"] = LambdaFunction.invoke
+    _ORIGINALS["backend_invoke"] = LambdaBackend.invoke
+    _ORIGINALS["rotate_secret"] = SecretsManagerBackend.rotate_secret
+    _ORIGINALS["check_versions"] = SecretsManagerBackend._check_with_existing_secrets_and_versions
+    _ORIGINALS["retry_time"] = vars(retrier_decl)["time"]
+    LambdaFunction.invoke = _invoke_real_handler  # type: ignore[method-assign,assignment]
+    LambdaBackend.invoke = _invoke_within_rotation  # type: ignore[method-assign]
+    SecretsManagerBackend.rotate_secret = _rotate_secret_as_aws  # type: ignore[method-assign]
+    SecretsManagerBackend._check_with_existing_secrets_and_versions = _refuse_rewriting_pending  # type: ignore[method-assign]
+    vars(retrier_decl)["time"] = _RetryClock()
+    return CORRECTIONS
+
+
+def configure_rotation(
+    backend: SecretsManagerBackend, secret_id: str, rotation_lambda_arn: str
+) -> None:
+    """AWS::SecretsManager::RotationSchedule: rotation switched on with a schedule. moto accepts
+    a ScheduleExpression and drops it (rotation shows disabled), and RotateSecret would rotate at
+    once; this only records the configuration, as a schedule does."""
+    secret = backend.secrets[secret_id]
+    assert isinstance(secret, FakeSecret)
+    secret.rotation_lambda_arn = rotation_lambda_arn
+    secret.rotation_enabled = True
+    secret.rotation_requested = True
+
+
+def begin_rotation(backend: SecretsManagerBackend, secret_id: str, token: str) -> None:
+    """What Secrets Manager does before it calls createSecret: an AWSPENDING version with no
+    value yet (no API makes one; RotateSecret would go on to call the rotation function)."""
+    secret = backend.secrets[secret_id]
+    assert isinstance(secret, FakeSecret)
+    secret.remove_version_stages_from_old_versions([PENDING])
+    secret.versions[token] = {
+        "createdate": int(time.time()),
+        "version_id": token,
+        "version_stages": [PENDING],
+    }
+
+
+def _invoke_real_handler(
+    self: LambdaFunction, body: str, _request_headers: Any, response_headers: Any
+) -> str | bytes:
+    """Lambda runs the function's code (moto without Docker cannot) and reports a handler error
+    as FunctionError "Unhandled" with errorType/errorMessage, so Retry/Catch can match it."""
+    if CORRECTIONS.dispatch is None:
+        raise RuntimeError("no local Lambda runtime is attached to moto")
+    payload = json.loads(body) if body else {}
+    response, error_type = CORRECTIONS.dispatch(self, payload)
+    if error_type is not None:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return response
+
+
+def _invoke_within_rotation(
+    self: LambdaBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> str | bytes | None:
+    rotation: _Rotation | None = getattr(CORRECTIONS.rotations, "current", None)
+    if rotation is not None:
+        body = rotation.event(body)
+    result: str | bytes | None = _ORIGINALS["backend_invoke"](
+        self, function_name, qualifier, body, headers, response_headers
+    )
+    if rotation is not None and response_headers.get("x-amz-function-error"):
+        raise _RotationStepFailedError(json.loads(body)["Step"])
+    return result
+
+
+@dataclass
+class _Rotation:
+    """One RotateSecret call as AWS makes it: the event names the secret by ARN and carries a
+    RotationToken (moto sends the name and no token)."""
+
+    arn: str
+    rotation_token: str = field(default_factory=lambda: f"{uuid.uuid4()}-{uuid.uuid4()}")
+    failed_step: str | None = None
+
+    def event(self, body: str) -> str:
+        event = json.loads(body)
+        event.update(SecretId=self.arn, RotationToken=self.rotation_token)
+        return json.dumps(event)
+
+
+def _rotate_secret_as_aws(
+    self: SecretsManagerBackend,
+    secret_id: str,
+    client_request_token: str | None = None,
+    rotation_lambda_arn: str | None = None,
+    rotation_rules: dict[str, Any] | None = None,
+    rotate_immediately: bool = True,
+) -> str:
+    """RotateSecret as AWS does it: refuses while another rotation's AWSPENDING is on a version that
+    is not AWSCURRENT (moto checks the opposite); treats AWSPENDING left on the current version as
+    finished; keeps the configured rotation function when none is given (moto forgets it); stops
+    at the first failing step and leaves AWSPENDING for the retry (moto goes on regardless)."""
+    secret = self.secrets.get(secret_id)
+    if isinstance(secret, FakeSecret):
+        for version_id, version in secret.versions.items():
+            stages = version["version_stages"]
+            if PENDING in stages and CURRENT not in stages:
+                raise InvalidRequestException(
+                    f"A previous rotation isn't complete. That rotation will be reattempted. "
+                    f"(version {version_id} holds AWSPENDING)"
+                )
+            if PENDING in stages:
+                stages.remove(PENDING)
+        rotation_lambda_arn = rotation_lambda_arn or secret.rotation_lambda_arn or None
+    rotation = _Rotation(arn=secret.arn if secret is not None else secret_id)
+    CORRECTIONS.rotations.current = rotation
+    try:
+        response: str = _ORIGINALS["rotate_secret"](
+            self,
+            secret_id,
+            client_request_token,
+            rotation_lambda_arn,
+            rotation_rules,
+            rotate_immediately,
+        )
+    except _RotationStepFailedError:
+        # AWS answers RotateSecret before the rotation runs, so the caller sees success; the
+        # failed step leaves AWSPENDING where it is and Secrets Manager retries later.
+        assert isinstance(secret, FakeSecret)
+        return secret.to_short_dict(version_id=client_request_token or None)
+    finally:
+        CORRECTIONS.rotations.current = None
+    return response
+
+
+def _refuse_rewriting_pending(
+    self: SecretsManagerBackend,
+    secret_name: str,
+    client_request_token: str | None,
+    secret_string: str | None,
+    secret_binary: str | None,
+    on_create: bool = False,
+) -> FakeSecret | None:
+    """PutSecretValue may fill the empty AWSPENDING version a rotation created, but not overwrite
+    one that holds a different value: AWS raises ResourceExistsException (moto overwrites)."""
+    secret = self.secrets.get(secret_name)
+    if isinstance(secret, FakeSecret) and client_request_token in secret.versions:
+        version = secret.versions[client_request_token]
+        if PENDING in version["version_stages"] and "secret_string" in version:
+            if version["secret_string"] == secret_string:
+                return secret
+            raise ResourceExistsException(
+                f"You can't use ClientRequestToken {client_request_token} because that value is "
+                f"already in use for a version of secret {secret.arn}."
+            )
+    result: FakeSecret | None = _ORIGINALS["check_versions"](
+        self, secret_name, client_request_token, secret_string, secret_binary, on_create
+    )
+    return result
+
+
+class _RetryClock:
+    """Stands in for the `time` module of moto's retrier, so tests record Retry waits instead of
+    sleeping them; the demo sleeps them for real."""
+
+    def sleep(self, seconds: float) -> None:
+        CORRECTIONS.retry_waits.append(seconds)
+        if CORRECTIONS.sleep_retries:
+            _ORIGINALS["retry_time"].sleep(seconds)

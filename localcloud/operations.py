@@ -1,0 +1,126 @@
+"""What a person does to the local cloud and reads back from it, for the demo, CLI and tests."""
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from localcloud.cloud import Deployment, LocalCloud
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    name: str
+    status: str
+    seconds: float
+    states: list[tuple[str, float]]
+    """(state name, seconds from entering to leaving it), in order."""
+    task_attempts: dict[str, int]
+    """Task state → how many times its Lambda was scheduled (1 means no retry)."""
+    transitions: int
+    history: list[dict[str, Any]]
+
+
+def version_stages(cloud: LocalCloud, secret_id: str) -> dict[str, list[str]]:
+    answer = cloud.client("secretsmanager").describe_secret(SecretId=secret_id)
+    return dict(answer.get("VersionIdsToStages", {}))
+
+
+def current_value(cloud: LocalCloud, secret_id: str) -> dict[str, Any]:
+    answer = cloud.client("secretsmanager").get_secret_value(
+        SecretId=secret_id, VersionStage="AWSCURRENT"
+    )
+    value: dict[str, Any] = json.loads(answer["SecretString"])
+    return value
+
+
+def mask(token: str) -> str:
+    return f"{token[:8]}…({len(token)} chars)" if token else "(empty)"
+
+
+def executions(cloud: LocalCloud, state_machine_arn: str) -> list[ExecutionSummary]:
+    sfn = cloud.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]
+    return [summarize(cloud, item["executionArn"]) for item in reversed(listed)]
+
+
+def summarize(cloud: LocalCloud, execution_arn: str) -> ExecutionSummary:
+    sfn = cloud.client("stepfunctions")
+    described = sfn.describe_execution(executionArn=execution_arn)
+    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    entered: dict[str, datetime] = {}
+    states: list[tuple[str, float]] = []
+    attempts: dict[str, int] = {}
+    current = ""
+    for event in history:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            current = event["stateEnteredEventDetails"]["name"]
+            entered[current] = event["timestamp"]
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            states.append((name, (event["timestamp"] - entered[name]).total_seconds()))
+        elif kind == "TaskScheduled":
+            attempts[current] = attempts.get(current, 0) + 1
+    stop = described.get("stopDate", described["startDate"])
+    return ExecutionSummary(
+        name=described["name"],
+        status=described["status"],
+        seconds=(stop - described["startDate"]).total_seconds(),
+        states=states,
+        task_attempts=attempts,
+        transitions=sum(1 for event in history if event["type"].endswith("StateEntered")),
+        history=history,
+    )
+
+
+def subscribe_queue(cloud: LocalCloud, topic_arn: str, name: str = "rotation-notices") -> str:
+    """An SQS queue on the failure topic, standing in for the e-mail inbox."""
+    sqs = cloud.client("sqs")
+    queue_url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    cloud.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return queue_url
+
+
+def drain_notices(cloud: LocalCloud, queue_url: str) -> list[dict[str, Any]]:
+    """Every notice waiting in the queue: SNS envelope fields Subject and Message (parsed)."""
+    sqs = cloud.client("sqs")
+    notices: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return notices
+        for message in messages:
+            envelope = json.loads(message["Body"])
+            notices.append(
+                {"Subject": envelope.get("Subject"), "Message": json.loads(envelope["Message"])}
+            )
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def rotate_on_schedule(cloud: LocalCloud, deployment: Deployment) -> list[ExecutionSummary]:
+    """RotateSecret as the schedule calls it; returns the executions it caused, oldest first."""
+    before = {e.name for e in executions(cloud, deployment.state_machine_arn)}
+    cloud.client("secretsmanager").rotate_secret(SecretId=deployment.token_secret_arn)
+    return [e for e in executions(cloud, deployment.state_machine_arn) if e.name not in before]
+
+
+def start_manual(
+    cloud: LocalCloud, deployment: Deployment, execution_input: dict[str, Any] | None = None
+) -> ExecutionSummary:
+    """A console run: input {"SecretId": ...} runs the whole chain; waits for the end."""
+    sfn = cloud.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=deployment.state_machine_arn,
+        name=f"manual-{time.time_ns()}",
+        input=json.dumps(execution_input or {"SecretId": deployment.token_secret_arn}),
+    )["executionArn"]
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        time.sleep(0.05)
+    return summarize(cloud, arn)

@@ -1,0 +1,364 @@
+"""How Secrets Manager failures become rotation errors: throttling and outages are transient,
+missing secrets and refusals are permanent. Real botocore exceptions and real HTTP, no mocks."""
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from mypy_boto3_secretsmanager import SecretsManagerClient
+
+from rotation_core.errors import (
+    AwsAccessError,
+    AwsUnavailableError,
+    RotationError,
+    SecretNotFoundError,
+)
+from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.secrets import SecretsGateway, _client_failure, _transport_failure
+from tests.support import REGION, TOKEN_SECRET, begin_rotation
+
+SUBJECT = "secret 'google/access-token'"
+VERSION = "5f0d1c2b-3a4e-4f60-9b8a-7c6d5e4f3a21"
+NO_RETRIES = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=2)
+
+
+def client_error(code: str, status: int | None, message: str = "details") -> ClientError:
+    response: dict[str, Any] = {"Error": {"Code": code, "Message": message}}
+    if status is not None:
+        response["ResponseMetadata"] = {"HTTPStatusCode": status}
+    return ClientError(response, "GetSecretValue")  # type: ignore[arg-type]
+
+
+# --- _client_failure -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ThrottlingException", 400),
+        ("TooManyRequestsException", 429),
+        ("RequestLimitExceeded", 400),
+        ("InternalServiceError", 500),
+        ("InternalFailure", 500),
+        ("ServiceUnavailable", 503),
+        ("ThrottlingException", None),
+        ("SomethingNew", 500),
+        ("", 502),
+        ("AccessDeniedException", 503),
+    ],
+    ids=[
+        "throttling",
+        "too-many-requests",
+        "request-limit",
+        "internal-service-error",
+        "internal-failure",
+        "service-unavailable",
+        "throttling-without-metadata",
+        "unknown-500",
+        "bare-502",
+        "any-code-on-5xx",
+    ],
+)
+def test_throttling_and_5xx_are_transient(code: str, status: int | None) -> None:
+    failure = _client_failure(client_error(code, status), SUBJECT)
+
+    assert isinstance(failure, AwsUnavailableError)
+    assert failure.transient
+    assert "try again later" in str(failure)
+
+
+def test_resource_not_found_is_a_missing_secret_naming_the_subject() -> None:
+    error = client_error("ResourceNotFoundException", 400, "Secrets Manager can't find it.")
+    failure = _client_failure(error, SUBJECT)
+
+    assert isinstance(failure, SecretNotFoundError)
+    assert not failure.transient
+    assert str(failure).startswith(f"{SUBJECT} was not found")
+    assert "can't find it" in str(failure)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidRequestException",
+        "InvalidParameterException",
+        "DecryptionFailure",
+        "ResourceExistsException",
+    ],
+)
+def test_refusals_are_permanent_access_errors(code: str) -> None:
+    failure = _client_failure(client_error(code, 400, "not allowed here"), SUBJECT)
+
+    assert isinstance(failure, AwsAccessError)
+    assert not failure.transient
+    assert (
+        str(failure) == f"Secrets Manager refused the call on {SUBJECT}: {code}: not allowed here"
+    )
+
+
+def test_error_response_without_error_details_is_still_mapped() -> None:
+    failure = _client_failure(ClientError({}, "DescribeSecret"), SUBJECT)
+    assert isinstance(failure, AwsAccessError)
+
+
+# --- _transport_failure --------------------------------------------------------------------------
+
+ENDPOINT = "https://secretsmanager.us-east-1.amazonaws.com/"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url=ENDPOINT),
+        ConnectTimeoutError(endpoint_url=ENDPOINT),
+        ReadTimeoutError(endpoint_url=ENDPOINT),
+        ConnectionClosedError(endpoint_url=ENDPOINT),
+        ResponseStreamingError(error="reset by peer"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_transport_failures_are_transient(error: BotoCoreError) -> None:
+    failure = _transport_failure(error)
+
+    assert isinstance(failure, AwsUnavailableError)
+    assert f"could not be reached ({type(error).__name__})" in str(failure)
+    assert ENDPOINT not in str(failure)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [NoCredentialsError(), ParamValidationError(report="Invalid length for parameter SecretId")],
+    ids=lambda error: type(error).__name__,
+)
+def test_other_botocore_failures_are_permanent(error: BotoCoreError) -> None:
+    failure = _transport_failure(error)
+
+    assert isinstance(failure, AwsAccessError)
+    assert str(failure) == f"the Secrets Manager call failed: {type(error).__name__}"
+
+
+# --- the gateway against real HTTP answers -------------------------------------------------------
+
+
+class _FailingSecretsManager(ThreadingHTTPServer):
+    """Answers every call with one fixed AWS JSON-protocol error, as an overloaded region would."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FailingHandler)
+        self.status = 400
+        self.body = b""
+
+    def answer(self, status: int, error_type: str, message: str = "Rate exceeded") -> None:
+        self.status = status
+        self.body = json.dumps({"__type": error_type, "message": message}).encode()
+
+
+class _FailingHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        server = self.server
+        assert isinstance(server, _FailingSecretsManager)
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(server.status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(server.body)))
+        self.end_headers()
+        self.wfile.write(server.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def failing_aws() -> Iterator[_FailingSecretsManager]:
+    server = _FailingSecretsManager()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def gateway_at(endpoint_url: str) -> SecretsGateway:
+    client: SecretsManagerClient = boto3.client(
+        "secretsmanager",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=NO_RETRIES,
+    )
+    return SecretsGateway(client)
+
+
+def every_call(gateway: SecretsGateway) -> dict[str, Any]:
+    return {
+        "describe": lambda: gateway.describe(TOKEN_SECRET),
+        "read_current": lambda: gateway.read_current(TOKEN_SECRET),
+        "read_pending": lambda: gateway.read_pending(TOKEN_SECRET, VERSION),
+        "put_pending": lambda: gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None),
+        "promote": lambda: gateway.promote(TOKEN_SECRET, VERSION, None),
+    }
+
+
+CALLS = ["describe", "read_current", "read_pending", "put_pending", "promote"]
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize(
+    ("status", "error_type", "expected"),
+    [
+        (400, "ThrottlingException", AwsUnavailableError),
+        (400, "com.amazonaws.secretsmanager#ThrottlingException", AwsUnavailableError),
+        (500, "InternalServiceError", AwsUnavailableError),
+        (400, "AccessDeniedException", AwsAccessError),
+        (400, "DecryptionFailure", AwsAccessError),
+    ],
+    ids=["throttled", "throttled-namespaced", "internal-error", "access-denied", "kms-refused"],
+)
+def test_every_gateway_call_maps_real_error_answers(
+    failing_aws: _FailingSecretsManager,
+    call: str,
+    status: int,
+    error_type: str,
+    expected: type[RotationError],
+) -> None:
+    failing_aws.answer(status, error_type)
+    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+
+    with pytest.raises(expected) as raised:
+        every_call(gateway)[call]()
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_unknown_error_on_a_5xx_without_json_is_transient(
+    failing_aws: _FailingSecretsManager,
+) -> None:
+    failing_aws.status = 503
+    failing_aws.body = b"<html>Service Unavailable</html>"
+    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+
+    with pytest.raises(AwsUnavailableError):
+        gateway.describe(TOKEN_SECRET)
+
+
+def test_a_concurrent_writers_version_makes_put_pending_report_false(
+    failing_aws: _FailingSecretsManager,
+) -> None:
+    """Real Secrets Manager refuses a different value under an existing version id (moto does
+    not): createSecret then keeps the other writer's token."""
+    failing_aws.answer(
+        400, "ResourceExistsException", "A resource with the ID you requested exists"
+    )
+    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+
+    assert gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None) is False
+
+
+def test_read_pending_of_a_version_without_the_label_is_none(
+    failing_aws: _FailingSecretsManager,
+) -> None:
+    failing_aws.answer(400, "ResourceNotFoundException", "Secrets Manager can't find it")
+    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+
+    assert gateway.read_pending(TOKEN_SECRET, VERSION) is None
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_unreachable_secrets_manager_is_transient(closed_port: int, call: str) -> None:
+    gateway = gateway_at(f"http://127.0.0.1:{closed_port}")
+
+    with pytest.raises(AwsUnavailableError, match=r"could not be reached \(EndpointConnection"):
+        every_call(gateway)[call]()
+
+
+# --- the gateway against moto --------------------------------------------------------------------
+
+
+def test_read_pending_of_an_absent_version_is_none(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    assert SecretsGateway(secretsmanager).read_pending(token_secret_arn, VERSION) is None
+
+
+def test_promote_without_naming_the_current_version_is_an_access_error(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    gateway = SecretsGateway(secretsmanager)
+    gateway.put_pending(token_secret_arn, VERSION, "{}", None)
+
+    with pytest.raises(AwsAccessError, match="InvalidParameterException"):
+        gateway.promote(token_secret_arn, VERSION, None)
+
+
+def test_rotation_token_refused_by_botocore_validation_is_permanent(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    with pytest.raises(AwsAccessError, match="ParamValidationError"):
+        SecretsGateway(secretsmanager).put_pending(token_secret_arn, VERSION, "{}", "short")
+
+
+def test_describe_of_a_missing_secret_names_it(secretsmanager: SecretsManagerClient) -> None:
+    with pytest.raises(SecretNotFoundError, match="secret 'google/absent' was not found"):
+        SecretsGateway(secretsmanager).describe("google/absent")
+
+
+def test_key_secret_holding_binary_data_is_a_clear_error(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    secretsmanager.create_secret(Name="google/binary-key", SecretBinary=b"\x30\x82\x04\xa4")
+    secretsmanager.tag_resource(
+        SecretId=token_secret_arn,
+        Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/binary-key"}],
+    )
+    token = begin_rotation(secretsmanager, token_secret_arn)
+
+    with pytest.raises(SecretNotFoundError) as raised:
+        rotation.create_secret(RotationRequest(token_secret_arn, token))
+    assert str(raised.value) == (
+        "secret 'google/binary-key' holds binary data; store the value as a secret string"
+    )
+
+
+def test_missing_key_secret_is_a_clear_error_naming_it(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    secretsmanager.tag_resource(
+        SecretId=token_secret_arn,
+        Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/deleted-key"}],
+    )
+    token = begin_rotation(secretsmanager, token_secret_arn)
+
+    with pytest.raises(SecretNotFoundError, match="secret 'google/deleted-key' was not found"):
+        rotation.create_secret(RotationRequest(token_secret_arn, token))
+    assert "AWSPENDING" in secretsmanager.describe_secret(SecretId=token_secret_arn)[
+        "VersionIdsToStages"
+    ].get(token, [])

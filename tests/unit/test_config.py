@@ -1,0 +1,313 @@
+"""Per-secret settings (tags over environment) and the Google endpoints (environment only)."""
+
+import pytest
+
+from rotation_core.config import (
+    CREDENTIAL_SOURCE,
+    DEFAULT_MIN_REMAINING_SECONDS,
+    EXPECTED_SERVICE_ACCOUNT,
+    KEY_SECRET_ID,
+    MAX_TOKEN_LIFETIME_SECONDS,
+    MIN_REMAINING_SECONDS,
+    SCOPES,
+    SERVICE_ACCOUNT_KEY_SOURCE,
+    GoogleEndpoints,
+    RotationSettings,
+    Setting,
+)
+from rotation_core.errors import ConfigurationError
+
+CALENDAR = "https://www.googleapis.com/auth/calendar.readonly"
+DRIVE = "https://www.googleapis.com/auth/drive.readonly"
+ACCOUNT = "rotator@demo-project.iam.gserviceaccount.com"
+ENVIRONMENT = {"GOOGLE_SCOPES": CALENDAR, "SERVICE_ACCOUNT_KEY_SECRET_ID": "google/key"}
+
+
+def resolve(tags: dict[str, str], environment: dict[str, str] | None = None) -> RotationSettings:
+    return RotationSettings.resolve(tags, ENVIRONMENT if environment is None else environment)
+
+
+def assert_names_setting(error: ConfigurationError, setting: Setting) -> None:
+    """Every configuration error says where the value comes from and what is expected."""
+    message = str(error)
+    assert repr(setting.tag) in message
+    assert repr(setting.variable) in message
+    assert setting.expected in message
+
+
+# --- RotationSettings.resolve -------------------------------------------------------------------
+
+
+def test_environment_alone_gives_the_defaults() -> None:
+    settings = resolve({})
+
+    assert settings == RotationSettings(
+        scopes=(CALENDAR,),
+        credential_source=SERVICE_ACCOUNT_KEY_SOURCE,
+        key_secret_id="google/key",
+        expected_service_account=None,
+        min_remaining_seconds=DEFAULT_MIN_REMAINING_SECONDS,
+    )
+
+
+def test_tags_override_the_environment() -> None:
+    environment = {
+        **ENVIRONMENT,
+        "EXPECTED_SERVICE_ACCOUNT": "env@demo-project.iam.gserviceaccount.com",
+        "MIN_REMAINING_SECONDS": "600",
+        "CREDENTIAL_SOURCE": "no-such-source",  # the tag wins, so this is never read
+    }
+    tags = {
+        SCOPES.tag: DRIVE,
+        KEY_SECRET_ID.tag: "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-key",
+        EXPECTED_SERVICE_ACCOUNT.tag: ACCOUNT,
+        MIN_REMAINING_SECONDS.tag: "1800",
+        CREDENTIAL_SOURCE.tag: SERVICE_ACCOUNT_KEY_SOURCE,
+    }
+
+    settings = resolve(tags, environment)
+
+    assert settings.scopes == (DRIVE,)
+    assert settings.key_secret_id.endswith(":secret:other-key")
+    assert settings.expected_service_account == ACCOUNT
+    assert settings.min_remaining_seconds == 1800
+    assert settings.credential_source == SERVICE_ACCOUNT_KEY_SOURCE
+
+
+def test_tags_of_other_tools_are_ignored() -> None:
+    tags = {"scopes": DRIVE, "Name": "token", "token-rotation:unknown": "x"}
+    assert resolve(tags).scopes == (CALENDAR,)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (f"{CALENDAR} {DRIVE}", (CALENDAR, DRIVE)),
+        (f"{CALENDAR},{DRIVE}", (CALENDAR, DRIVE)),
+        (f" {CALENDAR} ,\t{DRIVE},\n", (CALENDAR, DRIVE)),
+        (f"{DRIVE} {CALENDAR} {DRIVE},{CALENDAR}", (DRIVE, CALENDAR)),
+        ("openid email", ("openid", "email")),
+    ],
+    ids=["spaces", "commas", "mixed-separators", "duplicates-keep-first-order", "short-scopes"],
+)
+def test_scopes_split_on_spaces_and_commas_and_are_deduplicated(
+    raw: str, expected: tuple[str, ...]
+) -> None:
+    assert resolve({SCOPES.tag: raw}).scopes == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [",", " , ,", "https://www.googleapis.com/auth/caf\u00e9", "scope\x00nul"],
+    ids=["only-comma", "only-separators", "non-ascii", "control-character"],
+)
+def test_garbage_scopes_are_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting") as raised:
+        resolve({SCOPES.tag: raw})
+    assert_names_setting(raised.value, SCOPES)
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\u2003"], ids=["empty", "blank", "em-space"])
+def test_missing_scopes_are_a_configuration_error(raw: str) -> None:
+    environment = {**ENVIRONMENT, "GOOGLE_SCOPES": raw}
+    with pytest.raises(ConfigurationError, match="missing setting") as raised:
+        resolve({}, environment)
+    assert_names_setting(raised.value, SCOPES)
+
+
+def test_missing_key_secret_id_is_a_configuration_error() -> None:
+    environment = {"GOOGLE_SCOPES": CALENDAR}
+    with pytest.raises(ConfigurationError, match="missing setting") as raised:
+        resolve({}, environment)
+    assert_names_setting(raised.value, KEY_SECRET_ID)
+
+
+def test_key_secret_id_is_trimmed() -> None:
+    assert resolve({KEY_SECRET_ID.tag: "  google/key-2 \n"}).key_secret_id == "google/key-2"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0", 0),
+        ("60", 60),
+        (" 1800 ", 1800),
+        ("00900", 900),
+        (str(MAX_TOKEN_LIFETIME_SECONDS), MAX_TOKEN_LIFETIME_SECONDS),
+    ],
+)
+def test_min_remaining_seconds_accepts_whole_seconds_in_range(raw: str, expected: int) -> None:
+    assert resolve({MIN_REMAINING_SECONDS.tag: raw}).min_remaining_seconds == expected
+
+
+def test_min_remaining_seconds_comes_from_the_environment_without_a_tag() -> None:
+    environment = {**ENVIRONMENT, "MIN_REMAINING_SECONDS": "1200"}
+    assert resolve({}, environment).min_remaining_seconds == 1200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ten",
+        "15m",
+        "1.5",
+        "1e3",
+        "-1",
+        "+5",
+        "0x10",
+        str(MAX_TOKEN_LIFETIME_SECONDS + 1),
+        "99999999999999999999",
+    ],
+    ids=[
+        "word",
+        "unit-suffix",
+        "fraction",
+        "exponent",
+        "negative",
+        "plus-sign",
+        "hex",
+        "above-max-lifetime",
+        "huge",
+    ],
+)
+def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting") as raised:
+        resolve({MIN_REMAINING_SECONDS.tag: raw})
+    assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
+    assert repr(raw) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "raw", ["\u00b2", "1\u00b2"], ids=["superscript-two", "trailing-superscript"]
+)
+def test_non_ascii_digits_in_min_remaining_seconds_are_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting") as raised:
+        resolve({MIN_REMAINING_SECONDS.tag: raw})
+    assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
+
+
+def test_empty_tag_does_not_silently_replace_the_environment_default() -> None:
+    environment = {**ENVIRONMENT, "MIN_REMAINING_SECONDS": "1800"}
+    minimum = resolve({MIN_REMAINING_SECONDS.tag: ""}, environment).min_remaining_seconds
+    assert minimum == 1800
+
+
+@pytest.mark.parametrize("raw", ["workload-identity", "SERVICE-ACCOUNT-KEY", "impersonation"])
+def test_unknown_credential_source_is_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting") as raised:
+        resolve({CREDENTIAL_SOURCE.tag: raw})
+    assert_names_setting(raised.value, CREDENTIAL_SOURCE)
+    assert SERVICE_ACCOUNT_KEY_SOURCE in str(raised.value)
+
+
+def test_credential_source_from_the_environment_is_checked_too() -> None:
+    environment = {**ENVIRONMENT, "CREDENTIAL_SOURCE": "nope"}
+    with pytest.raises(ConfigurationError, match="'nope'") as raised:
+        resolve({}, environment)
+    assert_names_setting(raised.value, CREDENTIAL_SOURCE)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "rotator",
+        "rotator@",
+        "@demo-project.iam.gserviceaccount.com",
+        "rotator@localhost",
+        "a@b@c.com",
+        "rotator @demo.com",
+    ],
+)
+def test_bad_service_account_email_is_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting") as raised:
+        resolve({EXPECTED_SERVICE_ACCOUNT.tag: raw})
+    assert_names_setting(raised.value, EXPECTED_SERVICE_ACCOUNT)
+
+
+def test_service_account_email_from_the_environment() -> None:
+    environment = {**ENVIRONMENT, "EXPECTED_SERVICE_ACCOUNT": f" {ACCOUNT} "}
+    assert resolve({}, environment).expected_service_account == ACCOUNT
+
+
+# --- GoogleEndpoints.from_environment -----------------------------------------------------------
+
+
+def test_endpoint_defaults_are_googles_real_urls() -> None:
+    endpoints = GoogleEndpoints.from_environment({})
+
+    assert endpoints == GoogleEndpoints(
+        token_url="https://oauth2.googleapis.com/token",
+        tokeninfo_url="https://oauth2.googleapis.com/tokeninfo",
+        timeout_seconds=10.0,
+    )
+
+
+def test_blank_endpoint_variables_fall_back_to_the_defaults() -> None:
+    endpoints = GoogleEndpoints.from_environment(
+        {"GOOGLE_TOKEN_URL": " ", "GOOGLE_TOKENINFO_URL": ""}
+    )
+    assert endpoints.token_url == "https://oauth2.googleapis.com/token"
+    assert endpoints.tokeninfo_url == "https://oauth2.googleapis.com/tokeninfo"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://oauth2.example.test/token",
+        "http://127.0.0.1:8080/token",
+        "http://localhost:9000/token",
+        "http://LOCALHOST/token",
+    ],
+)
+def test_https_anywhere_and_http_only_on_the_local_host_are_accepted(url: str) -> None:
+    endpoints = GoogleEndpoints.from_environment(
+        {"GOOGLE_TOKEN_URL": url, "GOOGLE_TOKENINFO_URL": url}
+    )
+    assert endpoints.token_url == url
+    assert endpoints.tokeninfo_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://oauth2.googleapis.com/token",
+        "http://127.0.0.1.evil.example/token",
+        "http://localhost.evil.example/token",
+        "http://localhost@evil.example/token",
+        "http://10.0.0.5/token",
+        "http://[::1]/token",
+        "ftp://127.0.0.1/token",
+        "https://",
+        "oauth2.googleapis.com/token",
+        "file:///etc/passwd",
+    ],
+)
+@pytest.mark.parametrize("variable", ["GOOGLE_TOKEN_URL", "GOOGLE_TOKENINFO_URL"])
+def test_plain_http_elsewhere_and_other_schemes_are_refused(url: str, variable: str) -> None:
+    with pytest.raises(ConfigurationError, match="must be an https:// URL") as raised:
+        GoogleEndpoints.from_environment({variable: url})
+    assert repr(variable) in str(raised.value)
+    assert "127.0.0.1 or localhost" in str(raised.value)
+
+
+def test_unparseable_endpoint_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="GOOGLE_TOKEN_URL"):
+        GoogleEndpoints.from_environment(
+            {"GOOGLE_TOKEN_URL": "https://[oauth2.googleapis.com/token"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0.5", 0.5), ("60", 60.0), (" 5 ", 5.0), ("0.001", 0.001)]
+)
+def test_timeout_within_bounds_is_accepted(raw: str, expected: float) -> None:
+    endpoints = GoogleEndpoints.from_environment({"GOOGLE_HTTP_TIMEOUT_SECONDS": raw})
+    assert endpoints.timeout_seconds == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "60.5", "3600", "nan", "inf", "ten", "", "10s"])
+def test_timeout_out_of_bounds_or_not_a_number_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="'GOOGLE_HTTP_TIMEOUT_SECONDS'") as raised:
+        GoogleEndpoints.from_environment({"GOOGLE_HTTP_TIMEOUT_SECONDS": raw})
+    assert "above 0 and at most 60" in str(raised.value)
+    assert repr(raw) in str(raised.value)
