@@ -1,11 +1,9 @@
 """Shared fixtures: moto over real HTTP for AWS, the Google emulator, and a guard that scans every
 log record of every test for tokens and private keys."""
 
-import io
 import json
 import logging
 import os
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -15,12 +13,13 @@ import urllib3
 from moto.server import ThreadedMotoServer
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud import fidelity
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from rotation_core.config import GoogleEndpoints
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.secrets import SecretsGateway
-from tests.support import KEY_SECRET, REGION, ROTATION_FUNCTIONS, SCOPE, TOKEN_SECRET
+from tests.support import KEY_SECRET, REGION, SCOPE, TOKEN_SECRET
 
 
 class _RecordCollector(logging.Handler):
@@ -105,32 +104,17 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _aws_fidelity() -> None:
+    """The whole suite runs against moto corrected to behave as AWS does (localcloud.fidelity)."""
+    fidelity.apply()
+
+
 @pytest.fixture
 def secretsmanager(moto_endpoint: str) -> SecretsManagerClient:
     """A fresh, empty moto account for every test."""
-    http = urllib3.PoolManager()
-    http.request("POST", f"{moto_endpoint}/moto-api/reset")
-    # moto's Lambda then answers invokes without running code: the placeholder rotation
-    # function below only lets moto's own RotateSecret create the empty AWSPENDING version.
-    http.request("POST", f"{moto_endpoint}/moto-api/config", json={"lambda": {"use_docker": False}})
+    urllib3.PoolManager().request("POST", f"{moto_endpoint}/moto-api/reset")
     return boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint)
-
-
-@pytest.fixture
-def placeholder_rotation_function(moto_endpoint: str, secretsmanager: SecretsManagerClient) -> str:
-    role = boto3.client("iam", endpoint_url=moto_endpoint).create_role(
-        RoleName="rotation", AssumeRolePolicyDocument="{}"
-    )["Role"]["Arn"]
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("placeholder.py", "def handler(event, context):\n    return None\n")
-    return boto3.client("lambda", endpoint_url=moto_endpoint).create_function(
-        FunctionName="placeholder-rotation",
-        Runtime="python3.12",
-        Role=role,
-        Handler="placeholder.handler",
-        Code={"ZipFile": archive.getvalue()},
-    )["FunctionArn"]
 
 
 @pytest.fixture(scope="session")
@@ -174,18 +158,13 @@ def rotation(secretsmanager: SecretsManagerClient, environment: dict[str, str]) 
 
 @pytest.fixture
 def token_secret_arn(
-    request: pytest.FixtureRequest,
-    secretsmanager: SecretsManagerClient,
-    service_account: ServiceAccountKey,
+    secretsmanager: SecretsManagerClient, service_account: ServiceAccountKey
 ) -> str:
     """The key secret holding a key file as downloaded, and the token secret as first deployed."""
-    rotation_function: str = request.getfixturevalue("placeholder_rotation_function")
     secretsmanager.create_secret(
         Name=KEY_SECRET,
         SecretString=json.dumps(service_account.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
     )
-    arn = secretsmanager.create_secret(
+    return secretsmanager.create_secret(
         Name=TOKEN_SECRET, SecretString=json.dumps({"GOOGLE_ACCESS_TOKEN": ""})
     )["ARN"]
-    ROTATION_FUNCTIONS[arn] = rotation_function
-    return arn

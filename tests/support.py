@@ -2,29 +2,27 @@
 
 import uuid
 
+from moto.backends import get_backend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud import fidelity
 from localcloud.google_emulator import GoogleEmulator
 
 REGION = "us-east-1"
 SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
 KEY_SECRET = "google/service-account-key"
 TOKEN_SECRET = "google/access-token"
-ROTATION_FUNCTIONS: dict[str, str] = {}
-"""Token secret ARN → the placeholder rotation function moto invokes for it."""
+ACCOUNT_ID = "123456789012"
+ROTATION_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:rotation-entry"
 
 
-def begin_rotation(secretsmanager: SecretsManagerClient, secret_id: str) -> str:
-    """Secrets Manager's own start of a rotation: rotation enabled and an empty AWSPENDING version.
-    The placeholder function moto then invokes does nothing, so the steps are ours to run."""
+def begin_rotation(secret_id: str) -> str:
+    """Secrets Manager's own start of a rotation: rotation enabled and an empty AWSPENDING version;
+    the steps are then the test's to run (moto runs in this process, so its backend is at hand)."""
+    backend = get_backend("secretsmanager")[ACCOUNT_ID][REGION]
     token = str(uuid.uuid4())
-    arn = secretsmanager.describe_secret(SecretId=secret_id)["ARN"]
-    secretsmanager.rotate_secret(
-        SecretId=secret_id,
-        ClientRequestToken=token,
-        RotationLambdaARN=ROTATION_FUNCTIONS[arn],
-        RotationRules={"AutomaticallyAfterDays": 1},
-    )
+    fidelity.configure_rotation(backend, secret_id, ROTATION_FUNCTION)
+    fidelity.begin_rotation(backend, secret_id, token)
     return token
 
 

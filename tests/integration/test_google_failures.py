@@ -32,7 +32,7 @@ KeyFile = dict[str, str]
 
 
 def create(rotation: Rotation, secretsmanager: SecretsManagerClient, arn: str) -> str:
-    token = begin_rotation(secretsmanager, arn)
+    token = begin_rotation(arn)
     rotation.create_secret(RotationRequest(arn, token))
     return token
 
@@ -44,7 +44,7 @@ def test_google_503_once_is_absorbed_by_google_auth_retry(
     google: GoogleEmulator,
 ) -> None:
     google.fail_next("/token", status=503)
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     assert rotation.create_secret(RotationRequest(token_secret_arn, token)).action == "created"
     assert [r.status for r in google.requests if r.path == "/token"] == [503, 200]
@@ -77,7 +77,7 @@ def test_token_endpoint_failures_map_to_error_types(
     failure: dict[str, object],
     expected: type[RotationError],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     google.fail_next("/token", **failure)  # type: ignore[arg-type]
 
     with pytest.raises(expected):
@@ -104,7 +104,7 @@ def test_revoked_key_gives_invalid_grant(
     service_account: ServiceAccountKey,
 ) -> None:
     google.revoke_key(service_account.private_key_id)
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(GoogleGrantRejectedError, match="invalid_grant"):
         rotation.create_secret(RotationRequest(token_secret_arn, token))
@@ -207,7 +207,7 @@ def test_malformed_key_is_a_clear_permanent_error_that_never_echoes_the_key(
     key_file = service_account.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)
     damage(key_file)
     _store_key(secretsmanager, json.dumps(key_file))
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(InvalidServiceAccountKeyError, match=message) as raised:
         rotation.create_secret(RotationRequest(token_secret_arn, token))
@@ -237,7 +237,7 @@ def test_key_secret_that_is_not_a_key_file_object_is_refused(
 ) -> None:
     key_file = service_account.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)
     _store_key(secretsmanager, encode(json.dumps(key_file)))
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(InvalidServiceAccountKeyError, match=message) as raised:
         rotation.create_secret(RotationRequest(token_secret_arn, token))
@@ -330,7 +330,7 @@ def test_test_secret_rejects_a_token_issued_to_another_client(
     google: GoogleEmulator,
     service_account: ServiceAccountKey,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     other = google.create_service_account("intruder@demo-project.iam.gserviceaccount.com")
     forged = TokenSecretValue(_mint_directly(google, other), _metadata(service_account))
     _write_pending(secretsmanager, token, forged)
@@ -345,7 +345,7 @@ def test_test_secret_rejects_a_token_google_does_not_know(
     token_secret_arn: str,
     service_account: ServiceAccountKey,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     unknown = TokenSecretValue("ya29.never-issued-by-google", _metadata(service_account))
     _write_pending(secretsmanager, token, unknown)
 

@@ -43,7 +43,7 @@ def test_full_rotation_promotes_a_token_google_accepts(
     google: GoogleEmulator,
     service_account: ServiceAccountKey,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     actions = run_all(rotation, RotationRequest(token_secret_arn, token))
 
     assert actions == ["created", "checked", "verified", "promoted"]
@@ -59,7 +59,7 @@ def test_full_rotation_promotes_a_token_google_accepts(
 def test_create_secret_stores_the_schema_applications_read(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     rotation.create_secret(
         RotationRequest(
             token_secret_arn, token, rotation_token="b1e2c3d4-rotation-token-from-secrets-manager"
@@ -91,7 +91,7 @@ def test_step_outputs_carry_metadata_but_never_the_token(
     token_secret_arn: str,
     google: GoogleEmulator,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     payloads = [
         rotation.run(step, RotationRequest(TOKEN_SECRET, token)).as_payload() for step in Step
     ]
@@ -112,7 +112,7 @@ def test_secret_may_be_named_by_name_or_arn(
     secret_id_kind: str,
 ) -> None:
     secret_id = TOKEN_SECRET if secret_id_kind == "name" else token_secret_arn
-    token = begin_rotation(secretsmanager, secret_id)
+    token = begin_rotation(secret_id)
     assert run_all(rotation, RotationRequest(secret_id, token))[-1] == "promoted"
 
 
@@ -122,7 +122,7 @@ def test_every_step_run_twice_ends_in_the_same_state(
     token_secret_arn: str,
     google: GoogleEmulator,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     request = RotationRequest(token_secret_arn, token)
     actions = []
     for step in Step:
@@ -147,7 +147,7 @@ def test_create_secret_retried_after_its_write_mints_nothing_more(
     token_secret_arn: str,
     google: GoogleEmulator,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     first = rotation.create_secret(RotationRequest(token_secret_arn, token))
     versions_after_first = stages(secretsmanager, TOKEN_SECRET)
     token_requests = sum(r.path == "/token" for r in google.requests)
@@ -160,10 +160,24 @@ def test_create_secret_retried_after_its_write_mints_nothing_more(
     assert stages(secretsmanager, TOKEN_SECRET) == versions_after_first
 
 
+def test_create_secret_keeps_the_value_a_concurrent_attempt_wrote_first(
+    rotation: Rotation,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+) -> None:
+    token = begin_rotation(token_secret_arn)
+    winner = rotation.create_secret(RotationRequest(token_secret_arn, token))
+    # A second attempt that read "no value yet" before the winner wrote now tries to store its
+    # own token: Secrets Manager refuses, and the gateway reports the conflict.
+    assert not rotation._secrets.put_pending(token_secret_arn, token, '{"other": 1}', None)
+    assert pending_value(secretsmanager, token).metadata == winner.metadata
+
+
 def test_already_current_version_is_a_no_op_for_every_step(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     run_all(rotation, RotationRequest(token_secret_arn, token))
     before = stages(secretsmanager, TOKEN_SECRET)
 
@@ -175,7 +189,7 @@ def test_already_current_version_is_a_no_op_for_every_step(
 def test_unknown_token_is_refused(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str, step: Step
 ) -> None:
-    begin_rotation(secretsmanager, token_secret_arn)
+    begin_rotation(token_secret_arn)
     with pytest.raises(UnknownRotationTokenError, match="has no stage for rotation"):
         rotation.run(step, RotationRequest(token_secret_arn, str(uuid.uuid4())))
 
@@ -184,9 +198,9 @@ def test_unknown_token_is_refused(
 def test_token_without_awspending_is_refused(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str, step: Step
 ) -> None:
-    first = begin_rotation(secretsmanager, token_secret_arn)
+    first = begin_rotation(token_secret_arn)
     rotation.create_secret(RotationRequest(token_secret_arn, first))
-    begin_rotation(secretsmanager, token_secret_arn)  # moves AWSPENDING to a newer version
+    begin_rotation(token_secret_arn)  # moves AWSPENDING to a newer version
 
     with pytest.raises(NotPendingVersionError, match="is not AWSPENDING"):
         rotation.run(step, RotationRequest(token_secret_arn, first))
@@ -196,7 +210,7 @@ def test_token_without_awspending_is_refused(
 def test_rotation_disabled_is_refused_when_secrets_manager_drives(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str, step: Step
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     secretsmanager.cancel_rotate_secret(SecretId=token_secret_arn)
     secretsmanager.update_secret_version_stage(
         SecretId=token_secret_arn, VersionStage="AWSPENDING", MoveToVersionId=token
@@ -230,7 +244,7 @@ def test_manual_rotation_is_refused_while_another_rotation_is_pending(
     token_secret_arn: str,
     google: GoogleEmulator,
 ) -> None:
-    scheduled = begin_rotation(secretsmanager, token_secret_arn)
+    scheduled = begin_rotation(token_secret_arn)
 
     with pytest.raises(RotationInProgressError, match=f"version {scheduled} holds AWSPENDING"):
         rotation.create_secret(RotationRequest(token_secret_arn, str(uuid.uuid4()), manual=True))
@@ -240,7 +254,7 @@ def test_manual_rotation_is_refused_while_another_rotation_is_pending(
 def test_manual_rotation_after_a_finished_one_is_allowed(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
-    scheduled = begin_rotation(secretsmanager, token_secret_arn)
+    scheduled = begin_rotation(token_secret_arn)
     run_all(rotation, RotationRequest(token_secret_arn, scheduled))  # AWSPENDING stays on current
 
     manual = RotationRequest(token_secret_arn, str(uuid.uuid4()), manual=True)

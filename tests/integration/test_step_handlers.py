@@ -113,7 +113,7 @@ def test_full_rotation_through_the_four_handlers_promotes_the_token(
     google: GoogleEmulator,
     service_account: ServiceAccountKey,
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     event = step_event(token_secret_arn, token, RotationToken=str(uuid.uuid4()))
 
     outputs = [invoke(step, event) for step in HANDLERS]
@@ -158,7 +158,7 @@ def test_outputs_and_logs_never_hold_an_issued_token(
     google: GoogleEmulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     event = step_event(TOKEN_SECRET, token)
 
     outputs = [invoke(step, event) for step in HANDLERS]
@@ -178,7 +178,7 @@ def test_each_step_logs_its_identity_and_outcome_as_json(
     token_secret_arn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     capsys.readouterr()
 
     for step in HANDLERS:
@@ -201,7 +201,7 @@ def test_core_log_lines_carry_the_step_keys_too(
     token_secret_arn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     capsys.readouterr()
 
     invoke("createSecret", step_event(token_secret_arn, token))
@@ -220,7 +220,7 @@ def test_state_is_cleared_between_invocations(
     token_secret_arn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     invoke("createSecret", step_event(token_secret_arn, token))
     capsys.readouterr()
 
@@ -239,7 +239,7 @@ def test_failing_step_is_reraised_with_its_class_and_logged_at_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     google.revoke_key(service_account.private_key_id)
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     capsys.readouterr()
 
     with pytest.raises(GoogleGrantRejectedError, match="invalid_grant") as raised:
@@ -294,7 +294,7 @@ def test_step_before_create_secret_says_what_to_run_first(
     step: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(RotationError, match="has no value: run createSecret") as raised:
         invoke(step, step_event(token_secret_arn, token))
@@ -313,7 +313,7 @@ def test_bad_timeout_fails_the_invocation_with_a_configuration_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("GOOGLE_HTTP_TIMEOUT_SECONDS", "ten")
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(ConfigurationError, match="'GOOGLE_HTTP_TIMEOUT_SECONDS'"):
         invoke("createSecret", step_event(token_secret_arn, token))
@@ -358,7 +358,7 @@ def test_settings_are_read_per_invocation_while_clients_stay_warm(
     token_secret_arn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
     invoke("createSecret", step_event(token_secret_arn, token))
     warm = step_glue._rotation()
 
