@@ -101,6 +101,8 @@ class LocalCloud:
     def start(self) -> Self:
         # moto's server logs every request; the demo's output is the rotation, not HTTP.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # moto's ASL interpreter logs every caught failure at ERROR, Catch-handled ones included.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         self.google.start()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
@@ -337,6 +339,7 @@ class _Deployer:
                 timeout_seconds=spec.timeout_seconds,
                 memory_mb=spec.memory_mb,
                 log_sink=self.cloud.logs,
+                function_arn=arn,
             )
         )
         self.resolver.refs[logical_id] = name
@@ -363,6 +366,9 @@ class _Deployer:
             "GOOGLE_TOKEN_URL": self.cloud.google.token_url,
             "GOOGLE_TOKENINFO_URL": self.cloud.google.tokeninfo_url,
             "GOOGLE_HTTP_TIMEOUT_SECONDS": str(self.cloud._google_timeout),
+            # Never the developer's own AWS profile: only the local cloud's fake credentials.
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             **self.cloud.client_environment(),
         }
 
