@@ -44,9 +44,7 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     with LocalCloud() as cloud:
         expect = Expectations(say)
         say("1. Deploying template.yaml to the local cloud (moto + Google emulator)")
-        say(
-            "   AcknowledgeTokenExpiryGap=yes: a 1-hour token cannot span a 4-hour schedule"
-        )
+        say("   AcknowledgeTokenExpiryGap=yes: a 1-hour token cannot span a 4-hour schedule")
         deployment = cloud.deploy(DEMO_PARAMETERS)
         for logical_id, name in deployment.functions.items():
             say(f"   function {logical_id:24} {name}")

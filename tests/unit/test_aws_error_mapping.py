@@ -339,7 +339,7 @@ def test_key_secret_holding_binary_data_is_a_clear_error(
         SecretId=token_secret_arn,
         Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/binary-key"}],
     )
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(SecretNotFoundError) as raised:
         rotation.create_secret(RotationRequest(token_secret_arn, token))
@@ -355,7 +355,7 @@ def test_missing_key_secret_is_a_clear_error_naming_it(
         SecretId=token_secret_arn,
         Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/deleted-key"}],
     )
-    token = begin_rotation(secretsmanager, token_secret_arn)
+    token = begin_rotation(token_secret_arn)
 
     with pytest.raises(SecretNotFoundError, match="secret 'google/deleted-key' was not found"):
         rotation.create_secret(RotationRequest(token_secret_arn, token))
