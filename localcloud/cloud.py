@@ -116,21 +116,6 @@ class LocalCloud:
             json={"stepfunctions": {"execute_state_machine": True}},
         )
         self.corrections.dispatch = self._dispatch
-        self.client("iam").create_role(
-            RoleName=ROLE_ARN.rsplit("/", 1)[1],
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )
         return self
 
     def stop(self) -> None:
@@ -175,10 +160,40 @@ class LocalCloud:
         )
 
     def deploy(
-        self, parameters: Mapping[str, str] | None = None, stack_name: str = "google-token-rotation"
+        self,
+        parameters: Mapping[str, str] | None = None,
+        stack_name: str = "google-token-rotation",
+        environment_overrides: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Deployment:
-        self.deployment = _Deployer(self, load_template(), stack_name, parameters or {}).deploy()
+        """Deploys template.yaml. `environment_overrides` (logical id → variables) lets tests
+        shorten waits, e.g. the entry Lambda's DEADLINE_MARGIN_SECONDS."""
+        self._ensure_role()
+        deployer = _Deployer(
+            self, load_template(), stack_name, parameters or {}, environment_overrides or {}
+        )
+        self.deployment = deployer.deploy()
         return self.deployment
+
+    def _ensure_role(self) -> None:
+        iam = self.client("iam")
+        role_name = ROLE_ARN.rsplit("/", 1)[1]
+        if role_name in {role["RoleName"] for role in iam.list_roles()["Roles"]}:
+            return
+        iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
 
     def store_service_account_key(self, key: ServiceAccountKey) -> None:
         """What a user does after deploying: put the downloaded key file into its secret."""
@@ -205,7 +220,12 @@ class _Deployer:
     """CloudFormation's job for the resource types template.yaml uses, in dependency order."""
 
     def __init__(
-        self, cloud: LocalCloud, template: Template, stack_name: str, overrides: Mapping[str, str]
+        self,
+        cloud: LocalCloud,
+        template: Template,
+        stack_name: str,
+        overrides: Mapping[str, str],
+        environment_overrides: Mapping[str, Mapping[str, str]],
     ) -> None:
         self.cloud = cloud
         self.template = template
@@ -230,6 +250,7 @@ class _Deployer:
         )
         self.functions = template.functions()
         self.function_names: dict[str, str] = {}
+        self.environment_overrides = environment_overrides
 
     def deploy(self) -> Deployment:
         self._check_rules()
@@ -318,7 +339,11 @@ class _Deployer:
         spec = self.functions[logical_id]
         name = self._name(logical_id)
         environment = {
-            key: str(value) for key, value in self.resolver.value(dict(spec.environment)).items()
+            **{
+                key: str(value)
+                for key, value in self.resolver.value(dict(spec.environment)).items()
+            },
+            **self.environment_overrides.get(logical_id, {}),
         }
         arn = self.cloud.client("lambda").create_function(
             FunctionName=name,
