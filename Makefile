@@ -62,3 +62,11 @@ lock:
 .PHONY: clean
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
+
+.PHONY: demo
+demo: venv
+	$(PY) -m localcloud demo
+
+.PHONY: bench
+bench: venv
+	$(PY) -m benchmarks

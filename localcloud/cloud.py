@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,20 @@ class Deployment:
         return self.refs["FailureTopic"]
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One Lambda invocation as the local cloud saw it, for benchmarks and assertions."""
+
+    function_name: str
+    started: float
+    ended: float
+    duration_ms: float
+    cold_start: bool
+    init_ms: float | None
+    error_type: str | None
+    result: object
+
+
 @dataclass
 class LogBook:
     """Every line a function printed, kept so tests can scan them and the demo can show them."""
@@ -90,6 +105,7 @@ class LocalCloud:
     def __init__(self, *, sleep_retries: bool = True, google_timeout_seconds: float = 5.0) -> None:
         self.google = GoogleEmulator()
         self.logs = LogBook()
+        self.invocations: list[Invocation] = []
         self.runtime = LambdaRuntime()
         self.corrections = fidelity.apply()
         self.corrections.sleep_retries = sleep_retries
@@ -207,9 +223,23 @@ class LocalCloud:
         fidelity.begin_rotation(self.secrets_backend(), secret_id, token)
 
     def _dispatch(self, function: LambdaFunction, payload: Any) -> tuple[bytes, str | None]:
+        started = time.time()
         result = self.runtime.worker(function.function_name).invoke(payload)
+        error_type = None if result.error is None else str(result.error["errorType"])
+        self.invocations.append(
+            Invocation(
+                function_name=function.function_name,
+                started=started,
+                ended=time.time(),
+                duration_ms=result.duration_ms,
+                cold_start=result.cold_start,
+                init_ms=result.init_ms,
+                error_type=error_type,
+                result=result.payload,
+            )
+        )
         if result.error is not None:
-            return json.dumps(result.error).encode(), str(result.error["errorType"])
+            return json.dumps(result.error).encode(), error_type
         return json.dumps(result.payload).encode(), None
 
     def secrets_backend(self) -> Any:

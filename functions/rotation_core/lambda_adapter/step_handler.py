@@ -46,7 +46,9 @@ def step_handler(step: Step) -> StepHandler:
                 f"{step.value} failed",
                 extra={"error_type": type(error).__name__, "error_message": str(error)},
             )
-            raise
+            # An expected failure's message says it all: without the core's frames the error
+            # Step Functions records (and the failure notice quotes) stays short and readable.
+            raise error.with_traceback(None) from None
         logger.info(f"{step.value} done", extra={"outcome": outcome.as_payload()})
         return outcome.as_payload()
 
