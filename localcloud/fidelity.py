@@ -2,6 +2,41 @@
 
 Every correction names the AWS behaviour it restores; tests/localcloud/test_fidelity.py shows each.
 Patches are process-wide and idempotent: one local cloud per process.
+
+Corrected (numbers are those of the differences list in the project's moto notes):
+- Lambda runs the function's code (`CORRECTIONS.dispatch`) and reports a handler error as
+  FunctionError "Unhandled" with errorType/errorMessage (moto without Docker echoes the payload).
+- 1: RotateSecret stops at the first failing step and leaves AWSPENDING for the retry; the call
+  itself succeeds and names the new version (moto went on to the next step regardless).
+- 3: RotateSecret refuses while AWSPENDING is on a version that is not AWSCURRENT, and treats
+  AWSPENDING on the AWSCURRENT version as a finished rotation (moto's check was inverted).
+- RotateSecret without RotationLambdaARN rotates with the configured function (moto forgot it
+  and promoted the new, empty version straight to AWSCURRENT).
+- 4: rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
+- 5: `configure_rotation` is what AWS::SecretsManager::RotationSchedule leaves: rotation
+  enabled with the function's ARN, nothing rotated yet (moto drops a ScheduleExpression and
+  shows rotation disabled). `begin_rotation` makes the empty AWSPENDING version Secrets Manager
+  creates before createSecret (no API does that).
+- PutSecretValue on a pending version holding a different value raises ResourceExistsException;
+  the same value again is a no-op (moto overwrote it).
+- Retry waits in moto's ASL interpreter go through a clock that records them in
+  `CORRECTIONS.retry_waits` and sleeps them only when `CORRECTIONS.sleep_retries` is set.
+
+Not corrected (worked around where it matters):
+- 1: RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
+  callers need a long read timeout and no botocore retries (LocalCloud.client).
+- 2: GetSecretValue without VersionStage/VersionId returns moto's internal default version,
+  which RotateSecret moves to the new version once every step returned (promoted or not) and
+  UpdateSecretVersionStage never moves; AWS returns AWSCURRENT. Product code names VersionStage.
+- 5: schedules never fire; rotations start through RotateSecret or the state machine only.
+  DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the schedule.
+- RotateSecret on a secret with no rotation function configured or given promotes a new, empty
+  version to AWSCURRENT (AWS refuses the call).
+- RotateImmediately=false: moto copies the current value into AWSPENDING and runs testSecret.
+- PutSecretValue accepts a RotationToken and does not check it.
+- 6: StartExecution without a name yields an ARN ending in ":None": always name executions.
+- 7: moto's CloudFormation is not used; localcloud.cloud deploys template.yaml through the APIs.
+- 8: no IAM or Lambda resource-policy checks.
 """
 
 import json
@@ -169,9 +204,14 @@ def _rotate_secret_as_aws(
         )
     except _RotationStepFailedError:
         # AWS answers RotateSecret before the rotation runs, so the caller sees success; the
-        # failed step leaves AWSPENDING where it is and Secrets Manager retries later.
+        # failed step leaves AWSPENDING where it is and Secrets Manager retries later. The answer
+        # names the new version, also when the caller sent no ClientRequestToken (moto made one).
         assert isinstance(secret, FakeSecret)
-        return secret.to_short_dict(version_id=client_request_token or None)
+        new_version = client_request_token or next(
+            (v for v, version in secret.versions.items() if PENDING in version["version_stages"]),
+            None,
+        )
+        return secret.to_short_dict(version_id=new_version)
     finally:
         CORRECTIONS.rotations.current = None
     return response

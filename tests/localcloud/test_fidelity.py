@@ -1,0 +1,484 @@
+"""Each correction in localcloud.fidelity shows the AWS behaviour it restores, over real HTTP.
+
+The numbers in the docstrings are those of the differences list in
+/work/shared/reference/moto.md; the corrections themselves are applied for the whole session by
+tests/conftest.py. Lambda code is played by `FakeLambdas`, attached as the dispatcher moto's
+Lambda hands every invocation to.
+"""
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+import urllib3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.awslambda.models import LambdaFunction
+from moto.backends import get_backend
+from mypy_boto3_secretsmanager import SecretsManagerClient
+
+from localcloud import fidelity
+from tests.support import ACCOUNT_ID, REGION
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+ROLE_NAME = "fidelity-test"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
+ROTATOR = "rotator"
+FLAKY = "flaky"
+SECRET_NAME = "fidelity/token"
+FIRST_VALUE = '{"GOOGLE_ACCESS_TOKEN": "first"}'
+STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
+# One call per request: a botocore retry would re-send RotateSecret and start a second rotation.
+ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=60)
+
+
+def rotated_value(version_id: str) -> str:
+    return json.dumps({"GOOGLE_ACCESS_TOKEN": f"minted for {version_id}"})
+
+
+@dataclass
+class FakeLambdas:
+    """Plays the functions moto's Lambda invokes: `rotator` rotates a secret the way the rotation
+    contract says (its steps can be told to fail or to do nothing), `flaky` fails with a transient
+    error a number of times before it succeeds. Every event is recorded."""
+
+    secrets: SecretsManagerClient
+    fail_steps: dict[str, str] = field(default_factory=dict)
+    """Rotation step → errorType the rotator fails that step with."""
+    idle_steps: set[str] = field(default_factory=set)
+    """Rotation steps the rotator answers without doing anything."""
+    transient_failures: int = 0
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, function: LambdaFunction, payload: Any) -> tuple[bytes, str | None]:
+        name = function.function_name
+        with self._lock:
+            self.events.append((name, payload))
+        error_type: str | None = None
+        if name == ROTATOR:
+            error_type = self.fail_steps.get(payload["Step"])
+            if error_type is None and payload["Step"] not in self.idle_steps:
+                self._rotate(payload)
+        elif name == FLAKY:
+            with self._lock:
+                if self.transient_failures > 0:
+                    self.transient_failures -= 1
+                    error_type = "TransientError"
+        else:
+            error_type = "ResourceNotFoundException"
+        if error_type is not None:
+            error = {"errorType": error_type, "errorMessage": f"{name} failed", "stackTrace": []}
+            return json.dumps(error).encode(), error_type
+        return json.dumps({"handled": payload}).encode(), None
+
+    def steps(self, function_name: str = ROTATOR) -> list[str]:
+        return [event["Step"] for name, event in self.events if name == function_name]
+
+    def rotation_events(self) -> list[dict[str, Any]]:
+        return [event for name, event in self.events if name == ROTATOR]
+
+    def _rotate(self, event: dict[str, Any]) -> None:
+        """The contract's createSecret and finishSecret, called back over HTTP while moto is
+        still serving RotateSecret (as a real rotation function would)."""
+        secret_id, token = event["SecretId"], event["ClientRequestToken"]
+        if event["Step"] == "createSecret":
+            self.secrets.put_secret_value(
+                SecretId=secret_id,
+                ClientRequestToken=token,
+                SecretString=rotated_value(token),
+                VersionStages=[fidelity.PENDING],
+                RotationToken=event["RotationToken"],
+            )
+        elif event["Step"] == "finishSecret":
+            current = holder(stages(self.secrets, secret_id), fidelity.CURRENT)
+            assert current is not None
+            if current != token:
+                self.secrets.update_secret_version_stage(
+                    SecretId=secret_id,
+                    VersionStage=fidelity.CURRENT,
+                    MoveToVersionId=token,
+                    RemoveFromVersionId=current,
+                )
+
+
+@dataclass
+class Aws:
+    endpoint: str
+    secrets: SecretsManagerClient
+    lambda_: "LambdaClient"
+    sfn: "SFNClient"
+
+    def create_function(self, name: str) -> str:
+        return self.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=ROLE_ARN,
+            Handler=f"{name}.handler",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
+        )["FunctionArn"]
+
+    def create_secret(self) -> tuple[str, str]:
+        """The token secret as deployed: (ARN, its AWSCURRENT version)."""
+        answer = self.secrets.create_secret(Name=SECRET_NAME, SecretString=FIRST_VALUE)
+        return answer["ARN"], answer["VersionId"]
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, secretsmanager: SecretsManagerClient) -> Aws:
+    """A fresh moto account (the `secretsmanager` fixture resets it) with a role for functions."""
+
+    def client(service: str) -> Any:
+        make_client: Any = boto3.client
+        return make_client(
+            service, region_name=REGION, endpoint_url=moto_endpoint, config=ONE_ATTEMPT
+        )
+
+    client("iam").create_role(
+        RoleName=ROLE_NAME,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    return Aws(moto_endpoint, client("secretsmanager"), client("lambda"), client("stepfunctions"))
+
+
+@pytest.fixture
+def lambdas(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> FakeLambdas:
+    """Attached as moto's Lambda dispatcher for one test; monkeypatch restores the previous one."""
+    fake = FakeLambdas(aws.secrets)
+    monkeypatch.setattr(fidelity.CORRECTIONS, "dispatch", fake)
+    return fake
+
+
+@pytest.fixture
+def rotating_secret(aws: Aws, lambdas: FakeLambdas) -> tuple[str, str]:
+    """The token secret with rotation configured as the RotationSchedule does: (ARN, current)."""
+    arn, current = aws.create_secret()
+    fidelity.configure_rotation(secrets_backend(), SECRET_NAME, aws.create_function(ROTATOR))
+    return arn, current
+
+
+@pytest.fixture
+def _quiet_state_machines() -> Iterator[None]:
+    """moto's ASL interpreter logs every caught failure at ERROR, retried ones included."""
+    logger = logging.getLogger("moto.stepfunctions.parser")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
+
+
+def secrets_backend() -> Any:
+    return get_backend("secretsmanager")[ACCOUNT_ID][REGION]
+
+
+def stages(secrets: SecretsManagerClient, secret_id: str) -> dict[str, list[str]]:
+    return secrets.describe_secret(SecretId=secret_id)["VersionIdsToStages"]
+
+
+def holder(version_stages: dict[str, list[str]], stage: str) -> str | None:
+    """The version a staging label is on (a label is on one version at most)."""
+    holders = [version for version, labels in version_stages.items() if stage in labels]
+    assert len(holders) <= 1, f"{stage} is on {holders}"
+    return holders[0] if holders else None
+
+
+def value(secrets: SecretsManagerClient, **selector: str) -> str:
+    return secrets.get_secret_value(SecretId=SECRET_NAME, **selector)["SecretString"]
+
+
+def test_rotation_stops_at_the_failing_step_and_keeps_awspending(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """Difference 1: moto ignored a failing rotation step, went on to the next one and moved the
+    labels regardless. AWS stops at the failing step and leaves AWSPENDING for its retry; the
+    RotateSecret call itself has already succeeded (AWS answers before the rotation runs)."""
+    _, first = rotating_secret
+    lambdas.fail_steps["setSecret"] = "GoogleUnavailableError"
+
+    answer = aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert lambdas.steps() == ["createSecret", "setSecret"]
+    after = stages(aws.secrets, SECRET_NAME)
+    pending = holder(after, fidelity.PENDING)
+    assert pending is not None
+    assert pending != first
+    assert answer["VersionId"] == pending, "RotateSecret names the new version"
+    assert holder(after, fidelity.CURRENT) == first
+    assert fidelity.CURRENT not in after[pending]
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+    assert value(aws.secrets, VersionId=pending, VersionStage=fidelity.PENDING) == rotated_value(
+        pending
+    )
+
+
+def test_a_failed_rotation_names_the_new_version_when_the_caller_sent_no_token(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """RotateSecret answers with the new version's id. boto3 always sends a ClientRequestToken (an
+    idempotency token it fills in); other callers may not, and then the version id is the one
+    Secrets Manager made, not the AWSCURRENT one."""
+
+    def drop_token(params: dict[str, Any], **_: Any) -> None:
+        body = json.loads(params["body"])
+        del body["ClientRequestToken"]
+        params["body"] = json.dumps(body).encode()
+
+    aws.secrets.meta.events.register("before-call.secrets-manager.RotateSecret", drop_token)
+    lambdas.fail_steps["testSecret"] = "GoogleTokenRejectedError"
+
+    answer = aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+
+    assert lambdas.steps() == ["createSecret", "setSecret", "testSecret"]
+    assert answer["VersionId"] == holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING)
+    assert answer["VersionId"] != rotating_secret[1]
+
+
+def test_rotation_events_name_the_secret_by_arn_and_carry_a_rotation_token(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """Difference 4: moto's rotation events named the secret by name and had no RotationToken.
+    AWS sends the ARN (whatever the RotateSecret caller used) and one RotationToken per rotation,
+    which the function passes on to PutSecretValue."""
+    arn, _ = rotating_secret
+
+    version = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+
+    events = lambdas.rotation_events()
+    assert [event["Step"] for event in events] == STEPS
+    assert {event["SecretId"] for event in events} == {arn}
+    assert {event["ClientRequestToken"] for event in events} == {version}
+    rotation_tokens = {event["RotationToken"] for event in events}
+    assert len(rotation_tokens) == 1
+    assert all(rotation_tokens)
+
+
+def test_previous_rotation_in_progress_only_while_awspending_is_on_another_version(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """Difference 3: moto's check was inverted. AWS refuses RotateSecret while AWSPENDING is on a
+    version that is not AWSCURRENT (a rotation is unfinished), and allows it when AWSPENDING sits
+    on the AWSCURRENT version, the end state a successful rotation may leave."""
+    _, first = rotating_secret
+    stale = str(uuid.uuid4())
+    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, stale)
+
+    with pytest.raises(ClientError) as refused:
+        aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    assert "previous rotation" in refused.value.response["Error"]["Message"].lower()
+    assert lambdas.events == []
+    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == stale
+
+    # Clear the stale label (what an operator does), then rotate successfully: the rotator leaves
+    # AWSPENDING on the version it made AWSCURRENT.
+    aws.secrets.update_secret_version_stage(
+        SecretId=SECRET_NAME, VersionStage=fidelity.PENDING, RemoveFromVersionId=stale
+    )
+    second = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+    after_first_rotation = stages(aws.secrets, SECRET_NAME)
+    assert set(after_first_rotation[second]) == {fidelity.CURRENT, fidelity.PENDING}
+    assert holder(after_first_rotation, "AWSPREVIOUS") == first
+
+    third = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+
+    after_second_rotation = stages(aws.secrets, SECRET_NAME)
+    assert lambdas.steps() == STEPS + STEPS
+    assert third not in {first, second}
+    assert holder(after_second_rotation, fidelity.CURRENT) == third
+    assert holder(after_second_rotation, "AWSPREVIOUS") == second
+    assert holder(after_second_rotation, fidelity.PENDING) in {None, third}
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(third)
+
+
+def test_rotate_secret_without_a_function_arn_uses_the_configured_function(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """moto forgot the configured rotation function when RotateSecret named none, and promoted the
+    new, empty version straight to AWSCURRENT. AWS rotates with the configured function."""
+    _, first = rotating_secret
+    function_arn = secrets_backend().secrets[SECRET_NAME].rotation_lambda_arn
+
+    version = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+
+    assert lambdas.steps() == STEPS
+    description = aws.secrets.describe_secret(SecretId=SECRET_NAME)
+    assert description["RotationEnabled"] is True
+    assert description["RotationLambdaARN"] == function_arn
+    assert holder(description["VersionIdsToStages"], fidelity.CURRENT) == version
+    assert holder(description["VersionIdsToStages"], "AWSPREVIOUS") == first
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
+
+
+def test_rotation_schedule_enables_rotation_without_rotating(
+    aws: Aws, lambdas: FakeLambdas
+) -> None:
+    """Difference 5: moto accepted a ScheduleExpression and dropped it (rotation showed disabled),
+    and configuring rotation through RotateSecret rotated at once. configure_rotation does what
+    AWS::SecretsManager::RotationSchedule leaves behind: rotation enabled with the function's ARN,
+    and no rotation at configuration time."""
+    _, first = aws.create_secret()
+    function_arn = aws.create_function(ROTATOR)
+    assert not aws.secrets.describe_secret(SecretId=SECRET_NAME).get("RotationEnabled", False)
+
+    fidelity.configure_rotation(secrets_backend(), SECRET_NAME, function_arn)
+
+    description = aws.secrets.describe_secret(SecretId=SECRET_NAME)
+    assert description["RotationEnabled"] is True
+    assert description["RotationLambdaARN"] == function_arn
+    assert description["VersionIdsToStages"] == {first: [fidelity.CURRENT]}
+    assert lambdas.events == []
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+
+
+def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:
+    """moto overwrote a pending version's value. AWS lets PutSecretValue fill the empty AWSPENDING
+    version a rotation created; the same value again is a no-op, and a different value raises
+    ResourceExistsException (so a retried createSecret cannot replace a minted token)."""
+    aws.create_secret()
+    token = str(uuid.uuid4())
+    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, token)
+
+    def put(secret_string: str) -> str:
+        return aws.secrets.put_secret_value(
+            SecretId=SECRET_NAME,
+            ClientRequestToken=token,
+            SecretString=secret_string,
+            VersionStages=[fidelity.PENDING],
+        )["VersionId"]
+
+    assert put("minted once") == token
+    assert put("minted once") == token
+    with pytest.raises(ClientError) as refused:
+        put("minted twice")
+
+    assert refused.value.response["Error"]["Code"] == "ResourceExistsException"
+    assert value(aws.secrets, VersionId=token, VersionStage=fidelity.PENDING) == "minted once"
+    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == token
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+
+
+def test_reads_that_name_a_version_stage_follow_the_labels(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """Difference 2, left uncorrected: a GetSecretValue without VersionStage or VersionId returns
+    moto's internal default version, which RotateSecret moves to the new version once every step
+    returned (whether finishSecret promoted it or not); AWS returns AWSCURRENT. Product code always
+    passes VersionStage, and reads by stage follow the labels."""
+    version = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
+
+    # A rotation whose finishSecret returns without promoting: the labels stay put.
+    aws.secrets.update_secret_version_stage(
+        SecretId=SECRET_NAME, VersionStage=fidelity.PENDING, RemoveFromVersionId=version
+    )
+    lambdas.idle_steps.add("finishSecret")
+    unpromoted = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
+
+    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == unpromoted
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
+    # The uncorrected difference itself (a tripwire for the list in localcloud/fidelity.py):
+    # AWS would answer with the AWSCURRENT value here.
+    assert value(aws.secrets) == rotated_value(unpromoted)
+
+
+def test_lambda_invoke_runs_the_dispatched_handler_and_reports_its_error(
+    aws: Aws, lambdas: FakeLambdas
+) -> None:
+    """moto without Docker cannot run a function's code (it echoes the payload) and flags errors
+    as "Handled". Lambda runs the handler and reports an exception as FunctionError "Unhandled"
+    with errorType and errorMessage, which Step Functions' Retry and Catch match on."""
+    aws.create_function(FLAKY)
+    lambdas.transient_failures = 1
+
+    failed = aws.lambda_.invoke(FunctionName=FLAKY, Payload=b'{"attempt": 1}')
+    succeeded = aws.lambda_.invoke(FunctionName=FLAKY, Payload=b'{"attempt": 2}')
+
+    assert failed["FunctionError"] == "Unhandled"
+    error = json.loads(failed["Payload"].read())
+    assert error["errorType"] == "TransientError"
+    assert error["errorMessage"] == f"{FLAKY} failed"
+    assert succeeded.get("FunctionError") is None
+    assert json.loads(succeeded["Payload"].read()) == {"handled": {"attempt": 2}}
+    assert [event for _, event in lambdas.events] == [{"attempt": 1}, {"attempt": 2}]
+
+
+@pytest.mark.usefixtures("_quiet_state_machines")
+def test_retry_waits_are_recorded_without_sleeping(
+    aws: Aws, lambdas: FakeLambdas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto's Retry sleeps for real. The retry clock records every wait in
+    CORRECTIONS.retry_waits, and sleeps it only when CORRECTIONS.sleep_retries is set (the demo),
+    so tests of retry policies take no time and can assert the waits."""
+    monkeypatch.setattr(fidelity.CORRECTIONS, "sleep_retries", False)
+    monkeypatch.setattr(fidelity.CORRECTIONS, "retry_waits", [])
+    # moto's ASL interpreter calls Lambda at localhost:$MOTO_PORT.
+    monkeypatch.setenv("MOTO_PORT", aws.endpoint.rsplit(":", 1)[1])
+    # Process-wide and left on, as the other suites that run executions leave it.
+    urllib3.PoolManager().request(
+        "POST",
+        f"{aws.endpoint}/moto-api/config",
+        json={"stepfunctions": {"execute_state_machine": True}},
+    )
+    function_arn = aws.create_function(FLAKY)
+    lambdas.transient_failures = 2
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                "ResultSelector": {"Result.$": "$.Payload"},
+                "Retry": [
+                    {
+                        "ErrorEquals": ["TransientError"],
+                        "IntervalSeconds": 5,
+                        "MaxAttempts": 2,
+                        "BackoffRate": 2.0,
+                    }
+                ],
+                "End": True,
+            }
+        },
+    }
+    machine = aws.sfn.create_state_machine(
+        name="retry-clock", definition=json.dumps(definition), roleArn=ROLE_ARN
+    )["stateMachineArn"]
+    started = time.monotonic()
+
+    execution = aws.sfn.start_execution(
+        stateMachineArn=machine, name="retry-clock-1", input='{"attempt": "any"}'
+    )["executionArn"]
+    while (description := aws.sfn.describe_execution(executionArn=execution))[
+        "status"
+    ] == "RUNNING" and time.monotonic() - started < 4:
+        time.sleep(0.05)
+
+    assert time.monotonic() - started < 4, "the retry waits were slept"
+    assert description["status"] == "SUCCEEDED"
+    assert json.loads(description["output"]) == {"Result": {"handled": {"attempt": "any"}}}
+    assert fidelity.CORRECTIONS.retry_waits == [5, 10]
+    assert len(lambdas.events) == 3

@@ -1,0 +1,334 @@
+"""The local deploy reads template.yaml as CloudFormation and SAM would: intrinsic functions,
+Globals, the state machine's definition and substitutions, and the template's Rules."""
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from graphlib import TopologicalSorter
+from typing import Any
+
+import pytest
+
+from localcloud import fidelity
+from localcloud.cloud import LocalCloud
+from localcloud.intrinsics import Resolver, TemplateError, references
+from localcloud.template import PROJECT_ROOT, FunctionSpec, Template, load_template
+
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "stack",
+}
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:stack-FailureTopic"
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:stack-Entry"
+STEP_FUNCTIONS = {
+    "CreateSecretFunction": "create_secret",
+    "SetSecretFunction": "set_secret",
+    "TestSecretFunction": "test_secret",
+    "FinishSecretFunction": "finish_secret",
+}
+FUNCTIONS = {**STEP_FUNCTIONS, "RotationEntryFunction": "rotation_entry"}
+
+
+@pytest.fixture
+def resolver() -> Resolver:
+    return Resolver(
+        parameters={"Scopes": "calendar", "Email": "", "KeyArn": "", "Minutes": "15"},
+        pseudo=PSEUDO,
+        conditions={
+            "HasEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Email"}, ""]}]},
+            "CreateKey": {"Fn::Equals": [{"Ref": "KeyArn"}, ""]},
+            "Both": {"Fn::And": [{"Condition": "HasEmail"}, {"Condition": "CreateKey"}]},
+            "Either": {"Fn::Or": [{"Condition": "HasEmail"}, {"Condition": "CreateKey"}]},
+            "FifteenMinutes": {"Fn::Equals": [{"Ref": "Minutes"}, 15]},
+        },
+        refs={"Topic": TOPIC_ARN, "KeySecret": "arn:aws:secretsmanager:key"},
+        attributes={("Entry", "Arn"): FUNCTION_ARN, ("Machine", "Name"): "stack-Machine"},
+    )
+
+
+# Resolver: Ref, GetAtt, Sub, conditions.
+
+
+def test_ref_resolves_parameters_pseudo_parameters_and_deployed_resources(
+    resolver: Resolver,
+) -> None:
+    assert resolver.value({"Ref": "Scopes"}) == "calendar"
+    assert resolver.value({"Ref": "AWS::AccountId"}) == "123456789012"
+    assert resolver.value({"Ref": "Topic"}) == TOPIC_ARN
+
+
+def test_ref_to_an_unknown_or_undeployed_name_is_a_template_error(resolver: Resolver) -> None:
+    with pytest.raises(TemplateError, match="'NotDeployedYet'"):
+        resolver.value({"Ref": "NotDeployedYet"})
+
+
+def test_get_att_takes_the_dotted_and_the_list_form(resolver: Resolver) -> None:
+    assert resolver.value({"Fn::GetAtt": "Entry.Arn"}) == FUNCTION_ARN
+    assert resolver.value({"Fn::GetAtt": ["Entry", "Arn"]}) == FUNCTION_ARN
+    with pytest.raises(TemplateError, match=r"Entry\.Version"):
+        resolver.value({"Fn::GetAtt": ["Entry", "Version"]})
+
+
+def test_sub_replaces_references_attributes_and_pseudo_parameters(resolver: Resolver) -> None:
+    text = (
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${Machine.Name}:*"
+    )
+
+    assert resolver.value({"Fn::Sub": text}) == (
+        "arn:aws:states:us-east-1:123456789012:execution:stack-Machine:*"
+    )
+    assert resolver.value({"Fn::Sub": "notify ${Topic} for ${Scopes}"}) == (
+        f"notify {TOPIC_ARN} for calendar"
+    )
+
+
+def test_sub_list_form_resolves_its_own_variables_first(resolver: Resolver) -> None:
+    node = {
+        "Fn::Sub": [
+            "put ${Key} in ${AWS::Region} (${Scopes})",
+            {"Key": {"Fn::If": ["CreateKey", {"Ref": "KeySecret"}, {"Ref": "KeyArn"}]}},
+        ]
+    }
+
+    assert resolver.value(node) == "put arn:aws:secretsmanager:key in us-east-1 (calendar)"
+
+
+def test_sub_with_an_unknown_name_is_a_template_error(resolver: Resolver) -> None:
+    with pytest.raises(TemplateError, match="'Missing'"):
+        resolver.value({"Fn::Sub": "${Missing}-suffix"})
+    with pytest.raises(TemplateError, match=r"Missing\.Arn"):
+        resolver.value({"Fn::Sub": "${Missing.Arn}"})
+
+
+def test_conditions_evaluate_equals_not_and_or(resolver: Resolver) -> None:
+    assert resolver.condition("CreateKey") is True
+    assert resolver.condition("HasEmail") is False
+    assert resolver.condition("Both") is False
+    assert resolver.condition("Either") is True
+    assert resolver.condition("FifteenMinutes") is True, "Equals compares as strings: 15 == '15'"
+
+
+def test_if_picks_the_branch_of_its_condition(resolver: Resolver) -> None:
+    node = {"Fn::If": ["HasEmail", {"Ref": "Email"}, {"Fn::Sub": "no e-mail in ${AWS::Region}"}]}
+
+    assert resolver.value(node) == "no e-mail in us-east-1"
+    assert resolver.value({"Fn::If": ["CreateKey", {"Ref": "KeySecret"}, "unused"]}) == (
+        "arn:aws:secretsmanager:key"
+    )
+
+
+def test_the_unused_branch_of_an_if_is_never_resolved(resolver: Resolver) -> None:
+    """A resource skipped by its Condition may be referenced from the branch not taken."""
+    node = {"Fn::If": ["HasEmail", {"Ref": "SkippedSubscription"}, "none"]}
+
+    assert resolver.value(node) == "none"
+
+
+def test_nested_properties_resolve_throughout_and_plain_mappings_stay_mappings(
+    resolver: Resolver,
+) -> None:
+    properties = {
+        "Environment": {"Variables": {"TOPIC": {"Ref": "Topic"}, "FIXED": "1"}},
+        "Targets": [{"Arn": {"Fn::GetAtt": "Entry.Arn"}}, "literal"],
+        "Count": 3,
+    }
+
+    assert resolver.value(properties) == {
+        "Environment": {"Variables": {"TOPIC": TOPIC_ARN, "FIXED": "1"}},
+        "Targets": [{"Arn": FUNCTION_ARN}, "literal"],
+        "Count": 3,
+    }
+
+
+# references(): the dependency order of a deploy.
+
+
+def test_references_find_refs_get_atts_and_sub_names() -> None:
+    node = {
+        "A": {"Ref": "Topic"},
+        "B": [{"Fn::GetAtt": "Entry.Arn"}, {"Fn::GetAtt": ["Machine", "Name"]}],
+        "C": {"Fn::Sub": "${AWS::Region}:${Bucket}:${LogGroup.Arn}"},
+        "D": {"Fn::Sub": ["${Local}", {"Local": {"Fn::If": ["Cond", {"Ref": "Key"}, "x"]}}]},
+    }
+
+    found = references(node)
+
+    assert {"Topic", "Entry", "Machine", "Bucket", "LogGroup", "Key"} <= found
+    assert not any(name.startswith("AWS::") for name in found), "pseudo parameters are no resources"
+
+
+def test_the_template_deploys_in_dependency_order() -> None:
+    """The order the local deploy uses (references plus DependsOn, as cloud.py computes it)."""
+    resources = load_template().resources
+
+    def depends_on(resource: Mapping[str, Any]) -> set[str]:
+        depends = resource.get("DependsOn", [])
+        return {depends} if isinstance(depends, str) else set(depends)
+
+    graph = {
+        logical_id: (references(resource) | depends_on(resource)) & set(resources)
+        for logical_id, resource in resources.items()
+    }
+    order = list(TopologicalSorter(graph).static_order())
+    position = {logical_id: index for index, logical_id in enumerate(order)}
+
+    assert set(order) == set(resources)
+    for function in STEP_FUNCTIONS:
+        assert position[function] < position["RotationStateMachine"]
+    assert position["FailureTopic"] < position["RotationStateMachine"]
+    assert position["StateMachineLogGroup"] < position["RotationStateMachine"]
+    assert position["RotationStateMachine"] < position["RotationEntryFunction"]
+    assert position["RotationEntryLogGroup"] < position["RotationEntryFunction"]
+    assert position["TokenSecret"] < position["TokenRotationSchedule"]
+    assert position["SecretsManagerMayInvokeRotationEntry"] < position["TokenRotationSchedule"]
+
+
+# template.py: SAM's view of the functions and the state machine.
+
+
+def synthetic_template(architectures: list[str]) -> Template:
+    return Template(
+        {
+            "Globals": {
+                "Function": {
+                    "Runtime": "python3.12",
+                    "Architectures": architectures,
+                    "Timeout": 60,
+                    "MemorySize": 256,
+                    "Layers": [{"Ref": "Layer"}],
+                    "Environment": {"Variables": {"SHARED": "global", "LEVEL": "INFO"}},
+                }
+            },
+            "Resources": {
+                "Layer": {
+                    "Type": "AWS::Serverless::LayerVersion",
+                    "Properties": {"ContentUri": "functions/rotation_core/"},
+                },
+                "Plain": {
+                    "Type": "AWS::Serverless::Function",
+                    "Properties": {"CodeUri": "functions/set_secret/", "Handler": "plain.main"},
+                },
+                "Tuned": {
+                    "Type": "AWS::Serverless::Function",
+                    "Properties": {
+                        "CodeUri": "functions/rotation_entry/",
+                        "Handler": "package.module.handle",
+                        "Timeout": 300,
+                        "MemorySize": 512,
+                        "Environment": {"Variables": {"LEVEL": "DEBUG", "OWN": {"Ref": "X"}}},
+                    },
+                },
+                "Topic": {"Type": "AWS::SNS::Topic"},
+            },
+        }
+    )
+
+
+def test_globals_are_merged_into_every_function_and_the_function_wins() -> None:
+    functions = synthetic_template(["arm64"]).functions()
+
+    assert set(functions) == {"Plain", "Tuned"}
+    plain, tuned = functions["Plain"], functions["Tuned"]
+    assert (plain.runtime, plain.timeout_seconds, plain.memory_mb) == ("python3.12", 60, 256)
+    assert (tuned.runtime, tuned.timeout_seconds, tuned.memory_mb) == ("python3.12", 300, 512)
+    assert plain.environment == {"SHARED": "global", "LEVEL": "INFO"}
+    assert tuned.environment == {"SHARED": "global", "LEVEL": "DEBUG", "OWN": {"Ref": "X"}}
+    assert plain.layers == tuned.layers == ({"Ref": "Layer"},)
+    assert plain.code_uri == PROJECT_ROOT / "functions" / "set_secret"
+
+
+def test_function_specs_do_not_depend_on_the_architecture() -> None:
+    """Functions run on the host's own architecture locally: arm64 in the template is no bar."""
+    assert synthetic_template(["arm64"]).functions() == synthetic_template(["x86_64"]).functions()
+    assert "architecture" not in {name.lower() for name in FunctionSpec.__dataclass_fields__}
+
+
+def test_handler_names_split_into_module_and_function() -> None:
+    functions = synthetic_template(["arm64"]).functions()
+
+    assert (functions["Plain"].module_name, functions["Plain"].function_name) == ("plain", "main")
+    assert functions["Tuned"].module_name == "package.module"
+    assert functions["Tuned"].function_name == "handle"
+
+
+def test_the_template_functions_carry_the_globals_and_their_code() -> None:
+    template = load_template()
+    globals_ = template.document["Globals"]["Function"]
+
+    functions = template.functions()
+
+    assert set(functions) == set(FUNCTIONS)
+    for logical_id, module in FUNCTIONS.items():
+        spec = functions[logical_id]
+        assert spec.runtime == globals_["Runtime"] == "python3.12"
+        assert spec.memory_mb == globals_["MemorySize"]
+        assert spec.layers == tuple(globals_["Layers"])
+        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "google-token-rotation"
+        assert (spec.module_name, spec.function_name) == (module, "lambda_handler")
+        assert (spec.code_uri / f"{module}.py").is_file()
+    for logical_id in STEP_FUNCTIONS:
+        assert functions[logical_id].timeout_seconds == globals_["Timeout"] == 60
+    assert functions["RotationEntryFunction"].timeout_seconds == 300
+
+
+def test_the_state_machine_spec_covers_every_placeholder_of_its_definition() -> None:
+    spec = load_template().state_machine()
+
+    assert spec.logical_id == "RotationStateMachine"
+    assert spec.definition_path == PROJECT_ROOT / "statemachine" / "rotation.asl.json"
+    definition = spec.definition_path.read_text()
+    json.loads(definition)
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", definition))
+    assert placeholders
+    assert placeholders == set(spec.substitutions)
+    for logical_id in STEP_FUNCTIONS:
+        assert spec.substitutions[f"{logical_id}Arn"] == {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def test_a_layer_reference_points_at_its_content_folder() -> None:
+    template = load_template()
+    (layer,) = template.document["Globals"]["Function"]["Layers"]
+
+    content = template.layer_content(layer)
+
+    assert content == PROJECT_ROOT / "functions" / "rotation_core"
+    assert (content / "rotation_core").is_dir()
+    assert synthetic_template(["arm64"]).layer_content({"Ref": "Layer"}) == content
+
+
+# The deploy's rule check.
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
+    """A local cloud of its own (its moto server shares the process's moto backends). Starting
+    one sets MOTO_PORT and the Lambda dispatcher for the process: monkeypatch puts them back."""
+    monkeypatch.delenv("MOTO_PORT", raising=False)
+    monkeypatch.setattr(fidelity.CORRECTIONS, "dispatch", fidelity.CORRECTIONS.dispatch)
+    monkeypatch.setattr(fidelity.CORRECTIONS, "sleep_retries", fidelity.CORRECTIONS.sleep_retries)
+    with LocalCloud() as running:
+        yield running
+
+
+def test_deploy_refuses_without_acknowledging_the_token_expiry_gap(cloud: LocalCloud) -> None:
+    """CloudFormation checks Rules before it creates anything, and quotes AssertDescription."""
+    rule = load_template().document["Rules"]["TokenLifetimeCoversRotationInterval"]
+    description = " ".join(rule["Assertions"][0]["AssertDescription"].split())
+    secrets_before = cloud.client("secretsmanager").list_secrets()["SecretList"]
+    functions_before = cloud.client("lambda").list_functions()["Functions"]
+
+    with pytest.raises(TemplateError) as refused:
+        cloud.deploy()
+
+    assert str(refused.value) == f"rule TokenLifetimeCoversRotationInterval: {description}"
+    assert "AcknowledgeTokenExpiryGap=yes" in str(refused.value)
+    assert cloud.deployment is None
+    assert cloud.client("secretsmanager").list_secrets()["SecretList"] == secrets_before
+    assert cloud.client("lambda").list_functions()["Functions"] == functions_before
+
+
+def test_deploy_refuses_unknown_parameters(cloud: LocalCloud) -> None:
+    with pytest.raises(TemplateError, match="unknown parameters: AcknowledgeGap"):
+        cloud.deploy({"AcknowledgeGap": "yes"})
