@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
+from rotation_core.steps import STEP_NAMES
+
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
 
 logger = logging.getLogger(__name__)
 
-STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
 MAX_EXECUTION_NAME_LENGTH: Final = 80
 MAX_EXECUTION_ATTEMPTS_LIMIT: Final = 100
 SUCCEEDED: Final = "SUCCEEDED"
@@ -90,9 +91,9 @@ class RotationEvent:
         secret_id = event.get("SecretId")
         token = event.get("ClientRequestToken")
         rotation_token = event.get("RotationToken")
-        if not isinstance(step, str) or step not in STEPS:
+        if not isinstance(step, str) or step not in STEP_NAMES:
             raise InvalidRotationEventError(
-                f"'Step' must be one of {', '.join(STEPS)} (camelCase), got {step!r}"
+                f"'Step' must be one of {', '.join(STEP_NAMES)} (camelCase), got {step!r}"
             )
         if not isinstance(secret_id, str) or not secret_id.strip():
             raise InvalidRotationEventError(

@@ -15,7 +15,8 @@ from rotation_core.errors import (
     SecretNotFoundError,
     UnknownRotationTokenError,
 )
-from rotation_core.rotation import Rotation, RotationRequest, Step
+from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.steps import Step
 from rotation_core.token_secret import TokenSecretValue
 from tests.support import SCOPE, TOKEN_SECRET, begin_rotation, stages, tokens_minted
 

@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
-from rotation_core.rotation import RotationRequest, Step
+from rotation_core.rotation import RotationRequest
+from rotation_core.steps import Step
 
 TEMPLATE = load_template()
 STATE_MACHINE = TEMPLATE.state_machine()

@@ -13,7 +13,8 @@ from rotation_core.errors import (
     TransientRotationError,
     error_names,
 )
-from rotation_core.rotation import RotationRequest, Step, StepOutcome
+from rotation_core.rotation import RotationRequest, StepOutcome
+from rotation_core.steps import Step
 from rotation_core.token_secret import TokenMetadata
 
 TRANSIENT = {

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
+from rotation_core.steps import STEP_NAMES
 from step_execution import (
     MAX_EXECUTION_ATTEMPTS_LIMIT,
     MAX_EXECUTION_NAME_LENGTH,
-    STEPS,
     EntrySettings,
     EntrySettingsError,
     InvalidRotationEventError,
@@ -29,7 +29,7 @@ def test_a_uuid_token_is_readable_in_the_name() -> None:
     assert execution_name("finishSecret", TOKEN, 2) == f"finishSecret-{TOKEN}-2"
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", STEP_NAMES)
 @pytest.mark.parametrize("attempt", [1, 9, 10, 99, MAX_EXECUTION_ATTEMPTS_LIMIT])
 def test_names_never_exceed_80_characters_even_for_a_64_character_token(
     step: str, attempt: int
@@ -59,11 +59,11 @@ def test_a_token_with_characters_names_refuse_is_hashed_deterministically() -> N
 def test_names_differ_by_step_token_and_attempt() -> None:
     names = {
         execution_name(step, token, attempt)
-        for step in STEPS
+        for step in STEP_NAMES
         for token in (TOKEN, TOKEN.replace("0", "1"))
         for attempt in (1, 2)
     }
-    assert len(names) == len(STEPS) * 2 * 2
+    assert len(names) == len(STEP_NAMES) * 2 * 2
 
 
 def test_the_execution_arn_is_derived_from_the_state_machine_arn() -> None:

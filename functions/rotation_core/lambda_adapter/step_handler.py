@@ -13,8 +13,9 @@ from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import RotationError
 from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation, RotationRequest, Step
+from rotation_core.rotation import Rotation, RotationRequest
 from rotation_core.secrets import SecretsGateway
+from rotation_core.steps import Step
 
 logging.getLogger("rotation_core")
 log_through_powertools("rotation_core")

@@ -4,7 +4,6 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 from rotation_core.config import RotationSettings
 from rotation_core.credential_sources import credential_source_for
@@ -19,17 +18,11 @@ from rotation_core.errors import (
 )
 from rotation_core.google_client import GoogleClient
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
+from rotation_core.steps import Step
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
 
 logger = logging.getLogger(__name__)
 _ROTATION_TOKEN = re.compile(r"[A-Za-z0-9-]{36,256}")
-
-
-class Step(StrEnum):
-    CREATE = "createSecret"
-    SET = "setSecret"
-    TEST = "testSecret"
-    FINISH = "finishSecret"
 
 
 @dataclass(frozen=True)
