@@ -2,15 +2,13 @@
 
 import argparse
 import json
-import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from localcloud.cloud import Deployment, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS, run_demo
-from localcloud.operations import mask, start_manual
+from localcloud.operations import invoke_function, local_event, mask, start_manual
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 cloud, deployment, arguments.function, arguments.event, arguments.begin_rotation
             )
         payload = json.loads(arguments.event.read_text()) if arguments.event else None
-        summary = start_manual(cloud, deployment, _local_secret_ids(payload, deployment))
+        summary = start_manual(cloud, deployment, local_event(payload, deployment))
         print(
             json.dumps(
                 {"name": summary.name, "status": summary.status, "states": summary.states}, indent=2
@@ -81,10 +79,8 @@ def _invoke(
         known = ", ".join(sorted(deployment.functions))
         print(f"unknown function {logical_id!r}: use one of {known}", file=sys.stderr)
         return 2
-    event = _local_secret_ids(json.loads(event_path.read_text()), deployment)
-    if begin:
-        cloud.begin_rotation(event["SecretId"], event["ClientRequestToken"])
-    result = cloud.runtime.worker(deployment.functions[logical_id]).invoke(event)
+    event = json.loads(event_path.read_text())
+    result = invoke_function(cloud, deployment, logical_id, event, begin_rotation=begin)
     print(json.dumps(result.error if result.failed else result.payload, indent=2))
     current = cloud.client("secretsmanager").get_secret_value(
         SecretId=deployment.token_secret_arn, VersionStage="AWSCURRENT"
@@ -92,18 +88,6 @@ def _invoke(
     token = json.loads(current["SecretString"]).get("GOOGLE_ACCESS_TOKEN", "")
     print(f"AWSCURRENT token now: {mask(token)}", file=sys.stderr)
     return 1 if result.failed else 0
-
-
-def _local_secret_ids(event: Any, deployment: Deployment) -> Any:
-    """Sample events name the secret by an example ARN from another account; point any ARN or
-    name of the token secret at the one deployed here, as `sam local invoke` users edit by hand."""
-    if not isinstance(event, dict) or "SecretId" not in event:
-        return event
-    name = re.sub(r"^arn:aws[^:]*:secretsmanager:[^:]*:\d+:secret:", "", event["SecretId"])
-    deployed_name = re.sub(r"-[A-Za-z0-9]{6}$", "", deployment.token_secret_arn.rsplit(":", 1)[1])
-    if re.sub(r"-[A-Za-z0-9]{6}$", "", name) == deployed_name:
-        return {**event, "SecretId": deployment.token_secret_arn}
-    return event
 
 
 if __name__ == "__main__":

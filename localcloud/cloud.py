@@ -111,6 +111,8 @@ class LocalCloud:
         self.corrections.sleep_retries = sleep_retries
         self._google_timeout = google_timeout_seconds
         self._server: ThreadedMotoServer | None = None
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self.endpoint = ""
         self.deployment: Deployment | None = None
 
@@ -124,6 +126,7 @@ class LocalCloud:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        self._clients.clear()
         # moto's ASL interpreter reaches Lambda and SNS at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(port)
         urllib3.PoolManager().request(
@@ -162,6 +165,16 @@ class LocalCloud:
         }
 
     def client(self, service: str, **config: Any) -> Any:
+        """A client of this cloud. Without `config`, one per service, made once and shared
+        (clients are thread-safe, and making one costs tens of milliseconds)."""
+        if config:
+            return self._make_client(service, config)
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = self._make_client(service, {})
+            return self._clients[service]
+
+    def _make_client(self, service: str, config: Mapping[str, Any]) -> Any:
         # No botocore retries: a retried RotateSecret would start a second rotation.
         settings = {"retries": {"total_max_attempts": 1}, "read_timeout": 300, **config}
         make_client: Any = boto3.client

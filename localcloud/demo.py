@@ -5,8 +5,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import urllib3
-
 from localcloud.cloud import Deployment, LocalCloud
 from localcloud.operations import (
     ExecutionSummary,
@@ -16,6 +14,7 @@ from localcloud.operations import (
     rotate_on_schedule,
     start_manual,
     subscribe_queue,
+    token_info,
     version_stages,
 )
 
@@ -133,10 +132,4 @@ def show_current(
 
 def _valid_at_google(cloud: LocalCloud, value: dict[str, object]) -> bool:
     """Asks the emulator's tokeninfo over HTTP, as an application's first call would."""
-    answer = urllib3.PoolManager().request(
-        "POST",
-        cloud.google.tokeninfo_url,
-        fields={"access_token": str(value.get("GOOGLE_ACCESS_TOKEN", ""))},
-        encode_multipart=False,
-    )
-    return answer.status == 200
+    return token_info(cloud, str(value.get("GOOGLE_ACCESS_TOKEN", ""))) is not None

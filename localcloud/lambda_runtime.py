@@ -337,6 +337,24 @@ class FunctionWorker:
             if sandbox is not None:
                 self._release(sandbox, generation)
 
+    def prewarm(self) -> dict[str, object] | None:
+        """Starts a sandbox and runs its init phase now, as provisioned concurrency does, so that
+        the next invocation is warm; does nothing when one is idle already. Returns the init
+        error, as an invocation would have reported it, or None."""
+        sandbox, generation = self._acquire()
+        try:
+            if sandbox is not None:
+                return None
+            sandbox = self._start()
+            return self._await_ready(sandbox, str(uuid.uuid4()))[1]
+        except BaseException:
+            if sandbox is not None:
+                sandbox.kill()
+            raise
+        finally:
+            if sandbox is not None:
+                self._release(sandbox, generation)
+
     def _acquire(self) -> tuple[_Sandbox | None, int]:
         """A warm sandbox, or None with a slot reserved for starting one."""
         dead: list[_Sandbox] = []

@@ -1,18 +1,28 @@
 """What a person does to the local cloud and reads back from it, for the demo, CLI and tests."""
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import urllib3
+
 from localcloud.cloud import Deployment, LocalCloud
+from localcloud.lambda_runtime import InvocationResult
 
 
 @dataclass(frozen=True)
 class ExecutionSummary:
     name: str
+    arn: str
     status: str
+    error: str | None
+    """The execution's error name when it FAILED (from DescribeExecution)."""
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    """The execution's output when it SUCCEEDED."""
     seconds: float
     states: list[tuple[str, float]]
     """(state name, seconds from entering to leaving it), in order."""
@@ -35,14 +45,34 @@ def current_value(cloud: LocalCloud, secret_id: str) -> dict[str, Any]:
     return value
 
 
+def token_info(cloud: LocalCloud, access_token: str) -> dict[str, Any] | None:
+    """Google's tokeninfo for a token over HTTP, as an application's first call would see it;
+    None when Google refuses the token."""
+    answer = urllib3.PoolManager().request(
+        "POST",
+        cloud.google.tokeninfo_url,
+        fields={"access_token": access_token},
+        encode_multipart=False,
+    )
+    if answer.status != 200:
+        return None
+    info: dict[str, Any] = json.loads(answer.data)
+    return info
+
+
 def mask(token: str) -> str:
     return f"{token[:8]}…({len(token)} chars)" if token else "(empty)"
 
 
 def executions(cloud: LocalCloud, state_machine_arn: str) -> list[ExecutionSummary]:
+    return [summarize(cloud, arn) for arn in _execution_arns(cloud, state_machine_arn)]
+
+
+def _execution_arns(cloud: LocalCloud, state_machine_arn: str) -> list[str]:
+    """Oldest first."""
     sfn = cloud.client("stepfunctions")
     listed = sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]
-    return [summarize(cloud, item["executionArn"]) for item in reversed(listed)]
+    return [item["executionArn"] for item in reversed(listed)]
 
 
 def summarize(cloud: LocalCloud, execution_arn: str) -> ExecutionSummary:
@@ -64,9 +94,14 @@ def summarize(cloud: LocalCloud, execution_arn: str) -> ExecutionSummary:
         elif kind == "TaskScheduled":
             attempts[current] = attempts.get(current, 0) + 1
     stop = described.get("stopDate", described["startDate"])
+    output = described.get("output")
     return ExecutionSummary(
         name=described["name"],
+        arn=execution_arn,
         status=described["status"],
+        error=described.get("error"),
+        input=json.loads(described["input"]),
+        output=None if output is None else json.loads(output),
         seconds=(stop - described["startDate"]).total_seconds(),
         states=states,
         task_attempts=attempts,
@@ -106,9 +141,13 @@ def drain_notices(cloud: LocalCloud, queue_url: str) -> list[dict[str, Any]]:
 
 def rotate_on_schedule(cloud: LocalCloud, deployment: Deployment) -> list[ExecutionSummary]:
     """RotateSecret as the schedule calls it; returns the executions it caused, oldest first."""
-    before = {e.name for e in executions(cloud, deployment.state_machine_arn)}
+    before = set(_execution_arns(cloud, deployment.state_machine_arn))
     cloud.client("secretsmanager").rotate_secret(SecretId=deployment.token_secret_arn)
-    return [e for e in executions(cloud, deployment.state_machine_arn) if e.name not in before]
+    return [
+        summarize(cloud, arn)
+        for arn in _execution_arns(cloud, deployment.state_machine_arn)
+        if arn not in before
+    ]
 
 
 def start_manual(
@@ -124,3 +163,32 @@ def start_manual(
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
         time.sleep(0.05)
     return summarize(cloud, arn)
+
+
+def local_event(event: Any, deployment: Deployment) -> Any:
+    """Sample events name the secret by an example ARN from another account; point any ARN or
+    name of the token secret at the one deployed here, as `sam local invoke` users edit by hand."""
+    if not isinstance(event, dict) or "SecretId" not in event:
+        return event
+    name = re.sub(r"^arn:aws[^:]*:secretsmanager:[^:]*:\d+:secret:", "", event["SecretId"])
+    deployed_name = re.sub(r"-[A-Za-z0-9]{6}$", "", deployment.token_secret_arn.rsplit(":", 1)[1])
+    if re.sub(r"-[A-Za-z0-9]{6}$", "", name) == deployed_name:
+        return {**event, "SecretId": deployment.token_secret_arn}
+    return event
+
+
+def invoke_function(
+    cloud: LocalCloud,
+    deployment: Deployment,
+    logical_id: str,
+    event: Any,
+    *,
+    begin_rotation: bool = False,
+) -> InvocationResult:
+    """One direct invocation of a deployed function (like `sam local invoke`) with a sample
+    event made local; `begin_rotation` first makes the empty AWSPENDING version that Secrets
+    Manager creates before it calls createSecret."""
+    event = local_event(event, deployment)
+    if begin_rotation:
+        cloud.begin_rotation(event["SecretId"], event["ClientRequestToken"])
+    return cloud.runtime.worker(deployment.functions[logical_id]).invoke(event)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -191,6 +192,26 @@ def test_a_warm_worker_is_reused_between_invocations(make_worker: WorkerFactory)
     assert _payload(second)["pid"] == _payload(first)["pid"]
     assert _payload(second)["invocations"] == 2  # module state survives, as in a warm sandbox
     assert _payload(second)["event"] == {"n": 2}
+
+
+def test_prewarm_runs_the_init_phase_so_the_first_invocation_is_warm(
+    make_worker: WorkerFactory,
+) -> None:
+    worker = make_worker("handlers.identify")
+
+    assert worker.prewarm() is None
+    assert worker.prewarm() is None  # a sandbox is idle already: nothing more starts
+    result = worker.invoke({})
+
+    assert not result.cold_start
+    assert _payload(result)["invocations"] == 1
+    assert make_worker("broken.lambda_handler").prewarm() == {
+        "errorType": "Runtime.ImportModuleError",
+        "errorMessage": "Unable to import module 'broken': "
+        "No module named 'module_that_does_not_exist_anywhere'",
+        "requestId": ANY,
+        "stackTrace": ANY,
+    }
 
 
 def test_the_function_sees_exactly_its_own_environment(
