@@ -84,7 +84,8 @@ def rotation_rows(cloud: LocalCloud, deployment: Deployment) -> list[Row]:
             "entry Lambda: execution end → entry returns",
             f"median {statistics.median(overheads) * 1000:.0f} ms, "
             f"p95 {_p95(overheads) * 1000:.0f} ms",
-            "set by the poll interval (0.5 s first, growing 1.5 times, cap 5 s)",
+            f"set by the poll interval (first {_entry_setting('POLL_FIRST_INTERVAL_SECONDS')} s, "
+            f"growing 1.5 times, cap {_entry_setting('POLL_MAX_INTERVAL_SECONDS')} s)",
         ),
         Row(
             "one step's execution, start to end (median)",
@@ -135,10 +136,14 @@ def package_rows() -> list[Row]:
             Row(
                 f"unzipped size, {logical_id}",
                 f"{(own + layer) / 1e6:.1f} MB",
-                f"own code {own / 1e3:.0f} kB + rotation-core layer {layer / 1e6:.1f} MB",
+                f"own code {own / 1e3:.1f} kB + rotation-core layer {layer / 1e6:.1f} MB",
             )
         )
     return rows
+
+
+def _entry_setting(name: str) -> str:
+    return str(load_template().functions()["RotationEntryFunction"].environment[name])
 
 
 def _result_field(invocation: Invocation, name: str) -> int:
