@@ -196,33 +196,12 @@ class LocalCloud:
     ) -> Deployment:
         """Deploys template.yaml. `environment_overrides` (logical id → variables) lets tests
         shorten waits, e.g. the entry Lambda's DEADLINE_MARGIN_SECONDS."""
-        self._ensure_role()
+        ensure_lambda_role(self.client("iam"))
         deployer = _Deployer(
             self, load_template(), stack_name, parameters or {}, environment_overrides or {}
         )
         self.deployment = deployer.deploy()
         return self.deployment
-
-    def _ensure_role(self) -> None:
-        iam = self.client("iam")
-        role_name = ROLE_ARN.rsplit("/", 1)[1]
-        if role_name in {role["RoleName"] for role in iam.list_roles()["Roles"]}:
-            return
-        iam.create_role(
-            RoleName=role_name,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )
 
     def store_service_account_key(self, key: ServiceAccountKey) -> None:
         """What a user does after deploying: put the downloaded key file into its secret."""
@@ -472,6 +451,28 @@ class _Deployer:
             **{key: value for key, value in properties.items() if key not in {"TreatMissingData"}},
             TreatMissingData=properties.get("TreatMissingData", "missing"),
         )
+
+
+def ensure_lambda_role(iam: Any) -> str:
+    """The role every local function runs as (moto checks that it exists and trusts Lambda)."""
+    role_name = ROLE_ARN.rsplit("/", 1)[1]
+    if role_name not in {role["RoleName"] for role in iam.list_roles()["Roles"]}:
+        iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+    return ROLE_ARN
 
 
 def _depends_on(resource: Mapping[str, Any]) -> list[str]:

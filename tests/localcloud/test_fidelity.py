@@ -25,14 +25,13 @@ from moto.backends import get_backend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud import fidelity
+from localcloud.cloud import ROLE_ARN, ensure_lambda_role
 from tests.support import ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_stepfunctions import SFNClient
 
-ROLE_NAME = "fidelity-test"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 ROTATOR = "rotator"
 FLAKY = "flaky"
 SECRET_NAME = "fidelity/token"
@@ -144,21 +143,7 @@ def aws(moto_endpoint: str, secretsmanager: SecretsManagerClient) -> Aws:
             service, region_name=REGION, endpoint_url=moto_endpoint, config=ONE_ATTEMPT
         )
 
-    client("iam").create_role(
-        RoleName=ROLE_NAME,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )
+    ensure_lambda_role(client("iam"))
     return Aws(moto_endpoint, client("secretsmanager"), client("lambda"), client("stepfunctions"))
 
 
