@@ -50,3 +50,33 @@ def crash_after_put_secret_value(worker: FunctionWorker, secret_arn: str) -> Ite
         yield crash
     finally:
         SecretsManagerBackend.put_secret_value = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def concurrent_pending_write(secret_arn: str, secret_string: str) -> Iterator[Crash]:
+    """While active, right after the first read that finds the rotation's AWSPENDING version still
+    empty, another writer fills it with `secret_string`, as a concurrent createSecret would in
+    the gap between that read and the reader's own PutSecretValue. Fires once."""
+    original = SecretsManagerBackend.get_secret_value
+    race = Crash()
+
+    def get_secret_value(
+        self: SecretsManagerBackend, secret_id: str, version_id: str, version_stage: str
+    ) -> Any:
+        try:
+            return original(self, secret_id, version_id, version_stage)
+        except Exception:
+            secret = self.secrets.get(secret_id)
+            if race.fired or not isinstance(secret, FakeSecret) or secret.arn != secret_arn:
+                raise
+            race.fired, race.version_id = True, version_id
+            # moto's signature says str, but it treats a missing SecretBinary as None, as here.
+            no_binary: Any = None
+            self.put_secret_value(secret_id, secret_string, no_binary, version_id, ["AWSPENDING"])
+            raise
+
+    SecretsManagerBackend.get_secret_value = get_secret_value  # type: ignore[method-assign]
+    try:
+        yield race
+    finally:
+        SecretsManagerBackend.get_secret_value = original  # type: ignore[method-assign]

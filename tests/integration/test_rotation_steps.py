@@ -7,6 +7,7 @@ import uuid
 import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud.faults import concurrent_pending_write
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from rotation_core.errors import (
     NotPendingVersionError,
@@ -166,13 +167,35 @@ def test_create_secret_keeps_the_value_a_concurrent_attempt_wrote_first(
     secretsmanager: SecretsManagerClient,
     token_secret_arn: str,
     google: GoogleEmulator,
+    service_account: ServiceAccountKey,
 ) -> None:
+    other = RotationRequest(token_secret_arn, str(uuid.uuid4()), manual=True)
+    winner = TokenSecretValue.from_secret_string(
+        _minted_elsewhere(rotation, secretsmanager, other, token_secret_arn)
+    )
     token = begin_rotation(token_secret_arn)
-    winner = rotation.create_secret(RotationRequest(token_secret_arn, token))
-    # A second attempt that read "no value yet" before the winner wrote now tries to store its
-    # own token: Secrets Manager refuses, and the gateway reports the conflict.
-    assert not rotation._secrets.put_pending(token_secret_arn, token, '{"other": 1}', None)
-    assert pending_value(secretsmanager, token).metadata == winner.metadata
+
+    with concurrent_pending_write(token_secret_arn, winner.to_secret_string()) as race:
+        outcome = rotation.create_secret(RotationRequest(token_secret_arn, token))
+
+    assert race.fired
+    assert outcome.action == "already-created"
+    assert outcome.metadata == winner.metadata
+    assert pending_value(secretsmanager, token) == winner
+
+
+def _minted_elsewhere(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, request: RotationRequest, arn: str
+) -> str:
+    """A genuine token value another createSecret could have written (from a manual run)."""
+    rotation.create_secret(request)
+    value = secretsmanager.get_secret_value(
+        SecretId=arn, VersionId=request.token, VersionStage="AWSPENDING"
+    )["SecretString"]
+    secretsmanager.update_secret_version_stage(
+        SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=request.token
+    )
+    return value
 
 
 def test_already_current_version_is_a_no_op_for_every_step(

@@ -124,11 +124,7 @@ class Rotation:
         )
         if not written:
             # A concurrent attempt stored its own token first: keep that one, discard ours.
-            stored = self._read_pending(secret, request.token)
-            if stored is None:
-                raise SecretNotFoundError(
-                    f"the pending version {request.token} of {secret.name!r} vanished mid-rotation"
-                )
+            stored = self._require_pending(secret, request.token)
             return StepOutcome(
                 Step.CREATE, secret.arn, request.token, "already-created", stored.metadata
             )
