@@ -328,6 +328,7 @@ class _Deployer:
             Name=properties.get("Name", self._name(logical_id)),
             Description=properties.get("Description", ""),
             SecretString=properties["SecretString"],
+            Tags=properties.get("Tags", []),
         )["ARN"]
         self.resolver.refs[logical_id] = arn
 

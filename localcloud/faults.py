@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
+from moto.sns.exceptions import SNSException
+from moto.sns.models import SNSBackend
 
 from localcloud.lambda_runtime import FunctionWorker
 
@@ -80,3 +82,94 @@ def concurrent_pending_write(secret_arn: str, secret_string: str) -> Iterator[Cr
         yield race
     finally:
         SecretsManagerBackend.get_secret_value = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def crash_after_update_secret_version_stage(
+    worker: FunctionWorker, secret_arn: str, stage: str = "AWSCURRENT"
+) -> Iterator[Crash]:
+    """While active, the first UpdateSecretVersionStage on `secret_arn` that moves `stage` and
+    succeeds ends `worker`'s processes before Secrets Manager answers it: the label moved, and the
+    Lambda that moved it dies without hearing so (Runtime.ExitError). Fires once."""
+    original = SecretsManagerBackend.update_secret_version_stage
+    crash = Crash()
+    lock = threading.Lock()
+
+    def update_secret_version_stage(
+        self: SecretsManagerBackend,
+        secret_id: str,
+        version_stage: str,
+        remove_from_version_id: str,
+        move_to_version_id: str,
+    ) -> tuple[str, str]:
+        answer = original(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        secret = self.secrets.get(secret_id)
+        if (
+            version_stage != stage
+            or not move_to_version_id
+            or not isinstance(secret, FakeSecret)
+            or secret.arn != secret_arn
+        ):
+            return answer
+        with lock:
+            if crash.fired:
+                return answer
+            crash.fired, crash.version_id = True, move_to_version_id
+        worker.stop()
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+    try:
+        yield crash
+    finally:
+        SecretsManagerBackend.update_secret_version_stage = original  # type: ignore[method-assign]
+
+
+class ThrottledError(SNSException):
+    """What SNS answers a Publish over the account's rate: code Throttled, HTTP 429 (botocore's
+    SNS model, ThrottledException). Step Functions' sns:publish reports it as
+    SNS.ThrottledException."""
+
+    code = "Throttled"
+    message = "Rate exceeded"
+
+
+@dataclass
+class Refusals:
+    """How many Publish calls the fault refused, and how many it let through after."""
+
+    refused: int = 0
+    delivered: int = 0
+
+
+@contextmanager
+def sns_publish_refused(
+    topic_arn: str, times: int, error: type[SNSException] = ThrottledError
+) -> Iterator[Refusals]:
+    """While active, the first `times` Publish calls to `topic_arn` are refused with `error`
+    (SNS's throttling error unless told otherwise) before anything is delivered; later calls
+    publish as usual. Other topics are not touched."""
+    original = SNSBackend.publish
+    refusals = Refusals()
+    lock = threading.Lock()
+
+    def publish(self: SNSBackend, message: str, arn: str | None, *args: Any, **kwargs: Any) -> str:
+        if arn == topic_arn:
+            with lock:
+                refuse = refusals.refused < times
+                refusals.refused += refuse
+            if refuse:
+                raise error()
+        message_id: str = original(self, message, arn, *args, **kwargs)
+        if arn == topic_arn:
+            with lock:
+                refusals.delivered += 1
+        return message_id
+
+    SNSBackend.publish = publish  # type: ignore[method-assign]
+    try:
+        yield refusals
+    finally:
+        SNSBackend.publish = original  # type: ignore[method-assign]

@@ -21,6 +21,9 @@ Corrected (numbers are those of the differences list in the project's moto notes
   the same value again is a no-op (moto overwrote it).
 - Retry waits in moto's ASL interpreter go through a clock that records them in
   `CORRECTIONS.retry_waits` and sleeps them only when `CORRECTIONS.sleep_retries` is set.
+- SNS Publish refuses a Subject that is not ASCII, holds a line break or another control
+  character, or is longer than 100 characters, with InvalidParameter (moto checked the length
+  only, so an e-mail notice AWS would refuse went out locally).
 
 Not corrected (worked around where it matters):
 - 1: RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
@@ -50,10 +53,13 @@ from typing import Any
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
+from moto.sns.exceptions import SNSInvalidParameter
+from moto.sns.models import SNSBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
+SNS_SUBJECT_LIMIT = 100
 
 LambdaDispatcher = Callable[[LambdaFunction, Any], tuple[bytes, str | None]]
 """Runs a function's real handler on a payload: (response body, errorType or None)."""
@@ -85,11 +91,13 @@ def apply() -> Corrections:
     _ORIGINALS["rotate_secret"] = SecretsManagerBackend.rotate_secret
     _ORIGINALS["check_versions"] = SecretsManagerBackend._check_with_existing_secrets_and_versions
     _ORIGINALS["retry_time"] = vars(retrier_decl)["time"]
+    _ORIGINALS["sns_publish"] = SNSBackend.publish
     LambdaFunction.invoke = _invoke_real_handler  # type: ignore[method-assign,assignment]
     LambdaBackend.invoke = _invoke_within_rotation  # type: ignore[method-assign]
     SecretsManagerBackend.rotate_secret = _rotate_secret_as_aws  # type: ignore[method-assign]
     SecretsManagerBackend._check_with_existing_secrets_and_versions = _refuse_rewriting_pending  # type: ignore[method-assign]
     vars(retrier_decl)["time"] = _RetryClock()
+    SNSBackend.publish = _publish_with_a_valid_subject  # type: ignore[method-assign]
     return CORRECTIONS
 
 
@@ -251,3 +259,20 @@ class _RetryClock:
         CORRECTIONS.retry_waits.append(seconds)
         if CORRECTIONS.sleep_retries:
             _ORIGINALS["retry_time"].sleep(seconds)
+
+
+def _publish_with_a_valid_subject(
+    self: SNSBackend, message: str, *args: Any, subject: str | None = None, **kwargs: Any
+) -> str:
+    """SNS Publish refuses a Subject that is not printable ASCII on one line, or is longer than
+    100 characters, with InvalidParameter "Invalid parameter: Subject". The Publish reference
+    long said "ASCII text ..., must not include line breaks or control characters", and Amazon
+    Managed Prometheus' SNS receiver rewrites non-ASCII subjects because SNS refuses them; the
+    current text says UTF-8, so this follows what SNS enforces, the stricter reading. 100
+    characters are accepted (moto's own note, getmoto/moto#1503). moto checked the length only."""
+    if subject is not None and (
+        len(subject) > SNS_SUBJECT_LIMIT or not all(" " <= c <= "~" for c in subject)
+    ):
+        raise SNSInvalidParameter("Invalid parameter: Subject")
+    message_id: str = _ORIGINALS["sns_publish"](self, message, *args, subject=subject, **kwargs)
+    return message_id

@@ -19,7 +19,7 @@ from rotation_core.config import GoogleEndpoints
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.secrets import SecretsGateway
-from tests.support import KEY_SECRET, REGION, SCOPE, TOKEN_SECRET
+from tests.support import KEY_SECRET, MANAGED_TAG, MANAGING_STACK, REGION, SCOPE, TOKEN_SECRET
 
 
 class _RecordCollector(logging.Handler):
@@ -147,6 +147,7 @@ def environment(google: GoogleEmulator) -> dict[str, str]:
         "GOOGLE_TOKEN_URL": google.token_url,
         "GOOGLE_TOKENINFO_URL": google.tokeninfo_url,
         "GOOGLE_HTTP_TIMEOUT_SECONDS": "0.5",
+        "MANAGED_BY": MANAGING_STACK,
     }
 
 
@@ -166,5 +167,5 @@ def token_secret_arn(
         SecretString=json.dumps(service_account.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
     )
     return secretsmanager.create_secret(
-        Name=TOKEN_SECRET, SecretString=json.dumps({"GOOGLE_ACCESS_TOKEN": ""})
+        Name=TOKEN_SECRET, SecretString=json.dumps({"GOOGLE_ACCESS_TOKEN": ""}), Tags=[MANAGED_TAG]
     )["ARN"]

@@ -13,6 +13,8 @@ SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
 KEY_SECRET = "google/service-account-key"
 TOKEN_SECRET = "google/access-token"
 ACCOUNT_ID = "123456789012"
+MANAGING_STACK = "token-rotation-tests"
+MANAGED_TAG = {"Key": "token-rotation:managed-by", "Value": MANAGING_STACK}
 ROTATION_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:rotation-entry"
 
 

@@ -2,19 +2,23 @@
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Final
 
 import boto3
-from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
-from step_execution import EntrySettings, RotationEntryError, RotationEvent, run_step_execution
+from rotation_core.errors import InvalidRequestError
+from rotation_core.rotation_request import RotationRequest
+from step_execution import EntrySettings, RotationEntryError, run_step_execution
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 log_through_powertools("step_execution")
+
+LOGGED_FIELD_LENGTH: Final = 256
+"""The most of an event field a log key holds: the keys go on every line, the event is unchecked."""
 
 
 @cache
@@ -24,16 +28,19 @@ def _sfn_client() -> "SFNClient":
     return boto3.client("stepfunctions", config=AWS_CLIENT_CONFIG)
 
 
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
-    rotation_event = SecretsManagerEvent(event)
+# log_event=False, not the default None: with None, POWERTOOLS_LOGGER_LOG_EVENT=true would log the
+# whole event, RotationToken included.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+def lambda_handler(event: object, context: LambdaContext) -> dict[str, object]:
+    fields = event if isinstance(event, dict) else {}
+    step = _loggable(fields.get("Step"))
     logger.append_keys(
-        step=rotation_event.get("Step"),
-        secret_id=rotation_event.get("SecretId"),
-        client_request_token=rotation_event.get("ClientRequestToken"),
+        step=step,
+        secret_id=_loggable(fields.get("SecretId")),
+        client_request_token=_loggable(fields.get("ClientRequestToken")),
     )
     try:
-        request = RotationEvent.from_event(rotation_event)
+        request = RotationRequest.from_rotation_event(event)
         settings = EntrySettings.from_environment(os.environ)
         result = run_step_execution(
             _sfn_client(),
@@ -41,11 +48,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, o
             request,
             remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
         )
-    except RotationEntryError as error:
+    except (InvalidRequestError, RotationEntryError) as error:
         logger.error(
-            f"{rotation_event.get('Step')} did not succeed",
+            f"{step or 'the rotation step'} did not succeed",
             extra={"error_type": type(error).__name__, "error_message": str(error)},
         )
         raise
     logger.info(f"{result.step} succeeded", extra={"result": result.as_payload()})
     return result.as_payload()
+
+
+def _loggable(value: object) -> str | None:
+    """A string field cut to LOGGED_FIELD_LENGTH; anything else is left out of the log keys."""
+    return value[:LOGGED_FIELD_LENGTH] if isinstance(value, str) else None

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
-from rotation_core.steps import STEP_NAMES
+from rotation_core.errors import InvalidRequestError
+from rotation_core.rotation_request import RotationRequest
+from rotation_core.steps import Step
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -22,14 +24,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_EXECUTION_NAME_LENGTH: Final = 80
-MAX_EXECUTION_ATTEMPTS_LIMIT: Final = 100
 SUCCEEDED: Final = "SUCCEEDED"
 RUNNING_STATUSES: Final = frozenset({"RUNNING", "PENDING_REDRIVE"})
-FAILED_STATUSES: Final = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+FAILED_STATUSES: Final = frozenset({"FAILED", "ABORTED"})
 DEFAULT_POLL_FIRST_INTERVAL: Final = 0.5
 DEFAULT_POLL_MAX_INTERVAL: Final = 5.0
 DEFAULT_DEADLINE_MARGIN: Final = 10.0
-DEFAULT_MAX_EXECUTION_ATTEMPTS: Final = 10
 POLL_GROWTH: Final = 1.5
 HASHED_TOKEN_LENGTH: Final = 40
 # botocore's standard retry mode already retries throttling a few times; this is the slower,
@@ -41,10 +41,6 @@ _STATE_MACHINE_ARN = re.compile(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateM
 
 class RotationEntryError(Exception):
     """Base of the errors the entry Lambda raises to Secrets Manager; none holds secret values."""
-
-
-class InvalidRotationEventError(RotationEntryError):
-    """The rotation event is malformed; nothing was started."""
 
 
 class EntrySettingsError(RotationEntryError):
@@ -72,58 +68,17 @@ class StepExecutionFailedError(RotationEntryError):
         self.cause = cause
 
 
-class ExecutionAttemptsExhaustedError(RotationEntryError):
-    """Every allowed attempt of the step already ended without success; nothing more is started."""
-
-
-@dataclass(frozen=True)
-class RotationEvent:
-    """The validated Secrets Manager rotation event. RotationToken is opaque and never logged."""
-
-    step: str
-    secret_id: str
-    client_request_token: str
-    rotation_token: str | None = None
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, object]) -> "RotationEvent":
-        step = event.get("Step")
-        secret_id = event.get("SecretId")
-        token = event.get("ClientRequestToken")
-        rotation_token = event.get("RotationToken")
-        if not isinstance(step, str) or step not in STEP_NAMES:
-            raise InvalidRotationEventError(
-                f"'Step' must be one of {', '.join(STEP_NAMES)} (camelCase), got {step!r}"
-            )
-        if not isinstance(secret_id, str) or not secret_id.strip():
-            raise InvalidRotationEventError(
-                "'SecretId' must be the token secret's ARN or name (a non-empty string)"
-            )
-        if not isinstance(token, str) or not token.strip():
-            raise InvalidRotationEventError(
-                "'ClientRequestToken' must be the rotation's version id (a non-empty string)"
-            )
-        # The value itself stays out of the message: it is opaque and not ours to echo.
-        if rotation_token is not None and (
-            not isinstance(rotation_token, str) or not rotation_token
-        ):
-            raise InvalidRotationEventError(
-                "'RotationToken' must be the opaque string from the rotation event when present, "
-                f"got a value of type {type(rotation_token).__name__}"
-            )
-        return cls(step, secret_id, token, rotation_token)
-
-    def execution_input(self) -> str:
-        """The same text for every attempt, so that a repeated StartExecution of a RUNNING
-        execution is idempotent on AWS instead of an ExecutionAlreadyExists."""
-        document = {
-            "Step": self.step,
-            "SecretId": self.secret_id,
-            "ClientRequestToken": self.client_request_token,
-        }
-        if self.rotation_token is not None:
-            document["RotationToken"] = self.rotation_token
-        return json.dumps(document)
+def execution_input(request: RotationRequest) -> str:
+    """The same text for every attempt, so that a repeated StartExecution of a RUNNING execution
+    is idempotent on AWS instead of an ExecutionAlreadyExists."""
+    document = {
+        "Step": request.step,
+        "SecretId": request.secret_id,
+        "ClientRequestToken": request.token,
+    }
+    if request.rotation_token is not None:
+        document["RotationToken"] = request.rotation_token
+    return json.dumps(document)
 
 
 @dataclass(frozen=True)
@@ -134,7 +89,6 @@ class EntrySettings:
     poll_first_interval_seconds: float = DEFAULT_POLL_FIRST_INTERVAL
     poll_max_interval_seconds: float = DEFAULT_POLL_MAX_INTERVAL
     deadline_margin_seconds: float = DEFAULT_DEADLINE_MARGIN
-    max_execution_attempts: int = DEFAULT_MAX_EXECUTION_ATTEMPTS
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> "EntrySettings":
@@ -160,18 +114,7 @@ class EntrySettings:
         margin = _seconds(
             environment, "DEADLINE_MARGIN_SECONDS", DEFAULT_DEADLINE_MARGIN, allow_zero=True
         )
-        raw_attempts = environment.get("MAX_EXECUTION_ATTEMPTS", "").strip()
-        attempts = DEFAULT_MAX_EXECUTION_ATTEMPTS
-        if raw_attempts:
-            # isdigit() alone admits digits such as '²' that int() refuses.
-            valid = raw_attempts.isascii() and raw_attempts.isdigit()
-            attempts = int(raw_attempts) if valid else 0
-            if not 1 <= attempts <= MAX_EXECUTION_ATTEMPTS_LIMIT:
-                raise EntrySettingsError(
-                    "environment variable 'MAX_EXECUTION_ATTEMPTS' must be a whole number from 1 "
-                    f"to {MAX_EXECUTION_ATTEMPTS_LIMIT}, got {raw_attempts!r}"
-                )
-        return cls(arn, first, maximum, margin, attempts)
+        return cls(arn, first, maximum, margin)
 
 
 def _seconds(
@@ -247,16 +190,23 @@ class StepExecutionResult:
 def run_step_execution(
     sfn: "SFNClient",
     settings: EntrySettings,
-    event: RotationEvent,
+    request: RotationRequest,
     *,
     remaining_seconds: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     uniform: Callable[[float, float], float] = random.uniform,
 ) -> StepExecutionResult:
-    """Run the event's step to its end in Step Functions. Returns when the execution SUCCEEDED;
+    """Run the request's step to its end in Step Functions. Returns when the execution SUCCEEDED;
     raises otherwise, so that Secrets Manager retries the step."""
-    return _Invocation(sfn, settings, event, remaining_seconds, sleep, monotonic, uniform).run()
+    if request.step is None:
+        raise InvalidRequestError(
+            "the entry Lambda runs one step of a Secrets Manager rotation: the request must name "
+            "its 'Step'"
+        )
+    return _Invocation(
+        sfn, settings, request, request.step, remaining_seconds, sleep, monotonic, uniform
+    ).run()
 
 
 class _Invocation:
@@ -266,7 +216,8 @@ class _Invocation:
         self,
         sfn: "SFNClient",
         settings: EntrySettings,
-        event: RotationEvent,
+        request: RotationRequest,
+        step: Step,
         remaining_seconds: Callable[[], float],
         sleep: Callable[[float], None],
         monotonic: Callable[[], float],
@@ -274,7 +225,8 @@ class _Invocation:
     ) -> None:
         self._sfn = sfn
         self._settings = settings
-        self._event = event
+        self._request = request
+        self._step = step
         self._sleep = sleep
         self._monotonic = monotonic
         self._uniform = uniform
@@ -285,41 +237,58 @@ class _Invocation:
         self._throttled_calls = 0
 
     def run(self) -> StepExecutionResult:
-        step, token = self._event.step, self._event.client_request_token
-        last_failure: DescribeExecutionOutputTypeDef | None = None
-        for attempt in range(1, self._settings.max_execution_attempts + 1):
-            name = execution_name(step, token, attempt)
+        attempt, description = self._newest_attempt()
+        while True:
+            if description is not None:
+                arn, status = description["executionArn"], description["status"]
+                if status == SUCCEEDED:
+                    logger.info("execution already succeeded", extra={"execution_arn": arn})
+                    return self._result(attempt, description, started=False)
+                if status in RUNNING_STATUSES:
+                    logger.info("attaching to running execution", extra={"execution_arn": arn})
+                    return self._outcome(attempt, self._wait(arn), started=False)
+                if status not in FAILED_STATUSES:
+                    # A status this code does not know may not be an end: starting another
+                    # attempt beside it could run the step twice, so it is reported instead.
+                    return self._outcome(attempt, description, started=False)
+                # It ended before this invocation looked: that failure was already reported to
+                # Secrets Manager, whose retry this is, so the step gets a fresh attempt.
+                logger.info(
+                    "earlier attempt ended without success; starting the next",
+                    extra={"execution_arn": arn, "status": status},
+                )
+            attempt += 1
+            name = self._name(attempt)
             arn = execution_arn(self._settings.state_machine_arn, name)
-            description = self._describe(arn, missing_ok=True)
+            if self._start(name, arn):
+                return self._outcome(attempt, self._wait(arn), started=True)
+            # A concurrent invocation started this attempt after our search: go on from its state.
+            description = self._describe(arn)
+
+    def _newest_attempt(self) -> "tuple[int, DescribeExecutionOutputTypeDef | None]":
+        """The highest attempt that exists, with its description; (0, None) when none does.
+        Attempts are contiguous (k + 1 is only started once k was seen ended), so probing 1, 2,
+        4, ... and then bisecting finds it in O(log n) describes, however many have failed."""
+        found, newest = 0, None
+        missing = 1
+        while (description := self._find(self._arn(missing))) is not None:
+            found, newest = missing, description
+            missing *= 2
+        # Now `found` exists (or is 0) and `missing` does not; the newest lies in between.
+        while missing - found > 1:
+            middle = (found + missing) // 2
+            description = self._find(self._arn(middle))
             if description is None:
-                if self._start(name, arn):
-                    return self._outcome(attempt, self._wait(arn), started=True)
-                # A concurrent invocation started this name between our describe and start.
-                description = self._describe(arn)
-                assert description is not None
-            status = description["status"]
-            if status == SUCCEEDED:
-                logger.info("execution already succeeded", extra={"execution_arn": arn})
-                return self._result(attempt, description, started=False)
-            if status in RUNNING_STATUSES:
-                logger.info("attaching to running execution", extra={"execution_arn": arn})
-                return self._outcome(attempt, self._wait(arn), started=False)
-            if status not in FAILED_STATUSES:
-                return self._outcome(attempt, description, started=False)
-            # It ended before this invocation looked: that failure was already reported to
-            # Secrets Manager, whose retry this is, so the step gets a fresh attempt.
-            logger.info(
-                "earlier attempt ended without success; starting the next",
-                extra={"execution_arn": arn, "status": status},
-            )
-            last_failure = description
-        assert last_failure is not None
-        raise ExecutionAttemptsExhaustedError(
-            f"all {self._settings.max_execution_attempts} attempts of {step} for "
-            f"{self._event.secret_id!r} have ended without success (MAX_EXECUTION_ATTEMPTS); "
-            f"the last, {last_failure['executionArn']}, ended {last_failure['status']} with "
-            f"error {last_failure.get('error')!r}: {last_failure.get('cause')!r}"
-        )
+                missing = middle
+            else:
+                found, newest = middle, description
+        return found, newest
+
+    def _name(self, attempt: int) -> str:
+        return execution_name(self._step, self._request.token, attempt)
+
+    def _arn(self, attempt: int) -> str:
+        return execution_arn(self._settings.state_machine_arn, self._name(attempt))
 
     def _start(self, name: str, arn: str) -> bool:
         """True when this call started the execution (or, on AWS, found it RUNNING with the same
@@ -328,7 +297,7 @@ class _Invocation:
             self._sfn.start_execution(
                 stateMachineArn=self._settings.state_machine_arn,
                 name=name,
-                input=self._event.execution_input(),
+                input=execution_input(self._request),
             )
         except ClientError as error:
             if _code(error) != "ExecutionAlreadyExists":
@@ -342,25 +311,27 @@ class _Invocation:
         while True:
             self._pause(self._interval, arn)
             description = self._describe(arn)
-            assert description is not None
             if description["status"] not in RUNNING_STATUSES:
                 return description
             self._interval = next_poll_interval(
                 self._interval, self._settings.poll_max_interval_seconds
             )
 
-    def _describe(
-        self, arn: str, *, missing_ok: bool = False
-    ) -> "DescribeExecutionOutputTypeDef | None":
+    def _find(self, arn: str) -> "DescribeExecutionOutputTypeDef | None":
+        try:
+            return self._describe(arn)
+        except ClientError as error:
+            if _code(error) == "ExecutionDoesNotExist":
+                return None
+            raise
+
+    def _describe(self, arn: str) -> "DescribeExecutionOutputTypeDef":
         while True:
             self._describe_calls += 1
             try:
                 return self._sfn.describe_execution(executionArn=arn)
             except ClientError as error:
-                code = _code(error)
-                if code == "ExecutionDoesNotExist" and missing_ok:
-                    return None
-                if code not in _THROTTLING_CODES:
+                if _code(error) not in _THROTTLING_CODES:
                     raise
             self._throttled_calls += 1
             maximum = self._settings.poll_max_interval_seconds
@@ -383,7 +354,7 @@ class _Invocation:
             )
             raise ExecutionStillRunningError(
                 f"the rotation entry Lambda reached its deadline: execution {arn} for "
-                f"{self._event.step} of {self._event.secret_id!r} {state}; Secrets Manager will "
+                f"{self._step} of {self._request.secret_id!r} {state}; Secrets Manager will "
                 "retry and the retry attaches to it",
                 arn,
             )
@@ -398,7 +369,7 @@ class _Invocation:
         arn = description["executionArn"]
         error, cause = description.get("error"), description.get("cause")
         raise StepExecutionFailedError(
-            f"{self._event.step} of {self._event.secret_id!r} failed: execution {arn} ended "
+            f"{self._step} of {self._request.secret_id!r} failed: execution {arn} ended "
             f"{status} with error {error!r}, cause {cause!r}",
             arn,
             status,
@@ -410,7 +381,7 @@ class _Invocation:
         self, attempt: int, description: "DescribeExecutionOutputTypeDef", *, started: bool
     ) -> StepExecutionResult:
         return StepExecutionResult(
-            step=self._event.step,
+            step=self._step.value,
             execution_arn=description["executionArn"],
             status=description["status"],
             attempt=attempt,

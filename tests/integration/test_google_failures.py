@@ -3,6 +3,7 @@
 import base64
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,14 +22,16 @@ from rotation_core.errors import (
     GoogleTimeoutError,
     GoogleUnavailableError,
     InvalidServiceAccountKeyError,
+    RotationAbandonedError,
     RotationError,
-    TokenVerificationError,
 )
-from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
-from tests.support import KEY_SECRET, SCOPE, TOKEN_SECRET, begin_rotation
+from tests.support import KEY_SECRET, SCOPE, TOKEN_SECRET, begin_rotation, stages
 
 KeyFile = dict[str, str]
+EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
 
 
 def create(rotation: Rotation, secretsmanager: SecretsManagerClient, arn: str) -> str:
@@ -186,7 +189,7 @@ MALFORMED_KEYS: dict[str, tuple[Callable[[KeyFile], None], str]] = {
     "encrypted-traditional": (_encrypted_traditional, "encrypted with a passphrase"),
     "public-key": (_public, "public key or certificate"),
     "ec-key": (_elliptic, "Google service-account keys are RSA"),
-    "wrong-type": (_not_a_service_account, "expected 'service_account'"),
+    "wrong-type": (_not_a_service_account, "is not a service-account key"),
 }
 
 
@@ -212,6 +215,8 @@ def test_malformed_key_is_a_clear_permanent_error_that_never_echoes_the_key(
     with pytest.raises(InvalidServiceAccountKeyError, match=message) as raised:
         rotation.create_secret(RotationRequest(token_secret_arn, token))
     _assert_no_key_material(str(raised.value), service_account, key_file)
+    echoed = [field for field, value in key_file.items() if value and value in str(raised.value)]
+    assert echoed == []
     assert raised.value.__cause__ is None
     assert google.requests == []
 
@@ -273,8 +278,9 @@ def test_test_secret_rejects_an_expired_token(
     token = create(rotation, secretsmanager, token_secret_arn)
     google.clock_offset_seconds = 3700
 
-    with pytest.raises(TokenVerificationError, match="not valid"):
+    with pytest.raises(RotationAbandonedError, match="tokeninfo says is not valid"):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == []
 
 
 def test_test_secret_rejects_a_token_that_dies_too_soon(
@@ -287,25 +293,25 @@ def test_test_secret_rejects_a_token_that_dies_too_soon(
     google.clock_offset_seconds = 3000
 
     with pytest.raises(
-        TokenVerificationError, match=r"expires in \d+ s, less than the required 900"
+        RotationAbandonedError, match=r"expires in \d+ s, less than the required 900"
     ):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == []
 
 
-def test_test_secret_rejects_a_missing_scope(
+def test_test_secret_abandons_a_token_missing_a_scope_the_settings_now_require(
     rotation: Rotation,
     secretsmanager: SecretsManagerClient,
     token_secret_arn: str,
+    environment: dict[str, str],
 ) -> None:
     token = create(rotation, secretsmanager, token_secret_arn)
     extra = "https://www.googleapis.com/auth/drive.readonly"
-    secretsmanager.tag_resource(
-        SecretId=token_secret_arn,
-        Tags=[{"Key": "token-rotation:scopes", "Value": f"{SCOPE} {extra}"}],
-    )
+    environment["GOOGLE_SCOPES"] = f"{SCOPE} {extra}"  # the deployer widened the scopes since
 
-    with pytest.raises(TokenVerificationError, match=f"lacks the scopes {extra}"):
+    with pytest.raises(RotationAbandonedError, match=f"lacks the scopes {extra}"):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == []
 
 
 def test_test_secret_rejects_the_wrong_service_account(
@@ -319,7 +325,7 @@ def test_test_secret_rejects_the_wrong_service_account(
         ],
     )
 
-    with pytest.raises(TokenVerificationError, match="expected service account is other@"):
+    with pytest.raises(RotationAbandonedError, match="expected service account is other@"):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
 
 
@@ -335,7 +341,34 @@ def test_test_secret_rejects_a_token_issued_to_another_client(
     forged = TokenSecretValue(_mint_directly(google, other), _metadata(service_account))
     _write_pending(secretsmanager, token, forged)
 
-    with pytest.raises(TokenVerificationError, match="was issued to client"):
+    with pytest.raises(RotationAbandonedError, match="issued to client"):
+        rotation.test_secret(RotationRequest(token_secret_arn, token))
+
+
+def test_test_secret_abandons_a_token_whose_google_account_is_not_the_stored_one(
+    rotation: Rotation,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+    service_account: ServiceAccountKey,
+    environment: dict[str, str],
+) -> None:
+    """Only tokeninfo's email can tell: the forged metadata names our account with the
+    intruder's client id, so the client check alone passes."""
+    scopes = (SCOPE, EMAIL_SCOPE)  # tokeninfo names the account only with the email scope
+    environment["GOOGLE_SCOPES"] = " ".join(scopes)
+    token = begin_rotation(token_secret_arn)
+    intruder = google.create_service_account("intruder@demo-project.iam.gserviceaccount.com")
+    metadata = replace(
+        _metadata(service_account), scopes=scopes, service_account_client_id=intruder.client_id
+    )
+    _write_pending(
+        secretsmanager,
+        token,
+        TokenSecretValue(_mint_directly(google, intruder, scopes), metadata),
+    )
+
+    with pytest.raises(RotationAbandonedError, match="holds a token of intruder@"):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
 
 
@@ -349,8 +382,9 @@ def test_test_secret_rejects_a_token_google_does_not_know(
     unknown = TokenSecretValue("ya29.never-issued-by-google", _metadata(service_account))
     _write_pending(secretsmanager, token, unknown)
 
-    with pytest.raises(TokenVerificationError, match="not valid"):
+    with pytest.raises(RotationAbandonedError, match="tokeninfo says is not valid"):
         rotation.test_secret(RotationRequest(token_secret_arn, token))
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == []
 
 
 def test_tokeninfo_outage_is_transient(
@@ -373,10 +407,12 @@ def _metadata(key: ServiceAccountKey) -> TokenMetadata:
     )
 
 
-def _mint_directly(google: GoogleEmulator, key: ServiceAccountKey) -> str:
+def _mint_directly(
+    google: GoogleEmulator, key: ServiceAccountKey, scopes: tuple[str, ...] = (SCOPE,)
+) -> str:
     """A genuine token of another service account, minted by unmodified google-auth."""
     credentials = GoogleCredentials.from_service_account_info(
-        key.key_file(google.token_url), scopes=[SCOPE]
+        key.key_file(google.token_url), scopes=list(scopes)
     )
     credentials.refresh(Request(urllib3.PoolManager()))
     token: str = credentials.token

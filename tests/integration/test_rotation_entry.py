@@ -1,9 +1,11 @@
 """The entry Lambda against moto's Step Functions over real HTTP: start, attach, reuse, retry
-attempts, races, deadline, throttling, validation and the handler itself."""
+attempts, races, deadline, throttling, statuses moto cannot reach, validation and the handler."""
 
+import importlib
 import io
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -15,19 +17,20 @@ import boto3
 import pytest
 import urllib3
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 import lambda_adapter
 import rotation_entry
+from rotation_core.errors import InvalidRequestError
+from rotation_core.rotation_request import RotationRequest
 from step_execution import (
     EntrySettings,
-    ExecutionAttemptsExhaustedError,
     ExecutionStillRunningError,
-    InvalidRotationEventError,
-    RotationEvent,
     StepExecutionFailedError,
     StepExecutionResult,
+    execution_input,
     run_step_execution,
 )
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 ROLE = "arn:aws:iam::123456789012:role/rotation-state-machine"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:google/access-token-AbCdEf"
+ROTATION_TOKEN = "d7c1e2f3-rotation-token-from-secrets-manager"
 PASS = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 FAIL = {
     "StartAt": "Fail",
@@ -47,17 +51,22 @@ FAIL = {
         }
     },
 }
-# Fails when its input has "Fail": that lets a test leave a failed attempt behind by starting
-# it with another input, while the entry Lambda's own input succeeds.
+# Fails when its input has "Fail" and waits for a minute when it has "Wait": that lets a test
+# leave a failed (or, once stopped, aborted) attempt behind by starting it with another input,
+# while the entry Lambda's own input succeeds.
 FAIL_ON_REQUEST = {
     "StartAt": "Choose",
     "States": {
         "Choose": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.Fail", "IsPresent": True, "Next": "Fail"}],
+            "Choices": [
+                {"Variable": "$.Fail", "IsPresent": True, "Next": "Fail"},
+                {"Variable": "$.Wait", "IsPresent": True, "Next": "Wait"},
+            ],
             "Default": "Done",
         },
         "Fail": {"Type": "Fail", "Error": "Earlier", "Cause": "an earlier attempt failed"},
+        "Wait": {"Type": "Wait", "Seconds": 60, "Next": "Done"},
         "Done": {"Type": "Pass", "End": True},
     },
 }
@@ -94,6 +103,12 @@ def sfn(moto_endpoint: str) -> "SFNClient":
         endpoint_url=moto_endpoint,
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
+
+
+@pytest.fixture
+def rival(moto_endpoint: str) -> "SFNClient":
+    """Another client on the same account: what a concurrent invocation or a person does."""
+    return boto3.client("stepfunctions", endpoint_url=moto_endpoint)
 
 
 def state_machine(sfn: "SFNClient", definition: Mapping[str, object]) -> str:
@@ -141,7 +156,7 @@ def run(
     return run_step_execution(
         sfn,
         settings,
-        RotationEvent.from_event(event),
+        RotationRequest.from_rotation_event(event),
         remaining_seconds=lambda: remaining,
         uniform=uniform,
         **timing,
@@ -172,6 +187,18 @@ def start_calls(sfn: "SFNClient") -> list[dict[str, Any]]:
     return calls
 
 
+def api_calls(sfn: "SFNClient") -> list[str]:
+    """The DescribeExecution and StartExecution calls this client makes, in order."""
+    calls: list[str] = []
+    for operation in ("DescribeExecution", "StartExecution"):
+
+        def record(operation: str = operation, **_: object) -> None:
+            calls.append(operation)
+
+        sfn.meta.events.register(f"before-parameter-build.sfn.{operation}", record)
+    return calls
+
+
 def wait_until_closed(sfn: "SFNClient", arn: str) -> str:
     for _ in range(100):
         status = sfn.describe_execution(executionArn=arn)["status"]
@@ -179,6 +206,83 @@ def wait_until_closed(sfn: "SFNClient", arn: str) -> str:
             return status
         time.sleep(0.05)
     raise AssertionError(f"{arn} did not end")
+
+
+def leave_failed_attempts(
+    sfn: "SFNClient", machine: str, event: dict[str, str], count: int
+) -> None:
+    """Attempts 1..count of the event's step, each ended FAILED, as earlier invocations leave
+    them behind while the cause (a disabled account, a missing key) is not yet fixed."""
+    arns = [
+        sfn.start_execution(
+            stateMachineArn=machine, name=name_of(event, attempt), input='{"Fail": true}'
+        )["executionArn"]
+        for attempt in range(1, count + 1)
+    ]
+    assert {wait_until_closed(sfn, arn) for arn in arns} == {"FAILED"}
+
+
+class _Raw:
+    """The raw stream botocore reads an injected response's body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: object) -> Iterator[bytes]:
+        yield self._body
+
+
+def crafted_response(
+    request: AWSPreparedRequest, status_code: int, body: Mapping[str, object]
+) -> AWSResponse:
+    """An answer as Step Functions would send it, for what moto cannot produce."""
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "application/x-amz-json-1.0"
+    headers["x-amzn-RequestId"] = f"crafted-{uuid.uuid4()}"
+    return AWSResponse(request.url, status_code, headers, _Raw(json.dumps(body).encode()))
+
+
+def answer(sfn: "SFNClient", operation: str, hook: Callable[..., AWSResponse | None]) -> None:
+    """A before-send hook answers the operation instead of moto whenever it returns a response."""
+    # The stubs type every hook as returning None; a before-send hook may return the response.
+    sfn.meta.events.register(f"before-send.sfn.{operation}", cast("Callable[..., None]", hook))
+
+
+def describe_as(sfn: "SFNClient", status_of: Callable[[str], str | None]) -> None:
+    """DescribeExecution answers with the status `status_of` gives the execution's ARN (moto's
+    own answer when it gives None): TIMED_OUT, PENDING_REDRIVE and unknown statuses, which
+    moto never reports."""
+
+    def describe(request: AWSPreparedRequest, **_: object) -> AWSResponse | None:
+        arn = json.loads(cast(bytes, request.body))["executionArn"]
+        status = status_of(arn)
+        if status is None:
+            return None
+        machine, name = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)
+        body: dict[str, object] = {
+            "executionArn": arn,
+            "stateMachineArn": machine,
+            "name": name,
+            "status": status,
+            "startDate": time.time() - 60,
+            "input": "{}",
+        }
+        if status not in {"RUNNING", "PENDING_REDRIVE"}:
+            body.update(
+                stopDate=time.time(), error="States.Timeout", cause=f"crafted {status} ending"
+            )
+        return crafted_response(request, 200, body)
+
+    answer(sfn, "DescribeExecution", describe)
+
+
+def refuse(sfn: "SFNClient", operation: str, code: str) -> None:
+    """Every call of the operation fails with that error code, as AWS would answer it."""
+
+    def refused(request: AWSPreparedRequest, **_: object) -> AWSResponse:
+        return crafted_response(request, 400, {"__type": code, "message": f"crafted {code}"})
+
+    answer(sfn, operation, refused)
 
 
 def test_a_step_runs_as_one_execution_that_succeeds(sfn: "SFNClient") -> None:
@@ -220,7 +324,7 @@ def test_a_repeated_invocation_attaches_to_the_running_execution(sfn: "SFNClient
     sfn.start_execution(
         stateMachineArn=machine,
         name=name_of(event),
-        input=RotationEvent.from_event(event).execution_input(),
+        input=execution_input(RotationRequest.from_rotation_event(event)),
     )
     starts = start_calls(sfn)
 
@@ -239,7 +343,8 @@ def test_a_succeeded_execution_is_reused_without_starting_anything(sfn: "SFNClie
 
     again = run(sfn, machine, event)
 
-    assert (again.status, again.started, again.describe_calls) == ("SUCCEEDED", False, 1)
+    # Two describes: attempt 1 exists, attempt 2 does not.
+    assert (again.status, again.started, again.describe_calls) == ("SUCCEEDED", False, 2)
     assert again.execution_arn == first.execution_arn
     assert starts == []
     assert execution_names(sfn, machine) == [name_of(event)]
@@ -248,8 +353,7 @@ def test_a_succeeded_execution_is_reused_without_starting_anything(sfn: "SFNClie
 def test_a_failed_attempt_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
     machine = state_machine(sfn, FAIL_ON_REQUEST)
     event = rotation_event()
-    failed = sfn.start_execution(stateMachineArn=machine, name=name_of(event), input='{"Fail":1}')
-    assert wait_until_closed(sfn, failed["executionArn"]) == "FAILED"
+    leave_failed_attempts(sfn, machine, event, 1)
 
     result = run(sfn, machine, event)
 
@@ -258,25 +362,194 @@ def test_a_failed_attempt_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
     assert execution_names(sfn, machine) == [name_of(event, 1), name_of(event, 2)]
 
 
-def test_no_attempt_is_started_beyond_the_maximum(sfn: "SFNClient") -> None:
+@pytest.mark.parametrize("failed", [12, 16, 40])
+def test_many_failed_attempts_never_lock_the_rotation(sfn: "SFNClient", failed: int) -> None:
     machine = state_machine(sfn, FAIL_ON_REQUEST)
     event = rotation_event()
-    for attempt in (1, 2):
-        failed = sfn.start_execution(
-            stateMachineArn=machine, name=name_of(event, attempt), input='{"Fail":1}'
-        )
-        wait_until_closed(sfn, failed["executionArn"])
+    leave_failed_attempts(sfn, machine, event, failed)
+    calls = api_calls(sfn)
+
+    result = run(sfn, machine, event)
+
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", failed + 1, True)
+    assert calls.count("StartExecution") == 1
+    # Finding the newest attempt costs O(log n) describes (8, 10 and 12 here), not n + 1.
+    search = calls.index("StartExecution")
+    assert search <= 2 * math.log2(failed) + 3
+    assert len(execution_names(sfn, machine)) == failed + 1
+
+
+@pytest.mark.parametrize("failed", [1, 5, 7])
+def test_the_newest_attempt_s_success_is_reported_without_starting_anything(
+    sfn: "SFNClient", failed: int
+) -> None:
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
+    event = rotation_event()
+    leave_failed_attempts(sfn, machine, event, failed)
+    newest = sfn.start_execution(
+        stateMachineArn=machine,
+        name=name_of(event, failed + 1),
+        input=execution_input(RotationRequest.from_rotation_event(event)),
+    )
+    assert wait_until_closed(sfn, newest["executionArn"]) == "SUCCEEDED"
     starts = start_calls(sfn)
 
-    with pytest.raises(ExecutionAttemptsExhaustedError) as raised:
-        run(sfn, machine, event, MAX_EXECUTION_ATTEMPTS="2")
+    result = run(sfn, machine, event)
 
-    message = str(raised.value)
-    assert "all 2 attempts of createSecret" in message
-    assert "MAX_EXECUTION_ATTEMPTS" in message
-    assert arn_of(machine, event, 2) in message
-    assert "'Earlier'" in message
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", failed + 1, False)
+    assert result.execution_arn == newest["executionArn"]
     assert starts == []
+
+
+def test_a_newest_attempt_that_was_aborted_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
+    event = rotation_event()
+    aborted = sfn.start_execution(stateMachineArn=machine, name=name_of(event), input='{"Wait": 1}')
+    sfn.stop_execution(executionArn=aborted["executionArn"])
+    assert wait_until_closed(sfn, aborted["executionArn"]) == "ABORTED"
+    starts = start_calls(sfn)
+
+    result = run(sfn, machine, event)
+
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 2, True)
+    assert [call["name"] for call in starts] == [name_of(event, 2)]
+
+
+def test_a_newest_attempt_that_timed_out_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
+    event = rotation_event()
+    leave_failed_attempts(sfn, machine, event, 1)
+    describe_as(sfn, lambda arn: "TIMED_OUT" if arn == arn_of(machine, event, 1) else None)
+    starts = start_calls(sfn)
+
+    result = run(sfn, machine, event)
+
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 2, True)
+    assert [call["name"] for call in starts] == [name_of(event, 2)]
+
+
+def test_an_execution_that_times_out_while_waited_on_raises_naming_the_status(
+    sfn: "SFNClient",
+) -> None:
+    machine = state_machine(sfn, PASS)
+    event = rotation_event("setSecret")
+    starts = start_calls(sfn)
+    describe_as(sfn, lambda arn: "TIMED_OUT" if starts else None)
+
+    with pytest.raises(StepExecutionFailedError) as raised:
+        run(sfn, machine, event)
+
+    assert (raised.value.status, raised.value.execution_arn) == (
+        "TIMED_OUT",
+        arn_of(machine, event),
+    )
+    assert f"execution {arn_of(machine, event)} ended TIMED_OUT" in str(raised.value)
+    assert len(starts) == 1
+
+
+def test_an_execution_aborted_while_waited_on_raises_naming_the_status(
+    sfn: "SFNClient", rival: "SFNClient"
+) -> None:
+    machine = state_machine(sfn, wait_state(60))
+    event = rotation_event("testSecret")
+
+    def stop_it(parsed: dict[str, Any], **_: object) -> None:
+        rival.stop_execution(executionArn=parsed["executionArn"])
+
+    sfn.meta.events.register("after-call.sfn.StartExecution", stop_it)
+
+    with pytest.raises(StepExecutionFailedError) as raised:
+        run(sfn, machine, event)
+
+    assert (raised.value.status, raised.value.execution_arn) == ("ABORTED", arn_of(machine, event))
+    assert f"execution {arn_of(machine, event)} ended ABORTED" in str(raised.value)
+
+
+def test_a_newest_attempt_pending_redrive_is_waited_on_not_replaced(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, PASS)
+    event = rotation_event("finishSecret")
+    redriven = sfn.start_execution(
+        stateMachineArn=machine,
+        name=name_of(event),
+        input=execution_input(RotationRequest.from_rotation_event(event)),
+    )
+    assert wait_until_closed(sfn, redriven["executionArn"]) == "SUCCEEDED"
+    # The search and the first poll see it waiting for its redrive; then it has succeeded.
+    answered: list[str] = []
+
+    def pending_twice(arn: str) -> str | None:
+        if arn != redriven["executionArn"] or len(answered) == 2:
+            return None
+        answered.append(arn)
+        return "PENDING_REDRIVE"
+
+    describe_as(sfn, pending_twice)
+    starts = start_calls(sfn)
+
+    result = run(sfn, machine, event)
+
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 1, False)
+    assert len(answered) == 2
+    assert starts == []
+
+
+def test_an_unknown_status_is_reported_not_taken_for_a_failed_attempt(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
+    event = rotation_event()
+    leave_failed_attempts(sfn, machine, event, 1)
+    describe_as(sfn, lambda arn: "PAUSED" if arn == arn_of(machine, event, 1) else None)
+    starts = start_calls(sfn)
+
+    with pytest.raises(StepExecutionFailedError) as raised:
+        run(sfn, machine, event)
+
+    assert (raised.value.status, raised.value.execution_arn) == ("PAUSED", arn_of(machine, event))
+    assert "ended PAUSED" in str(raised.value)
+    assert starts == []
+    assert execution_names(sfn, machine) == [name_of(event)]
+
+
+@pytest.mark.parametrize(
+    "code", ["StateMachineDoesNotExist", "AccessDeniedException", "InvalidExecutionInput"]
+)
+def test_a_refused_start_raises_its_error(sfn: "SFNClient", code: str) -> None:
+    machine = state_machine(sfn, PASS)
+    event = rotation_event()
+    if code == "StateMachineDoesNotExist":
+        sfn.delete_state_machine(stateMachineArn=machine)
+    else:
+        refuse(sfn, "StartExecution", code)
+
+    with pytest.raises(ClientError) as raised:
+        run(sfn, machine, event)
+
+    assert raised.value.response["Error"]["Code"] == code
+    assert raised.value.operation_name == "StartExecution"
+
+
+def test_a_refused_describe_raises_and_starts_nothing(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, PASS)
+    event = rotation_event()
+    refuse(sfn, "DescribeExecution", "AccessDeniedException")
+    starts = start_calls(sfn)
+
+    with pytest.raises(ClientError) as raised:
+        run(sfn, machine, event)
+
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert starts == []
+
+
+def test_a_request_without_a_step_starts_nothing(sfn: "SFNClient") -> None:
+    machine = state_machine(sfn, PASS)
+    # What a manual chain's payload parses to: each step Lambda knows its step, the entry does not.
+    request = RotationRequest(SECRET, str(uuid.uuid4()))
+    settings = EntrySettings.from_environment({"STATE_MACHINE_ARN": machine})
+
+    with pytest.raises(InvalidRequestError, match="'Step'"):
+        run_step_execution(sfn, settings, request, remaining_seconds=lambda: 30.0)
+
+    assert execution_names(sfn, machine) == []
 
 
 @pytest.mark.parametrize(
@@ -287,11 +560,10 @@ def test_no_attempt_is_started_beyond_the_maximum(sfn: "SFNClient") -> None:
     ],
 )
 def test_a_rival_start_between_describe_and_start_is_handled(
-    moto_endpoint: str, sfn: "SFNClient", rival_input: str | None, attempt: int, started: bool
+    sfn: "SFNClient", rival: "SFNClient", rival_input: str | None, attempt: int, started: bool
 ) -> None:
     machine = state_machine(sfn, FAIL_ON_REQUEST)
     event = rotation_event()
-    rival = boto3.client("stepfunctions", endpoint_url=moto_endpoint)
     answers: list[str] = []
 
     def rival_starts_first(params: dict[str, Any], **_: object) -> None:
@@ -341,20 +613,14 @@ def test_throttling_backs_off_with_jitter_then_succeeds(sfn: "SFNClient") -> Non
     event = rotation_event()
     throttled: list[str] = []
 
-    def throttle_three_times(request: Any, **_: object) -> AWSResponse | None:
+    def throttle_three_times(request: AWSPreparedRequest, **_: object) -> AWSResponse | None:
         if len(throttled) >= 3:
             return None
         throttled.append(request.url)
-        headers = HTTPHeaders()
-        headers["Content-Type"] = "application/x-amz-json-1.0"
-        headers["x-amzn-RequestId"] = f"throttled-{len(throttled)}"
-        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
-        return AWSResponse(request.url, 400, headers, _Raw(body.encode()))
+        body = {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        return crafted_response(request, 400, body)
 
-    # The stubs type every hook as returning None; a before-send hook may return the response.
-    sfn.meta.events.register(
-        "before-send.sfn.DescribeExecution", cast("Callable[..., None]", throttle_three_times)
-    )
+    answer(sfn, "DescribeExecution", throttle_three_times)
     bounds: list[float] = []
 
     def uniform(low: float, high: float) -> float:
@@ -374,16 +640,6 @@ def test_throttling_backs_off_with_jitter_then_succeeds(sfn: "SFNClient") -> Non
     assert bounds == pytest.approx([0.1, 0.15, 0.2])
     backoffs = clock.sleeps[:3]
     assert all(0.0 <= pause <= bound for pause, bound in zip(backoffs, bounds, strict=True))
-
-
-class _Raw:
-    """The raw stream botocore reads an injected response's body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: object) -> Iterator[bytes]:
-        yield self._body
 
 
 @pytest.fixture
@@ -413,7 +669,7 @@ class FakeLambdaContext:
         return self.remaining_millis
 
 
-def invoke(event: dict[str, Any]) -> dict[str, object]:
+def invoke(event: object) -> dict[str, object]:
     return rotation_entry.lambda_handler(event, cast(LambdaContext, FakeLambdaContext()))
 
 
@@ -421,10 +677,21 @@ def invoke(event: dict[str, Any]) -> dict[str, object]:
     ("event", "field"),
     [
         pytest.param(rotation_event("create_secret"), "'Step'", id="snake-case-step"),
-        pytest.param({"Step": "createSecret", "ClientRequestToken": "t"}, "'SecretId'", id="no-id"),
+        pytest.param(
+            {"Step": "createSecret", "ClientRequestToken": str(uuid.uuid4())},
+            "'SecretId'",
+            id="no-id",
+        ),
         pytest.param(
             {"Step": "setSecret", "SecretId": SECRET}, "'ClientRequestToken'", id="no-token"
         ),
+        pytest.param(
+            rotation_event(ClientRequestToken="short"), "'ClientRequestToken'", id="short-token"
+        ),
+        pytest.param(
+            rotation_event(RotationToken="not a token"), "'RotationToken'", id="bad-rotation-token"
+        ),
+        pytest.param({**rotation_event(), "Manual": True}, "'Manual'", id="manual"),
     ],
 )
 def test_an_invalid_event_starts_nothing(
@@ -432,13 +699,39 @@ def test_an_invalid_event_starts_nothing(
 ) -> None:
     sfn, machine = handler_environment
 
-    with pytest.raises(InvalidRotationEventError, match=field):
+    with pytest.raises(InvalidRequestError, match=field):
         invoke(event)
 
     assert execution_names(sfn, machine) == []
 
 
-@pytest.mark.parametrize("rotation_token", ["d7c1e2f3-rotation-token-from-secrets-manager", None])
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        pytest.param(None, "nothing", id="null"),
+        pytest.param([rotation_event()], "an array", id="list"),
+        pytest.param(json.dumps(rotation_event()), "a string", id="string"),
+        pytest.param(42, "a number", id="number"),
+    ],
+)
+def test_an_event_that_is_no_object_is_refused_clearly(
+    handler_environment: tuple["SFNClient", str],
+    entry_log: io.StringIO,
+    event: object,
+    kind: str,
+) -> None:
+    sfn, machine = handler_environment
+
+    with pytest.raises(InvalidRequestError, match="must be a JSON object") as raised:
+        invoke(event)
+
+    assert f"got {kind}" in str(raised.value)
+    assert execution_names(sfn, machine) == []
+    refused = json.loads(entry_log.getvalue().splitlines()[-1])
+    assert refused["error_type"] == "InvalidRequestError"
+
+
+@pytest.mark.parametrize("rotation_token", [ROTATION_TOKEN, None])
 def test_the_rotation_token_is_forwarded_only_when_present(
     handler_environment: tuple["SFNClient", str], rotation_token: str | None
 ) -> None:
@@ -489,3 +782,58 @@ def test_the_handler_reports_the_execution_and_logs_its_keys(
     assert done["client_request_token"] == event["ClientRequestToken"]
     assert done["secret_id"] == SECRET
     assert done["function_name"] == "google-token-rotation-entry"
+
+
+@pytest.mark.parametrize("length", [2048, 100_000])
+def test_the_log_keys_hold_at_most_256_characters_of_a_field(
+    handler_environment: tuple["SFNClient", str], entry_log: io.StringIO, length: int
+) -> None:
+    event = rotation_event("setSecret")
+    event["SecretId"] = SECRET + "x" * (length - len(SECRET))
+
+    if length > 2048:
+        with pytest.raises(InvalidRequestError, match=f"'SecretId' is {length} characters"):
+            invoke(event)
+    else:
+        invoke(event)
+
+    records = [json.loads(line) for line in entry_log.getvalue().splitlines()]
+    assert records
+    assert {record["secret_id"] for record in records} == {event["SecretId"][:256]}
+    assert event["SecretId"] not in entry_log.getvalue()
+
+
+@pytest.fixture
+def event_logging_requested(
+    handler_environment: tuple["SFNClient", str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The entry Lambda as imported where POWERTOOLS_LOGGER_LOG_EVENT=true (powertools reads it
+    when the handler is decorated, so the module is imported again)."""
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    importlib.reload(rotation_entry)
+    yield
+    monkeypatch.delenv("POWERTOOLS_LOGGER_LOG_EVENT")
+    importlib.reload(rotation_entry)
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])
+@pytest.mark.usefixtures("event_logging_requested")
+def test_the_rotation_token_reaches_no_log_even_when_event_logging_is_requested(
+    entry_log: io.StringIO,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    valid: bool,
+) -> None:
+    event = rotation_event("createSecret", RotationToken=ROTATION_TOKEN)
+
+    if valid:
+        invoke(event)
+    else:
+        event["Step"] = "create_secret"
+        with pytest.raises(InvalidRequestError):
+            invoke(event)
+
+    captured = capsys.readouterr()
+    logged = [entry_log.getvalue(), captured.out, captured.err, caplog.text]
+    assert event["ClientRequestToken"] in entry_log.getvalue()  # the log was captured
+    assert not [text for text in logged if ROTATION_TOKEN in text]

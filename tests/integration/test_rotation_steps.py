@@ -16,7 +16,8 @@ from rotation_core.errors import (
     SecretNotFoundError,
     UnknownRotationTokenError,
 )
-from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 from rotation_core.token_secret import TokenSecretValue
 from tests.support import SCOPE, TOKEN_SECRET, begin_rotation, stages, tokens_minted
@@ -223,8 +224,9 @@ def test_token_without_awspending_is_refused(
     rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str, step: Step
 ) -> None:
     first = begin_rotation(token_secret_arn)
-    rotation.create_secret(RotationRequest(token_secret_arn, first))
-    begin_rotation(token_secret_arn)  # moves AWSPENDING to a newer version
+    run_all(rotation, RotationRequest(token_secret_arn, first))
+    second = begin_rotation(token_secret_arn)
+    run_all(rotation, RotationRequest(token_secret_arn, second))  # first is now AWSPREVIOUS
 
     with pytest.raises(NotPendingVersionError, match="is not AWSPENDING"):
         rotation.run(step, RotationRequest(token_secret_arn, first))
@@ -269,10 +271,12 @@ def test_manual_rotation_is_refused_while_another_rotation_is_pending(
     google: GoogleEmulator,
 ) -> None:
     scheduled = begin_rotation(token_secret_arn)
+    rotation.create_secret(RotationRequest(token_secret_arn, scheduled))
 
-    with pytest.raises(RotationInProgressError, match=f"version {scheduled} holds AWSPENDING"):
+    with pytest.raises(RotationInProgressError, match=f"pending version {scheduled} holds a"):
         rotation.create_secret(RotationRequest(token_secret_arn, str(uuid.uuid4()), manual=True))
-    assert tokens_minted(google) == 0
+    assert tokens_minted(google) == 1
+    assert "AWSPENDING" in stages(secretsmanager, TOKEN_SECRET)[scheduled]
 
 
 def test_manual_rotation_after_a_finished_one_is_allowed(

@@ -1,16 +1,15 @@
-"""Per-secret settings (tags over environment) and the Google endpoints (environment only)."""
+"""Per-secret settings (the deployer's environment, narrowed by tags) and the Google endpoints
+(environment only). What tags may NOT do (widen a ceiling) is in test_trust_boundary.py."""
 
 import pytest
 
 from rotation_core.config import (
     CREDENTIAL_SOURCE,
-    DEFAULT_MIN_REMAINING_SECONDS,
     EXPECTED_SERVICE_ACCOUNT,
     KEY_SECRET_ID,
     MAX_TOKEN_LIFETIME_SECONDS,
     MIN_REMAINING_SECONDS,
     SCOPES,
-    SERVICE_ACCOUNT_KEY_SOURCE,
     GoogleEndpoints,
     RotationSettings,
     Setting,
@@ -20,7 +19,15 @@ from rotation_core.errors import ConfigurationError
 CALENDAR = "https://www.googleapis.com/auth/calendar.readonly"
 DRIVE = "https://www.googleapis.com/auth/drive.readonly"
 ACCOUNT = "rotator@demo-project.iam.gserviceaccount.com"
+OTHER_KEY = "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-key"
 ENVIRONMENT = {"GOOGLE_SCOPES": CALENDAR, "SERVICE_ACCOUNT_KEY_SECRET_ID": "google/key"}
+# A deployer who allows every scope and key secret the tests below narrow to.
+WIDE = {
+    **ENVIRONMENT,
+    "GOOGLE_SCOPES": f"{CALENDAR} {DRIVE} openid email",
+    "ALLOWED_KEY_SECRET_IDS": f"google/key-2 {OTHER_KEY}",
+    "MIN_REMAINING_SECONDS": "0",
+}
 
 
 def resolve(tags: dict[str, str], environment: dict[str, str] | None = None) -> RotationSettings:
@@ -43,40 +50,43 @@ def test_environment_alone_gives_the_defaults() -> None:
 
     assert settings == RotationSettings(
         scopes=(CALENDAR,),
-        credential_source=SERVICE_ACCOUNT_KEY_SOURCE,
+        credential_source="service-account-key",
         key_secret_id="google/key",
         expected_service_account=None,
-        min_remaining_seconds=DEFAULT_MIN_REMAINING_SECONDS,
+        min_remaining_seconds=900,
     )
 
 
-def test_tags_override_the_environment() -> None:
+def test_tags_narrow_the_environment_within_its_ceiling() -> None:
     environment = {
         **ENVIRONMENT,
-        "EXPECTED_SERVICE_ACCOUNT": "env@demo-project.iam.gserviceaccount.com",
+        "GOOGLE_SCOPES": f"{CALENDAR} {DRIVE}",
+        "ALLOWED_KEY_SECRET_IDS": OTHER_KEY,
         "MIN_REMAINING_SECONDS": "600",
-        "CREDENTIAL_SOURCE": "no-such-source",  # the tag wins, so this is never read
+        "CREDENTIAL_SOURCE": "service-account-key",
     }
     tags = {
         SCOPES.tag: DRIVE,
-        KEY_SECRET_ID.tag: "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-key",
+        KEY_SECRET_ID.tag: OTHER_KEY,
         EXPECTED_SERVICE_ACCOUNT.tag: ACCOUNT,
         MIN_REMAINING_SECONDS.tag: "1800",
-        CREDENTIAL_SOURCE.tag: SERVICE_ACCOUNT_KEY_SOURCE,
+        CREDENTIAL_SOURCE.tag: "service-account-key",
     }
 
     settings = resolve(tags, environment)
 
-    assert settings.scopes == (DRIVE,)
-    assert settings.key_secret_id.endswith(":secret:other-key")
-    assert settings.expected_service_account == ACCOUNT
-    assert settings.min_remaining_seconds == 1800
-    assert settings.credential_source == SERVICE_ACCOUNT_KEY_SOURCE
+    assert settings == RotationSettings(
+        scopes=(DRIVE,),
+        credential_source="service-account-key",
+        key_secret_id=OTHER_KEY,
+        expected_service_account=ACCOUNT,
+        min_remaining_seconds=1800,
+    )
 
 
 def test_tags_of_other_tools_are_ignored() -> None:
     tags = {"scopes": DRIVE, "Name": "token", "token-rotation:unknown": "x"}
-    assert resolve(tags).scopes == (CALENDAR,)
+    assert resolve(tags) == resolve({})
 
 
 @pytest.mark.parametrize(
@@ -90,10 +100,15 @@ def test_tags_of_other_tools_are_ignored() -> None:
     ],
     ids=["spaces", "commas", "mixed-separators", "duplicates-keep-first-order", "short-scopes"],
 )
+@pytest.mark.parametrize("where", ["environment", "tag"])
 def test_scopes_split_on_spaces_and_commas_and_are_deduplicated(
-    raw: str, expected: tuple[str, ...]
+    raw: str, expected: tuple[str, ...], where: str
 ) -> None:
-    assert resolve({SCOPES.tag: raw}).scopes == expected
+    if where == "environment":
+        settings = resolve({}, {**ENVIRONMENT, "GOOGLE_SCOPES": raw})
+    else:
+        settings = resolve({SCOPES.tag: raw}, WIDE)
+    assert settings.scopes == expected
 
 
 @pytest.mark.parametrize(
@@ -101,9 +116,13 @@ def test_scopes_split_on_spaces_and_commas_and_are_deduplicated(
     [",", " , ,", "https://www.googleapis.com/auth/caf\u00e9", "scope\x00nul"],
     ids=["only-comma", "only-separators", "non-ascii", "control-character"],
 )
-def test_garbage_scopes_are_a_configuration_error(raw: str) -> None:
+@pytest.mark.parametrize("where", ["environment", "tag"])
+def test_garbage_scopes_are_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve({SCOPES.tag: raw})
+        if where == "environment":
+            resolve({}, {**ENVIRONMENT, "GOOGLE_SCOPES": raw})
+        else:
+            resolve({SCOPES.tag: raw}, WIDE)
     assert_names_setting(raised.value, SCOPES)
 
 
@@ -123,7 +142,9 @@ def test_missing_key_secret_id_is_a_configuration_error() -> None:
 
 
 def test_key_secret_id_is_trimmed() -> None:
-    assert resolve({KEY_SECRET_ID.tag: "  google/key-2 \n"}).key_secret_id == "google/key-2"
+    assert resolve({KEY_SECRET_ID.tag: "  google/key-2 \n"}, WIDE).key_secret_id == "google/key-2"
+    environment = {**ENVIRONMENT, "SERVICE_ACCOUNT_KEY_SECRET_ID": " google/key\t"}
+    assert resolve({}, environment).key_secret_id == "google/key"
 
 
 @pytest.mark.parametrize(
@@ -136,8 +157,15 @@ def test_key_secret_id_is_trimmed() -> None:
         (str(MAX_TOKEN_LIFETIME_SECONDS), MAX_TOKEN_LIFETIME_SECONDS),
     ],
 )
-def test_min_remaining_seconds_accepts_whole_seconds_in_range(raw: str, expected: int) -> None:
-    assert resolve({MIN_REMAINING_SECONDS.tag: raw}).min_remaining_seconds == expected
+@pytest.mark.parametrize("where", ["environment", "tag"])
+def test_min_remaining_seconds_accepts_whole_seconds_in_range(
+    raw: str, expected: int, where: str
+) -> None:
+    if where == "environment":
+        settings = resolve({}, {**ENVIRONMENT, "MIN_REMAINING_SECONDS": raw})
+    else:
+        settings = resolve({MIN_REMAINING_SECONDS.tag: raw}, WIDE)  # ceiling: at least 0
+    assert settings.min_remaining_seconds == expected
 
 
 def test_min_remaining_seconds_comes_from_the_environment_without_a_tag() -> None:
@@ -145,34 +173,38 @@ def test_min_remaining_seconds_comes_from_the_environment_without_a_tag() -> Non
     assert resolve({}, environment).min_remaining_seconds == 1200
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "ten",
-        "15m",
-        "1.5",
-        "1e3",
-        "-1",
-        "+5",
-        "0x10",
-        str(MAX_TOKEN_LIFETIME_SECONDS + 1),
-        "99999999999999999999",
-    ],
-    ids=[
-        "word",
-        "unit-suffix",
-        "fraction",
-        "exponent",
-        "negative",
-        "plus-sign",
-        "hex",
-        "above-max-lifetime",
-        "huge",
-    ],
-)
-def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str) -> None:
+INVALID_SECONDS = [
+    "ten",
+    "15m",
+    "1.5",
+    "1e3",
+    "-1",
+    "+5",
+    "0x10",
+    str(MAX_TOKEN_LIFETIME_SECONDS + 1),
+    "99999999999999999999",
+]
+INVALID_SECONDS_IDS = [
+    "word",
+    "unit-suffix",
+    "fraction",
+    "exponent",
+    "negative",
+    "plus-sign",
+    "hex",
+    "above-max-lifetime",
+    "huge",
+]
+
+
+@pytest.mark.parametrize("raw", INVALID_SECONDS, ids=INVALID_SECONDS_IDS)
+@pytest.mark.parametrize("where", ["environment", "tag"])
+def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve({MIN_REMAINING_SECONDS.tag: raw})
+        if where == "environment":
+            resolve({}, {**ENVIRONMENT, "MIN_REMAINING_SECONDS": raw})
+        else:
+            resolve({MIN_REMAINING_SECONDS.tag: raw}, WIDE)
     assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
     assert repr(raw) in str(raised.value)
 
@@ -182,7 +214,7 @@ def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str) -> Non
 )
 def test_non_ascii_digits_in_min_remaining_seconds_are_a_configuration_error(raw: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve({MIN_REMAINING_SECONDS.tag: raw})
+        resolve({MIN_REMAINING_SECONDS.tag: raw}, WIDE)
     assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
 
 
@@ -193,17 +225,18 @@ def test_empty_tag_does_not_silently_replace_the_environment_default() -> None:
 
 
 @pytest.mark.parametrize("raw", ["workload-identity", "SERVICE-ACCOUNT-KEY", "impersonation"])
-def test_unknown_credential_source_is_a_configuration_error(raw: str) -> None:
+def test_unknown_credential_source_in_the_environment_is_a_configuration_error(raw: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve({CREDENTIAL_SOURCE.tag: raw})
+        resolve({}, {**ENVIRONMENT, "CREDENTIAL_SOURCE": raw})
     assert_names_setting(raised.value, CREDENTIAL_SOURCE)
-    assert SERVICE_ACCOUNT_KEY_SOURCE in str(raised.value)
+    assert repr(raw) in str(raised.value)
+    assert "service-account-key" in str(raised.value)
 
 
-def test_credential_source_from_the_environment_is_checked_too() -> None:
+def test_credential_source_from_the_environment_is_checked_even_when_a_tag_repeats_it() -> None:
     environment = {**ENVIRONMENT, "CREDENTIAL_SOURCE": "nope"}
     with pytest.raises(ConfigurationError, match="'nope'") as raised:
-        resolve({}, environment)
+        resolve({CREDENTIAL_SOURCE.tag: "service-account-key"}, environment)
     assert_names_setting(raised.value, CREDENTIAL_SOURCE)
 
 
@@ -218,9 +251,13 @@ def test_credential_source_from_the_environment_is_checked_too() -> None:
         "rotator @demo.com",
     ],
 )
-def test_bad_service_account_email_is_a_configuration_error(raw: str) -> None:
+@pytest.mark.parametrize("where", ["environment", "tag"])
+def test_bad_service_account_email_is_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve({EXPECTED_SERVICE_ACCOUNT.tag: raw})
+        if where == "environment":
+            resolve({}, {**ENVIRONMENT, "EXPECTED_SERVICE_ACCOUNT": raw})
+        else:
+            resolve({EXPECTED_SERVICE_ACCOUNT.tag: raw})
     assert_names_setting(raised.value, EXPECTED_SERVICE_ACCOUNT)
 
 

@@ -1,19 +1,18 @@
-"""The entry Lambda's pure logic: execution names and ARNs, event validation, settings, backoff."""
+"""The entry Lambda's pure logic: execution names and ARNs, execution input, settings, backoff."""
 
 import json
 import re
 
 import pytest
 
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import STEP_NAMES
 from step_execution import (
-    MAX_EXECUTION_ATTEMPTS_LIMIT,
     MAX_EXECUTION_NAME_LENGTH,
     EntrySettings,
     EntrySettingsError,
-    InvalidRotationEventError,
-    RotationEvent,
     execution_arn,
+    execution_input,
     execution_name,
     next_poll_interval,
     throttle_backoff,
@@ -30,7 +29,7 @@ def test_a_uuid_token_is_readable_in_the_name() -> None:
 
 
 @pytest.mark.parametrize("step", STEP_NAMES)
-@pytest.mark.parametrize("attempt", [1, 9, 10, 99, MAX_EXECUTION_ATTEMPTS_LIMIT])
+@pytest.mark.parametrize("attempt", [1, 9, 10, 99, 100, 10_000, 10**12])
 def test_names_never_exceed_80_characters_even_for_a_64_character_token(
     step: str, attempt: int
 ) -> None:
@@ -45,15 +44,23 @@ def test_names_never_exceed_80_characters_even_for_a_64_character_token(
     assert name.endswith(f"-{attempt}")
 
 
-def test_a_token_with_characters_names_refuse_is_hashed_deterministically() -> None:
+def test_a_name_that_would_pass_80_characters_switches_to_the_digest() -> None:
+    token = "a1b2c3d4" * 8
+
+    assert execution_name("createSecret", token, 99) == f"createSecret-{token}-99"
+    assert execution_name("createSecret", token, 100) == (
+        "createSecret-5604b28faf3f277eff8e3f611e4f85c590e98cf2-100"
+    )
+
+
+def test_a_token_with_characters_names_refuse_is_replaced_by_its_digest() -> None:
     token = "token with spaces/and:colons"
 
-    name = execution_name("testSecret", token, 3)
-
-    assert name == execution_name("testSecret", token, 3)
-    assert _NAME_CHARACTERS.fullmatch(name)
-    assert re.fullmatch(r"testSecret-[0-9a-f]{40}-3", name)
-    assert name != execution_name("testSecret", token + "x", 3)
+    # The digest form is pinned: changing it would orphan the executions of running rotations.
+    assert execution_name("testSecret", token, 3) == (
+        "testSecret-1e7f5cabdc567a68f8781231d7174bd2174dfd58-3"
+    )
+    assert execution_name("testSecret", token + "x", 3) != execution_name("testSecret", token, 3)
 
 
 def test_names_differ_by_step_token_and_attempt() -> None:
@@ -73,61 +80,16 @@ def test_the_execution_arn_is_derived_from_the_state_machine_arn() -> None:
 
 
 def test_the_execution_input_forwards_the_rotation_token_only_when_given() -> None:
-    plain = RotationEvent.from_event(
-        {"Step": "createSecret", "SecretId": "arn:secret", "ClientRequestToken": TOKEN}
-    )
-    forwarded = RotationEvent.from_event(
-        {
-            "Step": "createSecret",
-            "SecretId": "arn:secret",
-            "ClientRequestToken": TOKEN,
-            "RotationToken": "opaque-rotation-token",
-        }
+    event = {"Step": "createSecret", "SecretId": "arn:secret", "ClientRequestToken": TOKEN}
+    rotation_token = "c9b1f7e2-5d3a-4b8e-9f60-7a2d1e4c3b5a"
+
+    plain = execution_input(RotationRequest.from_rotation_event(event))
+    forwarded = execution_input(
+        RotationRequest.from_rotation_event({**event, "RotationToken": rotation_token})
     )
 
-    assert json.loads(plain.execution_input()) == {
-        "Step": "createSecret",
-        "SecretId": "arn:secret",
-        "ClientRequestToken": TOKEN,
-    }
-    assert json.loads(forwarded.execution_input())["RotationToken"] == "opaque-rotation-token"
-    assert forwarded.execution_input() == forwarded.execution_input()
-
-
-@pytest.mark.parametrize(
-    ("change", "field", "expected"),
-    [
-        ({"Step": "create_secret"}, "'Step'", "createSecret, setSecret, testSecret, finishSecret"),
-        ({"Step": None}, "'Step'", "camelCase"),
-        ({"SecretId": None}, "'SecretId'", "non-empty string"),
-        ({"SecretId": " "}, "'SecretId'", "non-empty string"),
-        ({"ClientRequestToken": None}, "'ClientRequestToken'", "non-empty string"),
-        ({"ClientRequestToken": ""}, "'ClientRequestToken'", "non-empty string"),
-        ({"ClientRequestToken": 7}, "'ClientRequestToken'", "non-empty string"),
-        ({"RotationToken": 42}, "'RotationToken'", "type int"),
-        ({"RotationToken": ""}, "'RotationToken'", "opaque string"),
-    ],
-)
-def test_a_malformed_event_names_the_field_and_what_is_expected(
-    change: dict[str, object], field: str, expected: str
-) -> None:
-    event: dict[str, object] = {
-        "Step": "setSecret",
-        "SecretId": "arn:secret",
-        "ClientRequestToken": TOKEN,
-    }
-    event.update(change)
-    event = {key: value for key, value in event.items() if value is not None}
-
-    with pytest.raises(InvalidRotationEventError, match=field) as raised:
-        RotationEvent.from_event(event)
-    assert expected in str(raised.value)
-
-
-def test_settings_defaults() -> None:
-    settings = EntrySettings.from_environment({"STATE_MACHINE_ARN": STATE_MACHINE})
-
-    assert settings == EntrySettings(STATE_MACHINE, 0.5, 5.0, 10.0, 10)
+    assert json.loads(plain) == event
+    assert json.loads(forwarded) == {**event, "RotationToken": rotation_token}
 
 
 def test_settings_are_read_from_the_environment() -> None:
@@ -137,11 +99,18 @@ def test_settings_are_read_from_the_environment() -> None:
             "POLL_FIRST_INTERVAL_SECONDS": "0.25",
             "POLL_MAX_INTERVAL_SECONDS": "2",
             "DEADLINE_MARGIN_SECONDS": "0",
-            "MAX_EXECUTION_ATTEMPTS": "3",
         }
     )
 
-    assert settings == EntrySettings(STATE_MACHINE, 0.25, 2.0, 0.0, 3)
+    assert settings == EntrySettings(STATE_MACHINE, 0.25, 2.0, 0.0)
+
+
+def test_blank_settings_fall_back_to_the_defaults() -> None:
+    blank = {"POLL_FIRST_INTERVAL_SECONDS": " ", "POLL_MAX_INTERVAL_SECONDS": ""}
+
+    settings = EntrySettings.from_environment({"STATE_MACHINE_ARN": f" {STATE_MACHINE} ", **blank})
+
+    assert settings == EntrySettings(STATE_MACHINE)
 
 
 @pytest.mark.parametrize(
@@ -156,10 +125,6 @@ def test_settings_are_read_from_the_environment() -> None:
         ("POLL_MAX_INTERVAL_SECONDS", "-1"),
         ("POLL_MAX_INTERVAL_SECONDS", "0.1"),
         ("DEADLINE_MARGIN_SECONDS", "inf"),
-        ("MAX_EXECUTION_ATTEMPTS", "0"),
-        ("MAX_EXECUTION_ATTEMPTS", "2.5"),
-        ("MAX_EXECUTION_ATTEMPTS", "\u00b2"),
-        ("MAX_EXECUTION_ATTEMPTS", str(MAX_EXECUTION_ATTEMPTS_LIMIT + 1)),
     ],
 )
 def test_a_bad_setting_names_its_variable(variable: str, value: str) -> None:

@@ -1,4 +1,4 @@
-"""Lambda glue every function shares: one powertools logger and the AWS client settings."""
+"""Lambda glue every function shares: one logger, bounded log keys, AWS client settings."""
 
 import os
 
@@ -19,3 +19,19 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME))
 def log_through_powertools(*logger_names: str) -> None:
     """Route the standard-library loggers of our own modules through the powertools logger."""
     copy_config_to_registered_loggers(source_logger=logger, include=set(logger_names))
+
+
+_LOGGED_FIELDS = {"SecretId": "secret_id", "ClientRequestToken": "client_request_token"}
+_MAX_LOGGED_FIELD_LENGTH = 256
+
+
+def request_log_keys(event: object) -> dict[str, str]:
+    """The request's ids for every log line, bounded, whatever shape the event has; never the
+    RotationToken."""
+    if not isinstance(event, dict):
+        return {}
+    return {
+        key: value[:_MAX_LOGGED_FIELD_LENGTH]
+        for field, key in _LOGGED_FIELDS.items()
+        if isinstance(value := event.get(field), str)
+    }

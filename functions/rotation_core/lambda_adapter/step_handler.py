@@ -4,23 +4,23 @@ import logging
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
+from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger, request_log_keys
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import RotationError
 from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
 
 logging.getLogger("rotation_core")
 log_through_powertools("rotation_core")
 
-StepHandler = Callable[[dict[str, Any], LambdaContext], dict[str, object]]
+StepHandler = Callable[[object, LambdaContext], dict[str, object]]
 
 
 @cache
@@ -35,12 +35,13 @@ def _rotation() -> Rotation:
 def step_handler(step: Step) -> StepHandler:
     """The whole Lambda handler of one rotation step: parse, run the core, report metadata."""
 
-    @logger.inject_lambda_context(clear_state=True)
-    def handle(event: dict[str, Any], _context: LambdaContext) -> dict[str, object]:
-        logger.append_keys(step=step.value, secret_id=event.get("SecretId"))
+    # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event holds the
+    # RotationToken, which must never reach a log.
+    @logger.inject_lambda_context(clear_state=True, log_event=False)
+    def handle(event: object, _context: LambdaContext) -> dict[str, object]:
+        logger.append_keys(step=step.value, **request_log_keys(event))
         try:
-            request = RotationRequest.from_payload(event)
-            logger.append_keys(client_request_token=request.token, manual=request.manual)
+            request = RotationRequest.for_step(event, step)
             outcome = _rotation().run(step, request)
         except RotationError as error:
             logger.error(

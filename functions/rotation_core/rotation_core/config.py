@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from rotation_core.errors import ConfigurationError
+from rotation_core.errors import ConfigurationError, UnmanagedSecretError
 
 TAG_PREFIX: Final = "token-rotation:"
 SERVICE_ACCOUNT_KEY_SOURCE: Final = "service-account-key"
@@ -57,9 +57,18 @@ CREDENTIAL_SOURCE = Setting(
 DEFAULT_MIN_REMAINING_SECONDS: Final = 900
 
 
+MANAGED_BY_TAG: Final = f"{TAG_PREFIX}managed-by"
+MANAGED_BY_VARIABLE: Final = "MANAGED_BY"
+ALLOWED_KEY_SECRET_IDS_VARIABLE: Final = "ALLOWED_KEY_SECRET_IDS"
+_ARN_SUFFIX_LENGTH: Final = 7  # Secrets Manager appends "-" and six random characters
+
+
 @dataclass(frozen=True)
 class RotationSettings:
-    """What one token secret's rotation needs to know; all of it is safe to log."""
+    """What one token secret's rotation needs to know; all of it is safe to log.
+
+    The function environment holds the deployer's settings; they are ceilings: a secret's tags
+    may narrow them (fewer scopes, a pinned account, a longer minimum life), never widen them."""
 
     scopes: tuple[str, ...]
     credential_source: str
@@ -69,41 +78,131 @@ class RotationSettings:
 
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
-        def lookup(setting: Setting) -> str | None:
+        def tag(setting: Setting) -> str | None:
             # An empty tag counts as absent, so it cannot hide the function's default.
-            value = tags.get(setting.tag, "").strip() or environment.get(setting.variable, "")
-            return value.strip() or None
+            return tags.get(setting.tag, "").strip() or None
 
-        credential_source = _parse(
-            CREDENTIAL_SOURCE, lookup(CREDENTIAL_SOURCE) or SERVICE_ACCOUNT_KEY_SOURCE, _source
+        def deployed(setting: Setting) -> str | None:
+            return environment.get(setting.variable, "").strip() or None
+
+        source = _parse(
+            CREDENTIAL_SOURCE, deployed(CREDENTIAL_SOURCE) or SERVICE_ACCOUNT_KEY_SOURCE, _source
         )
-        key_secret_id = lookup(KEY_SECRET_ID)
+        if (asked_source := tag(CREDENTIAL_SOURCE)) is not None and asked_source != source:
+            raise _outside_ceiling(CREDENTIAL_SOURCE, f"asks for {asked_source!r}", repr(source))
+
+        key_secret_id = deployed(KEY_SECRET_ID)
         if key_secret_id is None:
-            raise ConfigurationError(
-                f"missing setting: set {KEY_SECRET_ID.source_names()} to {KEY_SECRET_ID.expected}"
-            )
-        raw_scopes = lookup(SCOPES)
+            raise _missing(KEY_SECRET_ID)
+        if (asked_key := tag(KEY_SECRET_ID)) is not None:
+            allowed = allowed_key_secret_ids(environment)
+            if asked_key not in allowed:
+                raise _outside_ceiling(
+                    KEY_SECRET_ID,
+                    f"names key secret {asked_key!r}",
+                    f"the allowed key secrets ({', '.join(sorted(allowed))}; "
+                    f"environment variable {ALLOWED_KEY_SECRET_IDS_VARIABLE!r})",
+                )
+            key_secret_id = asked_key
+
+        raw_scopes = deployed(SCOPES)
         if raw_scopes is None:
-            raise ConfigurationError(
-                f"missing setting: set {SCOPES.source_names()} to {SCOPES.expected}"
-            )
-        expected_account = lookup(EXPECTED_SERVICE_ACCOUNT)
-        raw_minimum = lookup(MIN_REMAINING_SECONDS)
-        return cls(
-            scopes=_parse(SCOPES, raw_scopes, _scopes),
-            credential_source=credential_source,
-            key_secret_id=key_secret_id,
-            expected_service_account=(
-                None
-                if expected_account is None
-                else _parse(EXPECTED_SERVICE_ACCOUNT, expected_account, _email)
-            ),
-            min_remaining_seconds=(
-                DEFAULT_MIN_REMAINING_SECONDS
-                if raw_minimum is None
-                else _parse(MIN_REMAINING_SECONDS, raw_minimum, _seconds)
-            ),
+            raise _missing(SCOPES)
+        scopes = _parse(SCOPES, raw_scopes, _scopes)
+        if (raw_asked_scopes := tag(SCOPES)) is not None:
+            asked_scopes = _parse(SCOPES, raw_asked_scopes, _scopes)
+            wider = [scope for scope in asked_scopes if scope not in scopes]
+            if wider:
+                raise _outside_ceiling(
+                    SCOPES, f"asks for {', '.join(wider)}", f"the scopes {', '.join(scopes)}"
+                )
+            scopes = asked_scopes
+
+        pinned = deployed(EXPECTED_SERVICE_ACCOUNT)
+        account = None if pinned is None else _parse(EXPECTED_SERVICE_ACCOUNT, pinned, _email)
+        if (raw_account := tag(EXPECTED_SERVICE_ACCOUNT)) is not None:
+            asked_account = _parse(EXPECTED_SERVICE_ACCOUNT, raw_account, _email)
+            if account is not None and asked_account != account:
+                raise _outside_ceiling(
+                    EXPECTED_SERVICE_ACCOUNT,
+                    f"names {asked_account}",
+                    f"the pinned service account {account}",
+                )
+            account = asked_account
+
+        raw_minimum = deployed(MIN_REMAINING_SECONDS)
+        minimum = (
+            DEFAULT_MIN_REMAINING_SECONDS
+            if raw_minimum is None
+            else _parse(MIN_REMAINING_SECONDS, raw_minimum, _seconds)
         )
+        if (raw_asked_minimum := tag(MIN_REMAINING_SECONDS)) is not None:
+            asked_minimum = _parse(MIN_REMAINING_SECONDS, raw_asked_minimum, _seconds)
+            if asked_minimum < minimum:
+                raise _outside_ceiling(
+                    MIN_REMAINING_SECONDS, f"asks for {asked_minimum} s", f"at least {minimum} s"
+                )
+            minimum = asked_minimum
+
+        return cls(
+            scopes=scopes,
+            credential_source=source,
+            key_secret_id=key_secret_id,
+            expected_service_account=account,
+            min_remaining_seconds=minimum,
+        )
+
+
+def allowed_key_secret_ids(environment: Mapping[str, str]) -> frozenset[str]:
+    """The key secrets a tag may choose from: the deployer's default and any listed besides."""
+    listed = re.split(r"[\s,]+", environment.get(ALLOWED_KEY_SECRET_IDS_VARIABLE, ""))
+    default = environment.get(KEY_SECRET_ID.variable, "").strip()
+    return frozenset(entry for entry in (*listed, default) if entry)
+
+
+def managed_secret_check(
+    arn: str, name: str, tags: Mapping[str, str], environment: Mapping[str, str]
+) -> None:
+    """Steps act only on token secrets this stack manages, and never on a key secret."""
+    owner = environment.get(MANAGED_BY_VARIABLE, "").strip()
+    if not owner:
+        raise ConfigurationError(
+            f"environment variable {MANAGED_BY_VARIABLE!r} is not set: it must hold the value "
+            f"of the {MANAGED_BY_TAG!r} tag that marks the token secrets this stack rotates"
+        )
+    if any(_same_secret(entry, arn, name) for entry in allowed_key_secret_ids(environment)):
+        raise UnmanagedSecretError(
+            f"secret {name!r} is a service-account key secret, not a token secret: nothing "
+            "was read or written. Pass the token secret's name or ARN"
+        )
+    if tags.get(MANAGED_BY_TAG) != owner:
+        raise UnmanagedSecretError(
+            f"secret {name!r} is not a token secret managed by {owner!r} (it lacks the tag "
+            f"{MANAGED_BY_TAG}={owner}): nothing was read or written. Pass a managed token "
+            "secret's name or ARN"
+        )
+
+
+def _same_secret(entry: str, arn: str, name: str) -> bool:
+    """An id as a deployer may write it: the full ARN, the ARN without its suffix, or the name."""
+    return entry in (arn, name) or (
+        arn.startswith(entry) and len(arn) - len(entry) == _ARN_SUFFIX_LENGTH
+    )
+
+
+def _missing(setting: Setting) -> ConfigurationError:
+    return ConfigurationError(
+        f"missing setting: set environment variable {setting.variable!r} to {setting.expected} "
+        f"(the deployer's setting; a {setting.tag!r} tag may only narrow it)"
+    )
+
+
+def _outside_ceiling(setting: Setting, asked: str, ceiling: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"tag {setting.tag!r} {asked}, outside the deployer's ceiling: {ceiling} "
+        f"(environment variable {setting.variable!r}). Tags may only narrow the deployer's "
+        "settings: fix or remove the tag, or widen the ceiling in the stack's parameters"
+    )
 
 
 @dataclass(frozen=True)

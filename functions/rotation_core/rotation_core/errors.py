@@ -63,6 +63,15 @@ class RotationInProgressError(PermanentRotationError):
     """Another rotation of the secret holds AWSPENDING on a version that is not AWSCURRENT."""
 
 
+class RotationAbandonedError(PermanentRotationError):
+    """The pending version can never pass (its token expired, too short-lived, rejected by Google
+    or malformed): its AWSPENDING label was removed, so the next rotation starts fresh."""
+
+
+class UnmanagedSecretError(PermanentRotationError):
+    """The SecretId is not a token secret this stack manages (or it is a key secret)."""
+
+
 class InvalidTokenSecretError(PermanentRotationError):
     """A token secret value does not follow the schema (GOOGLE_ACCESS_TOKEN plus metadata)."""
 

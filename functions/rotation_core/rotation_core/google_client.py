@@ -21,7 +21,9 @@ from rotation_core.errors import (
     GoogleUnavailableError,
     TokenVerificationError,
 )
+from rotation_core.redaction import safe_external_text
 
+_MAX_ERROR_CODE_LENGTH = 64
 _TRANSIENT_STATUSES = frozenset({408, 429})
 _TRANSIENT_OAUTH_ERRORS = frozenset({"internal_failure", "server_error", "temporarily_unavailable"})
 
@@ -100,7 +102,8 @@ class GoogleClient:
             )
         if body.get("error") == "invalid_token":
             raise TokenVerificationError(
-                "Google's tokeninfo says the token is not valid (unknown, revoked or expired)"
+                "holds a token that Google's tokeninfo says is not valid (unknown, revoked or "
+                "expired)"
             )
         raise GoogleResponseError(
             f"Google's tokeninfo endpoint answered HTTP {response.status} "
@@ -147,13 +150,17 @@ def _refresh_failure(error: google_exceptions.RefreshError, status: int | None) 
 
 
 def _describe_oauth_error(body: Mapping[str, object]) -> str:
+    """Google's error code and a bounded, redacted description: its text may quote what it
+    was sent, and the result reaches logs, execution history and notices."""
     error = body.get("error")
     if isinstance(error, Mapping):  # Google's JSON API style: {"error": {"status", "message"}}
-        return f"{error.get('status', 'error')}: {error.get('message', '')}".strip()
+        status = safe_external_text(error.get("status", "error"), _MAX_ERROR_CODE_LENGTH)
+        return f"{status}: {safe_external_text(error.get('message', ''))}".strip()
+    code = safe_external_text(error, _MAX_ERROR_CODE_LENGTH) if error else ""
     description = body.get("error_description")
-    if error and description:
-        return f"{error}: {description}"
-    return str(error or "no error description")
+    if code and description:
+        return f"{code}: {safe_external_text(description)}"
+    return code or "no error description"
 
 
 def _json_object(data: bytes) -> dict[str, object]:

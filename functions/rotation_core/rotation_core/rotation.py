@@ -1,63 +1,31 @@
 """The four rotation steps and their preconditions, as the Secrets Manager contract demands."""
 
 import logging
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NoReturn
 
-from rotation_core.config import RotationSettings
+from rotation_core.config import RotationSettings, managed_secret_check
 from rotation_core.credential_sources import credential_source_for
 from rotation_core.errors import (
-    InvalidRequestError,
     NotPendingVersionError,
+    RotationAbandonedError,
     RotationInProgressError,
     RotationNotEnabledError,
     SecretNotFoundError,
     TokenVerificationError,
     UnknownRotationTokenError,
 )
+from rotation_core.freshness import check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import Step
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
 
 logger = logging.getLogger(__name__)
-_ROTATION_TOKEN = re.compile(r"[A-Za-z0-9-]{36,256}")
-
-
-@dataclass(frozen=True)
-class RotationRequest:
-    """One step of one rotation. `manual` is a run started by a person rather than by Secrets
-    Manager: rotation need not be enabled, and createSecret makes the pending version itself."""
-
-    secret_id: str
-    token: str
-    rotation_token: str | None = None
-    manual: bool = False
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, object]) -> "RotationRequest":
-        """Validate a step payload: {SecretId, ClientRequestToken, RotationToken?, Manual?}."""
-        secret_id = payload.get("SecretId")
-        token = payload.get("ClientRequestToken")
-        rotation_token = payload.get("RotationToken")
-        manual = payload.get("Manual", False)
-        if not isinstance(secret_id, str) or not secret_id:
-            raise InvalidRequestError("'SecretId' must be the token secret's name or ARN")
-        if not isinstance(token, str) or not 32 <= len(token) <= 64:
-            raise InvalidRequestError(
-                "'ClientRequestToken' must be the rotation's version id (32 to 64 characters)"
-            )
-        if rotation_token is not None and not (
-            isinstance(rotation_token, str) and _ROTATION_TOKEN.fullmatch(rotation_token)
-        ):
-            raise InvalidRequestError(
-                "'RotationToken' must be the opaque token from the rotation event "
-                "(36 to 256 letters, digits and hyphens) when present"
-            )
-        if not isinstance(manual, bool):
-            raise InvalidRequestError("'Manual' must be true or false when present")
-        return cls(secret_id, token, rotation_token, manual)
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -70,6 +38,7 @@ class StepOutcome:
     action: str
     metadata: TokenMetadata | None = None
     previous_version_id: str | None = None
+    superseded_version_id: str | None = None
 
     def as_payload(self) -> dict[str, object]:
         payload: dict[str, object] = {
@@ -82,18 +51,26 @@ class StepOutcome:
             payload |= self.metadata.as_payload()
         if self.previous_version_id is not None:
             payload["PreviousVersionId"] = self.previous_version_id
+        if self.superseded_version_id is not None:
+            payload["SupersededVersionId"] = self.superseded_version_id
         return payload
 
 
 class Rotation:
-    """Runs rotation steps against Secrets Manager and Google; every step is idempotent."""
+    """Runs rotation steps against Secrets Manager and Google; every step is idempotent, and a
+    pending version that can never pass is abandoned instead of blocking the secret."""
 
     def __init__(
-        self, secrets: SecretsGateway, google: GoogleClient, environment: Mapping[str, str]
+        self,
+        secrets: SecretsGateway,
+        google: GoogleClient,
+        environment: Mapping[str, str],
+        clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._secrets = secrets
         self._google = google
         self._environment = environment
+        self._clock = clock
 
     def run(self, step: Step, request: RotationRequest) -> StepOutcome:
         handlers = {
@@ -106,79 +83,187 @@ class Rotation:
 
     def create_secret(self, request: RotationRequest) -> StepOutcome:
         """Mint a token and store it as AWSPENDING, unless this rotation already did."""
-        secret = self._secrets.describe(request.secret_id)
+        secret = self._describe_managed(request.secret_id)
+        settings = self._settings(secret)
+        superseded = None
         if request.manual and request.token not in secret.version_stages:
-            _refuse_if_rotation_in_progress(secret, request.token)
+            superseded = self._supersede_stale_rotation(secret, request.token, settings)
         elif _already_current(secret, request, Step.CREATE):
             return StepOutcome(Step.CREATE, secret.arn, request.token, "already-current")
         else:
-            existing = self._read_pending(secret, request.token)
-            if existing is not None:
+            stored = self._secrets.read_pending(secret.arn, request.token)
+            if stored is not None:
+                existing = self._fresh_or_abandon(
+                    Step.CREATE, secret, request.token, stored, settings
+                )
                 return StepOutcome(
                     Step.CREATE, secret.arn, request.token, "already-created", existing.metadata
                 )
-        settings = self._settings(secret)
         minted = credential_source_for(settings, self._secrets, self._google).mint(settings.scopes)
+        _check_account(minted.metadata.service_account, settings)
         written = self._secrets.put_pending(
             secret.arn, request.token, minted.to_secret_string(), request.rotation_token
         )
         if not written:
             # A concurrent attempt stored its own token first: keep that one, discard ours.
-            stored = self._require_pending(secret, request.token)
+            winner = self._require_fresh_pending(Step.CREATE, secret, request.token, settings)
             return StepOutcome(
-                Step.CREATE, secret.arn, request.token, "already-created", stored.metadata
+                Step.CREATE, secret.arn, request.token, "already-created", winner.metadata
             )
         logger.info(
             "stored a new pending token",
             extra={"version_id": request.token, **minted.metadata.as_payload()},
         )
-        return StepOutcome(Step.CREATE, secret.arn, request.token, "created", minted.metadata)
+        return StepOutcome(
+            Step.CREATE,
+            secret.arn,
+            request.token,
+            "created",
+            minted.metadata,
+            superseded_version_id=superseded,
+        )
 
     def set_secret(self, request: RotationRequest) -> StepOutcome:
-        """Nothing to set at Google for an access token: prove the pending value is well formed."""
-        secret = self._secrets.describe(request.secret_id)
+        """Nothing to set at Google for an access token: prove the pending value is well formed
+        and still fresh."""
+        secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.SET):
             return StepOutcome(Step.SET, secret.arn, request.token, "already-current")
-        pending = self._require_pending(secret, request.token)
+        settings = self._settings(secret)
+        pending = self._require_fresh_pending(Step.SET, secret, request.token, settings)
         return StepOutcome(Step.SET, secret.arn, request.token, "checked", pending.metadata)
 
     def test_secret(self, request: RotationRequest) -> StepOutcome:
         """Ask Google whether the pending token is valid, scoped, ours and long-lived enough."""
-        secret = self._secrets.describe(request.secret_id)
+        secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.TEST):
             return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
-        pending = self._require_pending(secret, request.token)
         settings = self._settings(secret)
-        _verify(pending, self._google, settings)
+        stored = self._secrets.read_pending(secret.arn, request.token)
+        if stored is None and not request.manual:
+            # RotateSecret(RotateImmediately=false) runs testSecret alone on an empty pending
+            # version: the settings resolved above are what there is to test.
+            logger.info("no pending value: the rotation's configuration was checked")
+            return StepOutcome(Step.TEST, secret.arn, request.token, "configuration-checked")
+        if stored is None:
+            raise _no_value(Step.TEST, secret, request.token)
+        try:
+            pending = fresh_pending_value(stored, settings, self._clock())
+            check_token_info(pending, self._google.token_info(pending.access_token), settings)
+        except TokenVerificationError as error:
+            # The stored value can never change: a token that fails now never will pass.
+            self._abandon(Step.TEST, secret, request.token, str(error))
         return StepOutcome(Step.TEST, secret.arn, request.token, "verified", pending.metadata)
 
     def finish_secret(self, request: RotationRequest) -> StepOutcome:
-        """Move AWSCURRENT onto the tested version."""
-        secret = self._secrets.describe(request.secret_id)
+        """Move AWSCURRENT onto the tested version, never onto an empty or stale one."""
+        secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.FINISH):
             return StepOutcome(Step.FINISH, secret.arn, request.token, "already-current")
+        settings = self._settings(secret)
+        pending = self._require_fresh_pending(Step.FINISH, secret, request.token, settings)
         previous = secret.version_with(CURRENT)
         self._secrets.promote(secret.arn, request.token, previous)
         logger.info("promoted the pending token to AWSCURRENT", extra={"previous": previous})
         return StepOutcome(
-            Step.FINISH, secret.arn, request.token, "promoted", previous_version_id=previous
+            Step.FINISH,
+            secret.arn,
+            request.token,
+            "promoted",
+            pending.metadata,
+            previous_version_id=previous,
         )
+
+    def _describe_managed(self, secret_id: str) -> SecretDescription:
+        """Before anything is read or written: the secret must be a token secret of this stack."""
+        secret = self._secrets.describe(secret_id)
+        managed_secret_check(secret.arn, secret.name, secret.tags, self._environment)
+        return secret
 
     def _settings(self, secret: SecretDescription) -> RotationSettings:
         return RotationSettings.resolve(secret.tags, self._environment)
 
-    def _read_pending(self, secret: SecretDescription, token: str) -> TokenSecretValue | None:
+    def _require_fresh_pending(
+        self, step: Step, secret: SecretDescription, token: str, settings: RotationSettings
+    ) -> TokenSecretValue:
         stored = self._secrets.read_pending(secret.arn, token)
-        return None if stored is None else TokenSecretValue.from_secret_string(stored)
+        if stored is None:
+            raise _no_value(step, secret, token)
+        return self._fresh_or_abandon(step, secret, token, stored, settings)
 
-    def _require_pending(self, secret: SecretDescription, token: str) -> TokenSecretValue:
-        pending = self._read_pending(secret, token)
-        if pending is None:
-            raise SecretNotFoundError(
-                f"the pending version {token} of {secret.name!r} has no value: "
-                "run createSecret for this rotation first"
+    def _fresh_or_abandon(
+        self,
+        step: Step,
+        secret: SecretDescription,
+        token: str,
+        stored: str,
+        settings: RotationSettings,
+    ) -> TokenSecretValue:
+        """The stored pending value if it can still become AWSCURRENT; else the rotation is
+        abandoned, because a version's value can never be replaced."""
+        try:
+            return fresh_pending_value(stored, settings, self._clock())
+        except TokenVerificationError as error:
+            self._abandon(step, secret, token, str(error))
+
+    def _abandon(self, step: Step, secret: SecretDescription, token: str, reason: str) -> NoReturn:
+        self._secrets.remove_pending(secret.arn, token)
+        logger.warning("abandoned a stale rotation", extra={"version_id": token, "reason": reason})
+        raise RotationAbandonedError(
+            f"{step.value}: abandoned the rotation of {secret.name!r}: its pending version "
+            f"{token} {reason}. AWSPENDING was removed from it, so the next rotation (the "
+            "schedule, RotateSecret or a manual execution) starts fresh; AWSCURRENT was not "
+            "touched"
+        )
+
+    def _supersede_stale_rotation(
+        self, secret: SecretDescription, token: str, settings: RotationSettings
+    ) -> str | None:
+        """A manual run takes over from a pending version that holds no usable token, and
+        refuses while another rotation's pending token is still fit to be promoted."""
+        blocking = next(
+            (
+                version
+                for version, stages in secret.version_stages.items()
+                if version != token and PENDING in stages and CURRENT not in stages
+            ),
+            None,
+        )
+        if blocking is None:
+            return None
+        reason = self._why_stale(secret, blocking, settings)
+        if reason is None:
+            raise RotationInProgressError(
+                f"another rotation of {secret.name!r} is in progress: its pending version "
+                f"{blocking} holds a token that is still fresh and valid. Wait for that "
+                "rotation to finish (or fail) and start again"
             )
-        return pending
+        self._secrets.remove_pending(secret.arn, blocking)
+        logger.warning(
+            "superseded a stale pending version",
+            extra={"version_id": blocking, "reason": reason},
+        )
+        return blocking
+
+    def _why_stale(
+        self, secret: SecretDescription, version: str, settings: RotationSettings
+    ) -> str | None:
+        stored = self._secrets.read_pending(secret.arn, version)
+        if stored is None:
+            return "holds no token (its createSecret never stored one)"
+        try:
+            value = fresh_pending_value(stored, settings, self._clock())
+            check_token_info(value, self._google.token_info(value.access_token), settings)
+        except TokenVerificationError as error:
+            return str(error)
+        return None
+
+
+def _no_value(step: Step, secret: SecretDescription, token: str) -> SecretNotFoundError:
+    return SecretNotFoundError(
+        f"{step.value}: the pending version {token} of {secret.name!r} has no value: run "
+        "createSecret for this rotation first"
+    )
 
 
 def _already_current(secret: SecretDescription, request: RotationRequest, step: Step) -> bool:
@@ -189,10 +274,10 @@ def _already_current(secret: SecretDescription, request: RotationRequest, step: 
             "start a manual rotation instead"
         )
     stages = secret.version_stages.get(request.token)
-    if stages is None:
+    if not stages:
         raise UnknownRotationTokenError(
-            f"{step.value}: version {request.token} is not a version of {secret.name!r} "
-            "(has no stage for rotation)"
+            f"{step.value}: version {request.token} of {secret.name!r} has no stage for "
+            "rotation (never started, or abandoned or superseded earlier); nothing to do for it"
         )
     if CURRENT in stages:
         logger.info("version is already AWSCURRENT: nothing to do", extra={"step": step.value})
@@ -200,47 +285,16 @@ def _already_current(secret: SecretDescription, request: RotationRequest, step: 
     if PENDING not in stages:
         raise NotPendingVersionError(
             f"{step.value}: version {request.token} of {secret.name!r} is not AWSPENDING "
-            f"(stages: {', '.join(stages) or 'none'}); this rotation was superseded or abandoned"
+            f"(stages: {', '.join(stages)}); this rotation was superseded or abandoned"
         )
     return False
 
 
-def _refuse_if_rotation_in_progress(secret: SecretDescription, token: str) -> None:
-    for version, stages in secret.version_stages.items():
-        if version != token and PENDING in stages and CURRENT not in stages:
-            raise RotationInProgressError(
-                f"another rotation of {secret.name!r} is in progress: version {version} holds "
-                "AWSPENDING. Wait for it to finish; if it is stale, remove the label with "
-                f"'aws secretsmanager update-secret-version-stage --secret-id {secret.name} "
-                f"--version-stage AWSPENDING --remove-from-version-id {version}'"
-            )
-
-
-def _verify(pending: TokenSecretValue, google: GoogleClient, settings: RotationSettings) -> None:
-    meta = pending.metadata
-    info = google.token_info(pending.access_token)
-    missing = [scope for scope in settings.scopes if scope not in info.scopes]
-    if missing:
+def _check_account(account: str, settings: RotationSettings) -> None:
+    """A token of another account is refused before it is ever stored."""
+    expected = settings.expected_service_account
+    if expected is not None and account != expected:
         raise TokenVerificationError(
-            f"the pending token lacks the scopes {', '.join(missing)} (it has "
-            f"{', '.join(sorted(info.scopes)) or 'none'}); check the scopes setting and the "
-            "service account's domain-wide delegation or API access"
-        )
-    if info.authorized_party != meta.service_account_client_id:
-        raise TokenVerificationError(
-            f"the pending token was issued to client {info.authorized_party}, not to "
-            f"{meta.service_account} (client {meta.service_account_client_id})"
-        )
-    expected_account = settings.expected_service_account or meta.service_account
-    for account in (meta.service_account, info.email):
-        if account is not None and account != expected_account:
-            raise TokenVerificationError(
-                f"the pending token belongs to {account}, but the expected service account is "
-                f"{expected_account}: check the key secret and the "
-                "'token-rotation:service-account' setting"
-            )
-    if info.expires_in_seconds < settings.min_remaining_seconds:
-        raise TokenVerificationError(
-            f"the pending token expires in {info.expires_in_seconds} s, less than the required "
-            f"{settings.min_remaining_seconds} s"
+            f"the minted token belongs to {account}, but the expected service account is "
+            f"{expected}: store that account's key in the key secret; nothing was stored"
         )

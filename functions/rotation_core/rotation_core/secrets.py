@@ -105,6 +105,14 @@ class SecretsGateway:
             raise _transport_failure(error) from None
         return True
 
+    def remove_pending(self, secret_id: str, version_id: str) -> None:
+        """Take AWSPENDING off a version that can never pass, so that the secret is free to
+        rotate again; the version's value stays, unlabelled, as Secrets Manager keeps it."""
+        with _aws_errors_mapped(f"secret {secret_id!r}"):
+            self._client.update_secret_version_stage(
+                SecretId=secret_id, VersionStage=PENDING, RemoveFromVersionId=version_id
+            )
+
     def promote(self, secret_id: str, version_id: str, current_version_id: str | None) -> None:
         """Move AWSCURRENT to `version_id`; Secrets Manager labels the old one AWSPREVIOUS."""
         extra = {"RemoveFromVersionId": current_version_id} if current_version_id else {}

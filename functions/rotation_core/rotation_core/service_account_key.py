@@ -68,7 +68,9 @@ def parse_service_account_key(secret_string: str, secret_id: str) -> ServiceAcco
             )
     if document["type"] != "service_account":
         raise InvalidServiceAccountKeyError(
-            f"the {where} has type {document['type']!r}; expected 'service_account'"
+            f"the {where} is not a service-account key (its 'type' field is not "
+            "'service_account'); store the key of a service account, as downloaded from Google "
+            "Cloud"
         )
     private_key = _load_private_key(document["private_key"], where)
     return ServiceAccountKey(

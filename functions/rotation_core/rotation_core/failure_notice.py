@@ -1,0 +1,355 @@
+"""The one notice a failed rotation execution sends, composed from bounded, safe text only.
+
+Pure logic: the DescribeFailure Lambda parses what the state machine hands it (the failed request,
+which may be anything, the failed step's label, the failure and the execution ARN), reads the
+secret's staging labels, and this module turns both into an SNS Subject and Message that say only
+what was checked. Nothing here reads a secret value; nothing a caller wrote reaches the notice
+unbounded, and the Subject is what SNS accepts (ASCII, at most 100 characters, one line).
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from rotation_core.errors import RotationAbandonedError
+from rotation_core.redaction import bounded, redact_secrets, safe_external_text
+from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
+from rotation_core.secrets import CURRENT, PENDING, SecretDescription
+from rotation_core.steps import STEP_NAMES
+
+SUBJECT_LIMIT: Final = 100
+"""SNS Publish: a Subject is ASCII text without line breaks, at most 100 characters."""
+SECRET_SHOWN_LIMIT: Final = 256
+ERROR_LIMIT: Final = 256
+"""Step Functions' own limit on an error name."""
+CAUSE_LIMIT: Final = 1000
+INPUT_VALIDATION: Final = "input validation"
+UNKNOWN_STEP: Final = "unknown step"
+STEP_LABELS: Final = (*STEP_NAMES, INPUT_VALIDATION, UNKNOWN_STEP)
+"""The closed set of step labels a notice may name; anything else becomes UNKNOWN_STEP."""
+ABANDONED: Final = RotationAbandonedError.__name__
+
+_SUBJECT_PREFIX: Final = "Google token rotation failed"
+_NAME_PLACEHOLDER: Final = "<the secret's name or ARN>"
+# Secret names allow letters, digits and /_+=.@- ; an ARN adds colons. Nothing a shell expands.
+_SECRET_ID_CHARS: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
+_SECRET_ARN: Final = re.compile(
+    r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:(?P<name>.+)"
+)
+_ERROR_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,255}")
+_VERSION_ID: Final = re.compile(r"[\x21-\x7e]{32,64}")
+_EXECUTION_ARN: Final = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):\d{12}:execution:[\x21-\x7e]+"
+)
+_EXECUTION_ARN_LIMIT: Final = 2048
+_CONSOLE_DOMAINS: Final = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    """What the state machine reported about one failed execution, every field bounded."""
+
+    step: str
+    """One of STEP_LABELS."""
+    error: str
+    cause: str
+    secret_id: str | None
+    """The request's SecretId when it is one Secrets Manager could answer for (a non-blank
+    string of at most 2048 characters): the id DescribeSecret is called with."""
+    secret_shown: str
+    """How the notice names the secret the request gave (bounded, redacted, or described)."""
+    version_id: str | None
+    """This rotation's version (the request's ClientRequestToken) when well formed."""
+    given_step: str | None
+    """What the request's Step was, for an unknown step (shown only when short and printable)."""
+    execution_arn: str
+    console_url: str | None
+
+    @classmethod
+    def from_payload(cls, payload: object) -> "FailureReport":
+        """The DescribeFailure task's input: {"Request", "FailedStep", "Failure": {"Error",
+        "Cause"}, "ExecutionArn"}. Any part may be missing or malformed; none makes this fail."""
+        fields = payload if isinstance(payload, dict) else {}
+        request = fields.get("Request")
+        request = request if isinstance(request, dict) else {}
+        failure = fields.get("Failure")
+        failure = failure if isinstance(failure, dict) else {}
+        step = fields.get("FailedStep")
+        raw_secret_id = request.get("SecretId")
+        secret_id = (
+            raw_secret_id
+            if isinstance(raw_secret_id, str)
+            and raw_secret_id.strip()
+            and len(raw_secret_id) <= MAX_SECRET_ID_LENGTH
+            else None
+        )
+        token = request.get("ClientRequestToken")
+        execution_arn, console_url = _execution(fields.get("ExecutionArn"))
+        return cls(
+            step=step if isinstance(step, str) and step in STEP_LABELS else UNKNOWN_STEP,
+            error=_error_name(failure.get("Error")),
+            cause=_cause(failure.get("Cause")),
+            secret_id=secret_id,
+            secret_shown=_secret_shown(raw_secret_id),
+            version_id=token if isinstance(token, str) and _VERSION_ID.fullmatch(token) else None,
+            given_step=_shown(request.get("Step")) if step == UNKNOWN_STEP else None,
+            execution_arn=execution_arn,
+            console_url=console_url,
+        )
+
+
+@dataclass(frozen=True)
+class StagesUnreadable:
+    """DescribeSecret failed: the notice says the labels could not be checked, and why."""
+
+    error: str
+    detail: str = ""
+
+
+StageReading = SecretDescription | StagesUnreadable | None
+"""What DescribeSecret showed, why it could not, or None when there was no secret to ask about."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    subject: str
+    message: str
+    """JSON text, indented for an e-mail client."""
+
+    def as_payload(self) -> dict[str, str]:
+        return {"Subject": self.subject, "Message": self.message}
+
+
+def compose_notice(report: FailureReport, reading: StageReading) -> Notice:
+    """The notice of one failed execution: only what the report says and the reading showed."""
+    described = reading if isinstance(reading, SecretDescription) else None
+    secret = bounded(described.arn, SECRET_SHOWN_LIMIT) if described else report.secret_shown
+    message: dict[str, object] = {
+        "Summary": _summary(report, secret),
+        "SecretId": secret,
+        "Step": report.step,
+        "Error": report.error,
+        "Cause": report.cause,
+    }
+    if report.given_step is not None:
+        message["GivenStep"] = report.given_step
+    if report.error == ABANDONED:
+        message["Rotation"] = (
+            "Abandoned: the step found that this rotation's pending version can never pass "
+            "and removed its AWSPENDING label, so the next rotation starts fresh."
+        )
+    message["Stages"] = _stages(report, reading)
+    message["ExecutionArn"] = report.execution_arn
+    if report.console_url is not None:
+        message["ConsoleUrl"] = report.console_url
+    message["NextSteps"] = _next_steps(report, described)
+    name = described.name if described else _name_of(report.secret_id)
+    return Notice(
+        subject=subject_line(report.step, name),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def subject_line(step: str, secret_name: str | None) -> str:
+    """ASCII, one line, at most SUBJECT_LIMIT characters: the step, then as much of the secret's
+    name as fits (left out when it is not a plain secret name)."""
+    head = f"{_SUBJECT_PREFIX} at {step}" if step in STEP_NAMES else f"{_SUBJECT_PREFIX}: {step}"
+    head = _ascii_line(head)[:SUBJECT_LIMIT]
+    name = secret_name if secret_name is not None and _plain_name(secret_name) else None
+    if not name:
+        return head
+    room = SUBJECT_LIMIT - len(head) - len(" ()")
+    if room < len("x..."):
+        return head
+    if len(name) > room:
+        name = name[: room - 3] + "..."
+    return f"{head} ({name})"
+
+
+def _summary(report: FailureReport, secret: str) -> str:
+    if report.step == INPUT_VALIDATION:
+        return f"A rotation execution was refused before it started: {report.error}."
+    if report.step == UNKNOWN_STEP:
+        return (
+            f"A rotation execution for secret {secret} was refused before it started: "
+            f"{report.error}."
+        )
+    return f"The rotation of secret {secret} failed at step {report.step}: {report.error}."
+
+
+def _stages(report: FailureReport, reading: StageReading) -> str:
+    """Only what was checked: DescribeSecret's labels, or why they were not read."""
+    if reading is None:
+        return (
+            "Not checked: the request names no secret Secrets Manager could look up "
+            f"(its SecretId is {report.secret_shown})."
+        )
+    if isinstance(reading, StagesUnreadable):
+        detail = f": {reading.detail}" if reading.detail else ""
+        return (
+            f"Could not be checked (DescribeSecret failed with {reading.error}{detail}). See "
+            "which version carries AWSCURRENT with: aws secretsmanager describe-secret "
+            f"--secret-id {_command_id(report.secret_id)}"
+        )
+    token = report.version_id
+    current = reading.version_with(CURRENT)
+    pending = reading.version_with(PENDING)
+    said = ["Checked with DescribeSecret when this notice was composed:"]
+    if current is None:
+        said.append("no version carries AWSCURRENT.")
+    elif token is None:
+        said.append(f"AWSCURRENT is on version {_version(current)}.")
+    elif current == token:
+        said.append(
+            f"AWSCURRENT is on version {_version(current)}, this rotation's version: "
+            "the new token is in use."
+        )
+    else:
+        said.append(
+            f"AWSCURRENT is on version {_version(current)}, not on this rotation's version "
+            f"{token}: applications still read the token they had."
+        )
+    if pending is None:
+        said.append("No version carries AWSPENDING.")
+    elif token is not None and pending == token:
+        said.append(f"AWSPENDING is on version {_version(pending)}, this rotation's version.")
+    elif token is not None:
+        said.append(f"AWSPENDING is on version {_version(pending)}, another rotation's version.")
+    else:
+        said.append(f"AWSPENDING is on version {_version(pending)}.")
+    return " ".join(said)
+
+
+def _next_steps(report: FailureReport, described: SecretDescription | None) -> str:
+    if report.step in {INPUT_VALIDATION, UNKNOWN_STEP}:
+        return (
+            "Nothing was started. Start a manual rotation with input "
+            '{"SecretId": "<the secret\'s name or ARN>"}; Secrets Manager\'s own events name '
+            f"one of the steps {', '.join(STEP_NAMES)}."
+        )
+    if report.error == ABANDONED:
+        return (
+            "Nothing to undo: the next scheduled rotation, or a manual execution, starts with a "
+            "fresh token. If this recurs, fix its cause first."
+        )
+    token = report.version_id
+    if described is not None and token is not None and described.version_with(CURRENT) == token:
+        return (
+            "The new token is already in use; nothing needs rolling back. Secrets Manager's "
+            f"retry of {report.step} finds the rotation done. If this recurs, fix its cause."
+        )
+    return (
+        "Fix the cause, then let Secrets Manager retry the rotation, or start a manual execution "
+        'of this state machine with input {"SecretId": "<the secret\'s name or ARN>"}.'
+    )
+
+
+def _cause(cause: object) -> str:
+    """A Lambda failure's cause is the error JSON: its errorMessage is what says why."""
+    if cause is None or cause == "":
+        return "(no cause given)"
+    text = cause if isinstance(cause, str) else json.dumps(cause, default=str)
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
+            text = parsed["errorMessage"] or text
+    return safe_external_text(text, CAUSE_LIMIT)
+
+
+def _error_name(error: object) -> str:
+    """Error names are identifiers (GoogleGrantRejectedError, Lambda.ServiceException): kept as
+    they are; anything else is treated as text another party wrote."""
+    if not isinstance(error, str) or not error:
+        return "(no error name)"
+    if _ERROR_NAME.fullmatch(error) and all(
+        redact_secrets(part) == part for part in error.split(".")
+    ):
+        return error
+    return safe_external_text(error, ERROR_LIMIT)
+
+
+def _secret_shown(secret_id: object) -> str:
+    if secret_id is None:
+        return "(none given)"
+    if (
+        isinstance(secret_id, str)
+        and len(secret_id) <= MAX_SECRET_ID_LENGTH
+        and _SECRET_ID_CHARS.fullmatch(secret_id)
+    ):
+        return safe_external_text(secret_id, SECRET_SHOWN_LIMIT)
+    return _kind(secret_id)
+
+
+def _name_of(secret_id: str | None) -> str | None:
+    """A secret's name from the name or ARN the request gave."""
+    if secret_id is None:
+        return None
+    arn = _SECRET_ARN.fullmatch(secret_id)
+    return arn.group("name") if arn else secret_id
+
+
+def _plain_name(name: str) -> bool:
+    """A secret name fit for a Subject: the name alphabet only, nothing token-shaped."""
+    return bool(_SECRET_ID_CHARS.fullmatch(name)) and redact_secrets(name) == name
+
+
+def _command_id(secret_id: str | None) -> str:
+    """The secret id for a command a person may paste into a shell: only a plain, short one."""
+    if secret_id is not None and len(secret_id) <= SECRET_SHOWN_LIMIT and _plain_name(secret_id):
+        return secret_id
+    return _NAME_PLACEHOLDER
+
+
+def _version(version_id: str) -> str:
+    return bounded(version_id, 64)
+
+
+def _execution(value: object) -> tuple[str, str | None]:
+    """The execution ARN (bounded) and its console link, in the ARN's own partition and region."""
+    if not isinstance(value, str) or len(value) > _EXECUTION_ARN_LIMIT:
+        return "(unknown)", None
+    arn = _EXECUTION_ARN.fullmatch(value)
+    if arn is None:
+        return safe_external_text(value, 300), None
+    region = arn.group("region")
+    domain = _CONSOLE_DOMAINS.get(arn.group("partition"), _CONSOLE_DOMAINS["aws"])
+    return value, (
+        f"https://{region}.{domain}/states/home?region={region}#/v2/executions/details/{value}"
+    )
+
+
+def _ascii_line(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def _shown(value: object) -> str:
+    """A short printable ASCII string is shown as it is; anything else only described."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= 40
+        and value.isascii()
+        and value.isprintable()
+        and redact_secrets(value) == value
+    ):
+        return repr(value)
+    return _kind(value)
+
+
+_JSON_KINDS: Final = {dict: "an object", list: "an array", bool: "a boolean"}
+
+
+def _kind(value: object) -> str:
+    """What a value is, without the value itself."""
+    if value is None:
+        return "nothing (null or absent)"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return _JSON_KINDS.get(type(value), "a number")
