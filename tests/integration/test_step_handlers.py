@@ -148,6 +148,10 @@ def test_full_rotation_through_the_four_handlers_promotes_the_token(
         "VersionId",
         "Action",
         "PreviousVersionId",
+        "ExpiresAt",
+        "IssuedAt",
+        "Scopes",
+        "ServiceAccount",
     }
 
 
@@ -286,7 +290,7 @@ def test_unknown_secret_is_reported_under_its_error_name(
     assert errors[0]["error_type"] == "SecretNotFoundError"
 
 
-@pytest.mark.parametrize("step", ["setSecret", "testSecret"])
+@pytest.mark.parametrize("step", ["setSecret", "finishSecret"])
 def test_step_before_create_secret_says_what_to_run_first(
     lambda_environment: dict[str, str],
     secretsmanager: SecretsManagerClient,
@@ -367,3 +371,46 @@ def test_settings_are_read_per_invocation_while_clients_stay_warm(
         invoke("testSecret", step_event(token_secret_arn, token))
 
     assert step_glue._rotation() is warm
+
+
+@pytest.mark.parametrize("step", sorted(HANDLERS))
+@pytest.mark.parametrize("event", [None, [1, 2], "createSecret", 42], ids=repr)
+def test_a_non_object_event_is_a_clear_invalid_request(
+    lambda_environment: dict[str, str], step: str, event: object
+) -> None:
+    handler = HANDLERS[step]
+    with pytest.raises(InvalidRequestError, match="must be a JSON object"):
+        handler(event, cast(LambdaContext, FakeLambdaContext()))
+
+
+def test_a_huge_secret_id_is_refused_and_logged_bounded(
+    lambda_environment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = "x" * 100_000
+
+    with pytest.raises(InvalidRequestError, match="at most 2048") as raised:
+        invoke("createSecret", step_event(huge, str(uuid.uuid4())))
+
+    assert huge[:3000] not in str(raised.value)
+    errors = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert len(errors[0]["secret_id"]) <= 256
+
+
+def test_log_event_setting_cannot_log_the_rotation_token(
+    lambda_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    rotation_token = "rotation-token-" + uuid.uuid4().hex + "-secret"
+    token = begin_rotation(token_secret_arn)
+    capsys.readouterr()
+
+    invoke("createSecret", step_event(token_secret_arn, token, RotationToken=rotation_token))
+
+    out = stdout_so_far(capsys)
+    assert token in out  # the run was logged...
+    assert rotation_token not in out  # ...but never its RotationToken

@@ -33,6 +33,32 @@ AWS_LAMBDA_TRANSIENT = frozenset(
     }
 )
 AWS_STATES_ERRORS = frozenset({"States.ALL", "States.TaskFailed"})
+# What the optimized arn:aws:states:::sns:publish integration fails with: "SNS." + the SDK's
+# exception name. Throttled (HTTP 429) and InternalError (500) are SNS's own codes in botocore's
+# SNS model (ThrottledException, InternalErrorException); moto's ASL interpreter names a failure
+# "SNS." + code + "Exception" (moto/stepfunctions/parser/.../state_task_service_sns.py,
+# _from_error), so a generic Throttling answer is SNS.ThrottlingException there. On AWS,
+# unmodelled service errors and client-side failures follow the Java SDK's classes, as the
+# Lambda names above do: SNS.AmazonSNSException, SNS.SdkClientException.
+AWS_SNS_TRANSIENT = frozenset(
+    {
+        "SNS.ThrottledException",
+        "SNS.ThrottlingException",
+        "SNS.InternalErrorException",
+        "SNS.AmazonSNSException",
+        "SNS.SdkClientException",
+    }
+)
+STEP_TASKS = {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
+# States on the way from a failure to the notice, and what each may read from the state data.
+FAILURE_PATH_READS = {
+    "InvalidInput": {"$"},
+    "UnknownStep": {"$.Request"},
+    "DescribeFailure": {"$.Request", "$.FailedStep", "$.Failure", "$$.Execution.Id"},
+    "DescribeFailureFallback": {"$.FailedStep", "$.Failure.Error", "$$.Execution.Id"},
+    "FallbackNotice": {"$.FallbackNotice"},
+    "NotifyFailure": {"$.Notice.Subject", "$.Notice.Message"},
+}
 SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:")
 
 
@@ -54,6 +80,7 @@ def test_every_error_name_is_a_core_error_or_a_documented_aws_error() -> None:
         | error_names(PermanentRotationError)
         | AWS_LAMBDA_TRANSIENT
         | AWS_STATES_ERRORS
+        | AWS_SNS_TRANSIENT
     )
     for state, kind, names in retriers_and_catchers(ASL["States"]):
         assert set(names) <= known, f"{state}.{kind} names unknown errors {set(names) - known}"
@@ -65,7 +92,8 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
         for name, state in ASL["States"].items()
         if state.get("Parameters", {}).get("FunctionName", "").endswith("FunctionArn}")
     }
-    assert set(tasks) == {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
+    assert set(tasks) == STEP_TASKS | {"DescribeFailure"}
+    tasks = {name: tasks[name] for name in STEP_TASKS}
     for name, task in tasks.items():
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert retried == error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT, name
@@ -77,14 +105,85 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
         assert task["ResultSelector"] == {"Outcome.$": "$.Payload"}
 
 
-def test_every_failure_path_notifies_before_failing() -> None:
+def test_every_failure_path_notifies_once_before_failing() -> None:
     states = ASL["States"]
-    catch_targets = {c["Next"] for _, s in states.items() for c in s.get("Catch", [])}
-    for target in catch_targets - {"RotationFailed"}:
+    step_failures = {c["Next"] for name in STEP_TASKS for c in states[name]["Catch"]}
+    assert step_failures == {f"{name}Failed" for name in STEP_TASKS}
+    for target in step_failures | {"InvalidInput", "UnknownStep"}:
+        assert states[target]["Type"] == "Pass"
         assert states[target]["Next"] == "DescribeFailure"
-    assert states["DescribeFailure"]["Next"] == "NotifyFailure"
-    assert states["NotifyFailure"]["Resource"] == "arn:aws:states:::sns:publish"
-    assert states["RotationFailed"]["Type"] == "Fail"
+    describe = states["DescribeFailure"]
+    assert describe["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert describe["Parameters"]["FunctionName"] == "${DescribeFailureFunctionArn}"
+    assert describe["Next"] == "NotifyFailure"
+    assert [c["ErrorEquals"] for c in describe["Catch"]] == [["States.ALL"]]
+    assert describe["Catch"][0]["Next"] == "DescribeFailureFallback"
+    assert {e for rule in describe["Retry"] for e in rule["ErrorEquals"]} == AWS_LAMBDA_TRANSIENT
+    assert states["DescribeFailureFallback"]["Next"] == "FallbackNotice"
+    assert states["FallbackNotice"]["Next"] == "NotifyFailure"
+    fallback_subject = states["FallbackNotice"]["Parameters"]["Subject"]
+    assert fallback_subject.isascii()
+    assert fallback_subject.isprintable()
+    assert len(fallback_subject) <= 100
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    assert notify["Next"] == "RotationFailed"
+    assert [(c["ErrorEquals"], c["Next"]) for c in notify["Catch"]] == [
+        (["States.ALL"], "RotationFailed")
+    ]
+    # Every way out of a failure ends with the step's own error and cause.
+    assert states["RotationFailed"] == {
+        "Type": "Fail",
+        "Comment": states["RotationFailed"].get("Comment"),
+        "ErrorPath": "$.Failure.Error",
+        "CausePath": "$.Failure.Cause",
+    }
+    for name in ("DescribeFailure", "DescribeFailureFallback", "FallbackNotice", "NotifyFailure"):
+        result_path = states[name].get("ResultPath")
+        assert result_path is None or result_path not in {"$", "$.Failure"}, name
+
+
+def _reads(value: Any) -> Iterator[str]:
+    """Every path a Parameters block reads, intrinsic functions' arguments included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.endswith(".$"):
+                unsubstituted = re.sub(r"\$\{[A-Za-z0-9_]+\}", "", item)
+                yield from re.findall(r"\$\$?(?:\.[A-Za-z]+)*", unsubstituted)
+            else:
+                yield from _reads(item)
+
+
+@pytest.mark.parametrize("name", sorted(FAILURE_PATH_READS))
+def test_the_failure_path_copies_no_caller_text(name: str) -> None:
+    """A 100 kB SecretId or a 200-character Step reaches DescribeFailure as the request it was,
+    never copied into the state data again, and never into a Subject or a formatted string."""
+    state = ASL["States"][name]
+    assert set(_reads(state.get("Parameters", {}))) == FAILURE_PATH_READS[name]
+
+
+def test_notify_failure_retries_throttling_for_minutes_within_the_execution_timeout() -> None:
+    states = ASL["States"]
+    [retry] = states["NotifyFailure"]["Retry"]
+    assert set(retry["ErrorEquals"]) == AWS_SNS_TRANSIENT
+    assert retry["JitterStrategy"] == "FULL"
+    assert retry["MaxAttempts"] >= 8
+    bounds = [
+        min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry["MaxDelaySeconds"])
+        for n in range(retry["MaxAttempts"])
+    ]
+    assert max(bounds) == retry["MaxDelaySeconds"] == 60
+    assert 120 <= sum(bounds) <= 300, "minutes of retries, not the whole execution"
+    # The whole failure path, at its slowest, leaves most of the execution's time to the steps.
+    [describe_retry] = states["DescribeFailure"]["Retry"]
+    describe_worst = (
+        states["DescribeFailure"]["TimeoutSeconds"] * (describe_retry["MaxAttempts"] + 1)
+        + describe_retry["MaxDelaySeconds"] * describe_retry["MaxAttempts"]
+    )
+    notify_worst = sum(bounds) + states["NotifyFailure"]["TimeoutSeconds"] * (
+        retry["MaxAttempts"] + 1
+    )
+    assert describe_worst + notify_worst <= ASL["TimeoutSeconds"] / 2
 
 
 @pytest.mark.parametrize("spec", TEMPLATE.functions().values(), ids=lambda spec: spec.logical_id)
@@ -135,6 +234,28 @@ def test_only_create_secret_may_read_the_key_secret() -> None:
         if "ServiceAccountKeySecret" in json.dumps(statement["Resource"], default=str)
     }
     assert readers == {"CreateSecretFunction"}
+
+
+def test_describe_failure_may_only_read_the_token_secrets_labels() -> None:
+    spec = TEMPLATE.functions()["DescribeFailureFunction"]
+    assert list(policy_statements(spec.policies)) == [
+        {
+            "Sid": "ReadTheTokenSecretStages",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:DescribeSecret"],
+            "Resource": {"Ref": "TokenSecret"},
+        }
+    ]
+    assert len(spec.policies) == 1
+    invoked = [
+        policy["LambdaInvokePolicy"]["FunctionName"]
+        for policy in STATE_MACHINE.policies
+        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
+    ]
+    assert {"Ref": "DescribeFailureFunction"} in invoked
+    assert STATE_MACHINE.substitutions["DescribeFailureFunctionArn"] == {
+        "Fn::GetAtt": ["DescribeFailureFunction", "Arn"]
+    }
 
 
 ENTRY_EVENTS = sorted((EVENTS / "rotation_entry").glob("*.json"))

@@ -24,13 +24,17 @@ from botocore.exceptions import (
 )
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     AwsAccessError,
     AwsUnavailableError,
+    ConfigurationError,
     RotationError,
     SecretNotFoundError,
 )
-from rotation_core.rotation import Rotation, RotationRequest
+from rotation_core.google_client import GoogleClient
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway, _client_failure, _transport_failure
 from tests.support import REGION, TOKEN_SECRET, begin_rotation
 
@@ -216,11 +220,12 @@ def every_call(gateway: SecretsGateway) -> dict[str, Any]:
         "read_current": lambda: gateway.read_current(TOKEN_SECRET),
         "read_pending": lambda: gateway.read_pending(TOKEN_SECRET, VERSION),
         "put_pending": lambda: gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None),
+        "remove_pending": lambda: gateway.remove_pending(TOKEN_SECRET, VERSION),
         "promote": lambda: gateway.promote(TOKEN_SECRET, VERSION, None),
     }
 
 
-CALLS = ["describe", "read_current", "read_pending", "put_pending", "promote"]
+CALLS = ["describe", "read_current", "read_pending", "put_pending", "remove_pending", "promote"]
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -331,8 +336,17 @@ def test_describe_of_a_missing_secret_names_it(secretsmanager: SecretsManagerCli
         SecretsGateway(secretsmanager).describe("google/absent")
 
 
+def rotation_allowing(
+    secretsmanager: SecretsManagerClient, environment: dict[str, str], key_secret: str
+) -> Rotation:
+    """The rotation of a deployer who lets tags choose `key_secret` besides the default one."""
+    allowing = {**environment, "ALLOWED_KEY_SECRET_IDS": key_secret}
+    google = GoogleClient(GoogleEndpoints.from_environment(allowing))
+    return Rotation(SecretsGateway(secretsmanager), google, allowing)
+
+
 def test_key_secret_holding_binary_data_is_a_clear_error(
-    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+    secretsmanager: SecretsManagerClient, environment: dict[str, str], token_secret_arn: str
 ) -> None:
     secretsmanager.create_secret(Name="google/binary-key", SecretBinary=b"\x30\x82\x04\xa4")
     secretsmanager.tag_resource(
@@ -340,6 +354,7 @@ def test_key_secret_holding_binary_data_is_a_clear_error(
         Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/binary-key"}],
     )
     token = begin_rotation(token_secret_arn)
+    rotation = rotation_allowing(secretsmanager, environment, "google/binary-key")
 
     with pytest.raises(SecretNotFoundError) as raised:
         rotation.create_secret(RotationRequest(token_secret_arn, token))
@@ -349,15 +364,33 @@ def test_key_secret_holding_binary_data_is_a_clear_error(
 
 
 def test_missing_key_secret_is_a_clear_error_naming_it(
-    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+    secretsmanager: SecretsManagerClient, environment: dict[str, str], token_secret_arn: str
 ) -> None:
     secretsmanager.tag_resource(
         SecretId=token_secret_arn,
         Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/deleted-key"}],
     )
     token = begin_rotation(token_secret_arn)
+    rotation = rotation_allowing(secretsmanager, environment, "google/deleted-key")
 
     with pytest.raises(SecretNotFoundError, match="secret 'google/deleted-key' was not found"):
+        rotation.create_secret(RotationRequest(token_secret_arn, token))
+    assert "AWSPENDING" in secretsmanager.describe_secret(SecretId=token_secret_arn)[
+        "VersionIdsToStages"
+    ].get(token, [])
+
+
+def test_key_secret_tag_outside_the_allowed_set_is_refused_before_any_read(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Not SecretNotFoundError: the tagged key secret is refused by name, never looked up."""
+    secretsmanager.tag_resource(
+        SecretId=token_secret_arn,
+        Tags=[{"Key": "token-rotation:key-secret-id", "Value": "google/deleted-key"}],
+    )
+    token = begin_rotation(token_secret_arn)
+
+    with pytest.raises(ConfigurationError, match="outside the deployer's ceiling"):
         rotation.create_secret(RotationRequest(token_secret_arn, token))
     assert "AWSPENDING" in secretsmanager.describe_secret(SecretId=token_secret_arn)[
         "VersionIdsToStages"

@@ -42,6 +42,7 @@ def step_handler(step: Step) -> StepHandler:
         logger.append_keys(step=step.value, **request_log_keys(event))
         try:
             request = RotationRequest.for_step(event, step)
+            logger.append_keys(manual=request.manual)
             outcome = _rotation().run(step, request)
         except RotationError as error:
             logger.error(
