@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 MAX_EXECUTION_NAME_LENGTH: Final = 80
 SUCCEEDED: Final = "SUCCEEDED"
-RUNNING_STATUSES: Final = frozenset({"RUNNING", "PENDING_REDRIVE"})
+RUNNING_STATUSES: Final = frozenset({"RUNNING", "PENDING_REDRIVE", "TIMED_OUT", "ABORTED"})
 FAILED_STATUSES: Final = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 DEFAULT_POLL_FIRST_INTERVAL: Final = 0.5
 DEFAULT_POLL_MAX_INTERVAL: Final = 5.0
@@ -273,7 +273,7 @@ class _Invocation:
         missing = 1
         while (description := self._find(self._arn(missing))) is not None:
             found, newest = missing, description
-            missing += 1
+            missing *= 2
         # Now `found` exists (or is 0) and `missing` does not; the newest lies in between.
         while missing - found > 1:
             middle = (found + missing) // 2

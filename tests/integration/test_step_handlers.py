@@ -29,6 +29,7 @@ from rotation_core.errors import (
     InvalidRequestError,
     RotationError,
 )
+from rotation_core.steps import Step
 from tests.support import SCOPE, TOKEN_SECRET, begin_rotation, stages
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -405,11 +406,16 @@ def test_log_event_setting_cannot_log_the_rotation_token(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    # Built after the setting, as in a Lambda whose environment has it from the start.
+    handler = step_glue.step_handler(Step.CREATE)
     rotation_token = "rotation-token-" + uuid.uuid4().hex + "-secret"
     token = begin_rotation(token_secret_arn)
     capsys.readouterr()
 
-    invoke("createSecret", step_event(token_secret_arn, token, RotationToken=rotation_token))
+    handler(
+        step_event(token_secret_arn, token, RotationToken=rotation_token),
+        cast(LambdaContext, FakeLambdaContext()),
+    )
 
     out = stdout_so_far(capsys)
     assert token in out  # the run was logged...
