@@ -1,5 +1,6 @@
 """Real crashes at the worst moments, so tests prove the rotation recovers from them as on AWS."""
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -173,3 +174,29 @@ def sns_publish_refused(
         yield refusals
     finally:
         SNSBackend.publish = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def pending_label_moved_after_describe(secret_arn: str, version_id: str) -> Iterator[Crash]:
+    """While active, right after the first DescribeSecret of `secret_arn`, AWSPENDING leaves
+    `version_id`, as when a concurrent manual run supersedes that rotation between a step's
+    DescribeSecret and its next call. Fires once."""
+    original = SecretsManagerBackend.describe_secret
+    race = Crash()
+
+    def describe_secret(self: SecretsManagerBackend, secret_id: str) -> Any:
+        answer = original(self, secret_id)
+        secret = self.secrets.get(secret_id)
+        if race.fired or not isinstance(secret, FakeSecret) or secret.arn != secret_arn:
+            return answer
+        race.fired, race.version_id = True, version_id
+        # The caller gets the description as it was; the label moves right after.
+        answer = copy.deepcopy(answer)
+        secret.versions[version_id]["version_stages"].remove("AWSPENDING")
+        return answer
+
+    SecretsManagerBackend.describe_secret = describe_secret  # type: ignore[method-assign]
+    try:
+        yield race
+    finally:
+        SecretsManagerBackend.describe_secret = original  # type: ignore[method-assign]

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud.faults import pending_label_moved_after_describe
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     ConfigurationError,
     GoogleUnavailableError,
     RotationAbandonedError,
+    RotationError,
     RotationInProgressError,
     SecretNotFoundError,
     TokenVerificationError,
@@ -384,3 +386,23 @@ def test_steps_refuse_a_secret_this_stack_does_not_manage_before_reading_it(
     assert secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"] == before
     assert len(stages(secretsmanager, secret_id)) == 1
     assert tokens_minted(google) == 0
+
+
+def test_a_step_never_promotes_a_version_superseded_after_its_describe(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Reads name VersionStage=AWSPENDING: a version that lost the label since the step's
+    DescribeSecret is not read as if it were still pending."""
+    token = begin_rotation(token_secret_arn)
+    request = RotationRequest(token_secret_arn, token)
+    for step in (Step.CREATE, Step.SET, Step.TEST):
+        rotation.run(step, request)
+
+    with (
+        pending_label_moved_after_describe(token_secret_arn, token) as race,
+        pytest.raises(RotationError, match="not associated"),
+    ):
+        rotation.finish_secret(request)
+
+    assert race.fired
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == []
