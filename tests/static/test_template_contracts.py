@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
-from rotation_core.rotation import RotationRequest
+from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 
 TEMPLATE = load_template()
@@ -279,12 +279,13 @@ def test_entry_events_are_secrets_manager_rotation_events(path: Path) -> None:
     assert event.step == _camel(path.stem)
     assert event.secret_id.startswith("arn:aws:secretsmanager:")
     assert isinstance(raw["RotationToken"], str)
-    RotationRequest.from_payload(raw)
+    assert RotationRequest.from_rotation_event(raw).step == event.step
 
 
 @pytest.mark.parametrize("path", STEP_EVENTS, ids=lambda path: path.stem)
 def test_step_events_are_valid_step_payloads(path: Path) -> None:
-    request = RotationRequest.from_payload(json.loads(path.read_text()))
+    step = Step(_camel(path.stem))
+    request = RotationRequest.for_step(json.loads(path.read_text()), step)
     assert request.secret_id.startswith("arn:aws:secretsmanager:")
 
 

@@ -34,6 +34,13 @@ def resolve(tags: dict[str, str], environment: dict[str, str] | None = None) -> 
     return RotationSettings.resolve(tags, ENVIRONMENT if environment is None else environment)
 
 
+def resolve_from(where: str, setting: Setting, raw: str) -> RotationSettings:
+    """`raw` as the deployer's environment variable, or as a tag under the WIDE ceiling."""
+    if where == "environment":
+        return resolve({}, {**ENVIRONMENT, setting.variable: raw})
+    return resolve({setting.tag: raw}, WIDE)
+
+
 def assert_names_setting(error: ConfigurationError, setting: Setting) -> None:
     """Every configuration error says where the value comes from and what is expected."""
     message = str(error)
@@ -104,11 +111,7 @@ def test_tags_of_other_tools_are_ignored() -> None:
 def test_scopes_split_on_spaces_and_commas_and_are_deduplicated(
     raw: str, expected: tuple[str, ...], where: str
 ) -> None:
-    if where == "environment":
-        settings = resolve({}, {**ENVIRONMENT, "GOOGLE_SCOPES": raw})
-    else:
-        settings = resolve({SCOPES.tag: raw}, WIDE)
-    assert settings.scopes == expected
+    assert resolve_from(where, SCOPES, raw).scopes == expected
 
 
 @pytest.mark.parametrize(
@@ -119,10 +122,7 @@ def test_scopes_split_on_spaces_and_commas_and_are_deduplicated(
 @pytest.mark.parametrize("where", ["environment", "tag"])
 def test_garbage_scopes_are_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        if where == "environment":
-            resolve({}, {**ENVIRONMENT, "GOOGLE_SCOPES": raw})
-        else:
-            resolve({SCOPES.tag: raw}, WIDE)
+        resolve_from(where, SCOPES, raw)
     assert_names_setting(raised.value, SCOPES)
 
 
@@ -161,11 +161,8 @@ def test_key_secret_id_is_trimmed() -> None:
 def test_min_remaining_seconds_accepts_whole_seconds_in_range(
     raw: str, expected: int, where: str
 ) -> None:
-    if where == "environment":
-        settings = resolve({}, {**ENVIRONMENT, "MIN_REMAINING_SECONDS": raw})
-    else:
-        settings = resolve({MIN_REMAINING_SECONDS.tag: raw}, WIDE)  # ceiling: at least 0
-    assert settings.min_remaining_seconds == expected
+    # Under the WIDE ceiling (at least 0 s) a tag may ask for any valid minimum.
+    assert resolve_from(where, MIN_REMAINING_SECONDS, raw).min_remaining_seconds == expected
 
 
 def test_min_remaining_seconds_comes_from_the_environment_without_a_tag() -> None:
@@ -201,10 +198,7 @@ INVALID_SECONDS_IDS = [
 @pytest.mark.parametrize("where", ["environment", "tag"])
 def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        if where == "environment":
-            resolve({}, {**ENVIRONMENT, "MIN_REMAINING_SECONDS": raw})
-        else:
-            resolve({MIN_REMAINING_SECONDS.tag: raw}, WIDE)
+        resolve_from(where, MIN_REMAINING_SECONDS, raw)
     assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
     assert repr(raw) in str(raised.value)
 
@@ -254,10 +248,7 @@ def test_credential_source_from_the_environment_is_checked_even_when_a_tag_repea
 @pytest.mark.parametrize("where", ["environment", "tag"])
 def test_bad_service_account_email_is_a_configuration_error(raw: str, where: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        if where == "environment":
-            resolve({}, {**ENVIRONMENT, "EXPECTED_SERVICE_ACCOUNT": raw})
-        else:
-            resolve({EXPECTED_SERVICE_ACCOUNT.tag: raw})
+        resolve_from(where, EXPECTED_SERVICE_ACCOUNT, raw)
     assert_names_setting(raised.value, EXPECTED_SERVICE_ACCOUNT)
 
 

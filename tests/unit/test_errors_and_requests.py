@@ -134,4 +134,3 @@ def test_outcome_with_metadata_and_previous_version() -> None:
         "ServiceAccount": "rotator@demo-project.iam.gserviceaccount.com",
         "PreviousVersionId": "old-version",
     }
-

@@ -14,7 +14,7 @@ REFRESH_TOKEN = "1//0gLmN4pR7sT2vW8yK1hJ6gF5dS0aZXcVbNm-qwerty_uiop"
 JWT = (
     "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYzEyMyIsInR5cCI6IkpXVCJ9"
     ".eyJpc3MiOiJyb3RhdG9yQGRlbW8tcHJvamVjdC5pYW0uZ3NlcnZpY2VhY2NvdW50LmNvbSJ9"
-    ".c2lnbmF0dXJlLW9mLXRoZS1hc3NlcnRpb24tMTIzNDU2Nzg5MA"
+    ".c2lnbmF0dXJlLW9mLXRoZS1hc3NlcnRpb24t-MTIz_NDU2Nzg5MA"
 )
 PEM_BODY = [
     "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
@@ -44,8 +44,8 @@ def test_a_google_error_description_quoting_secrets_is_made_safe() -> None:
             {
                 "error": "invalid_grant",
                 "error_description": (
-                    f"Invalid JWT Signature.\nassertion={JWT}\r\n"
-                    f"previous access_token: {ACCESS_TOKEN}, refresh_token={REFRESH_TOKEN}\n"
+                    f"Invalid JWT Signature.\nassertion: {JWT}\r\n"
+                    f"previous access_token: {ACCESS_TOKEN}, refresh token {REFRESH_TOKEN}\n"
                     f"key:\n{PEM}\tEnd of report."
                 ),
             }
@@ -60,8 +60,8 @@ def test_a_google_error_description_quoting_secrets_is_made_safe() -> None:
     assert "\t" not in safe
     assert safe.isprintable()
     assert len(safe) <= 300
-    assert safe.startswith("Invalid JWT Signature. assertion=<redacted>")
-    assert "refresh_token=<redacted>" in safe
+    assert safe.startswith("Invalid JWT Signature. assertion: <redacted> previous access_token")
+    assert "refresh token <redacted> key: <redacted>" in safe
     assert safe.endswith("End of report.")
 
 
@@ -99,6 +99,27 @@ def test_each_secret_shape_is_redacted_in_its_entirety(secret: str) -> None:
     assert leaked_pieces(safe) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: the generic long-run rule starts at 'name=' and stops at the token's "
+    "first '-', so the rest of a ya29/1///JWT token glued to its parameter name survives",
+)
+@pytest.mark.parametrize(
+    "glued",
+    [
+        f"tokeninfo?access_token={ACCESS_TOKEN}",
+        f"refresh_token={REFRESH_TOKEN}",
+        f"assertion={JWT}",
+    ],
+    ids=["access-token", "refresh-token", "jwt"],
+)
+def test_a_token_glued_to_its_parameter_name_is_redacted_whole(glued: str) -> None:
+    safe = safe_external_text(f"sent {glued} to Google", 1000)
+    assert glued[-8:] not in safe
+    assert leaked_pieces(safe) == []
+    assert safe.endswith("<redacted> to Google")
+
+
 def test_a_pem_block_cut_short_is_redacted_to_the_end() -> None:
     """A body truncated by Google (or by a bound) has no END line: all of its rest goes."""
     cut = PEM[: PEM.index("-----END")]
@@ -113,7 +134,7 @@ def test_a_pem_block_cut_short_is_redacted_to_the_end() -> None:
     [
         "Invalid grant: account not found",
         f"secret {SECRET_ARN} version {VERSION}",
-        f"{ACCOUNT} lacks iam.serviceAccounts.getAccessToken",
+        f"{ACCOUNT} lacks permission to sign a JWT for project demo-project-123456",
         "Token has been expired or revoked.",
         "quota exceeded for quota metric 'Requests' and limit 'Requests per minute'",
     ],

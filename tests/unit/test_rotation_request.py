@@ -27,6 +27,13 @@ def as_event(payload: object) -> RotationRequest:
     return RotationRequest.from_rotation_event(payload)
 
 
+def parse_for(step: Step | None, payload: object) -> RotationRequest:
+    """The step Lambda of `step`, or the entry Lambda (which has no step of its own)."""
+    if step is None:
+        return RotationRequest.from_rotation_event(payload)
+    return RotationRequest.for_step(payload, step)
+
+
 Parser = Callable[[object], RotationRequest]
 PARSERS = pytest.mark.parametrize("parse", [for_create, as_event], ids=["for_step", "event"])
 
@@ -360,10 +367,7 @@ MARK = "LEAKED"
 )
 def test_no_message_echoes_the_secret_id_or_a_token(payload: object, step: Step | None) -> None:
     with pytest.raises(InvalidRequestError) as raised:
-        if step is None:
-            RotationRequest.from_rotation_event(payload)
-        else:
-            RotationRequest.for_step(payload, step)
+        parse_for(step, payload)
     assert MARK not in str(raised.value)
     assert MARK not in repr(raised.value)
 

@@ -310,5 +310,6 @@ def test_missing_managed_by_is_a_configuration_error(
         environment["MANAGED_BY"] = owner
     with pytest.raises(ConfigurationError) as raised:
         managed_secret_check(TOKEN_ARN, TOKEN_NAME, tags, environment)
+    assert type(raised.value) is ConfigurationError
     assert "'MANAGED_BY'" in str(raised.value)
     assert repr(MANAGED_BY_TAG) in str(raised.value)
