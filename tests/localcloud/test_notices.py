@@ -29,7 +29,6 @@ from localcloud.template import PROJECT_ROOT
 
 PARAMETERS = {"AcknowledgeTokenExpiryGap": "yes"}
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
-FALLBACK_SUBJECT = ASL["States"]["FallbackNotice"]["Parameters"]["Subject"]
 
 
 @dataclass
@@ -261,7 +260,7 @@ def test_describe_failure_failing_falls_back_to_a_fixed_notice(
     ]
     assert execution.task_attempts == {"DescribeFailure": attempts, "NotifyFailure": 1}
     [notice] = fresh.notices()
-    assert notice["Subject"] == FALLBACK_SUBJECT
+    assert notice["Subject"] == ASL["States"]["FallbackNotice"]["Parameters"]["Subject"]
     assert_sns_subject(notice["Subject"])
     message = notice["Message"]
     assert "could not be composed" in message["Summary"]
