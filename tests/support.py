@@ -4,6 +4,7 @@ import uuid
 
 from moto.backends import get_backend
 from mypy_boto3_secretsmanager import SecretsManagerClient
+from mypy_boto3_secretsmanager.type_defs import TagTypeDef
 
 from localcloud import fidelity
 from localcloud.google_emulator import GoogleEmulator
@@ -14,7 +15,7 @@ KEY_SECRET = "google/service-account-key"
 TOKEN_SECRET = "google/access-token"
 ACCOUNT_ID = "123456789012"
 MANAGING_STACK = "token-rotation-tests"
-MANAGED_TAG = {"Key": "token-rotation:managed-by", "Value": MANAGING_STACK}
+MANAGED_TAG: TagTypeDef = {"Key": "token-rotation:managed-by", "Value": MANAGING_STACK}
 ROTATION_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:rotation-entry"
 
 

@@ -50,7 +50,8 @@ def _read_stages(report: FailureReport) -> StageReading:
         return StagesUnreadable(type(error).__name__)
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False: the failed request may hold the RotationToken.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: Any, _context: LambdaContext) -> dict[str, str]:
     report = FailureReport.from_payload(event)
     logger.append_keys(

@@ -2,12 +2,12 @@
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
+from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger, request_log_keys
 from rotation_core.errors import InvalidRequestError
 from rotation_core.rotation_request import RotationRequest
 from step_execution import EntrySettings, RotationEntryError, run_step_execution
@@ -16,9 +16,6 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 log_through_powertools("step_execution")
-
-LOGGED_FIELD_LENGTH: Final = 256
-"""The most of an event field a log key holds: the keys go on every line, the event is unchecked."""
 
 
 @cache
@@ -32,13 +29,8 @@ def _sfn_client() -> "SFNClient":
 # whole event, RotationToken included.
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: object, context: LambdaContext) -> dict[str, object]:
-    fields = event if isinstance(event, dict) else {}
-    step = _loggable(fields.get("Step"))
-    logger.append_keys(
-        step=step,
-        secret_id=_loggable(fields.get("SecretId")),
-        client_request_token=_loggable(fields.get("ClientRequestToken")),
-    )
+    log_keys = request_log_keys(event)
+    logger.append_keys(**log_keys)
     try:
         request = RotationRequest.from_rotation_event(event)
         settings = EntrySettings.from_environment(os.environ)
@@ -50,14 +42,9 @@ def lambda_handler(event: object, context: LambdaContext) -> dict[str, object]:
         )
     except (InvalidRequestError, RotationEntryError) as error:
         logger.error(
-            f"{step or 'the rotation step'} did not succeed",
+            f"{log_keys.get('step', 'the rotation step')} did not succeed",
             extra={"error_type": type(error).__name__, "error_message": str(error)},
         )
         raise
     logger.info(f"{result.step} succeeded", extra={"result": result.as_payload()})
     return result.as_payload()
-
-
-def _loggable(value: object) -> str | None:
-    """A string field cut to LOGGED_FIELD_LENGTH; anything else is left out of the log keys."""
-    return value[:LOGGED_FIELD_LENGTH] if isinstance(value, str) else None

@@ -240,7 +240,7 @@ def test_invalid_grant_fails_fast_notifies_once_and_keeps_the_current_token(
 
     assert [(step_of(e), e.status) for e in found] == [("createSecret", "FAILED")]
     [failed] = found
-    assert failed.task_attempts == {"CreateSecret": 1, "NotifyFailure": 1}
+    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
     assert failed.error == "GoogleGrantRejectedError"
     notice = only_notice(stack, "createSecret", "GoogleGrantRejectedError", failed)
     assert "invalid_grant" in notice
@@ -268,7 +268,7 @@ def test_malformed_key_fails_clearly_without_echoing_the_key(
     assert [(step_of(e), e.status) for e in found] == [("createSecret", "FAILED")]
     [failed] = found
     assert failed.error == "InvalidServiceAccountKeyError"
-    assert failed.task_attempts == {"CreateSecret": 1, "NotifyFailure": 1}
+    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
     notice = only_notice(stack, "createSecret", "InvalidServiceAccountKeyError", failed)
     assert not secret_material.found_in(notice)
     assert "private_key" in notice  # names the field
@@ -291,7 +291,7 @@ def test_crash_after_the_write_then_a_retry_promotes_the_written_token(stack: St
     [failed] = found
     assert failed.error == "Runtime.ExitError"
     # Not transient: the state machine does not retry it.
-    assert failed.task_attempts == {"CreateSecret": 1, "NotifyFailure": 1}
+    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
     version = failed.input["ClientRequestToken"]
     assert crash.version_id == version
     assert stack.stages()[version] == ["AWSPENDING"]
@@ -380,23 +380,7 @@ def test_entry_deadline_raises_still_running_and_the_retry_attaches(
     assert tokens_minted(cloud.google) == 1
 
 
-# 9: a manual run while Secrets Manager's rotation is pending.
-
-
-def test_manual_execution_refuses_while_a_rotation_is_pending(stack: Stack) -> None:
-    pending = str(uuid.uuid4())
-    stack.cloud.begin_rotation(stack.secret_arn, pending)
-    version, value = stack.current_version(), stack.current()
-
-    manual = start_manual(stack.cloud, stack.deployment, {"SecretId": stack.secret_arn})
-
-    assert manual.status == "FAILED"
-    assert manual.error == "RotationInProgressError"
-    notice = only_notice(stack, "createSecret", "RotationInProgressError", manual)
-    assert pending in notice
-    assert tokens_minted(stack.cloud.google) == 0
-    assert stack.stages()[pending] == ["AWSPENDING"]
-    assert (stack.current_version(), stack.current()) == (version, value)
+# 9: a manual run while Secrets Manager's rotation is pending: tests/e2e/test_self_healing_e2e.py.
 
 
 # 11: every sample event runs against the local cloud.

@@ -125,7 +125,7 @@ def test_twelve_failed_attempts_do_not_lock_the_step_once_the_cause_is_fixed(
     fixed = entry.invoke(event)
 
     assert fixed.error is None, fixed.error
-    assert fixed.payload is not None
+    assert isinstance(fixed.payload, dict)
     assert fixed.payload["Attempt"] == 13
     assert tokens_minted(stack.cloud.google) == 1
 

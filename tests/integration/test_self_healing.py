@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
+from mypy_boto3_secretsmanager.type_defs import TagTypeDef
 
 from localcloud.faults import pending_label_moved_after_describe
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
@@ -370,7 +371,7 @@ def test_steps_refuse_a_secret_this_stack_does_not_manage_before_reading_it(
     if target == "key-secret":
         secret_id = KEY_SECRET
     else:
-        tags = [{"Key": "token-rotation:managed-by", "Value": "another-stack"}]
+        tags: list[TagTypeDef] = [{"Key": "token-rotation:managed-by", "Value": "another-stack"}]
         secret_id = secretsmanager.create_secret(
             Name=f"app/{target}",
             SecretString="precious",

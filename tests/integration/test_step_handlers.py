@@ -1,6 +1,7 @@
 """The four step Lambdas as Lambda calls them: settings from os.environ, JSON logs on stdout,
 outputs with ids and metadata only, errors re-raised under the names the state machine matches."""
 
+import importlib
 import json
 import logging
 import os
@@ -420,3 +421,33 @@ def test_log_event_setting_cannot_log_the_rotation_token(
     out = stdout_so_far(capsys)
     assert token in out  # the run was logged...
     assert rotation_token not in out  # ...but never its RotationToken
+
+
+def test_the_failure_notice_function_cannot_log_the_rotation_token_either(
+    lambda_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    token_secret_arn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    # Imported (decorated) after the setting, as in a Lambda whose environment has it.
+    describe_failure = importlib.reload(importlib.import_module("describe_failure"))
+    rotation_token = "rotation-token-" + uuid.uuid4().hex + "-secret"
+    token = str(uuid.uuid4())
+    request = step_event(token_secret_arn, token, Step="createSecret", RotationToken=rotation_token)
+    capsys.readouterr()
+
+    notice = describe_failure.lambda_handler(
+        {
+            "Request": request,
+            "FailedStep": "createSecret",
+            "Failure": {"Error": "GoogleGrantRejectedError", "Cause": "invalid_grant"},
+            "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:rotation:x",
+        },
+        cast(LambdaContext, FakeLambdaContext()),
+    )
+
+    out = stdout_so_far(capsys)
+    assert "failure notice composed" in out
+    assert rotation_token not in out
+    assert rotation_token not in json.dumps(notice)

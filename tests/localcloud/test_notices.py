@@ -273,3 +273,22 @@ def test_describe_failure_failing_falls_back_to_a_fixed_notice(
     )
     assert "x" * 50 not in json.dumps(notice)
     assert ending(execution)[0] == "UnknownRotationStep"
+
+
+def test_stages_that_cannot_be_read_are_reported_as_not_checked(fresh: Local) -> None:
+    """DescribeSecret fails (no such secret): the notice says so and how to look, and claims
+    nothing about AWSCURRENT."""
+    missing = f"notices/{uuid.uuid4().hex[:8]}/no-such-secret"
+
+    execution = fresh.run({"SecretId": missing, "Step": "rotate"})
+
+    assert execution.error == "UnknownRotationStep"
+    [notice] = fresh.notices()
+    message = notice["Message"]
+    assert message["SecretId"] == missing
+    assert message["Stages"].startswith(
+        "Could not be checked (DescribeSecret failed with SecretNotFoundError: "
+    )
+    assert message["Stages"].endswith(f"aws secretsmanager describe-secret --secret-id {missing}")
+    assert "AWSCURRENT is on" not in json.dumps(message)
+    assert notice["Subject"] == f"Google token rotation failed: unknown step ({missing})"

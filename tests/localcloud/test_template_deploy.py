@@ -28,7 +28,11 @@ STEP_FUNCTIONS = {
     "TestSecretFunction": "test_secret",
     "FinishSecretFunction": "finish_secret",
 }
-FUNCTIONS = {**STEP_FUNCTIONS, "RotationEntryFunction": "rotation_entry"}
+FUNCTIONS = {
+    **STEP_FUNCTIONS,
+    "RotationEntryFunction": "rotation_entry",
+    "DescribeFailureFunction": "describe_failure",
+}
 
 
 @pytest.fixture

@@ -99,11 +99,6 @@ def test_each_secret_shape_is_redacted_in_its_entirety(secret: str) -> None:
     assert leaked_pieces(safe) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the generic long-run rule starts at 'name=' and stops at the token's "
-    "first '-', so the rest of a ya29/1///JWT token glued to its parameter name survives",
-)
 @pytest.mark.parametrize(
     "glued",
     [
@@ -114,6 +109,8 @@ def test_each_secret_shape_is_redacted_in_its_entirety(secret: str) -> None:
     ids=["access-token", "refresh-token", "jwt"],
 )
 def test_a_token_glued_to_its_parameter_name_is_redacted_whole(glued: str) -> None:
+    """The generic long-run rule must not start at 'name=', stop at the token's first '-' and
+    leave the rest of the token in the text."""
     safe = safe_external_text(f"sent {glued} to Google", 1000)
     assert glued[-8:] not in safe
     assert leaked_pieces(safe) == []

@@ -21,7 +21,11 @@ def log_through_powertools(*logger_names: str) -> None:
     copy_config_to_registered_loggers(source_logger=logger, include=set(logger_names))
 
 
-_LOGGED_FIELDS = {"SecretId": "secret_id", "ClientRequestToken": "client_request_token"}
+_LOGGED_FIELDS = {
+    "Step": "step",
+    "SecretId": "secret_id",
+    "ClientRequestToken": "client_request_token",
+}
 _MAX_LOGGED_FIELD_LENGTH = 256
 
 

@@ -39,7 +39,7 @@ def step_handler(step: Step) -> StepHandler:
     # RotationToken, which must never reach a log.
     @logger.inject_lambda_context(clear_state=True, log_event=False)
     def handle(event: object, _context: LambdaContext) -> dict[str, object]:
-        logger.append_keys(step=step.value, **request_log_keys(event))
+        logger.append_keys(**{**request_log_keys(event), "step": step.value})
         try:
             request = RotationRequest.for_step(event, step)
             logger.append_keys(manual=request.manual)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from rotation_core.errors import RotationAbandonedError
-from rotation_core.redaction import bounded, redact_secrets, safe_external_text
+from rotation_core.redaction import (
+    bounded,
+    describe_kind,
+    redact_secrets,
+    safe_external_text,
+    shown_if_short,
+)
 from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription
 from rotation_core.steps import STEP_NAMES
@@ -97,7 +103,7 @@ class FailureReport:
             secret_id=secret_id,
             secret_shown=_secret_shown(raw_secret_id),
             version_id=token if isinstance(token, str) and _VERSION_ID.fullmatch(token) else None,
-            given_step=_shown(request.get("Step")) if step == UNKNOWN_STEP else None,
+            given_step=shown_if_short(request.get("Step")) if step == UNKNOWN_STEP else None,
             execution_arn=execution_arn,
             console_url=console_url,
         )
@@ -285,7 +291,7 @@ def _secret_shown(secret_id: object) -> str:
         and _SECRET_ID_CHARS.fullmatch(secret_id)
     ):
         return safe_external_text(secret_id, SECRET_SHOWN_LIMIT)
-    return _kind(secret_id)
+    return describe_kind(secret_id)
 
 
 def _name_of(secret_id: str | None) -> str | None:
@@ -328,28 +334,3 @@ def _execution(value: object) -> tuple[str, str | None]:
 
 def _ascii_line(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)
-
-
-def _shown(value: object) -> str:
-    """A short printable ASCII string is shown as it is; anything else only described."""
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= 40
-        and value.isascii()
-        and value.isprintable()
-        and redact_secrets(value) == value
-    ):
-        return repr(value)
-    return _kind(value)
-
-
-_JSON_KINDS: Final = {dict: "an object", list: "an array", bool: "a boolean"}
-
-
-def _kind(value: object) -> str:
-    """What a value is, without the value itself."""
-    if value is None:
-        return "nothing (null or absent)"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters"
-    return _JSON_KINDS.get(type(value), "a number")

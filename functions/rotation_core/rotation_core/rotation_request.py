@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rotation_core.errors import InvalidRequestError
+from rotation_core.redaction import describe_kind, shown_if_short
 from rotation_core.steps import STEP_NAMES, Step
 
 MAX_SECRET_ID_LENGTH: Final = 2048
@@ -64,7 +65,7 @@ class RotationRequest:
     def _parse(cls, payload: object) -> "RotationRequest":
         if not isinstance(payload, dict):
             raise InvalidRequestError(
-                f"the request must be {_EXPECTED_SHAPE}, got {_kind(payload)}"
+                f"the request must be {_EXPECTED_SHAPE}, got {describe_kind(payload)}"
             )
         step = payload.get("Step")
         secret_id = payload.get("SecretId")
@@ -75,12 +76,12 @@ class RotationRequest:
         if step is not None and step not in STEP_NAMES:
             raise InvalidRequestError(
                 f"'Step' must be one of {', '.join(STEP_NAMES)} (camelCase), "
-                f"got {_step_shown(step)}"
+                f"got {shown_if_short(step)}"
             )
         if not isinstance(secret_id, str) or not secret_id.strip():
             raise InvalidRequestError(
                 "'SecretId' must be the token secret's name or ARN (a non-empty string), "
-                f"got {_kind(secret_id)}"
+                f"got {describe_kind(secret_id)}"
             )
         if len(secret_id) > MAX_SECRET_ID_LENGTH:
             raise InvalidRequestError(
@@ -90,7 +91,7 @@ class RotationRequest:
         if not isinstance(token, str) or not _CLIENT_REQUEST_TOKEN.fullmatch(token):
             raise InvalidRequestError(
                 "'ClientRequestToken' must be the rotation's version id (32 to 64 printable "
-                f"characters, no spaces), got {_kind(token)}"
+                f"characters, no spaces), got {describe_kind(token)}"
             )
         if rotation_token is not None and not (
             isinstance(rotation_token, str) and _ROTATION_TOKEN.fullmatch(rotation_token)
@@ -102,22 +103,3 @@ class RotationRequest:
         if not isinstance(manual, bool):
             raise InvalidRequestError("'Manual' must be true or false when present")
         return cls(secret_id, token, None if step is None else Step(step), rotation_token, manual)
-
-
-def _step_shown(step: object) -> str:
-    """A short printable step name is shown (it is never secret); anything else is described."""
-    if isinstance(step, str) and len(step) <= 40 and step.isascii() and step.isprintable():
-        return repr(step)
-    return _kind(step)
-
-
-_JSON_KINDS: Final = {dict: "an object", list: "an array", bool: "a boolean", int: "a number"}
-
-
-def _kind(value: object) -> str:
-    """What a bad value is, without the value itself."""
-    if value is None:
-        return "nothing (null or absent)"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters"
-    return _JSON_KINDS.get(type(value), "a number")
