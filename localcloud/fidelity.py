@@ -17,6 +17,9 @@ Corrected (numbers are those of the differences list in the project's moto notes
   enabled with the function's ARN, nothing rotated yet (moto drops a ScheduleExpression and
   shows rotation disabled). `begin_rotation` makes the empty AWSPENDING version Secrets Manager
   creates before createSecret (no API does that).
+- RotateSecret(RotateImmediately=false) runs testSecret alone on an AWSPENDING version with no
+  value and then removes that label whatever the outcome (moto copied the current value into
+  the version and left the label, which locked the secret).
 - PutSecretValue on a pending version holding a different value raises ResourceExistsException;
   the same value again is a no-op (moto overwrote it).
 - Retry waits in moto's ASL interpreter go through a clock that records them in
@@ -35,7 +38,6 @@ Not corrected (worked around where it matters):
   DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the schedule.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty
   version to AWSCURRENT (AWS refuses the call).
-- RotateImmediately=false: moto copies the current value into AWSPENDING and runs testSecret.
 - PutSecretValue accepts a RotationToken and does not check it.
 - 6: StartExecution without a name yields an ARN ending in ":None": always name executions.
 - 7: moto's CloudFormation is not used; localcloud.cloud deploys template.yaml through the APIs.
@@ -199,6 +201,10 @@ def _rotate_secret_as_aws(
             if PENDING in stages:
                 stages.remove(PENDING)
         rotation_lambda_arn = rotation_lambda_arn or secret.rotation_lambda_arn or None
+    if not rotate_immediately and isinstance(secret, FakeSecret):
+        return _test_rotation_configuration(
+            self, secret, client_request_token, rotation_lambda_arn, rotation_rules
+        )
     rotation = _Rotation(arn=secret.arn if secret is not None else secret_id)
     CORRECTIONS.rotations.current = rotation
     try:
@@ -222,6 +228,35 @@ def _rotate_secret_as_aws(
         return secret.to_short_dict(version_id=new_version)
     finally:
         CORRECTIONS.rotations.current = None
+    return response
+
+
+def _test_rotation_configuration(
+    backend: SecretsManagerBackend,
+    secret: FakeSecret,
+    client_request_token: str | None,
+    rotation_lambda_arn: str | None,
+    rotation_rules: dict[str, Any] | None,
+) -> str:
+    """RotateSecret(RotateImmediately=false) as AWS does it: an AWSPENDING version with no value,
+    testSecret alone on it, and the label removed afterwards whatever the outcome. moto copied
+    the current value into AWSPENDING and left the label, which locked the secret."""
+    saved = secret.secret_string, secret.secret_binary
+    # moto copies these into the new version; AWS's pending version holds no value.
+    secret.secret_string = secret.secret_binary = None
+    CORRECTIONS.rotations.current = _Rotation(arn=secret.arn)
+    try:
+        response: str = _ORIGINALS["rotate_secret"](
+            backend, secret.name, client_request_token, rotation_lambda_arn, rotation_rules, False
+        )
+    except _RotationStepFailedError:
+        response = secret.to_short_dict()
+    finally:
+        CORRECTIONS.rotations.current = None
+        secret.secret_string, secret.secret_binary = saved
+        for version in secret.versions.values():
+            if CURRENT not in version["version_stages"] and PENDING in version["version_stages"]:
+                version["version_stages"].remove(PENDING)
     return response
 
 

@@ -143,3 +143,24 @@ def test_manual_run_on_the_key_secret_is_refused_and_changes_nothing(stack: Stac
     assert keys.get_secret_value(SecretId=key_secret)["SecretString"] == key_file
     assert json.loads(key_file)["type"] == "service_account"
     assert tokens_minted(stack.cloud.google) == 0
+
+
+def test_rotate_immediately_false_is_a_configuration_test_that_leaves_no_lock(
+    stack: Stack,
+) -> None:
+    version = stack.current_version()
+    secrets = stack.cloud.client("secretsmanager")
+
+    secrets.rotate_secret(SecretId=stack.secret_arn, RotateImmediately=False)
+
+    [tested] = stack.executions()
+    assert tested.name.startswith("testSecret-")
+    assert tested.status == "SUCCEEDED", tested.error
+    assert tested.output is not None
+    assert tested.output["TestSecret"]["Outcome"]["Action"] == "configuration-checked"
+    assert tokens_minted(stack.cloud.google) == 0
+    assert not in_progress(stack)
+    assert stack.current_version() == version
+
+    healed = rotate_on_schedule(stack.cloud, stack.deployment)
+    assert [e.status for e in healed] == ["SUCCEEDED"] * 4

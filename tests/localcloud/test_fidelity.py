@@ -467,3 +467,31 @@ def test_retry_waits_are_recorded_without_sleeping(
     assert json.loads(description["output"]) == {"Result": {"handled": {"attempt": "any"}}}
     assert fidelity.CORRECTIONS.retry_waits == [5, 10]
     assert len(lambdas.events) == 3
+
+
+@pytest.mark.parametrize("test_step_fails", [False, True], ids=["passes", "fails"])
+def test_rotate_immediately_false_tests_an_empty_version_and_never_locks_the_secret(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str], test_step_fails: bool
+) -> None:
+    """RotateImmediately=false: AWS runs only testSecret, on an AWSPENDING version with no value,
+    and removes that label whatever the outcome. moto copied the current value into the version
+    and left AWSPENDING on it, so every later RotateSecret was refused."""
+    _, first = rotating_secret
+    if test_step_fails:
+        lambdas.fail_steps["testSecret"] = "ConfigurationError"
+
+    aws.secrets.rotate_secret(SecretId=SECRET_NAME, RotateImmediately=False)
+
+    [event] = lambdas.rotation_events()
+    assert event["Step"] == "testSecret"
+    tested = secrets_backend().secrets[SECRET_NAME].versions[event["ClientRequestToken"]]
+    assert "secret_string" not in tested
+    after = stages(aws.secrets, SECRET_NAME)
+    assert holder(after, fidelity.PENDING) is None
+    assert holder(after, fidelity.CURRENT) == first
+    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+
+    lambdas.fail_steps.clear()
+    aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+    assert lambdas.steps()[1:] == STEPS
+    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.CURRENT) != first

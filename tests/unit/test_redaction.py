@@ -6,7 +6,13 @@ import json
 import pytest
 
 from rotation_core.errors import InvalidServiceAccountKeyError
-from rotation_core.redaction import bounded, redact_secrets, safe_external_text
+from rotation_core.redaction import (
+    bounded,
+    describe_kind,
+    redact_secrets,
+    safe_external_text,
+    shown_if_short,
+)
 from rotation_core.service_account_key import parse_service_account_key
 
 ACCESS_TOKEN = "ya29.a0AfB_byC3xQ9zLmN4pR7sT2vW8yK1hJ6gF5dS0aZ-Xc.Vb_Nm0123456789"
@@ -179,6 +185,54 @@ def test_bounded_makes_one_line_and_keeps_short_text_whole() -> None:
     assert bounded("x" * 50, 50) == "x" * 50
     assert bounded("x" * 51, 50) == "x" * 49 + "…"
     assert bounded("word " * 20, 11) == "word word…"
+
+
+# --- values someone sent: described, shown only when short, printable and token-free ---------
+
+
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        (None, "nothing (null or absent)"),
+        ("", "a string of 0 characters"),
+        (ACCESS_TOKEN, f"a string of {len(ACCESS_TOKEN)} characters"),
+        ({"token": ACCESS_TOKEN}, "an object"),
+        ([ACCESS_TOKEN], "an array"),
+        (True, "a boolean"),
+        (12345, "a number"),
+        (1.5, "a number"),
+    ],
+    ids=["null", "empty", "string", "object", "array", "boolean", "integer", "float"],
+)
+def test_describe_kind_never_includes_the_value(value: object, described: str) -> None:
+    assert describe_kind(value) == described
+
+
+def test_shown_if_short_quotes_a_short_printable_word() -> None:
+    assert shown_if_short("CreateSecret") == "'CreateSecret'"
+    assert shown_if_short("word-" * 8) == repr("word-" * 8)  # 40 characters
+    assert shown_if_short("x" * 9, limit=8) == "a string of 9 characters"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "x" * 41, "caf\u00e9", "step\nname", "ya29.a0AfB_x", "1//0gAbCdEf", ACCESS_TOKEN, 7],
+    ids=[
+        "empty",
+        "too-long",
+        "non-ascii",
+        "control",
+        "access-token",
+        "refresh-token",
+        "long",
+        "int",
+    ],
+)
+def test_shown_if_short_only_describes_anything_else(value: object) -> None:
+    shown = shown_if_short(value)
+    assert shown == describe_kind(value)
+    if isinstance(value, str) and value:
+        assert value not in shown
 
 
 # --- key files: an error never quotes what the file holds ---------------------------------------

@@ -254,8 +254,9 @@ def test_rotation_event_marked_manual_is_refused(step: str) -> None:
     [
         ("CreateSecret", "got 'CreateSecret'"),
         ("create_secret", "got 'create_secret'"),
-        ("", "got ''"),
+        ("", "got a string of 0 characters"),
         ("x" * 41, "got a string of 41 characters"),
+        ("ya29.a0AfB_x", "got a string of 12 characters"),
         ("createSecret\n", "got a string of 13 characters"),
         ("cr\u00e9ateSecret", "got a string of 12 characters"),
         (1, "got a number"),
@@ -268,6 +269,7 @@ def test_rotation_event_marked_manual_is_refused(step: str) -> None:
         "snake-case",
         "empty",
         "too-long-to-show",
+        "token-shaped",
         "control-character",
         "non-ascii",
         "number",
