@@ -261,3 +261,17 @@ def test_key_file_of_another_type_is_refused_without_quoting_the_type(kind: str)
     assert "is not a service-account key" in message
     assert "'google/key'" in message
     assert leaked_pieces(message) == []
+
+
+@pytest.mark.parametrize(
+    "readable",
+    [
+        "https://www.googleapis.com/auth/cloud-platform",
+        "iam.serviceAccounts.getAccessToken",
+        "prod/team-alpha/very-long-service-name/google-access-token",
+    ],
+    ids=["scope-url", "iam-permission", "long-secret-name"],
+)
+def test_what_an_operator_needs_to_read_survives(readable: str) -> None:
+    text = f"invalid_scope: {readable} was refused"
+    assert safe_external_text(text, 1000) == text

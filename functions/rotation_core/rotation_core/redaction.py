@@ -15,10 +15,11 @@ _KNOWN_SECRET_SHAPES: Final = re.compile(
     ),
     re.DOTALL,
 )
-# Any other long run of token alphabet without the separators that ids and ARNs have; applied
-# after the known shapes, so that it cannot swallow a known token's start and leave its rest.
-_LONG_RUN: Final = re.compile(r"[A-Za-z0-9+/_=.]{32,}")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")
+# Any other long opaque run (hex, base64, a PEM body line); applied after the known shapes, so
+# that it cannot swallow a known token's start and leave its rest. Dots, hyphens and colons end a
+# run: scope URLs, IAM permission names, ARNs and version ids stay readable.
+_LONG_RUN: Final = re.compile(r"[A-Za-z0-9+/_=]{32,}")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def redact_secrets(text: str) -> str:
