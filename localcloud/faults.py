@@ -3,7 +3,7 @@
 import copy
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,18 @@ class Crash:
 
     fired: bool = False
     version_id: str | None = None
+
+
+@contextmanager
+def _patched(owner: type, name: str, replacement: Callable[..., Any]) -> Iterator[None]:
+    """One moto method replaced while active, the original put back after; a moto upgrade that
+    renames the method fails here loudly instead of the fault silently never firing."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 @contextmanager
@@ -48,11 +60,8 @@ def crash_after_put_secret_value(worker: FunctionWorker, secret_arn: str) -> Ite
         worker.stop()
         return answer
 
-    SecretsManagerBackend.put_secret_value = put_secret_value  # type: ignore[method-assign]
-    try:
+    with _patched(SecretsManagerBackend, "put_secret_value", put_secret_value):
         yield crash
-    finally:
-        SecretsManagerBackend.put_secret_value = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -78,11 +87,8 @@ def concurrent_pending_write(secret_arn: str, secret_string: str) -> Iterator[Cr
             self.put_secret_value(secret_id, secret_string, no_binary, version_id, ["AWSPENDING"])
             raise
 
-    SecretsManagerBackend.get_secret_value = get_secret_value  # type: ignore[method-assign]
-    try:
+    with _patched(SecretsManagerBackend, "get_secret_value", get_secret_value):
         yield race
-    finally:
-        SecretsManagerBackend.get_secret_value = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -121,11 +127,10 @@ def crash_after_update_secret_version_stage(
         worker.stop()
         return answer
 
-    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
-    try:
+    with _patched(
+        SecretsManagerBackend, "update_secret_version_stage", update_secret_version_stage
+    ):
         yield crash
-    finally:
-        SecretsManagerBackend.update_secret_version_stage = original  # type: ignore[method-assign]
 
 
 class ThrottledError(SNSException):
@@ -169,11 +174,8 @@ def sns_publish_refused(
                 refusals.delivered += 1
         return message_id
 
-    SNSBackend.publish = publish  # type: ignore[method-assign]
-    try:
+    with _patched(SNSBackend, "publish", publish):
         yield refusals
-    finally:
-        SNSBackend.publish = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -195,8 +197,5 @@ def pending_label_moved_after_describe(secret_arn: str, version_id: str) -> Iter
         secret.versions[version_id]["version_stages"].remove("AWSPENDING")
         return answer
 
-    SecretsManagerBackend.describe_secret = describe_secret  # type: ignore[method-assign]
-    try:
+    with _patched(SecretsManagerBackend, "describe_secret", describe_secret):
         yield race
-    finally:
-        SecretsManagerBackend.describe_secret = original  # type: ignore[method-assign]
