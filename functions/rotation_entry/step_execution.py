@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
+from rotation_core.aws_errors import error_code
 from rotation_core.errors import InvalidRequestError
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
@@ -300,7 +301,7 @@ class _Invocation:
                 input=execution_input(self._request),
             )
         except ClientError as error:
-            if _code(error) != "ExecutionAlreadyExists":
+            if error_code(error) != "ExecutionAlreadyExists":
                 raise
             return False
         logger.info("execution started", extra={"execution_arn": arn})
@@ -321,7 +322,7 @@ class _Invocation:
         try:
             return self._describe(arn)
         except ClientError as error:
-            if _code(error) == "ExecutionDoesNotExist":
+            if error_code(error) == "ExecutionDoesNotExist":
                 return None
             raise
 
@@ -331,7 +332,7 @@ class _Invocation:
             try:
                 return self._sfn.describe_execution(executionArn=arn)
             except ClientError as error:
-                if _code(error) not in _THROTTLING_CODES:
+                if error_code(error) not in _THROTTLING_CODES:
                     raise
             self._throttled_calls += 1
             maximum = self._settings.poll_max_interval_seconds
@@ -390,7 +391,3 @@ class _Invocation:
             throttled_calls=self._throttled_calls,
             elapsed_seconds=self._monotonic() - self._started_at,
         )
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from rotation_core.aws_errors import error_code
 from rotation_core.errors import AwsAccessError, AwsUnavailableError, SecretNotFoundError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class SecretsGateway:
                 SecretId=secret_id, VersionId=version_id, VersionStage=PENDING
             )
         except ClientError as error:
-            if _code(error) == "ResourceNotFoundException":
+            if error_code(error) == "ResourceNotFoundException":
                 return None
             raise _client_failure(error, f"pending version {version_id} of {secret_id!r}") from None
         except BotoCoreError as error:
@@ -98,7 +99,7 @@ class SecretsGateway:
                 **extra,
             )
         except ClientError as error:
-            if _code(error) == "ResourceExistsException":
+            if error_code(error) == "ResourceExistsException":
                 return False
             raise _client_failure(error, f"secret {secret_id!r}") from None
         except BotoCoreError as error:
@@ -132,12 +133,8 @@ def _aws_errors_mapped(subject: str) -> Iterator[None]:
         raise _transport_failure(error) from None
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _client_failure(error: ClientError, subject: str) -> Exception:
-    code = _code(error)
+    code = error_code(error)
     message = str(error.response.get("Error", {}).get("Message", ""))
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
     if code in _THROTTLING_CODES or status >= 500:
