@@ -1,11 +1,18 @@
 """The main job: deploy the stack locally and watch scheduled, manual and failing rotations."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from localcloud.cloud import Deployment, LocalCloud
+from localcloud.google_emulator import ServiceAccountKey
 from localcloud.operations import (
     ExecutionSummary,
     current_value,
@@ -42,60 +49,21 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     started = time.monotonic()
     with LocalCloud() as cloud:
         expect = Expectations(say)
-        say("1. Deploying template.yaml to the local cloud (moto + Google emulator)")
-        say("   AcknowledgeTokenExpiryGap=yes: a 1-hour token cannot span a 4-hour schedule")
-        deployment = cloud.deploy(DEMO_PARAMETERS)
-        for logical_id, name in deployment.functions.items():
-            say(f"   function {logical_id:24} {name}")
-        say(f"   state machine  {deployment.state_machine_arn}")
-        account = cloud.google.create_service_account()
-        cloud.store_service_account_key(account)
-        say(f"   stored a key file for {account.client_email} in {deployment.key_secret_arn}")
-        queue_url = subscribe_queue(cloud, deployment.topic_arn)
-        show_versions(cloud, deployment, say)
-
-        say("\n2. Rotating as the schedule would: RotateSecret")
-        scheduled = rotate_on_schedule(cloud, deployment)
-        show_executions(scheduled, say)
-        expect.check(
-            [e.status for e in scheduled] == ["SUCCEEDED"] * 4,
-            "four executions, one per step, all SUCCEEDED",
-        )
-        first = show_current(cloud, deployment, say)
-        expect.check(_valid_at_google(cloud, first), "the new AWSCURRENT token is valid at Google")
-
-        say("\n3. A manual execution, as typed into the Step Functions console")
-        manual = start_manual(cloud, deployment)
-        show_executions([manual], say)
-        expect.check(manual.status == "SUCCEEDED", "the manual execution SUCCEEDED")
-        second = show_current(cloud, deployment, say)
-        expect.check(
-            second["GOOGLE_ACCESS_TOKEN"] != first["GOOGLE_ACCESS_TOKEN"],
-            "it promoted a new token",
-        )
-
-        say("\n4. Failure: Google answers invalid_grant (the key was deleted at Google)")
+        say("Google access tokens kept in AWS Secrets Manager, rotated by Step Functions:")
+        say("all of it on this machine (moto for AWS, an emulator for Google).\n")
+        deployment, account, queue_url = deploy(cloud, say)
+        first = scheduled_rotation(cloud, deployment, expect)
+        second = manual_rotation(cloud, deployment, expect, first)
+        say("\n4. A failure: Google answers invalid_grant (the key was deleted at Google)")
         cloud.google.revoke_key(account.private_key_id)
-        failed = rotate_on_schedule(cloud, deployment)
-        show_executions(failed, say)
-        expect.check(
-            [e.status for e in failed] == ["FAILED"], "the rotation stopped at createSecret"
-        )
-        expect.check(
-            all(e.task_attempts.get("CreateSecret") == 1 for e in failed),
-            "createSecret ran once: invalid_grant is permanent, so no retries",
-        )
-        time.sleep(0.2)
-        notices = drain_notices(cloud, queue_url)
-        expect.check(len(notices) == 1, f"exactly one failure notice arrived ({len(notices)})")
-        for notice in notices:
-            say(f"    Subject: {notice['Subject']}")
-            say("    " + json.dumps(notice["Message"], indent=2).replace("\n", "\n    "))
-        third = show_current(cloud, deployment, say)
-        expect.check(third == second, "AWSCURRENT still holds the previous token")
-        expect.check(_valid_at_google(cloud, third), "... and Google still accepts it")
+        failed_rotation(cloud, deployment, expect, queue_url, second)
+        say("\n5. Where things stand")
+        show_versions(cloud, deployment, say)
         leaked = str(second["GOOGLE_ACCESS_TOKEN"]) in cloud.logs.text()
         expect.check(not leaked, "no token appears in any function's logs")
+        say("\n6. How an application reads the token (AWS CLI, against this local cloud)")
+        read = show_application_read(cloud, deployment, say)
+        expect.check(read, "an application reads AWSCURRENT with the AWS CLI")
 
     elapsed = time.monotonic() - started
     if expect.failures:
@@ -105,29 +73,169 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     return 0
 
 
+def deploy(
+    cloud: LocalCloud, say: Callable[[str], None]
+) -> tuple[Deployment, ServiceAccountKey, str]:
+    say("1. Deploy template.yaml to the local cloud")
+    deployment = cloud.deploy(DEMO_PARAMETERS)
+    say(f"   token secret   {deployment.token_secret_arn}")
+    say("                  applications read GOOGLE_ACCESS_TOKEN here")
+    say(f"   key secret     {deployment.key_secret_arn}")
+    say("                  only the createSecret function may read it")
+    say(f"   state machine  {deployment.state_machine_arn}")
+    say(f"   functions      {', '.join(sorted(deployment.functions))}")
+    account = cloud.google.create_service_account()
+    cloud.store_service_account_key(account)
+    say(f"   stored the key file of service account {account.client_email}")
+    return deployment, account, subscribe_queue(cloud, deployment.topic_arn)
+
+
+def scheduled_rotation(
+    cloud: LocalCloud, deployment: Deployment, expect: Expectations
+) -> dict[str, Any]:
+    say = expect.say
+    say("\n2. A scheduled rotation: Secrets Manager calls the entry Lambda once per step,")
+    say("   and each step runs as one Step Functions execution")
+    scheduled = rotate_on_schedule(cloud, deployment)
+    show_executions(scheduled, say)
+    expect.check(
+        [e.status for e in scheduled] == ["SUCCEEDED"] * 4,
+        "four executions, one per step, all SUCCEEDED",
+    )
+    current = show_current(cloud, deployment, say)
+    expect.check(_valid_at_google(cloud, current), "Google's tokeninfo accepts the new token")
+    return current
+
+
+def manual_rotation(
+    cloud: LocalCloud, deployment: Deployment, expect: Expectations, before: dict[str, Any]
+) -> dict[str, Any]:
+    say = expect.say
+    say("\n3. A manual rotation, as started from the Step Functions console")
+    say('   input {"SecretId": "<token secret>"}: one execution runs all four steps')
+    manual = start_manual(cloud, deployment)
+    show_executions([manual], say)
+    expect.check(manual.status == "SUCCEEDED", "the manual execution SUCCEEDED")
+    current = show_current(cloud, deployment, say)
+    expect.check(
+        current["GOOGLE_ACCESS_TOKEN"] != before["GOOGLE_ACCESS_TOKEN"], "it promoted a new token"
+    )
+    return current
+
+
+def failed_rotation(
+    cloud: LocalCloud,
+    deployment: Deployment,
+    expect: Expectations,
+    queue_url: str,
+    before: dict[str, Any],
+) -> None:
+    say = expect.say
+    failed = rotate_on_schedule(cloud, deployment)
+    show_executions(failed, say)
+    expect.check([e.status for e in failed] == ["FAILED"], "the rotation stopped at createSecret")
+    expect.check(
+        all(e.task_attempts.get("CreateSecret") == 1 for e in failed),
+        "createSecret ran once: invalid_grant is permanent, so no retries",
+    )
+    notices = _wait_for_notices(cloud, queue_url)
+    expect.check(len(notices) == 1, f"exactly one failure notice arrived ({len(notices)})")
+    for notice in notices:
+        say("   the notice, as an e-mail subscriber reads it:")
+        say(f"     Subject: {notice['Subject']}")
+        say("     " + json.dumps(notice["Message"], indent=2).replace("\n", "\n     "))
+        cause = str(notice["Message"].get("Cause", ""))
+        expect.check(
+            "Traceback" not in cause and 'File "' not in cause and ".py" not in cause,
+            "its cause is one readable sentence: no stack frames, no file paths",
+        )
+    current = show_current(cloud, deployment, say)
+    expect.check(current == before, "AWSCURRENT still holds the token of step 3")
+    expect.check(_valid_at_google(cloud, current), "... and Google still accepts it")
+
+
 def show_versions(cloud: LocalCloud, deployment: Deployment, say: Callable[[str], None]) -> None:
-    for label, arn in (("token", deployment.token_secret_arn), ("key", deployment.key_secret_arn)):
-        say(f"   {label} secret versions:")
-        for version, stages in version_stages(cloud, arn).items():
-            say(f"     {version}  {', '.join(stages)}")
+    say("   token secret versions (newest last; a version without labels is deprecated):")
+    for version, stages in version_stages(cloud, deployment.token_secret_arn).items():
+        say(f"     {version}  {', '.join(stages) or '-'}")
 
 
 def show_executions(found: list[ExecutionSummary], say: Callable[[str], None]) -> None:
     for execution in found:
-        say(f"   {execution.name}: {execution.status} in {execution.seconds:.2f} s")
-        say("     " + " → ".join(f"{name} {seconds:.2f}s" for name, seconds in execution.states))
+        outcome = execution.status + (f" ({execution.error})" if execution.error else "")
+        say(f"   {execution.name}: {outcome} in {execution.seconds:.2f} s")
+        say("     " + " → ".join(name for name, _ in execution.states))
 
 
 def show_current(
     cloud: LocalCloud, deployment: Deployment, say: Callable[[str], None]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     value = current_value(cloud, deployment.token_secret_arn)
-    say(
-        f"   AWSCURRENT: token {mask(str(value.get('GOOGLE_ACCESS_TOKEN', '')))}, "
-        f"expires {value.get('expires_at')}, scopes {value.get('scopes')}"
-    )
-    show_versions(cloud, deployment, say)
+    expires = datetime.fromisoformat(str(value.get("expires_at")))
+    minutes = round((expires - datetime.now(UTC)).total_seconds() / 60)
+    say(f"   AWSCURRENT now holds token {mask(str(value.get('GOOGLE_ACCESS_TOKEN', '')))}")
+    say(f"     issued to  {value.get('service_account')} at {value.get('issued_at')}")
+    say(f"     expires    {value.get('expires_at')} (in {minutes} minutes)")
+    say(f"     scopes     {' '.join(value.get('scopes', []))}")
     return value
+
+
+def show_application_read(
+    cloud: LocalCloud, deployment: Deployment, say: Callable[[str], None]
+) -> bool:
+    """The command an application's operator would type, run for real with the AWS CLI."""
+    command = [
+        "aws",
+        "secretsmanager",
+        "get-secret-value",
+        "--secret-id",
+        _secret_name(deployment.token_secret_arn),
+        "--version-stage",
+        "AWSCURRENT",
+        "--query",
+        "SecretString",
+        "--output",
+        "text",
+    ]
+    say(f"   $ export {' '.join(f'{k}={v}' for k, v in cloud.client_environment().items())}")
+    say(f"   $ {' '.join(command)}")
+    aws = Path(sys.executable).with_name("aws")
+    if not aws.exists():
+        say(f"   (no AWS CLI at {aws}: make venv installs it)")
+        return False
+    answer = subprocess.run(  # noqa: S603 - our own venv's AWS CLI, fixed arguments
+        [str(aws), *command[1:]],
+        env={**os.environ, **cloud.client_environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if answer.returncode != 0:
+        say(f"   (the AWS CLI failed: {answer.stderr.strip()[:300]})")
+        return False
+    value = json.loads(answer.stdout)
+    value["GOOGLE_ACCESS_TOKEN"] = mask(str(value["GOOGLE_ACCESS_TOKEN"]))
+    say("   " + json.dumps(value, indent=2).replace("\n", "\n   "))
+    say("   (the token is masked here; the real output holds it whole)")
+    say("   Then send it as 'Authorization: Bearer <GOOGLE_ACCESS_TOKEN>' to a Google API,")
+    say("   and read the secret again a few minutes before expires_at.")
+    return True
+
+
+def _secret_name(arn: str) -> str:
+    """The name in a secret's ARN, without the six characters Secrets Manager appends."""
+    return arn.split(":secret:", 1)[1].rsplit("-", 1)[0]
+
+
+def _wait_for_notices(cloud: LocalCloud, queue_url: str) -> list[dict[str, Any]]:
+    """SNS delivers to the queue shortly after the publish."""
+    deadline = time.monotonic() + 5
+    notices = drain_notices(cloud, queue_url)
+    while not notices and time.monotonic() < deadline:
+        time.sleep(0.1)
+        notices = drain_notices(cloud, queue_url)
+    return notices
 
 
 def _valid_at_google(cloud: LocalCloud, value: dict[str, object]) -> bool:

@@ -42,7 +42,7 @@ EVENT_FILES = {
 TASK_STATES = ("CreateSecret", "SetSecret", "TestSecret", "FinishSecret")
 EVENTS = PROJECT_ROOT / "events"
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
-# What a step may report: ids and non-secret metadata (DESIGN.md, "Step Lambdas").
+# What a step may report: ids and non-secret metadata, never a token.
 OUTCOME_FIELDS = {
     "Step",
     "SecretArn",
