@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.cloud import Deployment, LocalCloud
+from localcloud.fidelity import CURRENT
 from localcloud.google_emulator import ServiceAccountKey
 from localcloud.operations import (
     ExecutionSummary,
@@ -191,7 +192,7 @@ def show_application_read(
         "--secret-id",
         _secret_name(deployment.token_secret_arn),
         "--version-stage",
-        "AWSCURRENT",
+        CURRENT,
         "--query",
         "SecretString",
         "--output",

@@ -12,6 +12,7 @@ from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSException
 from moto.sns.models import SNSBackend
 
+from localcloud.fidelity import CURRENT, PENDING
 from localcloud.lambda_runtime import FunctionWorker
 
 
@@ -84,7 +85,7 @@ def concurrent_pending_write(secret_arn: str, secret_string: str) -> Iterator[Cr
             race.fired, race.version_id = True, version_id
             # moto's signature says str, but it treats a missing SecretBinary as None, as here.
             no_binary: Any = None
-            self.put_secret_value(secret_id, secret_string, no_binary, version_id, ["AWSPENDING"])
+            self.put_secret_value(secret_id, secret_string, no_binary, version_id, [PENDING])
             raise
 
     with _patched(SecretsManagerBackend, "get_secret_value", get_secret_value):
@@ -93,7 +94,7 @@ def concurrent_pending_write(secret_arn: str, secret_string: str) -> Iterator[Cr
 
 @contextmanager
 def crash_after_update_secret_version_stage(
-    worker: FunctionWorker, secret_arn: str, stage: str = "AWSCURRENT"
+    worker: FunctionWorker, secret_arn: str, stage: str = CURRENT
 ) -> Iterator[Crash]:
     """While active, the first UpdateSecretVersionStage on `secret_arn` that moves `stage` and
     succeeds ends `worker`'s processes before Secrets Manager answers it: the label moved, and the
@@ -194,7 +195,7 @@ def pending_label_moved_after_describe(secret_arn: str, version_id: str) -> Iter
         race.fired, race.version_id = True, version_id
         # The caller gets the description as it was; the label moves right after.
         answer = copy.deepcopy(answer)
-        secret.versions[version_id]["version_stages"].remove("AWSPENDING")
+        secret.versions[version_id]["version_stages"].remove(PENDING)
         return answer
 
     with _patched(SecretsManagerBackend, "describe_secret", describe_secret):

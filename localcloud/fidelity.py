@@ -1,19 +1,38 @@
 """Where moto differs from AWS in ways that matter here, corrected in one place (one patch each).
 
-Every correction names the AWS behaviour it restores; tests/localcloud/test_fidelity.py shows each.
-Patches are process-wide and idempotent: one local cloud per process.
+Every correction names the AWS behaviour it restores; tests/localcloud/test_*fidelity*.py show
+each. Patches are process-wide and idempotent: one local cloud per process.
 
-Corrected (numbers are those of the differences list in the project's moto notes):
+Every moto attribute a correction replaces is a `PatchTarget` in `PATCH_TARGETS`. `apply()`
+checks them all against the installed moto before it patches anything (a method: the parameters
+it takes; a module attribute: which module it is; an instance attribute: that it still is one
+and that moto's methods still read or set it) and raises `MotoChangedError`, naming the moto
+version and the attribute, when one no longer matches: an upgrade that moves them fails loudly
+instead of silently leaving moto uncorrected.
+
+Corrected:
 - Lambda runs the function's code (`CORRECTIONS.dispatch`) and reports a handler error as
   FunctionError "Unhandled" with errorType/errorMessage (moto without Docker echoes the payload).
-- 1: RotateSecret stops at the first failing step and leaves AWSPENDING for the retry; the call
+- RotateSecret stops at the first failing step and leaves AWSPENDING for the retry; the call
   itself succeeds and names the new version (moto went on to the next step regardless).
-- 3: RotateSecret refuses while AWSPENDING is on a version that is not AWSCURRENT, and treats
+- GetSecretValue (and BatchGetSecretValue) without VersionId or VersionStage, as applications,
+  the AWS CLI and every SDK call it, returns the version AWSCURRENT is on. moto kept a default
+  version of its own, which UpdateSecretVersionStage never moved (after a promotion by the state
+  machine a default read returned AWSPREVIOUS) and RotateSecret moved to the new version once
+  every step returned, promoted or not. moto's default version now is the AWSCURRENT version,
+  so a default read, DescribeSecret and ListSecretVersionIds agree; RotateSecret still names the
+  new version.
+- A new version that takes AWSCURRENT (PutSecretValue with the default stages, or naming
+  AWSCURRENT) moves the label from the version holding it and AWSPREVIOUS to that version, and
+  takes every other label it names from the versions holding them; other labels stay where
+  they are. moto relabelled only its own default version: after a promotion by
+  UpdateSecretVersionStage two versions held AWSCURRENT, and a custom label could be on two.
+- RotateSecret refuses while AWSPENDING is on a version that is not AWSCURRENT, and treats
   AWSPENDING on the AWSCURRENT version as a finished rotation (moto's check was inverted).
 - RotateSecret without RotationLambdaARN rotates with the configured function (moto forgot it
   and promoted the new, empty version straight to AWSCURRENT).
-- 4: rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
-- 5: `configure_rotation` is what AWS::SecretsManager::RotationSchedule leaves: rotation
+- rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
+- `configure_rotation` is what AWS::SecretsManager::RotationSchedule leaves: rotation
   enabled with the function's ARN, nothing rotated yet (moto drops a ScheduleExpression and
   shows rotation disabled). `begin_rotation` makes the empty AWSPENDING version Secrets Manager
   creates before createSecret (no API does that).
@@ -22,6 +41,12 @@ Corrected (numbers are those of the differences list in the project's moto notes
   the version and left the label, which locked the secret).
 - PutSecretValue on a pending version holding a different value raises ResourceExistsException;
   the same value again is a no-op (moto overwrote it).
+- StartExecution without a name names the execution with a UUID, as AWS does, so an unnamed
+  start (`aws stepfunctions start-execution --state-machine-arn X --input ...`) works any
+  number of times (moto's executing backend named it "None": its ARN ended in ":None" and the
+  second unnamed start failed with ExecutionAlreadyExists).
+- StartExecution refuses an input of more than 262,144 bytes of UTF-8 with InvalidExecutionInput
+  and starts nothing (moto accepted any size).
 - Retry waits in moto's ASL interpreter go through a clock that records them in
   `CORRECTIONS.retry_waits` and sleeps them only when `CORRECTIONS.sleep_retries` is set.
 - SNS Publish refuses a Subject that is not ASCII, holds a line break or another control
@@ -29,39 +54,50 @@ Corrected (numbers are those of the differences list in the project's moto notes
   only, so an e-mail notice AWS would refuse went out locally).
 
 Not corrected (worked around where it matters):
-- 1: RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
+- RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
   callers need a long read timeout and no botocore retries (LocalCloud.client).
-- 2: GetSecretValue without VersionStage/VersionId returns moto's internal default version,
-  which RotateSecret moves to the new version once every step returned (promoted or not) and
-  UpdateSecretVersionStage never moves; AWS returns AWSCURRENT. Product code names VersionStage.
-- 5: schedules never fire; rotations start through RotateSecret or the state machine only.
+- schedules never fire; rotations start through RotateSecret or the state machine only.
   DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the schedule.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty
   version to AWSCURRENT (AWS refuses the call).
 - PutSecretValue accepts a RotationToken and does not check it.
-- 6: StartExecution without a name yields an ARN ending in ":None": always name executions.
-- 7: moto's CloudFormation is not used; localcloud.cloud deploys template.yaml through the APIs.
-- 8: no IAM or Lambda resource-policy checks.
+- DescribeSecret and ListSecretVersionIds also list versions that hold no label (AWS leaves
+  these deprecated versions out, ListSecretVersionIds unless IncludeDeprecated is set), and
+  ListSecretVersionIds answers the secret's name as its ARN.
+- moto's CloudFormation is not used; localcloud.cloud deploys template.yaml through the APIs.
+- no IAM or Lambda resource-policy checks.
 """
 
+import inspect
 import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import Any, Final
 
+import moto
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSInvalidParameter
 from moto.sns.models import SNSBackend
+from moto.stepfunctions.exceptions import InvalidExecutionInput
+from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
+PREVIOUS = "AWSPREVIOUS"
 SNS_SUBJECT_LIMIT = 100
+EXECUTION_INPUT_LIMIT_BYTES: Final = 262_144
+"""StartExecution's input: at most this many bytes of UTF-8 (botocore's model and the API
+reference; the model's limit is not enforced by botocore)."""
+VERIFIED_MOTO_VERSION: Final = "5.2.5"
+"""The moto these corrections were written against (the project pins it)."""
 
 LambdaDispatcher = Callable[[LambdaFunction, Any], tuple[bytes, str | None]]
 """Runs a function's real handler on a payload: (response body, errorType or None)."""
@@ -78,29 +114,204 @@ class Corrections:
 
 
 CORRECTIONS = Corrections()
-_ORIGINALS: dict[str, Any] = {}
+
+
+class MotoChangedError(RuntimeError):
+    """The installed moto no longer has an attribute a correction replaces, as that correction
+    expects it: a moto upgrade moved or changed it, and the correction would silently miss."""
+
+
+class _Absent:
+    """What a class holds for an attribute its instances set themselves."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+_ABSENT: Final = _Absent()
+
+
+@dataclass(frozen=True)
+class PatchTarget:
+    """One moto attribute a correction replaces, and what moto's own must be for the replacement
+    to stand in for it: a method taking `parameters`; a module attribute that is the module
+    named `module`; or an instance attribute (no class attribute) that moto's methods `used_by`
+    read or set."""
+
+    owner: type | ModuleType
+    attribute: str
+    parameters: tuple[str, ...] | None = None
+    module: str | None = None
+    used_by: tuple[tuple[type, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{_qualified_name(self.owner)}.{self.attribute}"
+
+    def resolve(self) -> Any:
+        """The attribute as the owner holds it now (inherited ones too), descriptors unbound."""
+        return inspect.getattr_static(self.owner, self.attribute, _ABSENT)
+
+    def check(self, found: Any) -> None:
+        """Raises MotoChangedError unless `found` (moto's attribute) is what the correction
+        replaces."""
+        if self.parameters is not None:
+            if not inspect.isfunction(found):
+                self._changed(f"is {found!r}, not a function")
+            taking = tuple(inspect.signature(found).parameters)
+            if taking != self.parameters:
+                self._changed(f"takes {taking}, not {self.parameters}")
+        elif self.module is not None:
+            if not (inspect.ismodule(found) and found.__name__ == self.module):
+                self._changed(f"is {found!r}, not the module {self.module}")
+        else:
+            if found is not _ABSENT:
+                self._changed(f"is a class attribute ({found!r}), no longer set by instances")
+            for owner, method in self.used_by:
+                user = inspect.getattr_static(owner, method, _ABSENT)
+                code = getattr(user, "__code__", None)
+                if code is None or self.attribute not in code.co_names:
+                    self._changed(f"is no longer used by {_qualified_name(owner)}.{method}")
+
+    def _changed(self, problem: str) -> None:
+        raise MotoChangedError(
+            f"localcloud.fidelity cannot correct moto {moto.__version__} (written against moto "
+            f"{VERIFIED_MOTO_VERSION}): {self.name} {problem}. Check the difference its "
+            "correction restores (localcloud/fidelity.py) against this moto, or pin moto back."
+        )
+
+
+_LAMBDA_INVOKE = PatchTarget(
+    LambdaFunction, "invoke", ("self", "body", "request_headers", "response_headers")
+)
+_LAMBDA_BACKEND_INVOKE = PatchTarget(
+    LambdaBackend,
+    "invoke",
+    ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
+)
+_ROTATE_SECRET = PatchTarget(
+    SecretsManagerBackend,
+    "rotate_secret",
+    (
+        "self",
+        "secret_id",
+        "client_request_token",
+        "rotation_lambda_arn",
+        "rotation_rules",
+        "rotate_immediately",
+    ),
+)
+_CHECK_VERSIONS = PatchTarget(
+    SecretsManagerBackend,
+    "_check_with_existing_secrets_and_versions",
+    ("self", "secret_name", "client_request_token", "secret_string", "secret_binary", "on_create"),
+)
+_DEFAULT_VERSION = PatchTarget(
+    FakeSecret,
+    "default_version_id",
+    used_by=(
+        (SecretsManagerBackend, "get_secret_value"),
+        (FakeSecret, "to_short_dict"),
+        (FakeSecret, "set_default_version_id"),
+    ),
+)
+_MAKE_CURRENT = PatchTarget(
+    FakeSecret, "reset_default_version", ("self", "secret_version", "version_id")
+)
+_START_EXECUTION = PatchTarget(
+    StepFunctionBackend, "start_execution", ("self", "state_machine_arn", "name", "execution_input")
+)
+_START_EXECUTION_EXECUTING = PatchTarget(
+    StepFunctionsParserBackend,
+    "start_execution",
+    ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
+)
+_RETRY_TIME = PatchTarget(retrier_decl, "time", module="time")
+_SNS_PUBLISH = PatchTarget(
+    SNSBackend,
+    "publish",
+    (
+        "self",
+        "message",
+        "arn",
+        "phone_number",
+        "subject",
+        "message_attributes",
+        "group_id",
+        "deduplication_id",
+        "message_structure",
+    ),
+)
+
+PATCH_TARGETS: Final = (
+    _LAMBDA_INVOKE,
+    _LAMBDA_BACKEND_INVOKE,
+    _ROTATE_SECRET,
+    _CHECK_VERSIONS,
+    _DEFAULT_VERSION,
+    _MAKE_CURRENT,
+    _START_EXECUTION,
+    _START_EXECUTION_EXECUTING,
+    _RETRY_TIME,
+    _SNS_PUBLISH,
+)
+"""Every moto attribute `apply()` replaces."""
+
+_CHECKED: set[PatchTarget] = set()
+_ORIGINALS: dict[PatchTarget, Any] = {}
 
 
 class _RotationStepFailedError(Exception):
     """Stops moto's rotation loop at the first failing step, as AWS stops the rotation."""
 
 
+def check_moto(targets: tuple[PatchTarget, ...] = PATCH_TARGETS) -> tuple[PatchTarget, ...]:
+    """Checks every target against the moto installed (before it is patched): the targets, or
+    MotoChangedError naming the first that no longer matches."""
+    for target in targets:
+        target.check(target.resolve())
+        _CHECKED.add(target)
+    return targets
+
+
+def patched_targets() -> dict[PatchTarget, Any]:
+    """What `apply()` replaced: each target with moto's own attribute."""
+    return dict(_ORIGINALS)
+
+
 def apply() -> Corrections:
     if _ORIGINALS:
         return CORRECTIONS
-    _ORIGINALS["invoke"] = LambdaFunction.invoke
-    _ORIGINALS["backend_invoke"] = LambdaBackend.invoke
-    _ORIGINALS["rotate_secret"] = SecretsManagerBackend.rotate_secret
-    _ORIGINALS["check_versions"] = SecretsManagerBackend._check_with_existing_secrets_and_versions
-    _ORIGINALS["retry_time"] = vars(retrier_decl)["time"]
-    _ORIGINALS["sns_publish"] = SNSBackend.publish
-    LambdaFunction.invoke = _invoke_real_handler  # type: ignore[method-assign,assignment]
-    LambdaBackend.invoke = _invoke_within_rotation  # type: ignore[method-assign]
-    SecretsManagerBackend.rotate_secret = _rotate_secret_as_aws  # type: ignore[method-assign]
-    SecretsManagerBackend._check_with_existing_secrets_and_versions = _refuse_rewriting_pending  # type: ignore[method-assign]
-    vars(retrier_decl)["time"] = _RetryClock()
-    SNSBackend.publish = _publish_with_a_valid_subject  # type: ignore[method-assign]
+    # All checked before anything is patched: a changed moto is left untouched, not half patched.
+    check_moto()
+    _patch(_LAMBDA_INVOKE, _invoke_real_handler)
+    _patch(_LAMBDA_BACKEND_INVOKE, _invoke_within_rotation)
+    _patch(_ROTATE_SECRET, _rotate_secret_as_aws)
+    _patch(_CHECK_VERSIONS, _refuse_rewriting_pending)
+    _patch(_DEFAULT_VERSION, property(_current_version_id, _ignore_default_version))
+    _patch(_MAKE_CURRENT, _make_current)
+    _patch(_START_EXECUTION, _start_execution_as_aws(_START_EXECUTION))
+    _patch(_START_EXECUTION_EXECUTING, _start_execution_as_aws(_START_EXECUTION_EXECUTING))
+    _patch(_RETRY_TIME, _RetryClock())
+    _patch(_SNS_PUBLISH, _publish_with_a_valid_subject)
     return CORRECTIONS
+
+
+def _patch(target: PatchTarget, replacement: object) -> None:
+    if target not in _CHECKED:
+        raise RuntimeError(f"{target.name} would be patched unchecked: add it to PATCH_TARGETS")
+    _ORIGINALS[target] = target.resolve()
+    setattr(target.owner, target.attribute, replacement)
+
+
+def _original(target: PatchTarget) -> Any:
+    return _ORIGINALS[target]
+
+
+def _qualified_name(owner: type | ModuleType) -> str:
+    if isinstance(owner, ModuleType):
+        return owner.__name__
+    return f"{owner.__module__}.{owner.__qualname__}"
 
 
 def configure_rotation(
@@ -154,7 +365,7 @@ def _invoke_within_rotation(
     rotation: _Rotation | None = getattr(CORRECTIONS.rotations, "current", None)
     if rotation is not None:
         body = rotation.event(body)
-    result: str | bytes | None = _ORIGINALS["backend_invoke"](
+    result: str | bytes | None = _original(_LAMBDA_BACKEND_INVOKE)(
         self, function_name, qualifier, body, headers, response_headers
     )
     if rotation is not None and response_headers.get("x-amz-function-error"):
@@ -169,11 +380,13 @@ class _Rotation:
 
     arn: str
     rotation_token: str = field(default_factory=lambda: f"{uuid.uuid4()}-{uuid.uuid4()}")
-    failed_step: str | None = None
+    version_id: str | None = None
+    """The new version, as the first event named it."""
 
     def event(self, body: str) -> str:
         event = json.loads(body)
         event.update(SecretId=self.arn, RotationToken=self.rotation_token)
+        self.version_id = event.get("ClientRequestToken")
         return json.dumps(event)
 
 
@@ -208,7 +421,7 @@ def _rotate_secret_as_aws(
     rotation = _Rotation(arn=secret.arn if secret is not None else secret_id)
     CORRECTIONS.rotations.current = rotation
     try:
-        response: str = _ORIGINALS["rotate_secret"](
+        response: str = _original(_ROTATE_SECRET)(
             self,
             secret_id,
             client_request_token,
@@ -218,16 +431,14 @@ def _rotate_secret_as_aws(
         )
     except _RotationStepFailedError:
         # AWS answers RotateSecret before the rotation runs, so the caller sees success; the
-        # failed step leaves AWSPENDING where it is and Secrets Manager retries later. The answer
-        # names the new version, also when the caller sent no ClientRequestToken (moto made one).
-        assert isinstance(secret, FakeSecret)
-        new_version = client_request_token or next(
-            (v for v, version in secret.versions.items() if PENDING in version["version_stages"]),
-            None,
-        )
-        return secret.to_short_dict(version_id=new_version)
+        # failed step leaves AWSPENDING where it is and Secrets Manager retries later.
+        response = ""
     finally:
         CORRECTIONS.rotations.current = None
+    if isinstance(secret, FakeSecret) and rotation.version_id is not None:
+        # The answer names the new version, promoted or not, also when the caller sent no
+        # ClientRequestToken (moto made one); moto's names its default, the AWSCURRENT version.
+        return secret.to_short_dict(version_id=rotation.version_id)
     return response
 
 
@@ -246,7 +457,7 @@ def _test_rotation_configuration(
     secret.secret_string = secret.secret_binary = None
     CORRECTIONS.rotations.current = _Rotation(arn=secret.arn)
     try:
-        response: str = _ORIGINALS["rotate_secret"](
+        response: str = _original(_ROTATE_SECRET)(
             backend, secret.name, client_request_token, rotation_lambda_arn, rotation_rules, False
         )
     except _RotationStepFailedError:
@@ -280,7 +491,7 @@ def _refuse_rewriting_pending(
                 f"You can't use ClientRequestToken {client_request_token} because that value is "
                 f"already in use for a version of secret {secret.arn}."
             )
-    result: FakeSecret | None = _ORIGINALS["check_versions"](
+    result: FakeSecret | None = _original(_CHECK_VERSIONS)(
         self, secret_name, client_request_token, secret_string, secret_binary, on_create
     )
     return result
@@ -293,7 +504,7 @@ class _RetryClock:
     def sleep(self, seconds: float) -> None:
         CORRECTIONS.retry_waits.append(seconds)
         if CORRECTIONS.sleep_retries:
-            _ORIGINALS["retry_time"].sleep(seconds)
+            _original(_RETRY_TIME).sleep(seconds)
 
 
 def _publish_with_a_valid_subject(
@@ -309,5 +520,63 @@ def _publish_with_a_valid_subject(
         len(subject) > SNS_SUBJECT_LIMIT or not all(" " <= c <= "~" for c in subject)
     ):
         raise SNSInvalidParameter("Invalid parameter: Subject")
-    message_id: str = _ORIGINALS["sns_publish"](self, message, *args, subject=subject, **kwargs)
+    message_id: str = _original(_SNS_PUBLISH)(self, message, *args, subject=subject, **kwargs)
     return message_id
+
+
+def _current_version_id(self: FakeSecret) -> str | None:
+    """moto's default version, read where moto reads it (GetSecretValue without VersionId or
+    VersionStage, and the version its answers name by default): the version AWSCURRENT is on,
+    which is what AWS returns."""
+    versions: dict[str, dict[str, Any]] = vars(self).get("versions", {})
+    return next(
+        (v for v, version in versions.items() if CURRENT in version["version_stages"]), None
+    )
+
+
+def _ignore_default_version(self: FakeSecret, version_id: str | None) -> None:
+    """moto's own moves of its default version (RotateSecret moved it to the new version once
+    every step returned, promoted or not): the AWSCURRENT label alone decides."""
+
+
+def _make_current(self: FakeSecret, secret_version: dict[str, Any], version_id: str) -> None:
+    """A new version takes AWSCURRENT (moto's `reset_default_version`, which PutSecretValue and
+    UpdateSecret go through): AWSCURRENT leaves the version holding it, which
+    gets AWSPREVIOUS, and every other label the new version names leaves the version holding
+    it; a label is on one version at most. Labels the new version does not name stay put."""
+    previous = _current_version_id(self)
+    labels = list(dict.fromkeys([*secret_version["version_stages"], CURRENT]))
+    self.remove_version_stages_from_old_versions(labels)
+    if previous is not None and previous != version_id:
+        self.remove_version_stages_from_old_versions([PREVIOUS])
+        self.versions[previous]["version_stages"].append(PREVIOUS)
+    secret_version["version_stages"] = [label for label in labels if label != PREVIOUS]
+    self.versions[version_id] = secret_version
+
+
+def _start_execution_as_aws(target: PatchTarget) -> Callable[..., Any]:
+    """StartExecution as AWS answers it, for one of moto's two Step Functions backends."""
+
+    def start_execution(
+        self: StepFunctionBackend,
+        state_machine_arn: str,
+        name: str | None = None,
+        execution_input: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Refuses an input of more than 262,144 bytes of UTF-8 with InvalidExecutionInput (moto
+        accepted any), and names an unnamed execution with a UUID (moto's executing backend
+        named it "None", so the second unnamed start already existed)."""
+        if execution_input is not None:
+            size = len(execution_input.encode("utf-8", "surrogatepass"))
+            if size > EXECUTION_INPUT_LIMIT_BYTES:
+                raise InvalidExecutionInput(
+                    f"The execution input of {size} bytes exceeds the maximum allowed size of "
+                    f"{EXECUTION_INPUT_LIMIT_BYTES} bytes (UTF-8)."
+                )
+        return _original(target)(
+            self, state_machine_arn, name or str(uuid.uuid4()), execution_input, *args, **kwargs
+        )
+
+    return start_execution

@@ -1,8 +1,8 @@
 """Google's OAuth2 token endpoints on 127.0.0.1, so rotation is testable offline and breakable."""
 
-import base64
 import contextlib
 import json
+import math
 import re
 import secrets
 import socket
@@ -11,15 +11,17 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Self, cast, override
 from urllib.parse import parse_qs, quote, urlsplit
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import exceptions as google_auth_exceptions
+from google.auth import jwt as google_jwt
 
 JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EMAIL_SCOPES: Final = frozenset({"https://www.googleapis.com/auth/userinfo.email", "email"})
@@ -81,7 +83,8 @@ class InjectedFailure:
 @dataclass(frozen=True)
 class RecordedRequest:
     """A request as the emulator saw it: `status` is None when no response was sent (hang or
-    reset), `time` is the emulator clock at arrival, `form` is empty unless the body was a form."""
+    reset), `time` is the emulator clock at arrival, `form` is empty unless the body was a form,
+    `bearer` is the token of an `Authorization: Bearer` header."""
 
     method: str
     path: str
@@ -89,6 +92,7 @@ class RecordedRequest:
     form: dict[str, str]
     status: int | None
     time: float
+    bearer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ class IssuedToken:
 @dataclass
 class _KeyEntry:
     key: ServiceAccountKey
-    public_key: rsa.RSAPublicKey
+    public_key_pem: str
+    """The key's public half in PEM, as google-auth's jwt.decode takes certificates."""
     enabled: bool = True
 
 
@@ -137,7 +142,9 @@ def _invalid_grant(description: str) -> _OAuthError:
 
 
 class GoogleEmulator:
-    """Google's OAuth2 /token (JWT bearer grant) and /tokeninfo, served over real HTTP."""
+    """Google's OAuth2 /token (JWT bearer grant, the assertion verified with google-auth's
+    `jwt.decode` and the emulator's clock) and /tokeninfo (the token in the query, a posted form
+    or an `Authorization: Bearer` header), served over real HTTP."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
@@ -255,7 +262,7 @@ class GoogleEmulator:
                 raise ValueError(
                     f"{key.client_email} already has client_id {known_id}, not {key.client_id}"
                 )
-            self._keys[key.private_key_id] = _KeyEntry(key, public_key)
+            self._keys[key.private_key_id] = _KeyEntry(key, _public_pem(public_key))
 
     def disable_key(self, private_key_id: str) -> None:
         with self._lock:
@@ -344,6 +351,7 @@ class GoogleEmulator:
         content_type: str,
         query: dict[str, str],
         form: dict[str, str],
+        bearer: str | None = None,
     ) -> _Reply:
         try:
             if path == "/token":
@@ -351,8 +359,12 @@ class GoogleEmulator:
                     raise _OAuthError(405, "invalid_request", "The token endpoint takes POST.")
                 return _json_reply(200, self._grant(content_type, form))
             if path == "/tokeninfo":
+                # Every form Google takes: access_token in the query (GET or POST) or in a posted
+                # form, or an `Authorization: Bearer` header with an empty body (GET or POST;
+                # Google's Node library posts that since 2025).
                 params = {**query, **form} if method == "POST" else query
-                return _json_reply(200, self._token_info(params.get("access_token")))
+                access_token = params.get("access_token") or bearer
+                return _json_reply(200, self._token_info(access_token))
             raise _OAuthError(404, "not_found", f"The emulator has no {path}.")
         except _OAuthError as error:
             reply = _json_reply(
@@ -374,56 +386,68 @@ class GoogleEmulator:
         assertion = form.get("assertion")
         if not assertion:
             raise _OAuthError(400, "invalid_request", "Missing required parameter: assertion")
-        header, claims, signing_input, signature = _split_jwt(assertion)
-        key = self._signing_key(header, claims, signing_input, signature)
-        self._check_audience_and_times(claims)
+        issuer, client_id, claims = self._verified_assertion(assertion)
         scopes = _scopes(claims)
         lifetime = int(self.token_lifetime_seconds)
         issued_at = self.now()
         token = IssuedToken(
             access_token="ya29." + secrets.token_urlsafe(96),
-            client_email=key.client_email,
+            client_email=issuer,
             scopes=scopes,
             issued_at=issued_at,
             expires_at=issued_at + lifetime,
         )
         with self._lock:
-            self._tokens[token.access_token] = _TokenRecord(token, key.client_id)
+            self._tokens[token.access_token] = _TokenRecord(token, client_id)
         return {"access_token": token.access_token, "expires_in": lifetime, "token_type": "Bearer"}
 
-    def _signing_key(
-        self,
-        header: dict[str, object],
-        claims: dict[str, object],
-        signing_input: bytes,
-        signature: bytes,
-    ) -> ServiceAccountKey:
+    def _verified_assertion(self, assertion: str) -> tuple[str, str, Mapping[str, object]]:
+        """The JWT-bearer assertion checked as Google checks it: (issuer, its client_id, claims).
+
+        google-auth's `jwt.decode` verifies the RS256 signature against the issuer's enabled
+        keys (public keys by key id: the header's kid picks one, no kid tries each), the
+        audience, and iat/exp on the real clock with the clock skew allowed plus the emulator's
+        clock offset, so that it never refuses what the emulator's clock accepts. The emulator
+        then checks the audience and times itself, on its own clock, with Google's rules (whole
+        seconds, at most an hour, a skew of `clock_skew_seconds`); that also names what
+        jwt.decode refused once the signature is known to be good."""
+        header, claims = _unverified_jwt(assertion)
         kid = header.get("kid")
-        if header.get("alg") != "RS256" or not isinstance(kid, str | None):
+        if header.get("alg") != "RS256" or not (kid is None or (isinstance(kid, str) and kid)):
             raise _invalid_grant(_BAD_SIGNATURE)
         issuer = claims.get("iss")
         with self._lock:
-            if not isinstance(issuer, str) or issuer not in self._client_ids:
-                raise _invalid_grant("Invalid grant: account not found")
-            # Google accepts a header without kid and tries each of the issuer's keys.
-            candidates = [
-                entry
-                for entry in self._keys.values()
-                if entry.enabled
-                and entry.key.client_email == issuer
-                and kid in (None, entry.key.private_key_id)
-            ]
-        for entry in candidates:
-            try:
-                entry.public_key.verify(
-                    signature, signing_input, padding.PKCS1v15(), hashes.SHA256()
-                )
-            except InvalidSignature:
-                continue
-            return entry.key
-        raise _invalid_grant(_BAD_SIGNATURE)
+            client_id = self._client_ids.get(issuer) if isinstance(issuer, str) else None
+            certs = {
+                key_id: entry.public_key_pem
+                for key_id, entry in self._keys.items()
+                if entry.enabled and entry.key.client_email == issuer
+            }
+        if not isinstance(issuer, str) or client_id is None:
+            raise _invalid_grant("Invalid grant: account not found")
+        if "iat" not in claims or "exp" not in claims:
+            # jwt.decode reports a missing time claim as it reports a bad signature.
+            raise _invalid_grant(_NOT_SHORT_LIVED)
+        allowance = self.clock_skew_seconds + math.ceil(abs(self.clock_offset_seconds)) + 1
+        try:
+            google_jwt.decode(
+                assertion,
+                certs=certs,
+                audience=self.GOOGLE_TOKEN_AUDIENCE,
+                clock_skew_in_seconds=allowance,
+            )
+        except google_auth_exceptions.MalformedError:
+            # No enabled key of the issuer under the kid, or none that verifies the signature.
+            raise _invalid_grant(_BAD_SIGNATURE) from None
+        except (google_auth_exceptions.InvalidValue, TypeError) as error:
+            # The signature verified; the audience or the times did not (TypeError: times that
+            # are not numbers). The emulator's own checks name which, as Google does.
+            self._check_audience_and_times(claims)
+            raise RuntimeError(f"jwt.decode refused what the emulator accepts: {error}") from None
+        self._check_audience_and_times(claims)
+        return issuer, client_id, claims
 
-    def _check_audience_and_times(self, claims: dict[str, object]) -> None:
+    def _check_audience_and_times(self, claims: Mapping[str, object]) -> None:
         if claims.get("aud") != self.GOOGLE_TOKEN_AUDIENCE:
             raise _invalid_grant(
                 "Invalid JWT: Failed audience check. "
@@ -544,6 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = _first_values(url.query)
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        bearer = _bearer_token(self.headers.get("Authorization", ""))
         body, problem = self._read_body()
         form = _first_values(body.decode("utf-8", "replace")) if content_type == _FORM else {}
         failure = None if problem else emulator._take_failure(url.path)
@@ -551,7 +576,7 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             reply = problem
         elif failure is None:
-            reply = emulator._answer(method, url.path, content_type, query, form)
+            reply = emulator._answer(method, url.path, content_type, query, form, bearer)
         elif failure.hang_seconds is None and not failure.reset_connection:
             reply = _failure_reply(failure)
         else:
@@ -559,7 +584,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Logged before answering, so a client that has its answer also finds it in the log.
         emulator._record(
             RecordedRequest(
-                method, url.path, query, form, None if reply is None else reply.status, arrived
+                method,
+                url.path,
+                query,
+                form,
+                None if reply is None else reply.status,
+                arrived,
+                bearer,
             )
         )
         if reply is not None:
@@ -629,33 +660,32 @@ def _first_values(encoded: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(encoded, keep_blank_values=True).items()}
 
 
-def _split_jwt(assertion: str) -> tuple[dict[str, object], dict[str, object], bytes, bytes]:
+def _bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _unverified_jwt(assertion: str) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """The assertion's header and claims, not yet verified; Google refuses anything but three
+    unpadded base64url segments holding JSON objects (google-auth's decoder pads and skips
+    characters outside the alphabet, so the form is checked here)."""
     parts = assertion.split(".")
     if len(parts) != 3:
         raise _invalid_grant("Invalid JWT: a JWT has three dot-separated parts.")
-    header = _json_object(_base64url_decode(parts[0]))
-    claims = _json_object(_base64url_decode(parts[1]))
-    signature = _base64url_decode(parts[2])
-    return header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
-
-
-def _base64url_decode(segment: str) -> bytes:
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    if not all(_BASE64URL.fullmatch(part) and len(part) % 4 != 1 for part in parts):
         raise _invalid_grant("Invalid JWT: segments must be unpadded base64url.")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _json_object(raw: bytes) -> dict[str, object]:
     try:
-        value = json.loads(raw)
+        header = google_jwt.decode_header(assertion)
+        claims = google_jwt.decode(assertion, verify=False)
     except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise _invalid_grant("Invalid JWT: header and claims must be JSON objects.")
-    return cast(dict[str, object], value)
+        raise _invalid_grant("Invalid JWT: header and claims must be JSON objects.") from None
+    return header, claims
 
 
-def _scopes(claims: dict[str, object]) -> tuple[str, ...]:
+def _scopes(claims: Mapping[str, object]) -> tuple[str, ...]:
     scope = claims.get("scope")
     scopes = tuple(scope.split()) if isinstance(scope, str) else ()
     if not scopes:
@@ -671,3 +701,9 @@ def _new_client_id() -> str:
 def _project_of(client_email: str) -> str:
     domain = client_email.rpartition("@")[2]
     return domain.removesuffix(".iam.gserviceaccount.com").split(".")[0]
+
+
+def _public_pem(public_key: rsa.RSAPublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")

@@ -1,9 +1,7 @@
 """Each correction in localcloud.fidelity shows the AWS behaviour it restores, over real HTTP.
 
-The numbers in the docstrings are those of the differences list in
-/work/shared/reference/moto.md; the corrections themselves are applied for the whole session by
-tests/conftest.py. Lambda code is played by `FakeLambdas`, attached as the dispatcher moto's
-Lambda hands every invocation to.
+The corrections are applied for the whole session by tests/conftest.py. Lambda code is played
+by `FakeLambdas`, attached as the dispatcher moto's Lambda hands every invocation to.
 """
 
 import json
@@ -195,7 +193,7 @@ def value(secrets: SecretsManagerClient, **selector: str) -> str:
 def test_rotation_stops_at_the_failing_step_and_keeps_awspending(
     aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
 ) -> None:
-    """Difference 1: moto ignored a failing rotation step, went on to the next one and moved the
+    """moto ignored a failing rotation step, went on to the next one and moved the
     labels regardless. AWS stops at the failing step and leaves AWSPENDING for its retry; the
     RotateSecret call itself has already succeeded (AWS answers before the rotation runs)."""
     _, first = rotating_secret
@@ -243,7 +241,7 @@ def test_a_failed_rotation_names_the_new_version_when_the_caller_sent_no_token(
 def test_rotation_events_name_the_secret_by_arn_and_carry_a_rotation_token(
     aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
 ) -> None:
-    """Difference 4: moto's rotation events named the secret by name and had no RotationToken.
+    """moto's rotation events named the secret by name and had no RotationToken.
     AWS sends the ARN (whatever the RotateSecret caller used) and one RotationToken per rotation,
     which the function passes on to PutSecretValue."""
     arn, _ = rotating_secret
@@ -262,7 +260,7 @@ def test_rotation_events_name_the_secret_by_arn_and_carry_a_rotation_token(
 def test_previous_rotation_in_progress_only_while_awspending_is_on_another_version(
     aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
 ) -> None:
-    """Difference 3: moto's check was inverted. AWS refuses RotateSecret while AWSPENDING is on a
+    """moto's check was inverted. AWS refuses RotateSecret while AWSPENDING is on a
     version that is not AWSCURRENT (a rotation is unfinished), and allows it when AWSPENDING sits
     on the AWSCURRENT version, the end state a successful rotation may leave."""
     _, first = rotating_secret
@@ -320,7 +318,7 @@ def test_rotate_secret_without_a_function_arn_uses_the_configured_function(
 def test_rotation_schedule_enables_rotation_without_rotating(
     aws: Aws, lambdas: FakeLambdas
 ) -> None:
-    """Difference 5: moto accepted a ScheduleExpression and dropped it (rotation showed disabled),
+    """moto accepted a ScheduleExpression and dropped it (rotation showed disabled),
     and configuring rotation through RotateSecret rotated at once. configure_rotation does what
     AWS::SecretsManager::RotationSchedule leaves behind: rotation enabled with the function's ARN,
     and no rotation at configuration time."""
@@ -365,28 +363,130 @@ def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:
     assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
 
 
-def test_reads_that_name_a_version_stage_follow_the_labels(
+def default_read(secrets: SecretsManagerClient) -> tuple[str, str, list[str]]:
+    """GetSecretValue as applications, the AWS CLI and every SDK call it by default: no VersionId,
+    no VersionStage. (version id, value, its labels)."""
+    answer = secrets.get_secret_value(SecretId=SECRET_NAME)
+    return answer["VersionId"], answer["SecretString"], answer["VersionStages"]
+
+
+def listed_stages(secrets: SecretsManagerClient) -> dict[str, list[str]]:
+    versions = secrets.list_secret_version_ids(SecretId=SECRET_NAME)["Versions"]
+    return {version["VersionId"]: version.get("VersionStages", []) for version in versions}
+
+
+def promote(secrets: SecretsManagerClient, version: str, current: str) -> None:
+    """finishSecret's move, as the manual mode and the entry-driven steps make it."""
+    secrets.update_secret_version_stage(
+        SecretId=SECRET_NAME,
+        VersionStage=fidelity.CURRENT,
+        MoveToVersionId=version,
+        RemoveFromVersionId=current,
+    )
+
+
+def assert_one_current(secrets: SecretsManagerClient, expected: str, value_of_it: str) -> None:
+    """Every way of asking names the same AWSCURRENT version: a default read, a read by stage,
+    DescribeSecret and ListSecretVersionIds."""
+    described = stages(secrets, SECRET_NAME)
+    assert holder(described, fidelity.CURRENT) == expected
+    assert holder(listed_stages(secrets), fidelity.CURRENT) == expected
+    assert listed_stages(secrets) == described
+    version, read, labels = default_read(secrets)
+    assert (version, read) == (expected, value_of_it)
+    assert fidelity.CURRENT in labels
+    assert value(secrets, VersionStage=fidelity.CURRENT) == value_of_it
+
+
+def test_a_default_read_returns_awscurrent_after_a_promotion(aws: Aws) -> None:
+    """GetSecretValue without VersionId or VersionStage returned moto's internal
+    default version, which UpdateSecretVersionStage never moves: after a rotation promoted by
+    the state machine (manual mode, or steps driven by the entry Lambda) every application
+    reading the secret the default way got AWSPREVIOUS. AWS returns AWSCURRENT."""
+    _, first = aws.create_secret()
+    second = str(uuid.uuid4())
+    aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME,
+        ClientRequestToken=second,
+        SecretString=rotated_value(second),
+        VersionStages=[fidelity.PENDING],
+    )
+    assert default_read(aws.secrets)[0] == first
+
+    promote(aws.secrets, second, first)
+
+    assert_one_current(aws.secrets, second, rotated_value(second))
+    assert holder(stages(aws.secrets, SECRET_NAME), "AWSPREVIOUS") == first
+    batch = aws.secrets.batch_get_secret_value(SecretIdList=[SECRET_NAME])["SecretValues"]
+    assert [entry["VersionId"] for entry in batch] == [second]
+
+
+def test_a_default_read_follows_the_labels_when_rotate_secret_does_not_promote(
     aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
 ) -> None:
-    """Difference 2, left uncorrected: a GetSecretValue without VersionStage or VersionId returns
-    moto's internal default version, which RotateSecret moves to the new version once every step
-    returned (whether finishSecret promoted it or not); AWS returns AWSCURRENT. Product code always
-    passes VersionStage, and reads by stage follow the labels."""
+    """The other way round: moto moved its default version to the new one once
+    every rotation step returned, whether finishSecret promoted it or not. AWS answers a default
+    read with AWSCURRENT, which an idle finishSecret leaves where it was."""
     version = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
-
-    # A rotation whose finishSecret returns without promoting: the labels stay put.
+    assert_one_current(aws.secrets, version, rotated_value(version))
     aws.secrets.update_secret_version_stage(
         SecretId=SECRET_NAME, VersionStage=fidelity.PENDING, RemoveFromVersionId=version
     )
     lambdas.idle_steps.add("finishSecret")
+
     unpromoted = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
 
+    assert unpromoted != version, "RotateSecret names the new version, promoted or not"
     assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == unpromoted
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
-    # The uncorrected difference itself (a tripwire for the list in localcloud/fidelity.py):
-    # AWS would answer with the AWSCURRENT value here.
-    assert value(aws.secrets) == rotated_value(unpromoted)
+    assert_one_current(aws.secrets, version, rotated_value(version))
+
+
+def test_put_secret_value_after_a_promotion_moves_awscurrent_and_awsprevious(aws: Aws) -> None:
+    """moto moved AWSCURRENT away from its internal default version only: after a promotion by
+    UpdateSecretVersionStage, a PutSecretValue with the default stages (AWSCURRENT) left two
+    versions labelled AWSCURRENT and put AWSPREVIOUS on the version current before the promotion.
+    AWS moves AWSCURRENT to the new version and AWSPREVIOUS to the version AWSCURRENT left."""
+    _, first = aws.create_secret()
+    second = str(uuid.uuid4())
+    aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME,
+        ClientRequestToken=second,
+        SecretString=rotated_value(second),
+        VersionStages=[fidelity.PENDING],
+    )
+    promote(aws.secrets, second, first)
+
+    third = aws.secrets.put_secret_value(SecretId=SECRET_NAME, SecretString="put by an operator")[
+        "VersionId"
+    ]
+
+    after = stages(aws.secrets, SECRET_NAME)
+    assert holder(after, "AWSPREVIOUS") == second
+    assert fidelity.PENDING in after[second], "labels AWSCURRENT did not take stay where they are"
+    assert after[first] == []
+    assert_one_current(aws.secrets, third, "put by an operator")
+
+
+def test_put_secret_value_takes_every_label_it_names_from_other_versions(aws: Aws) -> None:
+    """A staging label is on one version at most. When a new version took AWSCURRENT, moto did not
+    remove the other labels it names from the versions holding them, so a custom label ended up
+    on two versions."""
+    _, first = aws.create_secret()
+    reviewed = aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME, SecretString="a draft", VersionStages=["reviewed"]
+    )["VersionId"]
+
+    second = aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME,
+        SecretString="reviewed and current",
+        VersionStages=[fidelity.CURRENT, "reviewed"],
+    )["VersionId"]
+
+    after = stages(aws.secrets, SECRET_NAME)
+    assert holder(after, "reviewed") == second
+    assert after[reviewed] == []
+    assert after[first] == ["AWSPREVIOUS"]
+    assert_one_current(aws.secrets, second, "reviewed and current")
 
 
 def test_lambda_invoke_runs_the_dispatched_handler_and_reports_its_error(
