@@ -1,23 +1,105 @@
-"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution."""
+"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution.
+
+invoke and start-execution run on a running `up` when there is one (found through its state
+file, or named with --endpoint), and otherwise on a fresh local cloud of their own."""
 
 import argparse
 import json
+import os
 import sys
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from localcloud.cloud import Deployment, LocalCloud
-from localcloud.demo import DEMO_PARAMETERS, run_demo
-from localcloud.operations import invoke_function, local_event, mask, start_manual
+from localcloud.deployment import CURRENT, Clients, Deployment
+from localcloud.operations import ExecutionSummary, local_event, mask, start_manual
+from localcloud.remote import (
+    STATE_FILE_VARIABLE,
+    AttachedCloud,
+    AttachError,
+    refuse_to_start,
+    running_up,
+    state_file,
+)
+from localcloud.watch import Console, render_log_line
+
+if TYPE_CHECKING:
+    from localcloud.cloud import LocalCloud
+
+_EXIT_USAGE = 2
+# localcloud.cloud, .demo and .up import moto (a second of start-up): the commands that run on
+# a running `up` never need it, so those imports wait until a command does.
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "demo":
+        from localcloud.demo import run_demo  # noqa: PLC0415 - moto only when needed
+
+        return run_demo()
+    if arguments.command == "up":
+        path = state_file(arguments.state_file)
+        # run_up checks this too; checking first refuses at once, without importing moto.
+        refusal = refuse_to_start(path, arguments.port)
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 1
+        from localcloud.up import run_up  # noqa: PLC0415 - moto only when needed
+
+        return run_up(
+            port=arguments.port, scopes=arguments.scopes, state_path=path, log_format=arguments.logs
+        )
+    try:
+        attached = _attach(arguments)
+    except AttachError as error:
+        print(error, file=sys.stderr)
+        return _EXIT_USAGE
+    if attached is not None:
+        print(
+            f"on the running `up` at {attached.description.endpoint} "
+            f"(pid {attached.description.pid}); its output shows the function logs",
+            file=sys.stderr,
+        )
+        return _run(arguments, attached, attached.deployment)
+    from localcloud.cloud import LocalCloud  # noqa: PLC0415 - moto only when needed
+
+    with LocalCloud() as cloud:
+        deployment = _deploy_with_key(cloud)
+        # A fresh cloud's function logs go to stderr, as `sam local invoke` shows them.
+        console = Console(sys.stderr, deployment.functions)
+        names = {name: logical_id for logical_id, name in deployment.functions.items()}
+        cloud.logs.subscribe(
+            lambda name, line: console.line(names.get(name, name), render_log_line(line))
+        )
+        return _run(arguments, cloud, deployment)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "demo", help="deploy locally and run scheduled, manual and failing rotations"
     )
-    commands.add_parser("up", help="deploy locally and serve until interrupted")
+    up = commands.add_parser(
+        "up",
+        help="deploy locally and serve until stopped, showing logs, notices and executions",
+        description="Deploy template.yaml on a local cloud and serve it until SIGINT/SIGTERM, "
+        "streaming every function's log lines, every failure notice and every execution's end.",
+    )
+    up.add_argument(
+        "--port", type=int, default=0, help="moto's port on 127.0.0.1 (default: a free one)"
+    )
+    up.add_argument(
+        "--scopes",
+        metavar='"SCOPE [SCOPE ...]"',
+        help="GoogleScopes, space- or comma-separated (default: the demo's calendar.readonly)",
+    )
+    up.add_argument(
+        "--logs",
+        choices=("compact", "json"),
+        default="compact",
+        help="function log lines as LEVEL message key=value (compact) or as printed (json)",
+    )
+    _state_file_argument(up)
     invoke = commands.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id from template.yaml, e.g. CreateSecretFunction")
     invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file")
@@ -26,69 +108,128 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="first create the AWSPENDING version, as Secrets Manager does before createSecret",
     )
+    _target_arguments(invoke)
     execution = commands.add_parser("start-execution", help="a manual run, as from the console")
     execution.add_argument(
         "-e", "--event", type=Path, help="input JSON (default: the token secret)"
     )
-    arguments = parser.parse_args(argv)
+    _target_arguments(execution)
+    return parser
 
-    if arguments.command == "demo":
-        return run_demo()
-    with LocalCloud() as cloud:
-        deployment = _deploy_with_key(cloud)
-        if arguments.command == "up":
-            return _serve(cloud, deployment)
-        if arguments.command == "invoke":
-            return _invoke(
-                cloud, deployment, arguments.function, arguments.event, arguments.begin_rotation
-            )
-        payload = json.loads(arguments.event.read_text()) if arguments.event else None
-        summary = start_manual(cloud, deployment, local_event(payload, deployment))
-        print(
-            json.dumps(
-                {"name": summary.name, "status": summary.status, "states": summary.states}, indent=2
-            )
+
+def _state_file_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help=f"where `up` describes itself (default: ${STATE_FILE_VARIABLE}, "
+        "else .localcloud/up.json in the project)",
+    )
+
+
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="run on the `up` serving this AWS endpoint, e.g. http://127.0.0.1:4566",
+    )
+    target.add_argument(
+        "--fresh",
+        action="store_true",
+        help="deploy a fresh local cloud for this command even when an `up` is running",
+    )
+    _state_file_argument(parser)
+
+
+def _attach(arguments: argparse.Namespace) -> AttachedCloud | None:
+    if arguments.endpoint:
+        return AttachedCloud.at_endpoint(arguments.endpoint)
+    if arguments.fresh:
+        return None
+    path = state_file(arguments.state_file)
+    description = running_up(path)
+    if description is None:
+        if path.exists():
+            print(f"{path} names an `up` that is gone: using a fresh cloud", file=sys.stderr)
+        return None
+    return AttachedCloud(description)
+
+
+def _run(
+    arguments: argparse.Namespace, cloud: "LocalCloud | AttachedCloud", deployment: Deployment
+) -> int:
+    if arguments.command == "invoke":
+        return _invoke(
+            cloud, deployment, arguments.function, arguments.event, arguments.begin_rotation
         )
-        return 0 if summary.status == "SUCCEEDED" else 1
+    payload = json.loads(arguments.event.read_text()) if arguments.event else None
+    summary = start_manual(cloud, deployment, local_event(payload, deployment))
+    print(json.dumps(_summary(summary), indent=2))
+    return 0 if summary.status == "SUCCEEDED" else 1
 
 
-def _deploy_with_key(cloud: LocalCloud) -> Deployment:
+def _summary(summary: ExecutionSummary) -> dict[str, Any]:
+    described: dict[str, Any] = {"name": summary.name, "status": summary.status}
+    if summary.error is not None:
+        described["error"] = summary.error
+    described["states"] = summary.states
+    return described
+
+
+def _deploy_with_key(cloud: "LocalCloud") -> Deployment:
+    from localcloud.demo import DEMO_PARAMETERS  # noqa: PLC0415 - moto only when needed
+
     deployment = cloud.deploy(DEMO_PARAMETERS)
     cloud.store_service_account_key(cloud.google.create_service_account())
     return deployment
 
 
-def _serve(cloud: LocalCloud, deployment: Deployment) -> int:
-    print("The local cloud is up. In another shell:")
-    for name, value in cloud.client_environment().items():
-        print(f"  export {name}={value}")
-    print(f"  aws secretsmanager rotate-secret --secret-id {deployment.token_secret_arn}")
-    print(f"  aws stepfunctions list-executions --state-machine-arn {deployment.state_machine_arn}")
-    print(f"Google emulator: {cloud.google.base_url}. Press Ctrl-C to stop.")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping")
-    return 0
-
-
 def _invoke(
-    cloud: LocalCloud, deployment: Deployment, logical_id: str, event_path: Path, begin: bool
+    cloud: "LocalCloud | AttachedCloud",
+    deployment: Deployment,
+    logical_id: str,
+    event_path: Path,
+    begin: bool,
 ) -> int:
     if logical_id not in deployment.functions:
         known = ", ".join(sorted(deployment.functions))
         print(f"unknown function {logical_id!r}: use one of {known}", file=sys.stderr)
-        return 2
-    event = json.loads(event_path.read_text())
-    result = invoke_function(cloud, deployment, logical_id, event, begin_rotation=begin)
-    print(json.dumps(result.error if result.failed else result.payload, indent=2))
+        return _EXIT_USAGE
+    event = local_event(json.loads(event_path.read_text()), deployment)
+    if begin:
+        try:
+            cloud.begin_rotation(event["SecretId"], event["ClientRequestToken"])
+        except AttachError as error:
+            print(error, file=sys.stderr)
+            return _EXIT_USAGE
+    output, failed = _call(cloud, deployment.functions[logical_id], event)
+    print(json.dumps(output, indent=2))
+    print(f"AWSCURRENT token now: {_current_token(cloud, deployment)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _call(
+    cloud: "LocalCloud | AttachedCloud", function_name: str, event: Any
+) -> tuple[object, bool]:
+    """The handler's result, or its error object, and whether it failed."""
+    if isinstance(cloud, AttachedCloud):
+        return cloud.invoke(function_name, event)
+    result = cloud.runtime.worker(function_name).invoke(event)
+    return (result.error if result.failed else result.payload), result.failed
+
+
+def _current_token(cloud: Clients, deployment: Deployment) -> str:
     current = cloud.client("secretsmanager").get_secret_value(
-        SecretId=deployment.token_secret_arn, VersionStage="AWSCURRENT"
+        SecretId=deployment.token_secret_arn, VersionStage=CURRENT
     )
-    token = json.loads(current["SecretString"]).get("GOOGLE_ACCESS_TOKEN", "")
-    print(f"AWSCURRENT token now: {mask(token)}", file=sys.stderr)
-    return 1 if result.failed else 0
+    return mask(json.loads(current["SecretString"]).get("GOOGLE_ACCESS_TOKEN", ""))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_status = main()
+    # Every command has stopped what it started (workers, servers, `up`'s state file) when main
+    # returns; the interpreter's own teardown of moto's and botocore's objects would add about a
+    # second to every command, so the process ends here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_status)

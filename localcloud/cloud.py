@@ -1,69 +1,58 @@
 """The whole stack on one machine: moto for AWS, warm worker processes for Lambda, an emulator for
 Google, and a deployment made from template.yaml itself through the AWS APIs."""
 
+import contextlib
 import io
 import json
 import logging
 import os
+import re
 import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import boto3
 import urllib3
-from botocore.config import Config
 from moto.awslambda.models import LambdaFunction
 from moto.backends import get_backend
 from moto.server import ThreadedMotoServer
 
 from localcloud import fidelity
+from localcloud.deployment import (
+    ACCOUNT_ID,
+    FAKE_CREDENTIALS,
+    REGION,
+    Deployment,
+    check_port_free,
+    client_environment,
+    make_client,
+)
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from localcloud.intrinsics import Resolver, TemplateError, references
 from localcloud.lambda_runtime import FunctionWorker, LambdaRuntime
 from localcloud.template import FunctionSpec, Template, load_template
 
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-}
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/local-cloud"
 LogSink = Callable[[str, str], None]
-
-
-@dataclass
-class Deployment:
-    """What a local deploy created: physical ids and ARNs by logical id, as stack outputs would."""
-
-    stack_name: str
-    refs: dict[str, str]
-    attributes: dict[tuple[str, str], str]
-    functions: dict[str, str] = field(default_factory=dict)
-    """Logical id → deployed function name."""
-
-    @property
-    def token_secret_arn(self) -> str:
-        return self.refs["TokenSecret"]
-
-    @property
-    def key_secret_arn(self) -> str:
-        return self.refs["ServiceAccountKeySecret"]
-
-    @property
-    def state_machine_arn(self) -> str:
-        return self.refs["RotationStateMachine"]
-
-    @property
-    def topic_arn(self) -> str:
-        return self.refs["FailureTopic"]
+__all__ = [
+    "ACCOUNT_ID",
+    "FAKE_CREDENTIALS",
+    "REGION",
+    "ROLE_ARN",
+    "Deployment",
+    "Invocation",
+    "LocalCloud",
+    "LogBook",
+    "LogSink",
+    "check_parameter",
+    "ensure_lambda_role",
+]
 
 
 @dataclass(frozen=True)
@@ -82,17 +71,34 @@ class Invocation:
 
 @dataclass
 class LogBook:
-    """Every line a function printed, kept so tests can scan them and the demo can show them."""
+    """Every line a function printed, kept so tests can scan them and the demo can show them;
+    listeners hear each line as it arrives (from the worker's log-pump thread)."""
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     echo: LogSink | None = None
+    _listeners: list[LogSink] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, function_name: str, line: str) -> None:
         with self._lock:
             self.lines.append((function_name, line))
+            listeners = list(self._listeners)
         if self.echo is not None:
             self.echo(function_name, line)
+        for listener in listeners:
+            listener(function_name, line)
+
+    def subscribe(self, listener: LogSink) -> Callable[[], None]:
+        """Calls `listener(function name, line)` for every later line, on the thread that
+        forwards it (so it must be quick and thread-safe); returns the unsubscribe call."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def text(self) -> str:
         with self._lock:
@@ -102,7 +108,15 @@ class LogBook:
 class LocalCloud:
     """Start it, deploy the template, then use `client(...)` as you would against AWS."""
 
-    def __init__(self, *, sleep_retries: bool = True, google_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        sleep_retries: bool = True,
+        google_timeout_seconds: float = 5.0,
+        port: int = 0,
+    ) -> None:
+        """`port` 0 lets the system choose moto's port; another is used as it is (or refused
+        with OSError when taken)."""
         self.google = GoogleEmulator()
         self.logs = LogBook()
         self.invocations: list[Invocation] = []
@@ -110,6 +124,7 @@ class LocalCloud:
         self.corrections = fidelity.apply()
         self.corrections.sleep_retries = sleep_retries
         self._google_timeout = google_timeout_seconds
+        self._port = port
         self._server: ThreadedMotoServer | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
@@ -121,8 +136,11 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # moto's ASL interpreter logs every caught failure at ERROR, Catch-handled ones included.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        if self._port:
+            # ThreadedMotoServer waits forever for a server that failed to bind: fail here.
+            check_port_free(self._port)
         self.google.start()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -157,12 +175,7 @@ class LocalCloud:
 
     def client_environment(self) -> dict[str, str]:
         """What to export so that boto3 and the AWS CLI talk to this cloud."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            **FAKE_CREDENTIALS,
-        }
+        return client_environment(self.endpoint)
 
     def client(self, service: str, **config: Any) -> Any:
         """A client of this cloud. Without `config`, one per service, made once and shared
@@ -175,18 +188,7 @@ class LocalCloud:
             return self._clients[service]
 
     def _make_client(self, service: str, config: Mapping[str, Any]) -> Any:
-        # No botocore retries: a retried RotateSecret would start a second rotation.
-        settings = {"retries": {"total_max_attempts": 1}, "read_timeout": 300, **config}
-        make_client: Any = boto3.client
-        return make_client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-            config=Config(**settings),
-        )
+        return make_client(self.endpoint, service, config)
 
     def deploy(
         self,
@@ -210,6 +212,15 @@ class LocalCloud:
             SecretId=self.deployment.key_secret_arn,
             SecretString=json.dumps(key.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
         )
+
+    def prewarm(self) -> dict[str, dict[str, object]]:
+        """Starts one warm sandbox of every deployed function at once, as provisioned
+        concurrency keeps them; returns the init errors by function name (none: {})."""
+        assert self.deployment is not None
+        names = list(self.deployment.functions.values())
+        with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+            errors = pool.map(lambda name: self.runtime.worker(name).prewarm(), names)
+            return {name: error for name, error in zip(names, errors, strict=True) if error}
 
     def begin_rotation(self, secret_id: str, token: str) -> None:
         fidelity.begin_rotation(self.secrets_backend(), secret_id, token)
@@ -260,6 +271,8 @@ class _Deployer:
         unknown = set(overrides) - set(parameters)
         if unknown:
             raise TemplateError(f"unknown parameters: {', '.join(sorted(unknown))}")
+        for name, spec in document.get("Parameters", {}).items():
+            check_parameter(name, spec, parameters[name])
         self.resolver = Resolver(
             parameters=parameters,
             pseudo={
@@ -474,6 +487,25 @@ def ensure_lambda_role(iam: Any) -> str:
             ),
         )
     return ROLE_ARN
+
+
+def check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """CloudFormation's parameter constraints: AllowedValues, AllowedPattern (the whole value),
+    and MinValue/MaxValue of a Number."""
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in {str(choice) for choice in allowed}:
+        raise TemplateError(f"parameter {name}: {value!r} is not one of {allowed}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        raise TemplateError(f"parameter {name}: {value!r} does not match {pattern}")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"parameter {name}: {value!r} is not a number") from None
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            raise TemplateError(f"parameter {name}: {value} is outside [{low}, {high}]")
 
 
 def _depends_on(resource: Mapping[str, Any]) -> list[str]:

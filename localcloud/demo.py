@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.cloud import Deployment, LocalCloud
-from localcloud.fidelity import CURRENT
+from localcloud.deployment import CURRENT
 from localcloud.google_emulator import ServiceAccountKey
 from localcloud.operations import (
     ExecutionSummary,

@@ -12,7 +12,7 @@ from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSException
 from moto.sns.models import SNSBackend
 
-from localcloud.fidelity import CURRENT, PENDING
+from localcloud.deployment import CURRENT, PENDING
 from localcloud.lambda_runtime import FunctionWorker
 
 

@@ -89,9 +89,8 @@ from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-CURRENT = "AWSCURRENT"
-PENDING = "AWSPENDING"
-PREVIOUS = "AWSPREVIOUS"
+from localcloud.deployment import CURRENT, PENDING, PREVIOUS
+
 SNS_SUBJECT_LIMIT = 100
 EXECUTION_INPUT_LIMIT_BYTES: Final = 262_144
 """StartExecution's input: at most this many bytes of UTF-8 (botocore's model and the API

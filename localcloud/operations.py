@@ -5,12 +5,16 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 
-from localcloud.cloud import Deployment, LocalCloud
+from localcloud.deployment import CURRENT, Clients, Deployment
 from localcloud.lambda_runtime import InvocationResult
+
+if TYPE_CHECKING:
+    # Only for types: the commands that attach to a running `up` must not import moto.
+    from localcloud.cloud import LocalCloud
 
 
 @dataclass(frozen=True)
@@ -32,20 +36,20 @@ class ExecutionSummary:
     history: list[dict[str, Any]]
 
 
-def version_stages(cloud: LocalCloud, secret_id: str) -> dict[str, list[str]]:
+def version_stages(cloud: Clients, secret_id: str) -> dict[str, list[str]]:
     answer = cloud.client("secretsmanager").describe_secret(SecretId=secret_id)
     return dict(answer.get("VersionIdsToStages", {}))
 
 
-def current_value(cloud: LocalCloud, secret_id: str) -> dict[str, Any]:
+def current_value(cloud: Clients, secret_id: str) -> dict[str, Any]:
     answer = cloud.client("secretsmanager").get_secret_value(
-        SecretId=secret_id, VersionStage="AWSCURRENT"
+        SecretId=secret_id, VersionStage=CURRENT
     )
     value: dict[str, Any] = json.loads(answer["SecretString"])
     return value
 
 
-def token_info(cloud: LocalCloud, access_token: str) -> dict[str, Any] | None:
+def token_info(cloud: "LocalCloud", access_token: str) -> dict[str, Any] | None:
     """Google's tokeninfo for a token over HTTP, as an application's first call would see it;
     None when Google refuses the token."""
     answer = urllib3.PoolManager().request(
@@ -64,18 +68,18 @@ def mask(token: str) -> str:
     return f"{token[:8]}…({len(token)} chars)" if token else "(empty)"
 
 
-def executions(cloud: LocalCloud, state_machine_arn: str) -> list[ExecutionSummary]:
+def executions(cloud: Clients, state_machine_arn: str) -> list[ExecutionSummary]:
     return [summarize(cloud, arn) for arn in _execution_arns(cloud, state_machine_arn)]
 
 
-def _execution_arns(cloud: LocalCloud, state_machine_arn: str) -> list[str]:
+def _execution_arns(cloud: Clients, state_machine_arn: str) -> list[str]:
     """Oldest first."""
     sfn = cloud.client("stepfunctions")
     listed = sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]
     return [item["executionArn"] for item in reversed(listed)]
 
 
-def summarize(cloud: LocalCloud, execution_arn: str) -> ExecutionSummary:
+def summarize(cloud: Clients, execution_arn: str) -> ExecutionSummary:
     sfn = cloud.client("stepfunctions")
     described = sfn.describe_execution(executionArn=execution_arn)
     history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
@@ -110,7 +114,7 @@ def summarize(cloud: LocalCloud, execution_arn: str) -> ExecutionSummary:
     )
 
 
-def subscribe_queue(cloud: LocalCloud, topic_arn: str, name: str = "rotation-notices") -> str:
+def subscribe_queue(cloud: Clients, topic_arn: str, name: str = "rotation-notices") -> str:
     """An SQS queue on the failure topic, standing in for the e-mail inbox."""
     sqs = cloud.client("sqs")
     queue_url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -121,7 +125,7 @@ def subscribe_queue(cloud: LocalCloud, topic_arn: str, name: str = "rotation-not
     return queue_url
 
 
-def drain_notices(cloud: LocalCloud, queue_url: str) -> list[dict[str, Any]]:
+def drain_notices(cloud: Clients, queue_url: str) -> list[dict[str, Any]]:
     """Every notice waiting in the queue: SNS envelope fields Subject and Message (parsed)."""
     sqs = cloud.client("sqs")
     notices: list[dict[str, Any]] = []
@@ -139,7 +143,7 @@ def drain_notices(cloud: LocalCloud, queue_url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def rotate_on_schedule(cloud: LocalCloud, deployment: Deployment) -> list[ExecutionSummary]:
+def rotate_on_schedule(cloud: Clients, deployment: Deployment) -> list[ExecutionSummary]:
     """RotateSecret as the schedule calls it; returns the executions it caused, oldest first."""
     before = set(_execution_arns(cloud, deployment.state_machine_arn))
     cloud.client("secretsmanager").rotate_secret(SecretId=deployment.token_secret_arn)
@@ -151,7 +155,7 @@ def rotate_on_schedule(cloud: LocalCloud, deployment: Deployment) -> list[Execut
 
 
 def start_manual(
-    cloud: LocalCloud, deployment: Deployment, execution_input: dict[str, Any] | None = None
+    cloud: Clients, deployment: Deployment, execution_input: dict[str, Any] | None = None
 ) -> ExecutionSummary:
     """A console run: input {"SecretId": ...} runs the whole chain; waits for the end."""
     sfn = cloud.client("stepfunctions")
@@ -178,7 +182,7 @@ def local_event(event: Any, deployment: Deployment) -> Any:
 
 
 def invoke_function(
-    cloud: LocalCloud,
+    cloud: "LocalCloud",
     deployment: Deployment,
     logical_id: str,
     event: Any,

@@ -477,6 +477,7 @@ def test_cli_invokes_create_secret_with_a_sample_event() -> None:
             "-e",
             str(event_path.relative_to(PROJECT_ROOT)),
             "--begin-rotation",
+            "--fresh",  # never the developer's running `up`
         ],
         cwd=PROJECT_ROOT,
         env=environment,

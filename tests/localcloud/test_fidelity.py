@@ -24,6 +24,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud import fidelity
 from localcloud.cloud import ROLE_ARN, ensure_lambda_role
+from localcloud.deployment import CURRENT, PENDING
 from tests.support import ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:
@@ -94,16 +95,16 @@ class FakeLambdas:
                 SecretId=secret_id,
                 ClientRequestToken=token,
                 SecretString=rotated_value(token),
-                VersionStages=[fidelity.PENDING],
+                VersionStages=[PENDING],
                 RotationToken=event["RotationToken"],
             )
         elif event["Step"] == "finishSecret":
-            current = holder(stages(self.secrets, secret_id), fidelity.CURRENT)
+            current = holder(stages(self.secrets, secret_id), CURRENT)
             assert current is not None
             if current != token:
                 self.secrets.update_secret_version_stage(
                     SecretId=secret_id,
-                    VersionStage=fidelity.CURRENT,
+                    VersionStage=CURRENT,
                     MoveToVersionId=token,
                     RemoveFromVersionId=current,
                 )
@@ -204,16 +205,14 @@ def test_rotation_stops_at_the_failing_step_and_keeps_awspending(
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert lambdas.steps() == ["createSecret", "setSecret"]
     after = stages(aws.secrets, SECRET_NAME)
-    pending = holder(after, fidelity.PENDING)
+    pending = holder(after, PENDING)
     assert pending is not None
     assert pending != first
     assert answer["VersionId"] == pending, "RotateSecret names the new version"
-    assert holder(after, fidelity.CURRENT) == first
-    assert fidelity.CURRENT not in after[pending]
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
-    assert value(aws.secrets, VersionId=pending, VersionStage=fidelity.PENDING) == rotated_value(
-        pending
-    )
+    assert holder(after, CURRENT) == first
+    assert CURRENT not in after[pending]
+    assert value(aws.secrets, VersionStage=CURRENT) == FIRST_VALUE
+    assert value(aws.secrets, VersionId=pending, VersionStage=PENDING) == rotated_value(pending)
 
 
 def test_a_failed_rotation_names_the_new_version_when_the_caller_sent_no_token(
@@ -234,7 +233,7 @@ def test_a_failed_rotation_names_the_new_version_when_the_caller_sent_no_token(
     answer = aws.secrets.rotate_secret(SecretId=SECRET_NAME)
 
     assert lambdas.steps() == ["createSecret", "setSecret", "testSecret"]
-    assert answer["VersionId"] == holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING)
+    assert answer["VersionId"] == holder(stages(aws.secrets, SECRET_NAME), PENDING)
     assert answer["VersionId"] != rotating_secret[1]
 
 
@@ -273,16 +272,16 @@ def test_previous_rotation_in_progress_only_while_awspending_is_on_another_versi
     assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
     assert "previous rotation" in refused.value.response["Error"]["Message"].lower()
     assert lambdas.events == []
-    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == stale
+    assert holder(stages(aws.secrets, SECRET_NAME), PENDING) == stale
 
     # Clear the stale label (what an operator does), then rotate successfully: the rotator leaves
     # AWSPENDING on the version it made AWSCURRENT.
     aws.secrets.update_secret_version_stage(
-        SecretId=SECRET_NAME, VersionStage=fidelity.PENDING, RemoveFromVersionId=stale
+        SecretId=SECRET_NAME, VersionStage=PENDING, RemoveFromVersionId=stale
     )
     second = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
     after_first_rotation = stages(aws.secrets, SECRET_NAME)
-    assert set(after_first_rotation[second]) == {fidelity.CURRENT, fidelity.PENDING}
+    assert set(after_first_rotation[second]) == {CURRENT, PENDING}
     assert holder(after_first_rotation, "AWSPREVIOUS") == first
 
     third = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
@@ -290,10 +289,10 @@ def test_previous_rotation_in_progress_only_while_awspending_is_on_another_versi
     after_second_rotation = stages(aws.secrets, SECRET_NAME)
     assert lambdas.steps() == STEPS + STEPS
     assert third not in {first, second}
-    assert holder(after_second_rotation, fidelity.CURRENT) == third
+    assert holder(after_second_rotation, CURRENT) == third
     assert holder(after_second_rotation, "AWSPREVIOUS") == second
-    assert holder(after_second_rotation, fidelity.PENDING) in {None, third}
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(third)
+    assert holder(after_second_rotation, PENDING) in {None, third}
+    assert value(aws.secrets, VersionStage=CURRENT) == rotated_value(third)
 
 
 def test_rotate_secret_without_a_function_arn_uses_the_configured_function(
@@ -310,9 +309,9 @@ def test_rotate_secret_without_a_function_arn_uses_the_configured_function(
     description = aws.secrets.describe_secret(SecretId=SECRET_NAME)
     assert description["RotationEnabled"] is True
     assert description["RotationLambdaARN"] == function_arn
-    assert holder(description["VersionIdsToStages"], fidelity.CURRENT) == version
+    assert holder(description["VersionIdsToStages"], CURRENT) == version
     assert holder(description["VersionIdsToStages"], "AWSPREVIOUS") == first
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == rotated_value(version)
+    assert value(aws.secrets, VersionStage=CURRENT) == rotated_value(version)
 
 
 def test_rotation_schedule_enables_rotation_without_rotating(
@@ -331,9 +330,9 @@ def test_rotation_schedule_enables_rotation_without_rotating(
     description = aws.secrets.describe_secret(SecretId=SECRET_NAME)
     assert description["RotationEnabled"] is True
     assert description["RotationLambdaARN"] == function_arn
-    assert description["VersionIdsToStages"] == {first: [fidelity.CURRENT]}
+    assert description["VersionIdsToStages"] == {first: [CURRENT]}
     assert lambdas.events == []
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+    assert value(aws.secrets, VersionStage=CURRENT) == FIRST_VALUE
 
 
 def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:
@@ -349,7 +348,7 @@ def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:
             SecretId=SECRET_NAME,
             ClientRequestToken=token,
             SecretString=secret_string,
-            VersionStages=[fidelity.PENDING],
+            VersionStages=[PENDING],
         )["VersionId"]
 
     assert put("minted once") == token
@@ -358,9 +357,9 @@ def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:
         put("minted twice")
 
     assert refused.value.response["Error"]["Code"] == "ResourceExistsException"
-    assert value(aws.secrets, VersionId=token, VersionStage=fidelity.PENDING) == "minted once"
-    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == token
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+    assert value(aws.secrets, VersionId=token, VersionStage=PENDING) == "minted once"
+    assert holder(stages(aws.secrets, SECRET_NAME), PENDING) == token
+    assert value(aws.secrets, VersionStage=CURRENT) == FIRST_VALUE
 
 
 def default_read(secrets: SecretsManagerClient) -> tuple[str, str, list[str]]:
@@ -379,7 +378,7 @@ def promote(secrets: SecretsManagerClient, version: str, current: str) -> None:
     """finishSecret's move, as the manual mode and the entry-driven steps make it."""
     secrets.update_secret_version_stage(
         SecretId=SECRET_NAME,
-        VersionStage=fidelity.CURRENT,
+        VersionStage=CURRENT,
         MoveToVersionId=version,
         RemoveFromVersionId=current,
     )
@@ -389,13 +388,13 @@ def assert_one_current(secrets: SecretsManagerClient, expected: str, value_of_it
     """Every way of asking names the same AWSCURRENT version: a default read, a read by stage,
     DescribeSecret and ListSecretVersionIds."""
     described = stages(secrets, SECRET_NAME)
-    assert holder(described, fidelity.CURRENT) == expected
-    assert holder(listed_stages(secrets), fidelity.CURRENT) == expected
+    assert holder(described, CURRENT) == expected
+    assert holder(listed_stages(secrets), CURRENT) == expected
     assert listed_stages(secrets) == described
     version, read, labels = default_read(secrets)
     assert (version, read) == (expected, value_of_it)
-    assert fidelity.CURRENT in labels
-    assert value(secrets, VersionStage=fidelity.CURRENT) == value_of_it
+    assert CURRENT in labels
+    assert value(secrets, VersionStage=CURRENT) == value_of_it
 
 
 def test_a_default_read_returns_awscurrent_after_a_promotion(aws: Aws) -> None:
@@ -409,7 +408,7 @@ def test_a_default_read_returns_awscurrent_after_a_promotion(aws: Aws) -> None:
         SecretId=SECRET_NAME,
         ClientRequestToken=second,
         SecretString=rotated_value(second),
-        VersionStages=[fidelity.PENDING],
+        VersionStages=[PENDING],
     )
     assert default_read(aws.secrets)[0] == first
 
@@ -430,14 +429,14 @@ def test_a_default_read_follows_the_labels_when_rotate_secret_does_not_promote(
     version = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
     assert_one_current(aws.secrets, version, rotated_value(version))
     aws.secrets.update_secret_version_stage(
-        SecretId=SECRET_NAME, VersionStage=fidelity.PENDING, RemoveFromVersionId=version
+        SecretId=SECRET_NAME, VersionStage=PENDING, RemoveFromVersionId=version
     )
     lambdas.idle_steps.add("finishSecret")
 
     unpromoted = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
 
     assert unpromoted != version, "RotateSecret names the new version, promoted or not"
-    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.PENDING) == unpromoted
+    assert holder(stages(aws.secrets, SECRET_NAME), PENDING) == unpromoted
     assert_one_current(aws.secrets, version, rotated_value(version))
 
 
@@ -452,7 +451,7 @@ def test_put_secret_value_after_a_promotion_moves_awscurrent_and_awsprevious(aws
         SecretId=SECRET_NAME,
         ClientRequestToken=second,
         SecretString=rotated_value(second),
-        VersionStages=[fidelity.PENDING],
+        VersionStages=[PENDING],
     )
     promote(aws.secrets, second, first)
 
@@ -462,7 +461,7 @@ def test_put_secret_value_after_a_promotion_moves_awscurrent_and_awsprevious(aws
 
     after = stages(aws.secrets, SECRET_NAME)
     assert holder(after, "AWSPREVIOUS") == second
-    assert fidelity.PENDING in after[second], "labels AWSCURRENT did not take stay where they are"
+    assert PENDING in after[second], "labels AWSCURRENT did not take stay where they are"
     assert after[first] == []
     assert_one_current(aws.secrets, third, "put by an operator")
 
@@ -479,7 +478,7 @@ def test_put_secret_value_takes_every_label_it_names_from_other_versions(aws: Aw
     second = aws.secrets.put_secret_value(
         SecretId=SECRET_NAME,
         SecretString="reviewed and current",
-        VersionStages=[fidelity.CURRENT, "reviewed"],
+        VersionStages=[CURRENT, "reviewed"],
     )["VersionId"]
 
     after = stages(aws.secrets, SECRET_NAME)
@@ -587,11 +586,11 @@ def test_rotate_immediately_false_tests_an_empty_version_and_never_locks_the_sec
     tested = secrets_backend().secrets[SECRET_NAME].versions[event["ClientRequestToken"]]
     assert "secret_string" not in tested
     after = stages(aws.secrets, SECRET_NAME)
-    assert holder(after, fidelity.PENDING) is None
-    assert holder(after, fidelity.CURRENT) == first
-    assert value(aws.secrets, VersionStage=fidelity.CURRENT) == FIRST_VALUE
+    assert holder(after, PENDING) is None
+    assert holder(after, CURRENT) == first
+    assert value(aws.secrets, VersionStage=CURRENT) == FIRST_VALUE
 
     lambdas.fail_steps.clear()
     aws.secrets.rotate_secret(SecretId=SECRET_NAME)
     assert lambdas.steps()[1:] == STEPS
-    assert holder(stages(aws.secrets, SECRET_NAME), fidelity.CURRENT) != first
+    assert holder(stages(aws.secrets, SECRET_NAME), CURRENT) != first
