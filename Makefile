@@ -4,12 +4,19 @@ SHELL := /bin/bash
 
 VENV := .venv
 SAM_VENV := .venv-sam
+UV_VENV := .venv-uv
 PY := $(VENV)/bin/python
+UV := $(UV_VENV)/bin/uv
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
+# uv uses the python3.12 it is given and never downloads one of its own.
+export UV_PYTHON_DOWNLOADS := never
 
 # Lambda runs python3.12: use it on PATH, else from pyenv, else stop with a clear message.
 PYTHON312 ?= $(shell tools/find-python312)
+define need-python312
+@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it (e.g. 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+endef
 
 .PHONY: help
 help:
@@ -18,19 +25,39 @@ help:
 	@echo "make bench  - benchmarks on the local cloud"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
 
-$(VENV)/.installed: requirements/dev.txt functions/rotation_core/requirements.txt
-	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it (e.g. 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
-	rm -rf $(VENV)
-	$(PYTHON312) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+# uv installs the hash-pinned locks in seconds and prints every package it installs. It is
+# itself pinned by version and hash (requirements/uv.txt) and bootstrapped with pip into a tiny
+# virtual environment of its own.
+$(UV): requirements/uv.txt
+	$(need-python312)
+	rm -rf $(UV_VENV)
+	$(PYTHON312) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --disable-pip-version-check --require-hashes --no-deps -r requirements/uv.txt
 	touch $@
 
-$(SAM_VENV)/.installed: requirements/sam.txt
-	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it (e.g. 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
-	rm -rf $(SAM_VENV)
-	$(PYTHON312) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/sam.txt
-	touch $@
+# A venv is created only when it is missing or not python3.12, then synced to its lock in place:
+# `uv pip sync` installs, upgrades and removes what differs from the lock (a venv's own pip stays).
+# It compiles the bytecode, as pip did: where PYTHONDONTWRITEBYTECODE is set, every process (each
+# local-cloud worker, sam, cfn-lint) would otherwise compile botocore & co. from source again.
+define sync-venv
+$(need-python312)
+@$(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null || { \
+  if [ -e $(1) ]; then echo "$(1) is not a python3.12 virtual environment: recreating it"; rm -rf $(1); fi; \
+  set -x; $(UV) venv --quiet --python $(PYTHON312) $(1); }
+$(UV) pip sync --require-hashes --compile-bytecode --python $(1)/bin/python $(2)$(if $(LABEL_OUTPUT), 2>&1 | sed -u 's|^|[$(1)] |'; exit $${PIPESTATUS[0]})
+touch $(1)/.installed
+endef
+
+$(VENV)/.installed: requirements/dev.txt functions/rotation_core/requirements.txt | $(UV)
+	$(call sync-venv,$(VENV),requirements/dev.txt)
+
+$(SAM_VENV)/.installed: requirements/sam.txt | $(UV)
+	$(call sync-venv,$(SAM_VENV),requirements/sam.txt)
+
+# Both venvs at once (make test needs both), each line of uv's output labelled with its venv.
+.PHONY: venvs
+venvs: | $(UV)
+	@$(MAKE) --no-print-directory -j2 LABEL_OUTPUT=1 $(VENV)/.installed $(SAM_VENV)/.installed
 
 .PHONY: venv
 venv: $(VENV)/.installed
@@ -49,19 +76,33 @@ check-template: venv $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel --template template.yaml
 
+# pytest keeps about one core busy for minutes, so the lint and template checks run beside it on the
+# other. The checks print first, live; pytest's output waits in a file meanwhile, then is followed
+# live from its first line, so the two never mix. Both always finish; either failing fails the run.
 .PHONY: test
-test: lint check-template
-	$(PY) -m pytest
+test: venvs
+	@tests_log=$$(mktemp); tests_pid=; \
+	trap 'rm -f "$$tests_log"' EXIT; \
+	trap '[ -z "$$tests_pid" ] || kill $$tests_pid 2>/dev/null; exit 130' INT TERM; \
+	echo "$(PY) -m pytest &   # started now; its output follows the checks"; \
+	$(PY) -m pytest $$([ -t 1 ] && echo --color=yes) >"$$tests_log" 2>&1 & tests_pid=$$!; \
+	$(MAKE) --no-print-directory --keep-going lint check-template; checks=$$?; \
+	echo "$(PY) -m pytest   # output so far, then live"; \
+	tail -n +1 -f --pid=$$tests_pid "$$tests_log"; \
+	wait $$tests_pid; tests=$$?; \
+	[ $$checks -eq 0 ] || echo "make test: the lint or template checks failed (see above the tests)" >&2; \
+	[ $$checks -eq 0 ] && [ $$tests -eq 0 ]
 
 .PHONY: lock
-lock:
-	uv pip compile --quiet requirements/runtime.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o functions/rotation_core/requirements.txt
-	uv pip compile --quiet requirements/dev.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o requirements/dev.txt
-	uv pip compile --quiet requirements/sam.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o requirements/sam.txt
+lock: | $(UV)
+	$(UV) pip compile --quiet requirements/uv.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o requirements/uv.txt
+	$(UV) pip compile --quiet requirements/runtime.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o functions/rotation_core/requirements.txt
+	$(UV) pip compile --quiet requirements/dev.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o requirements/dev.txt
+	$(UV) pip compile --quiet requirements/sam.in --python-version 3.12 --python-platform linux --generate-hashes --no-header --custom-compile-command "make lock" -o requirements/sam.txt
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(SAM_VENV) $(UV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
 
 .PHONY: demo
 demo: venv

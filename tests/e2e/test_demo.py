@@ -1,0 +1,37 @@
+"""`make demo`, the README's main job, run as a newcomer runs it: every chapter, every check."""
+
+import subprocess
+import sys
+
+from localcloud.template import PROJECT_ROOT
+from tests.localcloud.up_process import clean_environment
+
+CHAPTERS = (
+    "1. Deploy template.yaml",
+    "2. A scheduled rotation",
+    "3. A manual rotation",
+    "4. A failure",
+    "5. Where things stand",
+    "6. How an application reads the token",
+)
+
+
+def test_the_demo_tells_the_whole_story_and_every_expectation_holds() -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "localcloud", "demo"],
+        cwd=PROJECT_ROOT,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    out = demo.stdout
+    positions = [out.index(chapter) for chapter in CHAPTERS]
+    assert positions == sorted(positions)
+    assert "✘" not in out
+    assert "Subject: Google token rotation failed at createSecret" in out
+    assert '"GOOGLE_ACCESS_TOKEN": "ya29.' in out  # the application's read, masked
+    assert "Demo passed" in out
