@@ -217,7 +217,7 @@ def show_application_read(
         return False
     value = json.loads(answer.stdout)
     value["GOOGLE_ACCESS_TOKEN"] = mask(str(value["GOOGLE_ACCESS_TOKEN"]))
-    say("   " + json.dumps(value, indent=2).replace("\n", "\n   "))
+    say("   " + json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n   "))
     say("   (the token is masked here; the real output holds it whole)")
     say("   Then send it as 'Authorization: Bearer <GOOGLE_ACCESS_TOKEN>' to a Google API,")
     say("   and read the secret again a few minutes before expires_at.")
