@@ -8,6 +8,10 @@ from mypy_boto3_secretsmanager.type_defs import TagTypeDef
 
 from localcloud import fidelity
 from localcloud.google_emulator import GoogleEmulator
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
+from rotation_core.steps import Step
+from rotation_core.token_secret import TokenSecretValue
 
 REGION = "us-east-1"
 SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
@@ -36,3 +40,13 @@ def stages(secretsmanager: SecretsManagerClient, secret_id: str) -> dict[str, li
 def tokens_minted(google: GoogleEmulator) -> int:
     """Tokens the emulator issued during this test (its issued-token list spans the session)."""
     return sum(r.path == "/token" and r.status == 200 for r in google.requests)
+
+
+def run_all(rotation: Rotation, request: RotationRequest) -> list[str]:
+    """The four steps in order, as Secrets Manager calls them; their actions."""
+    return [rotation.run(step, request).action for step in Step]
+
+
+def current_value(secretsmanager: SecretsManagerClient) -> TokenSecretValue:
+    answer = secretsmanager.get_secret_value(SecretId=TOKEN_SECRET, VersionStage="AWSCURRENT")
+    return TokenSecretValue.from_secret_string(answer["SecretString"])

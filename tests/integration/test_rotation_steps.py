@@ -20,7 +20,15 @@ from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 from rotation_core.token_secret import TokenSecretValue
-from tests.support import SCOPE, TOKEN_SECRET, begin_rotation, stages, tokens_minted
+from tests.support import (
+    SCOPE,
+    TOKEN_SECRET,
+    begin_rotation,
+    current_value,
+    run_all,
+    stages,
+    tokens_minted,
+)
 
 
 def pending_value(secretsmanager: SecretsManagerClient, token: str) -> TokenSecretValue:
@@ -28,15 +36,6 @@ def pending_value(secretsmanager: SecretsManagerClient, token: str) -> TokenSecr
         SecretId=TOKEN_SECRET, VersionId=token, VersionStage="AWSPENDING"
     )
     return TokenSecretValue.from_secret_string(answer["SecretString"])
-
-
-def current_value(secretsmanager: SecretsManagerClient) -> TokenSecretValue:
-    answer = secretsmanager.get_secret_value(SecretId=TOKEN_SECRET, VersionStage="AWSCURRENT")
-    return TokenSecretValue.from_secret_string(answer["SecretString"])
-
-
-def run_all(rotation: Rotation, request: RotationRequest) -> list[str]:
-    return [rotation.run(step, request).action for step in Step]
 
 
 def test_full_rotation_promotes_a_token_google_accepts(

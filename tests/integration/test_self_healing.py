@@ -30,8 +30,15 @@ from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
-from rotation_core.token_secret import TokenSecretValue
-from tests.support import KEY_SECRET, TOKEN_SECRET, begin_rotation, stages, tokens_minted
+from tests.support import (
+    KEY_SECRET,
+    TOKEN_SECRET,
+    begin_rotation,
+    current_value,
+    run_all,
+    stages,
+    tokens_minted,
+)
 
 # Secrets Manager re-attempts a failed rotation about 50 minutes later.
 REATTEMPT_DELAY = timedelta(minutes=50)
@@ -62,15 +69,6 @@ def now(later: Later) -> Callable[[], Rotation]:
     return lambda: later(timedelta(0))
 
 
-def run_all(rotation: Rotation, request: RotationRequest) -> list[str]:
-    return [rotation.run(step, request).action for step in Step]
-
-
-def current(secretsmanager: SecretsManagerClient) -> TokenSecretValue:
-    answer = secretsmanager.get_secret_value(SecretId=TOKEN_SECRET, VersionStage="AWSCURRENT")
-    return TokenSecretValue.from_secret_string(answer["SecretString"])
-
-
 def rotation_in_progress(secretsmanager: SecretsManagerClient) -> bool:
     """What makes AWS refuse RotateSecret ("a previous rotation isn't complete")."""
     return any(
@@ -83,7 +81,7 @@ def assert_google_accepts_current(
     secretsmanager: SecretsManagerClient, google: GoogleEmulator
 ) -> None:
     info = GoogleClient(GoogleEndpoints(google.token_url, google.tokeninfo_url, 2.0)).token_info(
-        current(secretsmanager).access_token
+        current_value(secretsmanager).access_token
     )
     assert info.expires_in_seconds > 900
 
@@ -291,7 +289,7 @@ def test_manual_run_supersedes_an_empty_pending_version_of_a_failed_first_rotati
 
     assert outcomes[0].superseded_version_id == first
     assert outcomes[-1].action == "promoted"
-    assert current(secretsmanager).metadata.service_account == service_account.client_email
+    assert current_value(secretsmanager).metadata.service_account == service_account.client_email
 
 
 def test_a_token_of_another_account_is_refused_before_it_is_stored(
