@@ -19,7 +19,16 @@ from rotation_core.config import GoogleEndpoints
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.secrets import SecretsGateway
-from tests.support import KEY_SECRET, MANAGED_TAG, MANAGING_STACK, REGION, SCOPE, TOKEN_SECRET
+from tests.support import (
+    KEY_SECRET,
+    MANAGED_TAG,
+    MANAGING_STACK,
+    REFRESH_SCHEDULE_GROUP,
+    REFRESH_SCHEDULER_ROLE_ARN,
+    REGION,
+    SCOPE,
+    TOKEN_SECRET,
+)
 
 
 class _RecordCollector(logging.Handler):
@@ -148,6 +157,8 @@ def environment(google: GoogleEmulator) -> dict[str, str]:
         "GOOGLE_TOKENINFO_URL": google.tokeninfo_url,
         "GOOGLE_HTTP_TIMEOUT_SECONDS": "0.5",
         "MANAGED_BY": MANAGING_STACK,
+        "REFRESH_SCHEDULE_GROUP": REFRESH_SCHEDULE_GROUP,
+        "REFRESH_SCHEDULER_ROLE_ARN": REFRESH_SCHEDULER_ROLE_ARN,
     }
 
 

@@ -1,8 +1,12 @@
-"""The DescribeFailure Lambda: composes the one notice a failed rotation execution sends.
+"""The DescribeFailure Lambda: what follows a failed rotation execution — its notice, if one is
+due, and the retry the state machine schedules.
 
-It reads the token secret's staging labels (DescribeSecret, never a value) so that the notice
-says what is true now, and leaves the wording to rotation_core.failure_notice."""
+It reads the token secret's staging labels and tags (DescribeSecret, never a value) so that the
+notice says what is true now, records the failure streak in status tags, and leaves the rules
+and the wording to rotation_core.follow_up and rotation_core.failure_notice."""
 
+import os
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +16,8 @@ from botocore.config import Config
 
 from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger
 from rotation_core.errors import RotationError
-from rotation_core.failure_notice import (
-    FailureReport,
-    StageReading,
-    StagesUnreadable,
-    compose_notice,
-)
+from rotation_core.failure_notice import FailureReport, StageReading, StagesUnreadable
+from rotation_core.follow_up import FollowUps
 from rotation_core.redaction import safe_external_text
 from rotation_core.secrets import SecretsGateway
 
@@ -52,13 +52,20 @@ def _read_stages(report: FailureReport) -> StageReading:
 
 # log_event=False: the failed request may hold the RotationToken.
 @logger.inject_lambda_context(clear_state=True, log_event=False)
-def lambda_handler(event: Any, _context: LambdaContext) -> dict[str, str]:
+def lambda_handler(event: Any, _context: LambdaContext) -> dict[str, object]:
     report = FailureReport.from_payload(event)
     logger.append_keys(
         failed_step=report.step, error_type=report.error, execution_arn=report.execution_arn
     )
     reading = _read_stages(report)
-    notice = compose_notice(report, reading)
-    checked = "no" if reading is None else type(reading).__name__
-    logger.info("failure notice composed", extra={"subject": notice.subject, "stages": checked})
-    return notice.as_payload()
+    follow_ups = FollowUps(SecretsGateway(_secrets_client()), os.environ, lambda: datetime.now(UTC))
+    follow_up = follow_ups.after_failure(report, reading)
+    logger.info(
+        "failure follow-up decided",
+        extra={
+            "stages": "no" if reading is None else type(reading).__name__,
+            "subject": None if follow_up.notice is None else follow_up.notice.subject,
+            "retry_at": None if follow_up.schedule is None else str(follow_up.schedule.due),
+        },
+    )
+    return follow_up.as_payload()

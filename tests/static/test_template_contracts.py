@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
+from rotation_core.refresh import STATUS_TAG_PREFIX
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 
@@ -49,6 +50,16 @@ AWS_SNS_TRANSIENT = frozenset(
         "SNS.SdkClientException",
     }
 )
+# EventBridge Scheduler's own error codes (botocore's model of UpdateSchedule and CreateSchedule),
+# named as Step Functions names an aws-sdk integration's errors: the service, a dot, the code.
+AWS_SCHEDULER_TRANSIENT = frozenset(
+    {"Scheduler.ThrottlingException", "Scheduler.InternalServerException"}
+)
+AWS_SCHEDULER_MISSING = "Scheduler.ResourceNotFoundException"
+SCHEDULE_UPSERTS = {
+    "ScheduleNextRotation": ("CreateNextRotationSchedule", "$.FinishSecret.Outcome.FollowUp"),
+    "ScheduleRetry": ("CreateRetrySchedule", "$.FollowUp"),
+}
 STEP_TASKS = {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
 # States on the way from a failure to the notice, and what each may read from the state data.
 FAILURE_PATH_READS = {
@@ -57,9 +68,9 @@ FAILURE_PATH_READS = {
     "DescribeFailure": {"$.Request", "$.FailedStep", "$.Failure", "$$.Execution.Id"},
     "DescribeFailureFallback": {"$.FailedStep", "$.Failure.Error", "$$.Execution.Id"},
     "FallbackNotice": {"$.FallbackNotice"},
-    "NotifyFailure": {"$.Notice.Subject", "$.Notice.Message"},
+    "NotifyFailure": {"$.FollowUp.Notice.Subject", "$.FollowUp.Notice.Message"},
 }
-SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:")
+SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:", "scheduler:", "iam:", "lambda:")
 
 
 def retriers_and_catchers(states: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
@@ -81,6 +92,8 @@ def test_every_error_name_is_a_core_error_or_a_documented_aws_error() -> None:
         | AWS_LAMBDA_TRANSIENT
         | AWS_STATES_ERRORS
         | AWS_SNS_TRANSIENT
+        | AWS_SCHEDULER_TRANSIENT
+        | {AWS_SCHEDULER_MISSING}
     )
     for state, kind, names in retriers_and_catchers(ASL["States"]):
         assert set(names) <= known, f"{state}.{kind} names unknown errors {set(names) - known}"
@@ -115,22 +128,41 @@ def test_every_failure_path_notifies_once_before_failing() -> None:
     describe = states["DescribeFailure"]
     assert describe["Resource"] == "arn:aws:states:::lambda:invoke"
     assert describe["Parameters"]["FunctionName"] == "${DescribeFailureFunctionArn}"
-    assert describe["Next"] == "NotifyFailure"
+    assert describe["Next"] == "FailureNoticeDue"
     assert [c["ErrorEquals"] for c in describe["Catch"]] == [["States.ALL"]]
     assert describe["Catch"][0]["Next"] == "DescribeFailureFallback"
     assert {e for rule in describe["Retry"] for e in rule["ErrorEquals"]} == AWS_LAMBDA_TRANSIENT
     assert states["DescribeFailureFallback"]["Next"] == "FallbackNotice"
     assert states["FallbackNotice"]["Next"] == "NotifyFailure"
-    fallback_subject = states["FallbackNotice"]["Parameters"]["Subject"]
+    fallback = states["FallbackNotice"]["Parameters"]
+    assert fallback["Schedule"] is None, "the fallback knows no streak: it schedules nothing"
+    fallback_subject = fallback["Notice"]["Subject"]
     assert fallback_subject.isascii()
     assert fallback_subject.isprintable()
     assert len(fallback_subject) <= 100
+    # The notice goes out only when DescribeFailure says one is due (no notice storm).
+    assert states["FailureNoticeDue"]["Choices"] == [
+        {"Variable": "$.FollowUp.Notice", "IsNull": True, "Next": "RetryDue"}
+    ]
+    assert states["FailureNoticeDue"]["Default"] == "NotifyFailure"
     notify = states["NotifyFailure"]
     assert notify["Resource"] == "arn:aws:states:::sns:publish"
-    assert notify["Next"] == "RotationFailed"
+    assert notify["Next"] == "RetryDue"
     assert [(c["ErrorEquals"], c["Next"]) for c in notify["Catch"]] == [
-        (["States.ALL"], "RotationFailed")
+        (["States.ALL"], "RetryDue")
     ]
+    # After the notice: the retry schedule when there is one, and whatever happens, the end.
+    assert states["RetryDue"]["Choices"] == [
+        {"Variable": "$.FollowUp.Schedule", "IsNull": True, "Next": "RotationFailed"}
+    ]
+    assert states["RetryDue"]["Default"] == "ScheduleRetry"
+    for name in ("ScheduleRetry", "CreateRetrySchedule"):
+        assert states[name]["Next"] == "RotationFailed"
+        assert states[name]["Catch"][-1] == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.ScheduleError",
+            "Next": "RotationFailed",
+        }
     # Every way out of a failure ends with the step's own error and cause.
     assert states["RotationFailed"] == {
         "Type": "Fail",
@@ -138,9 +170,62 @@ def test_every_failure_path_notifies_once_before_failing() -> None:
         "ErrorPath": "$.Failure.Error",
         "CausePath": "$.Failure.Cause",
     }
-    for name in ("DescribeFailure", "DescribeFailureFallback", "FallbackNotice", "NotifyFailure"):
+    failure_path = (
+        "DescribeFailure",
+        "DescribeFailureFallback",
+        "FallbackNotice",
+        "NotifyFailure",
+        "ScheduleRetry",
+        "CreateRetrySchedule",
+    )
+    for name in failure_path:
         result_path = states[name].get("ResultPath")
         assert result_path is None or result_path not in {"$", "$.Failure"}, name
+
+
+@pytest.mark.parametrize("update", sorted(SCHEDULE_UPSERTS))
+def test_schedules_are_upserted_from_the_request_a_function_composed(update: str) -> None:
+    """UpdateSchedule first (the steady state: one call), CreateSchedule when the secret has no
+    schedule yet; both send exactly the request the function returned, and retry throttling."""
+    states = ASL["States"]
+    create, follow_up = SCHEDULE_UPSERTS[update]
+    for name, api in ((update, "updateSchedule"), (create, "createSchedule")):
+        state = states[name]
+        assert state["Resource"] == f"arn:aws:states:::aws-sdk:scheduler:{api}"
+        assert state["InputPath"] == f"{follow_up}.Schedule"
+        assert "Parameters" not in state
+        assert state["ResultPath"] is None
+        retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
+        assert retried == AWS_SCHEDULER_TRANSIENT
+        assert state["Retry"][0]["JitterStrategy"] == "FULL"
+    missing = states[update]["Catch"][0]
+    assert missing == {"ErrorEquals": [AWS_SCHEDULER_MISSING], "ResultPath": None, "Next": create}
+    assert states[create]["Next"] == states[update]["Next"]
+
+
+def test_a_rotation_that_cannot_schedule_its_successor_is_reported_as_finish_secret() -> None:
+    states = ASL["States"]
+    assert states["FinishSecret"]["Next"] == "ScheduleNextRotation"
+    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
+        assert states[name]["Catch"][-1] == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.Failure",
+            "Next": "FinishSecretFailed",
+        }
+        assert states[name]["Next"] == "RecoveredNoticeDue"
+    assert states["RecoveredNoticeDue"]["Choices"] == [
+        {
+            "Variable": "$.FinishSecret.Outcome.FollowUp.Notice",
+            "IsNull": False,
+            "Next": "NotifyRecovered",
+        }
+    ]
+    assert states["RecoveredNoticeDue"]["Default"] == "StepDone"
+    recovered = states["NotifyRecovered"]
+    assert recovered["Next"] == "StepDone"
+    assert [(c["ErrorEquals"], c["Next"]) for c in recovered["Catch"]] == [
+        (["States.ALL"], "StepDone")
+    ]
 
 
 def _reads(value: Any) -> Iterator[str]:
@@ -211,6 +296,59 @@ def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
             yield spec.logical_id, statement
     for statement in policy_statements(STATE_MACHINE.policies):
         yield STATE_MACHINE.logical_id, statement
+    for logical_id, resource in TEMPLATE.resources.items():
+        if resource["Type"] == "AWS::IAM::Policy":
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                yield logical_id, statement
+
+
+def test_whoever_tags_the_token_secret_may_write_status_tags_only() -> None:
+    """The managed-by and settings tags decide what the rotation may do: no role of this stack
+    may change them, only the status tags the refresh chain keeps."""
+    taggers = set()
+    for owner, statement in all_policies():
+        if {"secretsmanager:TagResource", "secretsmanager:UntagResource"} & set(
+            statement["Action"]
+        ):
+            taggers.add(owner)
+            assert statement["Condition"] == STATUS_TAGS_ONLY, owner
+    assert taggers == {"FinishSecretFunction", "DescribeFailureFunction"}
+
+
+def test_the_scheduler_role_may_only_rotate_the_token_secret() -> None:
+    role = TEMPLATE.resources["RefreshSchedulerRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert set(trust["Condition"]) == {"StringEquals", "ArnEquals"}
+    assert "Policies" not in role
+    assert "ManagedPolicyArns" not in role
+    policy = TEMPLATE.resources["RefreshSchedulerPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "RefreshSchedulerRole"}]
+    granted = [
+        (statement["Action"], statement["Resource"])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert granted == [
+        (["secretsmanager:RotateSecret"], {"Ref": "TokenSecret"}),
+        (["lambda:InvokeFunction"], {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}),
+    ]
+
+
+def test_only_the_state_machine_upserts_schedules_and_only_in_the_stacks_group() -> None:
+    upserts = [
+        (owner, statement)
+        for owner, statement in all_policies()
+        if any(action.startswith(("scheduler:", "iam:")) for action in statement["Action"])
+    ]
+    assert [owner for owner, _ in upserts] == [STATE_MACHINE.logical_id] * 2
+    (_, schedules), (_, pass_role) = upserts
+    assert schedules["Action"] == ["scheduler:UpdateSchedule", "scheduler:CreateSchedule"]
+    assert schedules["Resource"]["Fn::Sub"].endswith(":schedule/${RefreshScheduleGroup}/*")
+    assert pass_role["Action"] == ["iam:PassRole"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["RefreshSchedulerRole", "Arn"]}
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+    }
 
 
 def test_no_wildcard_resource_on_secret_state_or_topic_actions() -> None:
@@ -236,7 +374,10 @@ def test_only_create_secret_may_read_the_key_secret() -> None:
     assert readers == {"CreateSecretFunction"}
 
 
-def test_describe_failure_may_only_read_the_token_secrets_labels() -> None:
+STATUS_TAGS_ONLY = {"ForAllValues:StringLike": {"aws:TagKeys": f"{STATUS_TAG_PREFIX}*"}}
+
+
+def test_describe_failure_may_only_read_the_token_secrets_labels_and_tag_its_status() -> None:
     spec = TEMPLATE.functions()["DescribeFailureFunction"]
     assert list(policy_statements(spec.policies)) == [
         {
@@ -244,7 +385,14 @@ def test_describe_failure_may_only_read_the_token_secrets_labels() -> None:
             "Effect": "Allow",
             "Action": ["secretsmanager:DescribeSecret"],
             "Resource": {"Ref": "TokenSecret"},
-        }
+        },
+        {
+            "Sid": "RecordTheFailureStreak",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:TagResource"],
+            "Resource": {"Ref": "TokenSecret"},
+            "Condition": STATUS_TAGS_ONLY,
+        },
     ]
     assert len(spec.policies) == 1
     invoked = [

@@ -9,6 +9,7 @@ from rotation_core.config import (
     KEY_SECRET_ID,
     MAX_TOKEN_LIFETIME_SECONDS,
     MIN_REMAINING_SECONDS,
+    REFRESH_LEAD_SECONDS,
     SCOPES,
     GoogleEndpoints,
     RotationSettings,
@@ -27,7 +28,10 @@ WIDE = {
     "GOOGLE_SCOPES": f"{CALENDAR} {DRIVE} openid email",
     "ALLOWED_KEY_SECRET_IDS": f"google/key-2 {OTHER_KEY}",
     "MIN_REMAINING_SECONDS": "0",
+    "REFRESH_LEAD_SECONDS": "0",
 }
+MARGINS = [MIN_REMAINING_SECONDS, REFRESH_LEAD_SECONDS]
+"""Settings of seconds a tag may raise above the deployer's, never lower."""
 
 
 def resolve(tags: dict[str, str], environment: dict[str, str] | None = None) -> RotationSettings:
@@ -61,6 +65,7 @@ def test_environment_alone_gives_the_defaults() -> None:
         key_secret_id="google/key",
         expected_service_account=None,
         min_remaining_seconds=900,
+        refresh_lead_seconds=900,
     )
 
 
@@ -70,6 +75,7 @@ def test_tags_narrow_the_environment_within_its_ceiling() -> None:
         "GOOGLE_SCOPES": f"{CALENDAR} {DRIVE}",
         "ALLOWED_KEY_SECRET_IDS": OTHER_KEY,
         "MIN_REMAINING_SECONDS": "600",
+        "REFRESH_LEAD_SECONDS": "600",
         "CREDENTIAL_SOURCE": "service-account-key",
     }
     tags = {
@@ -77,6 +83,7 @@ def test_tags_narrow_the_environment_within_its_ceiling() -> None:
         KEY_SECRET_ID.tag: OTHER_KEY,
         EXPECTED_SERVICE_ACCOUNT.tag: ACCOUNT,
         MIN_REMAINING_SECONDS.tag: "1800",
+        REFRESH_LEAD_SECONDS.tag: "1200",
         CREDENTIAL_SOURCE.tag: "service-account-key",
     }
 
@@ -88,6 +95,7 @@ def test_tags_narrow_the_environment_within_its_ceiling() -> None:
         key_secret_id=OTHER_KEY,
         expected_service_account=ACCOUNT,
         min_remaining_seconds=1800,
+        refresh_lead_seconds=1200,
     )
 
 
@@ -158,16 +166,26 @@ def test_key_secret_id_is_trimmed() -> None:
     ],
 )
 @pytest.mark.parametrize("where", ["environment", "tag"])
-def test_min_remaining_seconds_accepts_whole_seconds_in_range(
-    raw: str, expected: int, where: str
+@pytest.mark.parametrize("setting", MARGINS, ids=lambda setting: setting.variable)
+def test_margins_accept_whole_seconds_in_range(
+    raw: str, expected: int, where: str, setting: Setting
 ) -> None:
-    # Under the WIDE ceiling (at least 0 s) a tag may ask for any valid minimum.
-    assert resolve_from(where, MIN_REMAINING_SECONDS, raw).min_remaining_seconds == expected
+    # Under the WIDE ceiling (at least 0 s) a tag may ask for any valid margin.
+    settings = resolve_from(where, setting, raw)
+    chosen = (
+        settings.min_remaining_seconds
+        if setting is MIN_REMAINING_SECONDS
+        else settings.refresh_lead_seconds
+    )
+    assert chosen == expected
 
 
-def test_min_remaining_seconds_comes_from_the_environment_without_a_tag() -> None:
-    environment = {**ENVIRONMENT, "MIN_REMAINING_SECONDS": "1200"}
-    assert resolve({}, environment).min_remaining_seconds == 1200
+@pytest.mark.parametrize("setting", MARGINS, ids=lambda setting: setting.variable)
+def test_margins_come_from_the_environment_without_a_tag(setting: Setting) -> None:
+    settings = resolve({}, {**ENVIRONMENT, setting.variable: "1200"})
+    assert (settings.min_remaining_seconds, settings.refresh_lead_seconds) == (
+        (1200, 900) if setting is MIN_REMAINING_SECONDS else (900, 1200)
+    )
 
 
 INVALID_SECONDS = [
@@ -196,10 +214,11 @@ INVALID_SECONDS_IDS = [
 
 @pytest.mark.parametrize("raw", INVALID_SECONDS, ids=INVALID_SECONDS_IDS)
 @pytest.mark.parametrize("where", ["environment", "tag"])
-def test_invalid_min_remaining_seconds_is_a_configuration_error(raw: str, where: str) -> None:
+@pytest.mark.parametrize("setting", MARGINS, ids=lambda setting: setting.variable)
+def test_invalid_margins_are_a_configuration_error(raw: str, where: str, setting: Setting) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
-        resolve_from(where, MIN_REMAINING_SECONDS, raw)
-    assert_names_setting(raised.value, MIN_REMAINING_SECONDS)
+        resolve_from(where, setting, raw)
+    assert_names_setting(raised.value, setting)
     assert repr(raw) in str(raised.value)
 
 

@@ -18,7 +18,7 @@ MINIMUM = 900
 
 
 def settings(expected_account: str | None = None) -> RotationSettings:
-    return RotationSettings((SCOPE,), "service-account-key", "key", expected_account, MINIMUM)
+    return RotationSettings((SCOPE,), "service-account-key", "key", expected_account, MINIMUM, 900)
 
 
 def pending(expires_in: timedelta) -> TokenSecretValue:

@@ -10,6 +10,7 @@ from rotation_core.config import (
     KEY_SECRET_ID,
     MANAGED_BY_TAG,
     MIN_REMAINING_SECONDS,
+    REFRESH_LEAD_SECONDS,
     SCOPES,
     RotationSettings,
     Setting,
@@ -176,7 +177,15 @@ def test_unpinned_service_account_may_be_set_by_a_tag() -> None:
     assert settings.expected_service_account == INTRUDER
 
 
-# --- minimum remaining life ----------------------------------------------------------------------
+# --- margins of time: minimum remaining life, refresh lead ---------------------------------------
+
+MARGINS = [MIN_REMAINING_SECONDS, REFRESH_LEAD_SECONDS]
+
+
+def margin(settings: RotationSettings, setting: Setting) -> int:
+    if setting is MIN_REMAINING_SECONDS:
+        return settings.min_remaining_seconds
+    return settings.refresh_lead_seconds
 
 
 @pytest.mark.parametrize(
@@ -184,14 +193,15 @@ def test_unpinned_service_account_may_be_set_by_a_tag() -> None:
     [(None, "899", 900), (None, "0", 900), ("1800", "1799", 1800), ("60", "59", 60)],
     ids=["below-default", "zero-below-default", "below-deployed", "below-small-deployed"],
 )
-def test_min_remaining_seconds_tag_may_not_lower_the_deployers(
-    deployed: str | None, asked: str, ceiling: int
+@pytest.mark.parametrize("setting", MARGINS, ids=lambda setting: setting.variable)
+def test_margin_tag_may_not_lower_the_deployers(
+    deployed: str | None, asked: str, ceiling: int, setting: Setting
 ) -> None:
-    variables = {} if deployed is None else {"MIN_REMAINING_SECONDS": deployed}
+    variables = {} if deployed is None else {setting.variable: deployed}
     with pytest.raises(ConfigurationError) as raised:
-        resolve({MIN_REMAINING_SECONDS.tag: asked}, **variables)
+        resolve({setting.tag: asked}, **variables)
     assert_outside_ceiling(
-        raised.value, MIN_REMAINING_SECONDS, f"asks for {int(asked)} s", f"at least {ceiling} s"
+        raised.value, setting, f"asks for {int(asked)} s", f"at least {ceiling} s"
     )
 
 
@@ -200,12 +210,13 @@ def test_min_remaining_seconds_tag_may_not_lower_the_deployers(
     [(None, "900", 900), (None, "901", 901), ("60", "60", 60), ("60", "3600", 3600)],
     ids=["default-repeated", "above-default", "deployed-repeated", "above-deployed"],
 )
-def test_min_remaining_seconds_tag_may_raise_the_deployers(
-    deployed: str | None, asked: str, expected: int
+@pytest.mark.parametrize("setting", MARGINS, ids=lambda setting: setting.variable)
+def test_margin_tag_may_raise_the_deployers(
+    deployed: str | None, asked: str, expected: int, setting: Setting
 ) -> None:
-    variables = {} if deployed is None else {"MIN_REMAINING_SECONDS": deployed}
-    settings = resolve({MIN_REMAINING_SECONDS.tag: asked}, **variables)
-    assert settings.min_remaining_seconds == expected
+    variables = {} if deployed is None else {setting.variable: deployed}
+    settings = resolve({setting.tag: asked}, **variables)
+    assert margin(settings, setting) == expected
 
 
 # --- credential source ---------------------------------------------------------------------------

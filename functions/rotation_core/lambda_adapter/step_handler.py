@@ -3,16 +3,19 @@
 import logging
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
+from typing import Final
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_adapter import AWS_CLIENT_CONFIG, log_through_powertools, logger, request_log_keys
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import RotationError
 from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation
+from rotation_core.rotation import Rotation, StepOutcome
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
@@ -21,6 +24,10 @@ logging.getLogger("rotation_core")
 log_through_powertools("rotation_core")
 
 StepHandler = Callable[[object, LambdaContext], dict[str, object]]
+METRICS_NAMESPACE: Final = "GoogleTokenRotation"
+TOKEN_LIFE_METRIC: Final = "AccessTokenSecondsLeft"
+"""Published whenever finishSecret leaves a token AWSCURRENT: the token-near-expiry alarm fires
+when none comes for longer than a token lives (missing data counts as breaching)."""
 
 
 @cache
@@ -53,6 +60,22 @@ def step_handler(step: Step) -> StepHandler:
             # Step Functions records (and the failure notice quotes) stays short and readable.
             raise error.with_traceback(None) from None
         logger.info(f"{step.value} done", extra={"outcome": outcome.as_payload()})
+        if step is Step.FINISH:
+            _publish_token_life(outcome)
         return outcome.as_payload()
 
     return handle
+
+
+def _publish_token_life(outcome: StepOutcome) -> None:
+    """An embedded-metric-format line on stdout, which CloudWatch Logs turns into the metric."""
+    if outcome.metadata is None or outcome.secret_name is None:
+        return
+    left = (outcome.metadata.expires_at - datetime.now(UTC)).total_seconds()
+    with single_metric(
+        name=TOKEN_LIFE_METRIC,
+        unit=MetricUnit.Seconds,
+        value=max(0.0, left),
+        namespace=METRICS_NAMESPACE,
+    ) as metric:
+        metric.add_dimension(name="TokenSecret", value=outcome.secret_name)

@@ -54,7 +54,13 @@ CREDENTIAL_SOURCE = Setting(
     "CREDENTIAL_SOURCE",
     f"one of: {', '.join(sorted(CREDENTIAL_SOURCES))}",
 )
+REFRESH_LEAD_SECONDS = Setting(
+    f"{TAG_PREFIX}refresh-lead-seconds",
+    "REFRESH_LEAD_SECONDS",
+    f"a whole number of seconds between 0 and {MAX_TOKEN_LIFETIME_SECONDS}",
+)
 DEFAULT_MIN_REMAINING_SECONDS: Final = 900
+DEFAULT_REFRESH_LEAD_SECONDS: Final = 900
 
 
 MANAGED_BY_TAG: Final = f"{TAG_PREFIX}managed-by"
@@ -75,6 +81,8 @@ class RotationSettings:
     key_secret_id: str
     expected_service_account: str | None
     min_remaining_seconds: int
+    refresh_lead_seconds: int
+    """How long before the token in use expires its successor is minted."""
 
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
@@ -130,26 +138,28 @@ class RotationSettings:
                 )
             account = asked_account
 
-        raw_minimum = deployed(MIN_REMAINING_SECONDS)
-        minimum = (
-            DEFAULT_MIN_REMAINING_SECONDS
-            if raw_minimum is None
-            else _parse(MIN_REMAINING_SECONDS, raw_minimum, _seconds)
-        )
-        if (raw_asked_minimum := tag(MIN_REMAINING_SECONDS)) is not None:
-            asked_minimum = _parse(MIN_REMAINING_SECONDS, raw_asked_minimum, _seconds)
-            if asked_minimum < minimum:
-                raise _outside_ceiling(
-                    MIN_REMAINING_SECONDS, f"asks for {asked_minimum} s", f"at least {minimum} s"
-                )
-            minimum = asked_minimum
+        def at_least_deployed(setting: Setting, default: int) -> int:
+            """A margin of time: a tag may ask for more than the deployer's, never less."""
+            raw = deployed(setting)
+            floor = default if raw is None else _parse(setting, raw, _seconds)
+            if (raw_asked := tag(setting)) is None:
+                return floor
+            asked = _parse(setting, raw_asked, _seconds)
+            if asked < floor:
+                raise _outside_ceiling(setting, f"asks for {asked} s", f"at least {floor} s")
+            return asked
 
         return cls(
             scopes=scopes,
             credential_source=source,
             key_secret_id=key_secret_id,
             expected_service_account=account,
-            min_remaining_seconds=minimum,
+            min_remaining_seconds=at_least_deployed(
+                MIN_REMAINING_SECONDS, DEFAULT_MIN_REMAINING_SECONDS
+            ),
+            refresh_lead_seconds=at_least_deployed(
+                REFRESH_LEAD_SECONDS, DEFAULT_REFRESH_LEAD_SECONDS
+            ),
         )
 
 

@@ -10,6 +10,7 @@ unbounded, and the Subject is what SNS accepts (ASCII, at most 100 characters, o
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from rotation_core.errors import RotationAbandonedError
@@ -20,9 +21,11 @@ from rotation_core.redaction import (
     safe_external_text,
     shown_if_short,
 )
+from rotation_core.refresh import FailureStreak, NoticeKind
 from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription
 from rotation_core.steps import STEP_NAMES
+from rotation_core.token_secret import format_timestamp
 
 SUBJECT_LIMIT: Final = 100
 """SNS Publish: a Subject is ASCII text without line breaks, at most 100 characters."""
@@ -37,6 +40,8 @@ STEP_LABELS: Final = (*STEP_NAMES, INPUT_VALIDATION, UNKNOWN_STEP)
 ABANDONED: Final = RotationAbandonedError.__name__
 
 _SUBJECT_PREFIX: Final = "Google token rotation failed"
+_REMINDER_PREFIX: Final = "Google token rotation still failing"
+_RECOVERED_PREFIX: Final = "Google token rotation recovered"
 _NAME_PLACEHOLDER: Final = "<the secret's name or ARN>"
 # Secret names allow letters, digits and /_+=.@- ; an ARN adds colons. Nothing a shell expands.
 _SECRET_ID_CHARS: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -122,6 +127,17 @@ StageReading = SecretDescription | StagesUnreadable | None
 
 
 @dataclass(frozen=True)
+class StreakNote:
+    """Where this failure stands in the secret's streak, and when the rotation is tried again."""
+
+    kind: NoticeKind | None
+    """None when the streak rules held the notice back but it could not be recorded."""
+    streak: FailureStreak
+    next_attempt: datetime
+    recorded: bool
+
+
+@dataclass(frozen=True)
 class Notice:
     subject: str
     message: str
@@ -131,7 +147,9 @@ class Notice:
         return {"Subject": self.subject, "Message": self.message}
 
 
-def compose_notice(report: FailureReport, reading: StageReading) -> Notice:
+def compose_notice(
+    report: FailureReport, reading: StageReading, streak: StreakNote | None = None
+) -> Notice:
     """The notice of one failed execution: only what the report says and the reading showed."""
     described = reading if isinstance(reading, SecretDescription) else None
     secret = bounded(described.arn, SECRET_SHOWN_LIMIT) if described else report.secret_shown
@@ -153,18 +171,60 @@ def compose_notice(report: FailureReport, reading: StageReading) -> Notice:
     message["ExecutionArn"] = report.execution_arn
     if report.console_url is not None:
         message["ConsoleUrl"] = report.console_url
+    if streak is not None:
+        message["Streak"] = _streak(streak)
+        message["NextAttempt"] = (
+            f"RotateSecret runs again at {format_timestamp(streak.next_attempt)} (EventBridge "
+            "Scheduler; the wait doubles from 1 minute up to 15, and never passes half of the "
+            "current token's remaining life)."
+        )
     message["NextSteps"] = _next_steps(report, described)
     name = described.name if described else _name_of(report.secret_id)
+    reminding = streak is not None and streak.kind is not NoticeKind.FIRST
     return Notice(
-        subject=subject_line(report.step, name),
+        subject=subject_line(report.step, name, _REMINDER_PREFIX if reminding else _SUBJECT_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
 
 
-def subject_line(step: str, secret_name: str | None) -> str:
+def compose_recovered(
+    secret: SecretDescription,
+    streak: FailureStreak,
+    now: datetime,
+    expires_at: datetime,
+    next_refresh: datetime,
+) -> Notice:
+    """The one notice that ends a streak: the rotation works again."""
+    arn = bounded(secret.arn, SECRET_SHOWN_LIMIT)
+    lasted = int((now - streak.since).total_seconds()) // 60
+    message = {
+        "Summary": (
+            f"The rotation of secret {arn} succeeded again, after {streak.failed_attempts} "
+            f"failed attempts over {lasted} minutes."
+        ),
+        "SecretId": arn,
+        "FailingSince": format_timestamp(streak.since),
+        "FailedAttempts": streak.failed_attempts,
+        "RecoveredAt": format_timestamp(now),
+        "CurrentTokenExpiresAt": format_timestamp(expires_at),
+        "NextRefreshAt": format_timestamp(next_refresh),
+        "NextSteps": "Nothing to do: the refresh chain runs on its own again.",
+    }
+    return Notice(
+        subject=subject_line(None, secret.name, _RECOVERED_PREFIX),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def subject_line(step: str | None, secret_name: str | None, prefix: str = _SUBJECT_PREFIX) -> str:
     """ASCII, one line, at most SUBJECT_LIMIT characters: the step, then as much of the secret's
     name as fits (left out when it is not a plain secret name)."""
-    head = f"{_SUBJECT_PREFIX} at {step}" if step in STEP_NAMES else f"{_SUBJECT_PREFIX}: {step}"
+    if step is None:
+        head = prefix
+    elif step in STEP_NAMES:
+        head = f"{prefix} at {step}"
+    else:
+        head = f"{prefix}: {step}"
     head = _ascii_line(head)[:SUBJECT_LIMIT]
     name = secret_name if secret_name is not None and _plain_name(secret_name) else None
     if not name:
@@ -175,6 +235,26 @@ def subject_line(step: str, secret_name: str | None) -> str:
     if len(name) > room:
         name = name[: room - 3] + "..."
     return f"{head} ({name})"
+
+
+def _streak(note: StreakNote) -> str:
+    streak = note.streak
+    if note.kind is NoticeKind.FIRST:
+        said = (
+            "The first failure since the last successful rotation. While the secret keeps "
+            "failing, a reminder comes at most once an hour; one notice says when it recovers."
+        )
+    else:
+        said = (
+            f"Still failing: {streak.failed_attempts} failed attempts since "
+            f"{format_timestamp(streak.since)}. The next reminder comes in an hour at the earliest."
+        )
+    if not note.recorded:
+        said += (
+            " The streak could not be recorded on the secret's status tags (TagResource failed), "
+            "so notices may come for every failed attempt until it can."
+        )
+    return said
 
 
 def _summary(report: FailureReport, secret: str) -> str:

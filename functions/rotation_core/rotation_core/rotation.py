@@ -17,6 +17,7 @@ from rotation_core.errors import (
     TokenVerificationError,
     UnknownRotationTokenError,
 )
+from rotation_core.follow_up import FollowUp, FollowUps, ScheduleTarget
 from rotation_core.freshness import check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation_request import RotationRequest
@@ -39,6 +40,9 @@ class StepOutcome:
     metadata: TokenMetadata | None = None
     previous_version_id: str | None = None
     superseded_version_id: str | None = None
+    secret_name: str | None = None
+    follow_up: FollowUp | None = None
+    """finishSecret only: what the state machine does next (schedule, notice)."""
 
     def as_payload(self) -> dict[str, object]:
         payload: dict[str, object] = {
@@ -53,6 +57,8 @@ class StepOutcome:
             payload["PreviousVersionId"] = self.previous_version_id
         if self.superseded_version_id is not None:
             payload["SupersededVersionId"] = self.superseded_version_id
+        if self.follow_up is not None:
+            payload["FollowUp"] = self.follow_up.as_payload()
         return payload
 
 
@@ -71,6 +77,7 @@ class Rotation:
         self._google = google
         self._environment = environment
         self._clock = clock
+        self._follow_ups = FollowUps(secrets, environment, clock)
 
     def run(self, step: Step, request: RotationRequest) -> StepOutcome:
         handlers = {
@@ -156,22 +163,39 @@ class Rotation:
         return StepOutcome(Step.TEST, secret.arn, request.token, "verified", pending.metadata)
 
     def finish_secret(self, request: RotationRequest) -> StepOutcome:
-        """Move AWSCURRENT onto the tested version, never onto an empty or stale one."""
+        """Move AWSCURRENT onto the tested version, never onto an empty or stale one, then plan
+        the next rotation before the token in use expires."""
         secret = self._describe_managed(request.secret_id)
+        # Checked before the promotion: a new token nobody will refresh is a failure to report.
+        ScheduleTarget.from_environment(self._environment)
         if _already_current(secret, request, Step.FINISH):
-            return StepOutcome(Step.FINISH, secret.arn, request.token, "already-current")
+            current = TokenSecretValue.from_secret_string(self._secrets.read_current(secret.arn))
+            return self._finished(secret, request, "already-current", current.metadata, None)
         settings = self._settings(secret)
         pending = self._require_fresh_pending(Step.FINISH, secret, request.token, settings)
         previous = secret.version_with(CURRENT)
         self._secrets.promote(secret.arn, request.token, previous)
         logger.info("promoted the pending token to AWSCURRENT", extra={"previous": previous})
+        return self._finished(secret, request, "promoted", pending.metadata, previous)
+
+    def _finished(
+        self,
+        secret: SecretDescription,
+        request: RotationRequest,
+        action: str,
+        current: TokenMetadata,
+        previous: str | None,
+    ) -> StepOutcome:
+        lead = self._settings(secret).refresh_lead_seconds
         return StepOutcome(
             Step.FINISH,
             secret.arn,
             request.token,
-            "promoted",
-            pending.metadata,
+            action,
+            current,
             previous_version_id=previous,
+            secret_name=secret.name,
+            follow_up=self._follow_ups.after_success(secret, current, lead),
         )
 
     def _describe_managed(self, secret_id: str) -> SecretDescription:

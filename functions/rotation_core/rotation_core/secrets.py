@@ -12,6 +12,7 @@ from rotation_core.errors import AwsAccessError, AwsUnavailableError, SecretNotF
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import TagTypeDef
 
 CURRENT: Final = "AWSCURRENT"
 PENDING: Final = "AWSPENDING"
@@ -113,6 +114,15 @@ class SecretsGateway:
             self._client.update_secret_version_stage(
                 SecretId=secret_id, VersionStage=PENDING, RemoveFromVersionId=version_id
             )
+
+    def tag(self, secret_id: str, tags: dict[str, str]) -> None:
+        with _aws_errors_mapped(f"secret {secret_id!r}"):
+            pairs: list[TagTypeDef] = [{"Key": k, "Value": v} for k, v in tags.items()]
+            self._client.tag_resource(SecretId=secret_id, Tags=pairs)
+
+    def untag(self, secret_id: str, keys: list[str]) -> None:
+        with _aws_errors_mapped(f"secret {secret_id!r}"):
+            self._client.untag_resource(SecretId=secret_id, TagKeys=keys)
 
     def promote(self, secret_id: str, version_id: str, current_version_id: str | None) -> None:
         """Move AWSCURRENT to `version_id`; Secrets Manager labels the old one AWSPREVIOUS."""

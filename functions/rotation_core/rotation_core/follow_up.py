@@ -1,0 +1,152 @@
+"""What follows an execution: the secret's next rotation, the notice (if one is due) and the streak.
+
+A finished rotation schedules the next one before its token expires and, after failures, says
+once that it recovered; a failed one schedules its own retry and notifies only when the streak
+rules say so. The status tags are written here; the schedule request and the notice are returned
+for the state machine to send, with its own role (see README: "Refresh before expiry").
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from rotation_core.config import managed_secret_check
+from rotation_core.errors import ConfigurationError, RotationError
+from rotation_core.failure_notice import (
+    FailureReport,
+    Notice,
+    StageReading,
+    StreakNote,
+    compose_notice,
+    compose_recovered,
+)
+from rotation_core.refresh import (
+    CURRENT_EXPIRES_AT_TAG,
+    STREAK_TAGS,
+    FailureStreak,
+    RotationSchedule,
+    after_failure,
+    current_expiry,
+    next_refresh_at,
+    retry_at,
+)
+from rotation_core.secrets import SecretDescription, SecretsGateway
+from rotation_core.steps import STEP_NAMES
+from rotation_core.token_secret import TokenMetadata, format_timestamp
+
+logger = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+SCHEDULE_GROUP_VARIABLE: Final = "REFRESH_SCHEDULE_GROUP"
+SCHEDULER_ROLE_VARIABLE: Final = "REFRESH_SCHEDULER_ROLE_ARN"
+
+
+@dataclass(frozen=True)
+class ScheduleTarget:
+    """Where rotation schedules live and the role they run as: the deployer's, never a tag's."""
+
+    group_name: str
+    role_arn: str
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> "ScheduleTarget":
+        group = environment.get(SCHEDULE_GROUP_VARIABLE, "").strip()
+        role = environment.get(SCHEDULER_ROLE_VARIABLE, "").strip()
+        missing = [
+            name
+            for name, value in ((SCHEDULE_GROUP_VARIABLE, group), (SCHEDULER_ROLE_VARIABLE, role))
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"environment variable {' and '.join(map(repr, missing))} not set: the refresh "
+                "schedules need the stack's schedule group and the role EventBridge Scheduler "
+                "runs RotateSecret as (template.yaml sets both)"
+            )
+        return cls(group, role)
+
+    def schedule(self, secret_arn: str, due: datetime) -> RotationSchedule:
+        return RotationSchedule(secret_arn, due, self.group_name, self.role_arn)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """For the state machine: the notice to publish and the schedule to upsert, either absent."""
+
+    notice: Notice | None
+    schedule: RotationSchedule | None
+
+    def as_payload(self) -> dict[str, object]:
+        # Both keys always present: the state machine's Choice states test them for null.
+        return {
+            "Notice": None if self.notice is None else self.notice.as_payload(),
+            "Schedule": None if self.schedule is None else self.schedule.as_request(),
+        }
+
+
+class FollowUps:
+    """Decides and records what follows each execution; reads and writes status tags only."""
+
+    def __init__(
+        self, secrets: SecretsGateway, environment: Mapping[str, str], clock: Clock
+    ) -> None:
+        self._secrets = secrets
+        self._environment = environment
+        self._clock = clock
+
+    def after_success(
+        self, secret: SecretDescription, current: TokenMetadata, lead_seconds: int
+    ) -> FollowUp:
+        """The next rotation `lead_seconds` before the token in use expires; the streak, if
+        any, ends with one "recovered" notice."""
+        target = ScheduleTarget.from_environment(self._environment)
+        now = self._clock()
+        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
+        streak = FailureStreak.from_tags(secret.tags)
+        expiry = format_timestamp(current.expires_at)
+        self._secrets.tag(secret.arn, {CURRENT_EXPIRES_AT_TAG: expiry})
+        ended = [key for key in STREAK_TAGS if key in secret.tags]
+        if ended:
+            self._secrets.untag(secret.arn, ended)
+        notice = None
+        if streak is not None:
+            notice = compose_recovered(secret, streak, now, current.expires_at, due)
+            logger.info(
+                "the rotation recovered",
+                extra={"failing_since": format_timestamp(streak.since)},
+            )
+        return FollowUp(notice, target.schedule(secret.arn, due))
+
+    def after_failure(self, report: FailureReport, reading: StageReading) -> FollowUp:
+        """A failed rotation of a managed secret schedules its own retry and notifies when the
+        streak rules say so; any other failure (bad input, a secret not ours) always notifies
+        and schedules nothing."""
+        if not isinstance(reading, SecretDescription) or report.step not in STEP_NAMES:
+            return FollowUp(compose_notice(report, reading), None)
+        try:
+            managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
+            target = ScheduleTarget.from_environment(self._environment)
+        except RotationError:
+            return FollowUp(compose_notice(report, reading), None)
+        now = self._clock()
+        kind, streak = after_failure(FailureStreak.from_tags(reading.tags), now)
+        due = retry_at(streak.failed_attempts, now, current_expiry(reading.tags))
+        schedule = target.schedule(reading.arn, due)
+        recorded = True
+        try:
+            self._secrets.tag(reading.arn, streak.as_tags())
+        except RotationError as error:
+            # Without the streak on record the next failure would look like a first one: say so
+            # now rather than stay silent.
+            logger.warning("the failure streak could not be recorded", extra={"error": str(error)})
+            recorded = False
+        if kind is None and recorded:
+            logger.info(
+                "failure notice held back: the streak was notified within the hour",
+                extra={"failed_attempts": streak.failed_attempts},
+            )
+            return FollowUp(None, schedule)
+        note = StreakNote(kind, streak, due, recorded)
+        return FollowUp(compose_notice(report, reading, note), schedule)

@@ -1,0 +1,176 @@
+"""The refresh chain's rules: when a token secret rotates next, and when a failing streak speaks.
+
+Pure logic. After a rotation promotes a token, the next one is due `lead` seconds before that token
+expires; after a failure, a retry is due after a capped backoff that never waits past half of the
+current token's remaining life. A streak of failures is kept on the secret itself, as status tags,
+so that its first failure notifies, later ones remind at most hourly, and the success that ends it
+says so once.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from rotation_core.errors import InvalidTokenSecretError
+from rotation_core.token_secret import format_timestamp, parse_timestamp
+
+MIN_VERSION_INTERVAL: Final = timedelta(minutes=10)
+"""Secrets Manager: storing versions more often than every 10 minutes outgrows its pruning of old
+versions (it keeps 100, and none younger than a day), so no refresh comes sooner after a mint."""
+EARLIEST_FIRING: Final = timedelta(minutes=1)
+"""A schedule is never set in the past, nor so close that it might fire before it is saved."""
+FIRST_RETRY: Final = timedelta(minutes=1)
+MAX_RETRY: Final = timedelta(minutes=15)
+REMINDER_INTERVAL: Final = timedelta(hours=1)
+
+STATUS_TAG_PREFIX: Final = "token-rotation-status:"
+"""Tags the rotation writes itself. A prefix of their own, apart from the `token-rotation:`
+settings tags, so that IAM can let the rotation write these and nothing else."""
+FAILING_SINCE_TAG: Final = f"{STATUS_TAG_PREFIX}failing-since"
+FAILED_ATTEMPTS_TAG: Final = f"{STATUS_TAG_PREFIX}failed-attempts"
+NOTIFIED_AT_TAG: Final = f"{STATUS_TAG_PREFIX}notified-at"
+CURRENT_EXPIRES_AT_TAG: Final = f"{STATUS_TAG_PREFIX}current-expires-at"
+STREAK_TAGS: Final = (FAILING_SINCE_TAG, FAILED_ATTEMPTS_TAG, NOTIFIED_AT_TAG)
+
+ROTATE_SECRET_TARGET: Final = "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+"""EventBridge Scheduler's universal target: the schedule calls RotateSecret itself, so Secrets
+Manager's locking, versioning and CloudTrail events stay in the loop."""
+_SCHEDULE_NAME_LIMIT: Final = 64
+_DIGEST_LENGTH: Final = 16
+_NOT_IN_SCHEDULE_NAMES: Final = re.compile(r"[^0-9A-Za-z_.-]+")
+
+
+class NoticeKind(StrEnum):
+    FIRST = "first failure"
+    REMINDER = "reminder"
+
+
+@dataclass(frozen=True)
+class FailureStreak:
+    """Failed rotation attempts since the last success, as the secret's status tags record it."""
+
+    since: datetime
+    failed_attempts: int
+    notified_at: datetime | None
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "FailureStreak | None":
+        """None when no streak is recorded, or when its tags were edited out of shape: the next
+        failure then starts a new streak, which notifies (never a silent one)."""
+        if FAILING_SINCE_TAG not in tags:
+            return None
+        try:
+            since = parse_timestamp(tags[FAILING_SINCE_TAG], FAILING_SINCE_TAG)
+            notified = tags.get(NOTIFIED_AT_TAG)
+            notified_at = None if notified is None else parse_timestamp(notified, NOTIFIED_AT_TAG)
+        except InvalidTokenSecretError:
+            return None
+        attempts = tags.get(FAILED_ATTEMPTS_TAG, "")
+        if not (attempts.isascii() and attempts.isdigit()) or int(attempts) < 1:
+            return None
+        return cls(since, int(attempts), notified_at)
+
+    def as_tags(self) -> dict[str, str]:
+        tags = {
+            FAILING_SINCE_TAG: format_timestamp(self.since),
+            FAILED_ATTEMPTS_TAG: str(self.failed_attempts),
+        }
+        if self.notified_at is not None:
+            tags[NOTIFIED_AT_TAG] = format_timestamp(self.notified_at)
+        return tags
+
+
+def after_failure(
+    streak: FailureStreak | None, now: datetime
+) -> tuple[NoticeKind | None, FailureStreak]:
+    """Whether this failure notifies, and the streak it leaves: the first failure notifies, then
+    at most one reminder per REMINDER_INTERVAL while the secret keeps failing."""
+    if streak is None:
+        return NoticeKind.FIRST, FailureStreak(now, 1, now)
+    attempts = streak.failed_attempts + 1
+    if streak.notified_at is None or now - streak.notified_at >= REMINDER_INTERVAL:
+        return NoticeKind.REMINDER, FailureStreak(streak.since, attempts, now)
+    return None, FailureStreak(streak.since, attempts, streak.notified_at)
+
+
+def current_expiry(tags: Mapping[str, str]) -> datetime | None:
+    """When the token in use expires, as the last promotion recorded it (None if unknown)."""
+    recorded = tags.get(CURRENT_EXPIRES_AT_TAG)
+    if recorded is None:
+        return None
+    try:
+        return parse_timestamp(recorded, CURRENT_EXPIRES_AT_TAG)
+    except InvalidTokenSecretError:
+        return None
+
+
+def next_refresh_at(
+    issued_at: datetime, expires_at: datetime, lead_seconds: int, now: datetime
+) -> datetime:
+    """`lead_seconds` before the new token expires, but never sooner than MIN_VERSION_INTERVAL
+    after it was minted nor EARLIEST_FIRING from now."""
+    due = expires_at - timedelta(seconds=lead_seconds)
+    return max(due, issued_at + MIN_VERSION_INTERVAL, now + EARLIEST_FIRING)
+
+
+def retry_at(failed_attempts: int, now: datetime, expires_at: datetime | None) -> datetime:
+    """1, 2, 4, ... minutes after the latest failure, at most MAX_RETRY; while the token in use
+    still lives, at most half of its remaining life, so that attempts crowd in before it expires
+    instead of one backoff step jumping past the expiry."""
+    doublings = min(failed_attempts - 1, 10)
+    delay = min(FIRST_RETRY * (1 << doublings), MAX_RETRY)
+    if expires_at is not None and expires_at > now:
+        delay = min(delay, max(FIRST_RETRY, (expires_at - now) / 2))
+    return now + delay
+
+
+def schedule_name(secret_arn: str) -> str:
+    """The one schedule of a secret: readable (the secret's name, in the characters schedule
+    names allow) and unique (a digest of the full ARN), at most 64 characters."""
+    name = secret_arn.split(":secret:", 1)[-1]
+    readable = _NOT_IN_SCHEDULE_NAMES.sub("-", name).strip("-._") or "secret"
+    digest = hashlib.sha256(secret_arn.encode()).hexdigest()[:_DIGEST_LENGTH]
+    room = _SCHEDULE_NAME_LIMIT - len("refresh--") - _DIGEST_LENGTH
+    return f"refresh-{readable[:room]}-{digest}"
+
+
+@dataclass(frozen=True)
+class RotationSchedule:
+    """An EventBridge Scheduler one-time schedule that calls RotateSecret on a secret: the exact
+    UpdateSchedule (and CreateSchedule) request the state machine sends."""
+
+    secret_arn: str
+    due: datetime
+    group_name: str
+    role_arn: str
+
+    def as_request(self) -> dict[str, object]:
+        # A one-time schedule is kept after it fires (not DELETE), so the next upsert is one
+        # UpdateSchedule call instead of a failed update and a create.
+        return {
+            "Name": schedule_name(self.secret_arn),
+            "GroupName": self.group_name,
+            "ScheduleExpression": at_expression(self.due),
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "ActionAfterCompletion": "NONE",
+            "State": "ENABLED",
+            "Description": f"Rotate the token secret at {format_timestamp(self.due)}",
+            "Target": {
+                "Arn": ROTATE_SECRET_TARGET,
+                "RoleArn": self.role_arn,
+                "Input": json.dumps({"SecretId": self.secret_arn}),
+            },
+        }
+
+
+def at_expression(moment: datetime) -> str:
+    """EventBridge Scheduler's one-time expression, in UTC, whole seconds rounded up."""
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return f"at({format_timestamp(moment)[:-1]})"
