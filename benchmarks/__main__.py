@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks import cost
 from localcloud.cloud import Deployment, Invocation, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import rotate_on_schedule, start_manual
@@ -49,10 +50,13 @@ def main() -> int:
         rows += rotation_rows(cloud, deployment)
         rows += manual_rows(cloud, deployment)
         rows += cold_start_rows(deployment, cold)
+        measured = cost.measure(cloud, deployment)
     rows += package_rows()
     print("| measure | value | note |\n|---|---|---|")
     for row in rows:
         print(f"| {row.measure} | {row.value} | {row.note} |")
+    print()
+    print("\n".join(cost.report(measured)))
     return 0
 
 

@@ -24,6 +24,7 @@ from moto.backends import get_backend
 from moto.server import ThreadedMotoServer
 
 from localcloud import fidelity
+from localcloud.clock import SimulatedClock
 from localcloud.deployment import (
     ACCOUNT_ID,
     FAKE_CREDENTIALS,
@@ -50,6 +51,7 @@ __all__ = [
     "LocalCloud",
     "LogBook",
     "LogSink",
+    "RotationRule",
     "check_parameter",
     "ensure_lambda_role",
 ]
@@ -67,6 +69,21 @@ class Invocation:
     init_ms: float | None
     error_type: str | None
     result: object
+
+
+@dataclass(frozen=True)
+class RotationRule:
+    """The schedule an AWS::SecretsManager::RotationSchedule gives a secret, which moto keeps
+    nowhere: localcloud.scheduler fires RotateSecret every `period_seconds` of simulated time
+    from `deployed_at`. AWS instead counts from the last rotation and starts each one at a
+    random moment of the `window` (RotationRules.Duration) that follows."""
+
+    secret_arn: str
+    expression: str
+    period_seconds: float
+    window: str | None
+    deployed_at: float
+    """Simulated epoch seconds."""
 
 
 @dataclass
@@ -117,7 +134,10 @@ class LocalCloud:
     ) -> None:
         """`port` 0 lets the system choose moto's port; another is used as it is (or refused
         with OSError when taken)."""
-        self.google = GoogleEmulator()
+        self.clock = SimulatedClock()
+        """Simulated time for the Lambda workers and Google (moto keeps real time)."""
+        self.rotation_rules: list[RotationRule] = []
+        self.google = GoogleEmulator(clock=self.clock)
         self.logs = LogBook()
         self.invocations: list[Invocation] = []
         self.runtime = LambdaRuntime()
@@ -195,12 +215,18 @@ class LocalCloud:
         parameters: Mapping[str, str] | None = None,
         stack_name: str = "google-token-rotation",
         environment_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        template: Template | None = None,
     ) -> Deployment:
-        """Deploys template.yaml. `environment_overrides` (logical id → variables) lets tests
-        shorten waits, e.g. the entry Lambda's DEADLINE_MARGIN_SECONDS."""
+        """Deploys template.yaml (or `template`, for tests of the deployer).
+        `environment_overrides` (logical id → variables) lets tests shorten waits, e.g. the
+        entry Lambda's DEADLINE_MARGIN_SECONDS."""
         ensure_lambda_role(self.client("iam"))
         deployer = _Deployer(
-            self, load_template(), stack_name, parameters or {}, environment_overrides or {}
+            self,
+            template or load_template(),
+            stack_name,
+            parameters or {},
+            environment_overrides or {},
         )
         self.deployment = deployer.deploy()
         return self.deployment
@@ -307,6 +333,9 @@ class _Deployer:
             "AWS::Lambda::Permission": self._deploy_permission,
             "AWS::SecretsManager::RotationSchedule": self._deploy_rotation_schedule,
             "AWS::CloudWatch::Alarm": self._deploy_alarm,
+            "AWS::Scheduler::ScheduleGroup": self._deploy_schedule_group,
+            "AWS::IAM::Role": self._deploy_role,
+            "AWS::IAM::Policy": self._deploy_policy,
         }
         for logical_id in order:
             resource = resources[logical_id]
@@ -401,6 +430,7 @@ class _Deployer:
                 memory_mb=spec.memory_mb,
                 log_sink=self.cloud.logs,
                 function_arn=arn,
+                clock=self.cloud.clock,
             )
         )
         self.resolver.refs[logical_id] = name
@@ -454,9 +484,20 @@ class _Deployer:
             SourceAccount=properties["SourceAccount"],
         )
 
-    def _deploy_rotation_schedule(self, _logical_id: str, properties: Any) -> None:
+    def _deploy_rotation_schedule(self, logical_id: str, properties: Any) -> None:
+        rules = properties.get("RotationRules", {})
+        expression, period = _rotation_period(logical_id, rules)
         fidelity.configure_rotation(
             self.cloud.secrets_backend(), properties["SecretId"], properties["RotationLambdaARN"]
+        )
+        self.cloud.rotation_rules.append(
+            RotationRule(
+                secret_arn=properties["SecretId"],
+                expression=expression,
+                period_seconds=period,
+                window=rules.get("Duration"),
+                deployed_at=self.cloud.clock.now(),
+            )
         )
 
     def _deploy_alarm(self, logical_id: str, properties: Any) -> None:
@@ -465,6 +506,79 @@ class _Deployer:
             **{key: value for key, value in properties.items() if key not in {"TreatMissingData"}},
             TreatMissingData=properties.get("TreatMissingData", "missing"),
         )
+
+    def _deploy_schedule_group(self, logical_id: str, properties: Any) -> None:
+        name = properties.get("Name", self._name(logical_id))
+        tags = properties.get("Tags")
+        arn = self.cloud.client("scheduler").create_schedule_group(
+            Name=name, **({} if tags is None else {"Tags": tags})
+        )["ScheduleGroupArn"]
+        self.resolver.refs[logical_id] = name
+        self.resolver.attributes[(logical_id, "Arn")] = arn
+
+    def _deploy_role(self, logical_id: str, properties: Any) -> None:
+        # Recorded only, as the other policies: moto checks no permission.
+        iam = self.cloud.client("iam")
+        name = properties.get("RoleName", self._name(logical_id))
+        optional = {
+            key: properties[key]
+            for key in ("Path", "Description", "MaxSessionDuration", "Tags")
+            if key in properties
+        }
+        role = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=_policy_text(properties["AssumeRolePolicyDocument"]),
+            **optional,
+        )["Role"]
+        for policy in properties.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=_policy_text(policy["PolicyDocument"]),
+            )
+        for policy_arn in properties.get("ManagedPolicyArns", []):
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        self.resolver.refs[logical_id] = name
+        self.resolver.attributes[(logical_id, "Arn")] = role["Arn"]
+        self.resolver.attributes[(logical_id, "RoleId")] = role["RoleId"]
+
+    def _deploy_policy(self, logical_id: str, properties: Any) -> None:
+        """An inline policy of each role it names (users and groups have none here)."""
+        iam = self.cloud.client("iam")
+        for role in properties.get("Roles", []):
+            iam.put_role_policy(
+                RoleName=role,
+                PolicyName=properties["PolicyName"],
+                PolicyDocument=_policy_text(properties["PolicyDocument"]),
+            )
+        self.resolver.refs[logical_id] = self._name(logical_id)
+
+
+_RATE = re.compile(r"rate\((?P<count>[1-9][0-9]*) (?P<unit>hours?|days?)\)")
+
+
+def _rotation_period(logical_id: str, rules: Mapping[str, Any]) -> tuple[str, float]:
+    """RotationRules as (expression, period in seconds): rate(N hours|days) or
+    AutomaticallyAfterDays; Secrets Manager's cron() schedules cannot be fired locally."""
+    expression = rules.get("ScheduleExpression")
+    if expression is None:
+        if "AutomaticallyAfterDays" not in rules:
+            raise TemplateError(f"{logical_id}: RotationRules has no schedule")
+        days = int(rules["AutomaticallyAfterDays"])
+        return f"AutomaticallyAfterDays={days}", days * 86400.0
+    match = _RATE.fullmatch(str(expression).strip())
+    if match is None:
+        raise TemplateError(
+            f"{logical_id}: the local cloud fires rate(N hours|days) rotation schedules only, "
+            f"not {expression!r}"
+        )
+    unit_seconds = 3600 if match["unit"].startswith("hour") else 86400
+    return str(expression), float(int(match["count"]) * unit_seconds)
+
+
+def _policy_text(document: Any) -> str:
+    """A policy document as IAM takes it: JSON text (templates give it as a mapping)."""
+    return document if isinstance(document, str) else json.dumps(document)
 
 
 def ensure_lambda_role(iam: Any) -> str:

@@ -28,8 +28,6 @@ from localcloud.operations import (
 
 DEMO_PARAMETERS = {
     "GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly",
-    # Loud on purpose: see the template's rule and the README's "Limitations".
-    "AcknowledgeTokenExpiryGap": "yes",
 }
 
 

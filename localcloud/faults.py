@@ -1,13 +1,15 @@
 """Real crashes at the worst moments, so tests prove the rotation recovers from them as on AWS."""
 
+import contextlib
 import copy
 import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from moto.secretsmanager.exceptions import SecretsManagerClientError
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSException
 from moto.sns.models import SNSBackend
@@ -200,3 +202,42 @@ def pending_label_moved_after_describe(secret_arn: str, version_id: str) -> Iter
 
     with _patched(SecretsManagerBackend, "describe_secret", describe_secret):
         yield race
+
+
+class SecretsManagerThrottledError(SecretsManagerClientError):
+    """What Secrets Manager answers a call over its rate: ThrottlingException, HTTP 400."""
+
+    def __init__(self) -> None:
+        super().__init__("ThrottlingException", "Rate exceeded")
+
+
+THROTTLED_WRITES: Final = ("put_secret_value", "update_secret_version_stage", "tag_resource")
+"""The rotation's writes: they share Secrets Manager's low write quota (50 per second)."""
+
+
+@contextmanager
+def secrets_manager_throttled(secret_arn: str, times: int) -> Iterator[Refusals]:
+    """While active, the first `times` writes to `secret_arn` (PutSecretValue,
+    UpdateSecretVersionStage, TagResource) are refused as throttled before anything changes;
+    reads, and other secrets, are never touched."""
+    refusals = Refusals()
+    lock = threading.Lock()
+
+    def refusing(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(self: SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+            secret = self.secrets.get(secret_id)
+            if isinstance(secret, FakeSecret) and secret.arn == secret_arn:
+                with lock:
+                    refuse = refusals.refused < times
+                    refusals.refused += refuse
+                if refuse:
+                    raise SecretsManagerThrottledError()
+            return original(self, secret_id, *args, **kwargs)
+
+        return write
+
+    with contextlib.ExitStack() as patches:
+        for name in THROTTLED_WRITES:
+            original = getattr(SecretsManagerBackend, name)
+            patches.enter_context(_patched(SecretsManagerBackend, name, refusing(original)))
+        yield refusals

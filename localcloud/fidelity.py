@@ -28,7 +28,9 @@ Corrected:
   they are. moto relabelled only its own default version: after a promotion by
   UpdateSecretVersionStage two versions held AWSCURRENT, and a custom label could be on two.
 - RotateSecret refuses while AWSPENDING is on a version that is not AWSCURRENT, and treats
-  AWSPENDING on the AWSCURRENT version as a finished rotation (moto's check was inverted).
+  AWSPENDING on the AWSCURRENT version as a finished rotation (moto's check was inverted). As
+  its refusal says ("That rotation will be reattempted"), it then runs that unfinished rotation
+  again with its ClientRequestToken (here before answering; AWS in the background).
 - RotateSecret without RotationLambdaARN rotates with the configured function (moto forgot it
   and promoted the new, empty version straight to AWSCURRENT).
 - rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
@@ -52,12 +54,25 @@ Corrected:
 - SNS Publish refuses a Subject that is not ASCII, holds a line break or another control
   character, or is longer than 100 characters, with InvalidParameter (moto checked the length
   only, so an e-mail notice AWS would refuse went out locally).
+- A failed aws-sdk task (`arn:aws:states:::aws-sdk:<service>:<action>`) raises the error
+  `<Service>.<ErrorCode>`, `Exception` appended unless the code ends with it, the service in
+  PascalCase as the SDKs name it: `Scheduler.ResourceNotFoundException`,
+  `SecretsManager.ResourceNotFoundException`, `Sns.NotFoundException` (SNS's code NotFound).
+  moto named the service by its lower-case ARN name (`scheduler.ResourceNotFoundException`),
+  so a Retry or Catch written for AWS never matched.
+- UpdateSchedule replaces the whole schedule, as AWS does: it sets ActionAfterCompletion as
+  asked, and a State or ActionAfterCompletion left out is ENABLED or NONE (moto ignored
+  ActionAfterCompletion, keeping CreateSchedule's, and left State empty, which no API shows).
 
 Not corrected (worked around where it matters):
 - RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
   callers need a long read timeout and no botocore retries (LocalCloud.client).
-- schedules never fire; rotations start through RotateSecret or the state machine only.
-  DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the schedule.
+- schedules never fire in moto: localcloud.scheduler fires due EventBridge Scheduler at()
+  schedules and rotation schedules on the simulated clock (localcloud.clock) when a test or the
+  soak asks it to. DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the
+  schedule.
+- moto keeps real time: what it records (CreatedDate, LastRotatedDate, execution and metric
+  times) does not follow the simulated clock that the Lambda workers and Google see.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty
   version to AWSCURRENT (AWS refuses the call).
 - PutSecretValue accepts a RotationToken and does not check it.
@@ -68,8 +83,10 @@ Not corrected (worked around where it matters):
 - no IAM or Lambda resource-policy checks.
 """
 
+import functools
 import inspect
 import json
+import re
 import threading
 import time
 import uuid
@@ -78,15 +95,24 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
+import botocore.session
 import moto
+from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.backends import get_backend
+from moto.scheduler.responses import EventBridgeSchedulerResponse
 from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSInvalidParameter
 from moto.sns.models import SNSBackend
 from moto.stepfunctions.exceptions import InvalidExecutionInput
 from moto.stepfunctions.models import StepFunctionBackend
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+)
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from localcloud.deployment import CURRENT, PENDING, PREVIOUS
@@ -241,6 +267,10 @@ _SNS_PUBLISH = PatchTarget(
         "message_structure",
     ),
 )
+_AWS_SDK_TASK_ERROR = PatchTarget(
+    state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_from_error", ("self", "env", "ex")
+)
+_UPDATE_SCHEDULE = PatchTarget(EventBridgeSchedulerResponse, "update_schedule", ("self",))
 
 PATCH_TARGETS: Final = (
     _LAMBDA_INVOKE,
@@ -253,6 +283,8 @@ PATCH_TARGETS: Final = (
     _START_EXECUTION_EXECUTING,
     _RETRY_TIME,
     _SNS_PUBLISH,
+    _AWS_SDK_TASK_ERROR,
+    _UPDATE_SCHEDULE,
 )
 """Every moto attribute `apply()` replaces."""
 
@@ -293,6 +325,8 @@ def apply() -> Corrections:
     _patch(_START_EXECUTION_EXECUTING, _start_execution_as_aws(_START_EXECUTION_EXECUTING))
     _patch(_RETRY_TIME, _RetryClock())
     _patch(_SNS_PUBLISH, _publish_with_a_valid_subject)
+    _patch(_AWS_SDK_TASK_ERROR, _aws_sdk_task_error)
+    _patch(_UPDATE_SCHEDULE, _update_whole_schedule)
     return CORRECTIONS
 
 
@@ -403,9 +437,10 @@ def _rotate_secret_as_aws(
     at the first failing step and leaves AWSPENDING for the retry (moto goes on regardless)."""
     secret = self.secrets.get(secret_id)
     if isinstance(secret, FakeSecret):
-        for version_id, version in secret.versions.items():
+        for version_id, version in list(secret.versions.items()):
             stages = version["version_stages"]
             if PENDING in stages and CURRENT not in stages:
+                _reattempt(self, secret, version_id)
                 raise InvalidRequestException(
                     f"A previous rotation isn't complete. That rotation will be reattempted. "
                     f"(version {version_id} holds AWSPENDING)"
@@ -439,6 +474,34 @@ def _rotate_secret_as_aws(
         # ClientRequestToken (moto made one); moto's names its default, the AWSCURRENT version.
         return secret.to_short_dict(version_id=rotation.version_id)
     return response
+
+
+STEP_EVENTS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+def _reattempt(backend: SecretsManagerBackend, secret: FakeSecret, version_id: str) -> None:
+    """What the refusal's message promises: Secrets Manager runs the unfinished rotation again,
+    every step with its ClientRequestToken, until one fails (AWS: in the background; here before
+    the refusal is answered)."""
+    if not secret.rotation_lambda_arn:
+        return
+    lambda_backend = get_backend("lambda")[backend.account_id][backend.region_name]
+    rotation = _Rotation(arn=secret.arn)
+    CORRECTIONS.rotations.current = rotation
+    try:
+        for step in STEP_EVENTS:
+            event = {"Step": step, "SecretId": secret.arn, "ClientRequestToken": version_id}
+            lambda_backend.invoke(
+                secret.rotation_lambda_arn,
+                qualifier=None,
+                body=json.dumps(event),
+                headers={},
+                response_headers={},
+            )
+    except _RotationStepFailedError:
+        pass
+    finally:
+        CORRECTIONS.rotations.current = None
 
 
 def _test_rotation_configuration(
@@ -579,3 +642,52 @@ def _start_execution_as_aws(target: PatchTarget) -> Callable[..., Any]:
         )
 
     return start_execution
+
+
+def _aws_sdk_task_error(
+    self: state_task_service_aws_sdk.StateTaskServiceAwsSdk, env: Environment, ex: Exception
+) -> FailureEvent:
+    """A failed aws-sdk task's error as Step Functions names it: `<Service>.<ErrorCode>`, with
+    `Exception` appended unless the code ends with it (the Step Functions guide: "Both the
+    service name and error name are in PascalCase"; S3's BucketAlreadyExists is caught as
+    S3.BucketAlreadyExistsException). moto named the service by its lower-case ARN name."""
+    if not isinstance(ex, ClientError):
+        failure: FailureEvent = _original(_AWS_SDK_TASK_ERROR)(self, env, ex)
+        return failure
+    service = sdk_error_service_name(self._get_boto_service_name())
+    code: str = ex.response["Error"]["Code"]
+    error = code if code.endswith("Exception") else f"{code}Exception"
+    metadata = ex.response["ResponseMetadata"]
+    cause = (
+        f"{ex.response['Error']['Message']} (Service: {service}, "
+        f"Status Code: {metadata['HTTPStatusCode']}, Request ID: {metadata['RequestId']})"
+    )
+    event: FailureEvent = self._get_task_failure_event(
+        env=env, error=f"{service}.{error}", cause=cause
+    )
+    return event
+
+
+@functools.cache
+def sdk_error_service_name(boto_service: str) -> str:
+    """How Step Functions names a service in aws-sdk task errors: the service's id (botocore's
+    serviceId, as every SDK derives its names from it) in PascalCase words: "Secrets Manager"
+    SecretsManager, "SNS" Sns, "SFN" Sfn, "DynamoDB" DynamoDb, "ACM PCA" AcmPca."""
+    service_id: str = (
+        botocore.session.get_session().get_service_model(boto_service).metadata["serviceId"]
+    )
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|[0-9]+", service_id)
+    return "".join(word[0].upper() + word[1:].lower() for word in words)
+
+
+def _update_whole_schedule(self: EventBridgeSchedulerResponse) -> str:
+    """UpdateSchedule as AWS does it: every field the request leaves out takes its default, State
+    ENABLED and ActionAfterCompletion NONE, and ActionAfterCompletion is updated (moto ignored
+    it and set State to none when it was left out)."""
+    response: str = _original(_UPDATE_SCHEDULE)(self)
+    schedule = self.scheduler_backend.get_schedule(
+        self._get_param("GroupName"), self.uri.split("?")[0].split("/")[-1]
+    )
+    schedule.state = self._get_param("State") or "ENABLED"
+    schedule.action_after_completion = self._get_param("ActionAfterCompletion") or "NONE"
+    return response

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions as google_auth_exceptions
 from google.auth import jwt as google_jwt
 
+from localcloud.clock import SimulatedClock
+
 JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EMAIL_SCOPES: Final = frozenset({"https://www.googleapis.com/auth/userinfo.email", "email"})
 ROUTES: Final = ("/token", "/tokeninfo")
@@ -111,7 +113,19 @@ class _KeyEntry:
     key: ServiceAccountKey
     public_key_pem: str
     """The key's public half in PEM, as google-auth's jwt.decode takes certificates."""
-    enabled: bool = True
+    disabled_until: float = -math.inf
+    """Emulator time from which the key is enabled again (math.inf: until enable_key)."""
+
+    def enabled(self, now: float) -> bool:
+        return now >= self.disabled_until
+
+
+@dataclass
+class _Storm:
+    """Every request to a route fails as `failure` says until `until` (emulator time)."""
+
+    failure: InjectedFailure
+    until: float
 
 
 @dataclass
@@ -144,13 +158,25 @@ def _invalid_grant(description: str) -> _OAuthError:
 class GoogleEmulator:
     """Google's OAuth2 /token (JWT bearer grant, the assertion verified with google-auth's
     `jwt.decode` and the emulator's clock) and /tokeninfo (the token in the query, a posted form
-    or an `Authorization: Bearer` header), served over real HTTP."""
+    or an `Authorization: Bearer` header), served over real HTTP.
+
+    The emulator's clock is `clock` (the local cloud's simulated clock, shared with its Lambda
+    workers; a clock of its own when none is given) plus `clock_offset_seconds`, which tests set to
+    put Google alone ahead or behind. Token lifetimes, expiry, tokeninfo's exp/expires_in, the
+    assertion's iat/exp checks, key disabling and failure storms all follow it."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
-    def __init__(self, token_lifetime_seconds: int = 3600, clock_skew_seconds: int = 300) -> None:
+    def __init__(
+        self,
+        token_lifetime_seconds: int = 3600,
+        clock_skew_seconds: int = 300,
+        *,
+        clock: SimulatedClock | None = None,
+    ) -> None:
         self.token_lifetime_seconds = token_lifetime_seconds
         self.clock_skew_seconds = clock_skew_seconds
+        self.clock = clock if clock is not None else SimulatedClock()
         self.clock_offset_seconds: float = 0.0
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -158,6 +184,7 @@ class GoogleEmulator:
         self._keys: dict[str, _KeyEntry] = {}
         self._tokens: dict[str, _TokenRecord] = {}
         self._failures: dict[str, deque[InjectedFailure]] = {route: deque() for route in ROUTES}
+        self._storms: dict[str, list[_Storm]] = {route: [] for route in ROUTES}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -220,8 +247,8 @@ class GoogleEmulator:
         return self.base_url + "/tokeninfo"
 
     def now(self) -> float:
-        """The emulator's clock, which tests shift through `clock_offset_seconds`."""
-        return time.time() + self.clock_offset_seconds
+        """The emulator's clock: the shared clock plus `clock_offset_seconds`."""
+        return self.clock.now() + self.clock_offset_seconds
 
     # --- service accounts and tokens ---------------------------------------------------------
 
@@ -264,13 +291,18 @@ class GoogleEmulator:
                 )
             self._keys[key.private_key_id] = _KeyEntry(key, _public_pem(public_key))
 
-    def disable_key(self, private_key_id: str) -> None:
+    def disable_key(self, private_key_id: str, *, until_epoch: float | None = None) -> None:
+        """Disables the key, as IAM does: Google refuses its JWT grants with invalid_grant
+        "Invalid JWT Signature." (as for a deleted key). With `until_epoch`, only until that
+        emulator time, after which it works again; without, until enable_key."""
         with self._lock:
-            self._key_entry(private_key_id).enabled = False
+            self._key_entry(private_key_id).disabled_until = (
+                math.inf if until_epoch is None else until_epoch
+            )
 
     def enable_key(self, private_key_id: str) -> None:
         with self._lock:
-            self._key_entry(private_key_id).enabled = True
+            self._key_entry(private_key_id).disabled_until = -math.inf
 
     def revoke_key(self, private_key_id: str) -> None:
         """Deletes the key, as IAM does; its account (and client_id) stays."""
@@ -284,6 +316,14 @@ class GoogleEmulator:
             if record is None:
                 raise KeyError("the emulator never issued that access token")
             record.revoked = True
+
+    def token_info(self, access_token: str) -> dict[str, str] | None:
+        """What /tokeninfo answers for the token now, asked in-process (neither recorded nor
+        subject to injected failures): its fields, or None where Google answers invalid_token."""
+        try:
+            return self._token_info(access_token)
+        except _OAuthError:
+            return None
 
     def issued_tokens(self) -> list[IssuedToken]:
         with self._lock:
@@ -304,21 +344,35 @@ class GoogleEmulator:
         """The next `count` requests to `route` fail: with `status` and `body`; or, given
         `hang_seconds`, by answering nothing for that long and then closing the connection; or,
         with `reset_connection`, by a TCP reset instead of any answer."""
-        if route not in ROUTES:
-            raise ValueError(f"route must be one of {ROUTES}, not {route!r}")
         if count < 1:
             raise ValueError("count must be at least 1")
-        if hang_seconds is not None and hang_seconds < 0:
-            raise ValueError("hang_seconds cannot be negative")
-        failure = InjectedFailure(route, status, body, hang_seconds, reset_connection, count)
+        failure = _failure(route, status, body, hang_seconds, reset_connection, count)
         with self._lock:
             self._failures[route].append(failure)
 
+    def fail_during(
+        self,
+        route: str,
+        until_epoch: float,
+        *,
+        status: int = 503,
+        body: dict[str, object] | str | None = None,
+        hang_seconds: float | None = None,
+        reset_connection: bool = False,
+    ) -> None:
+        """A storm: every request to `route` fails, as fail_next describes, until the emulator's
+        clock reaches `until_epoch`. Requests during a storm leave fail_next's queue alone."""
+        failure = _failure(route, status, body, hang_seconds, reset_connection, 1)
+        with self._lock:
+            self._storms[route].append(_Storm(failure, until_epoch))
+
     def reset(self) -> None:
-        """Forgets queued failures and the request log; keys and issued tokens stay."""
+        """Forgets queued failures, storms and the request log; keys and issued tokens stay."""
         with self._lock:
             for queue in self._failures.values():
                 queue.clear()
+            for storms in self._storms.values():
+                storms.clear()
             self.requests.clear()
 
     # --- used by the request handler -------------------------------------------------------
@@ -330,7 +384,13 @@ class GoogleEmulator:
         return entry
 
     def _take_failure(self, path: str) -> InjectedFailure | None:
+        now = self.now()
         with self._lock:
+            storms = self._storms.get(path)
+            if storms:
+                storms[:] = [storm for storm in storms if now < storm.until]
+                if storms:
+                    return storms[0].failure
             queue = self._failures.get(path)
             if not queue:
                 return None
@@ -416,19 +476,20 @@ class GoogleEmulator:
         if header.get("alg") != "RS256" or not (kid is None or (isinstance(kid, str) and kid)):
             raise _invalid_grant(_BAD_SIGNATURE)
         issuer = claims.get("iss")
+        now = self.now()
         with self._lock:
             client_id = self._client_ids.get(issuer) if isinstance(issuer, str) else None
             certs = {
                 key_id: entry.public_key_pem
                 for key_id, entry in self._keys.items()
-                if entry.enabled and entry.key.client_email == issuer
+                if entry.enabled(now) and entry.key.client_email == issuer
             }
         if not isinstance(issuer, str) or client_id is None:
             raise _invalid_grant("Invalid grant: account not found")
         if "iat" not in claims or "exp" not in claims:
             # jwt.decode reports a missing time claim as it reports a bad signature.
             raise _invalid_grant(_NOT_SHORT_LIVED)
-        allowance = self.clock_skew_seconds + math.ceil(abs(self.clock_offset_seconds)) + 1
+        allowance = self.clock_skew_seconds + math.ceil(abs(self.now() - time.time())) + 1
         try:
             google_jwt.decode(
                 assertion,
@@ -635,6 +696,21 @@ class _Handler(BaseHTTPRequestHandler):
         # The socket only really closes once the buffered reader lets go of it too.
         self.rfile.close()
         self.connection.close()
+
+
+def _failure(
+    route: str,
+    status: int,
+    body: dict[str, object] | str | None,
+    hang_seconds: float | None,
+    reset_connection: bool,
+    count: int,
+) -> InjectedFailure:
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, not {route!r}")
+    if hang_seconds is not None and hang_seconds < 0:
+        raise ValueError("hang_seconds cannot be negative")
+    return InjectedFailure(route, status, body, hang_seconds, reset_connection, count)
 
 
 def _json_reply(status: int, payload: dict[str, Any]) -> _Reply:

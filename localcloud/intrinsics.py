@@ -76,6 +76,8 @@ _FUNCTIONS: dict[str, Any] = {
     "Fn::Not": lambda r, arg: not r.value(arg[0]),
     "Fn::And": lambda r, arg: all(r.value(item) for item in arg),
     "Fn::Or": lambda r, arg: any(r.value(item) for item in arg),
+    # A rule's Fn::Contains: the list holds the value, compared as strings as CloudFormation does.
+    "Fn::Contains": lambda r, arg: str(r.value(arg[1])) in {str(r.value(item)) for item in arg[0]},
     "Condition": lambda r, name: r.condition(name),
 }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
 
+from localcloud.clock import SimulatedClock
 from localcloud.lambda_worker import HANDLER_VARIABLE
 
 WORKER_SCRIPT: Final = Path(__file__).resolve().with_name("lambda_worker.py")
@@ -268,7 +269,8 @@ class _Sandbox:
 
 class FunctionWorker:
     """One Lambda function: warm worker processes reused between invocations, started on demand
-    (cold start), at most `max_concurrency` at once."""
+    (cold start), at most `max_concurrency` at once. Given a `clock`, each handler call runs at
+    that clock's simulated time (lambda_worker.py says how); without one, at real time."""
 
     def __init__(
         self,
@@ -283,6 +285,7 @@ class FunctionWorker:
         function_arn: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         init_timeout_seconds: float = INIT_TIMEOUT_SECONDS,
+        clock: SimulatedClock | None = None,
     ) -> None:
         if not code_paths:
             raise ValueError(f"{name}: at least one code path is needed")
@@ -294,6 +297,7 @@ class FunctionWorker:
         self.memory_mb = memory_mb
         self.init_timeout_seconds = init_timeout_seconds
         self.max_concurrency = max_concurrency
+        self.clock = clock
         self._log_sink = log_sink
         self._cwd = Path(code_paths[0]).resolve()
         self._environment = _process_environment(name, handler, code_paths, environment)
@@ -435,6 +439,7 @@ class FunctionWorker:
             "request_id": request_id,
             "payload": payload,
             "deadline_epoch_ms": int((time.time() + self.timeout_seconds) * 1000),
+            "clock_offset_seconds": 0.0 if self.clock is None else self.clock.offset,
             "context": {
                 "function_name": self.name,
                 "function_version": "$LATEST",

@@ -3,25 +3,38 @@
 # lambda_runtime starts this file as `python -P -s lambda_worker.py <request_fd> <response_fd>`
 # (by path, not with -m, so that neither the project nor this folder is on the handler's sys.path:
 # the handler sees only PYTHONPATH, i.e. its code and layer folders, and site-packages). It must
-# therefore stay standard-library only and import nothing from the project.
+# therefore import nothing from the project, and nothing beyond the standard library but
+# time_machine, and that only once the simulated clock is ahead (see _simulated_time).
 #
 # Protocol: one JSON document per line on each pipe (json.dumps never emits a raw newline).
 #   worker -> parent, once: {"ready": true, "init_ms"} or {"error": {...}, "init_ms"} then exit 1
 #   parent -> worker, per invocation: {"request_id", "payload", "deadline_epoch_ms", "context",
-#                                       "log_marker"}
+#                                       "clock_offset_seconds", "log_marker"}
 #   worker -> parent, per invocation: {"result", "duration_ms"} or {"error", "duration_ms"}
+# `deadline_epoch_ms` is real time (the Lambda timeout is real); `clock_offset_seconds` is how far
+# the local cloud's simulated clock (localcloud.clock) is ahead of real time.
+#
+# Simulated time: while the offset is not 0 the handler runs inside time_machine.travel to real
+# now + offset, ticking, so time.time(), time.gmtime/localtime/strftime, datetime.now/utcnow and
+# time-based uuids all tell simulated time, and the product never knows. time.monotonic,
+# perf_counter and sleep stay real (time_machine leaves them alone), and so does the context's
+# remaining time, which counts down on time.monotonic. boto3 in the handler then signs its
+# requests with simulated time; moto does not check signatures, so it answers as usual (AWS would
+# refuse a signature more than 5 minutes off). Time is simulated for the handler call only: the
+# module's import (init) and threads it leaves running after it returns see real time.
 # stdout and stderr belong to the handler (powertools logs JSON to stdout); the only thing the
 # worker itself writes there is `log_marker` after each invocation, so that the parent knows when
 # it has forwarded every line the invocation printed.
 
+import contextlib
 import importlib
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from types import TracebackType
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType, TracebackType
 from typing import IO, Any, Final
 
 Handler = Callable[[Any, "LambdaContext"], Any]
@@ -43,10 +56,12 @@ class LambdaContext:
         self.log_stream_name: str = details["log_stream_name"]
         self.identity: object | None = None
         self.client_context: object | None = None
-        self._deadline_epoch_ms = deadline_epoch_ms
+        # Kept on the monotonic clock, taken while time.time() is still real: simulated time
+        # must not move the Lambda timeout.
+        self._deadline_monotonic = time.monotonic() + (deadline_epoch_ms / 1000 - time.time())
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_epoch_ms - int(time.time() * 1000))
+        return max(0, int((self._deadline_monotonic - time.monotonic()) * 1000))
 
 
 class InitError(Exception):
@@ -109,7 +124,8 @@ def invoke(handler: Handler, request: Mapping[str, Any]) -> dict[str, object]:
     context = LambdaContext(request_id, request["deadline_epoch_ms"], request["context"])
     started = time.perf_counter()
     try:
-        result = handler(request["payload"], context)
+        with _simulated_time(float(request["clock_offset_seconds"])):
+            result = handler(request["payload"], context)
     except Exception as error:
         return {
             "error": {
@@ -136,6 +152,34 @@ def invoke(handler: Handler, request: Mapping[str, Any]) -> dict[str, object]:
             "duration_ms": duration_ms,
         }
     return {"result": result, "duration_ms": duration_ms}
+
+
+@contextlib.contextmanager
+def _simulated_time(offset_seconds: float) -> Iterator[None]:
+    """Real time while the offset is 0 (time_machine is not even imported); else the clocks
+    time_machine patches tell real now + offset and tick on from there."""
+    if not offset_seconds:
+        yield
+        return
+    with _time_machine().travel(time.time() + offset_seconds, tick=True):
+        yield
+
+
+def _time_machine() -> ModuleType:
+    """The time_machine module, imported without pytest: it imports pytest when it can (for its
+    fixture), which would cost ~90 ms and leave pytest in the handler's sys.modules."""
+    if "time_machine" in sys.modules:
+        return sys.modules["time_machine"]
+    blocked = "pytest" not in sys.modules
+    if blocked:
+        # None in sys.modules makes `import pytest` raise ImportError.
+        sys.modules["pytest"] = None  # type: ignore[assignment]
+    try:
+        import time_machine  # noqa: PLC0415 - only where time is simulated
+    finally:
+        if blocked:
+            del sys.modules["pytest"]
+    return time_machine
 
 
 def _elapsed_ms(started: float) -> float:

@@ -52,3 +52,15 @@ def run_all(rotation: Rotation, request: RotationRequest) -> list[str]:
 def current_value(secretsmanager: SecretsManagerClient) -> TokenSecretValue:
     answer = secretsmanager.get_secret_value(SecretId=TOKEN_SECRET, VersionStage="AWSCURRENT")
     return TokenSecretValue.from_secret_string(answer["SecretString"])
+
+
+SCHEDULE_UPSERTS = frozenset(
+    {"ScheduleNextRotation", "CreateNextRotationSchedule", "ScheduleRetry", "CreateRetrySchedule"}
+)
+"""The state machine's schedule upserts: UpdateSchedule, then CreateSchedule when the secret has
+none yet (its first rotation or failure), so how many run depends on the secret's past."""
+
+
+def step_attempts(attempts: dict[str, int]) -> dict[str, int]:
+    """An execution's task attempts without its schedule upserts."""
+    return {state: n for state, n in attempts.items() if state not in SCHEDULE_UPSERTS}

@@ -17,7 +17,7 @@ from localcloud.operations import (
 )
 
 SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
-PARAMETERS = {"GoogleScopes": SCOPE, "AcknowledgeTokenExpiryGap": "yes"}
+PARAMETERS = {"GoogleScopes": SCOPE}
 GOOGLE_TIMEOUT_SECONDS = 1.0
 
 
@@ -51,6 +51,10 @@ class Stack:
 
     def current_version(self) -> str:
         return next(v for v, stages in self.stages().items() if "AWSCURRENT" in stages)
+
+    def tags(self) -> dict[str, str]:
+        described = self.cloud.client("secretsmanager").describe_secret(SecretId=self.secret_arn)
+        return {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])}
 
 
 @dataclass

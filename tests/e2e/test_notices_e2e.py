@@ -46,12 +46,23 @@ def test_sns_throttled_three_times_still_delivers_exactly_one_notice(
         "FAILED",
         "GoogleGrantRejectedError",
     )
-    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 4}
+    # The secret's first failure: its retry schedule does not exist yet, so it is created.
+    assert failed.task_attempts == {
+        "CreateSecret": 1,
+        "DescribeFailure": 1,
+        "NotifyFailure": 4,
+        "ScheduleRetry": 1,
+        "CreateRetrySchedule": 1,
+    }
     assert (refusals.refused, refusals.delivered) == (3, 1)
     throttles = [
         e["taskFailedEventDetails"]["error"] for e in failed.history if e["type"] == "TaskFailed"
     ]
-    assert throttles == ["GoogleGrantRejectedError"] + ["SNS.ThrottledException"] * 3
+    assert throttles == [
+        "GoogleGrantRejectedError",
+        *["SNS.ThrottledException"] * 3,
+        "Scheduler.ResourceNotFoundException",
+    ]
     waits = stack.cloud.corrections.retry_waits
     bounds = [retry["IntervalSeconds"] * retry["BackoffRate"] ** n for n in range(3)]
     assert len(waits) == 3
@@ -105,11 +116,14 @@ def test_a_crash_after_finish_secret_moved_the_label_says_the_new_token_is_in_us
     assert "previous token" not in json.dumps(message)
     assert "already in use" in message["NextSteps"]
 
-    # Secrets Manager's retry of finishSecret finds the rotation done, and no second notice.
+    # Secrets Manager's retry of finishSecret finds the rotation done; the one notice after the
+    # failure says that the rotation recovered, nothing more.
     retried = stack.worker("RotationEntryFunction").invoke({**failed.input, "Step": "finishSecret"})
     assert retried.error is None, retried.error
     assert stack.current_version() == version
-    assert stack.notices() == []
+    recovered = only_notice(stack)
+    assert recovered["Subject"].startswith("Google token rotation recovered (")
+    assert recovered["Message"]["FailedAttempts"] == 1
 
 
 def test_a_manual_execution_with_a_100_kb_secret_id_sends_one_bounded_notice(

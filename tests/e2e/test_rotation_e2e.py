@@ -24,7 +24,7 @@ from localcloud.operations import (
 )
 from localcloud.template import PROJECT_ROOT, load_template
 from tests.e2e.stacks import GOOGLE_TIMEOUT_SECONDS, SCOPE, SecretMaterial, Stack, StackFactory
-from tests.support import tokens_minted
+from tests.support import step_attempts, tokens_minted
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 STEP_FUNCTIONS = {
@@ -44,6 +44,7 @@ EVENTS = PROJECT_ROOT / "events"
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
 # What a step may report: ids and non-secret metadata, never a token.
 OUTCOME_FIELDS = {
+    "FollowUp",
     "Step",
     "SecretArn",
     "VersionId",
@@ -141,7 +142,8 @@ def test_manual_execution_runs_the_whole_chain_and_reports_metadata_only(stack: 
     manual = start_manual(stack.cloud, stack.deployment, {"SecretId": stack.secret_arn})
 
     assert manual.status == "SUCCEEDED"
-    assert manual.task_attempts == dict.fromkeys(TASK_STATES, 1)
+    assert step_attempts(manual.task_attempts) == dict.fromkeys(TASK_STATES, 1)
+    assert manual.task_attempts["ScheduleNextRotation"] == 1
     assert manual.output is not None
     outcomes = [manual.output[state]["Outcome"] for state in TASK_STATES]
     assert [o["Action"] for o in outcomes] == ["created", "checked", "verified", "promoted"]
@@ -240,7 +242,12 @@ def test_invalid_grant_fails_fast_notifies_once_and_keeps_the_current_token(
 
     assert [(step_of(e), e.status) for e in found] == [("createSecret", "FAILED")]
     [failed] = found
-    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
+    assert step_attempts(failed.task_attempts) == {
+        "CreateSecret": 1,
+        "DescribeFailure": 1,
+        "NotifyFailure": 1,
+    }
+    assert failed.task_attempts["ScheduleRetry"] == 1
     assert failed.error == "GoogleGrantRejectedError"
     notice = only_notice(stack, "createSecret", "GoogleGrantRejectedError", failed)
     assert "invalid_grant" in notice
@@ -268,7 +275,12 @@ def test_malformed_key_fails_clearly_without_echoing_the_key(
     assert [(step_of(e), e.status) for e in found] == [("createSecret", "FAILED")]
     [failed] = found
     assert failed.error == "InvalidServiceAccountKeyError"
-    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
+    assert step_attempts(failed.task_attempts) == {
+        "CreateSecret": 1,
+        "DescribeFailure": 1,
+        "NotifyFailure": 1,
+    }
+    assert failed.task_attempts["ScheduleRetry"] == 1
     notice = only_notice(stack, "createSecret", "InvalidServiceAccountKeyError", failed)
     assert not secret_material.found_in(notice)
     assert "private_key" in notice  # names the field
@@ -291,7 +303,12 @@ def test_crash_after_the_write_then_a_retry_promotes_the_written_token(stack: St
     [failed] = found
     assert failed.error == "Runtime.ExitError"
     # Not transient: the state machine does not retry it.
-    assert failed.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
+    assert step_attempts(failed.task_attempts) == {
+        "CreateSecret": 1,
+        "DescribeFailure": 1,
+        "NotifyFailure": 1,
+    }
+    assert failed.task_attempts["ScheduleRetry"] == 1
     version = failed.input["ClientRequestToken"]
     assert crash.version_id == version
     assert stack.stages()[version] == ["AWSPENDING"]
@@ -327,7 +344,8 @@ def test_crash_after_the_write_then_a_retry_promotes_the_written_token(stack: St
     retried = runs[f"createSecret-{version}-2"].output
     assert retried is not None
     assert retried["CreateSecret"]["Outcome"]["Action"] == "already-created"
-    assert stack.notices() == []
+    [recovered] = stack.notices()
+    assert recovered["Subject"].startswith("Google token rotation recovered (")
 
 
 def test_entry_deadline_raises_still_running_and_the_retry_attaches(

@@ -158,10 +158,9 @@ def test_full_rotation_through_the_four_handlers_promotes_the_token(
         "ServiceAccount",
         "FollowUp",
     }
-    assert outputs[3]["FollowUp"]["Notice"] is None
-    assert outputs[3]["FollowUp"]["Schedule"]["Target"]["Input"] == json.dumps(
-        {"SecretId": outputs[3]["SecretArn"]}
-    )
+    follow_up: Any = outputs[3]["FollowUp"]
+    assert follow_up["Notice"] is None
+    assert follow_up["Schedule"]["TargetInput"] == json.dumps({"SecretId": outputs[3]["SecretArn"]})
 
 
 def test_outputs_and_logs_never_hold_an_issued_token(

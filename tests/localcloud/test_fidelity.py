@@ -260,39 +260,58 @@ def test_previous_rotation_in_progress_only_while_awspending_is_on_another_versi
     aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
 ) -> None:
     """moto's check was inverted. AWS refuses RotateSecret while AWSPENDING is on a
-    version that is not AWSCURRENT (a rotation is unfinished), and allows it when AWSPENDING sits
-    on the AWSCURRENT version, the end state a successful rotation may leave."""
+    version that is not AWSCURRENT (a rotation is unfinished) and, as its refusal says, runs that
+    rotation again; it allows RotateSecret when AWSPENDING sits on the AWSCURRENT version, the
+    end state a successful rotation may leave."""
     _, first = rotating_secret
-    stale = str(uuid.uuid4())
-    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, stale)
+    unfinished = str(uuid.uuid4())
+    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, unfinished)
 
     with pytest.raises(ClientError) as refused:
         aws.secrets.rotate_secret(SecretId=SECRET_NAME)
 
     assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
-    assert "previous rotation" in refused.value.response["Error"]["Message"].lower()
-    assert lambdas.events == []
-    assert holder(stages(aws.secrets, SECRET_NAME), PENDING) == stale
+    message = refused.value.response["Error"]["Message"]
+    assert "A previous rotation isn't complete. That rotation will be reattempted." in message
+    # The unfinished rotation ran again, every step with its own ClientRequestToken.
+    assert lambdas.steps() == STEPS
+    assert {event["ClientRequestToken"] for event in lambdas.rotation_events()} == {unfinished}
+    after_reattempt = stages(aws.secrets, SECRET_NAME)
+    assert holder(after_reattempt, CURRENT) == unfinished
+    assert holder(after_reattempt, "AWSPREVIOUS") == first
 
-    # Clear the stale label (what an operator does), then rotate successfully: the rotator leaves
-    # AWSPENDING on the version it made AWSCURRENT.
-    aws.secrets.update_secret_version_stage(
-        SecretId=SECRET_NAME, VersionStage=PENDING, RemoveFromVersionId=stale
-    )
+    # The rotator left AWSPENDING on the version it made AWSCURRENT: that blocks nothing.
     second = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
-    after_first_rotation = stages(aws.secrets, SECRET_NAME)
-    assert set(after_first_rotation[second]) == {CURRENT, PENDING}
-    assert holder(after_first_rotation, "AWSPREVIOUS") == first
+    after_second = stages(aws.secrets, SECRET_NAME)
+    assert set(after_second[second]) == {CURRENT, PENDING}
+    assert holder(after_second, "AWSPREVIOUS") == unfinished
 
     third = aws.secrets.rotate_secret(SecretId=SECRET_NAME)["VersionId"]
 
-    after_second_rotation = stages(aws.secrets, SECRET_NAME)
-    assert lambdas.steps() == STEPS + STEPS
-    assert third not in {first, second}
-    assert holder(after_second_rotation, CURRENT) == third
-    assert holder(after_second_rotation, "AWSPREVIOUS") == second
-    assert holder(after_second_rotation, PENDING) in {None, third}
+    after_third = stages(aws.secrets, SECRET_NAME)
+    assert lambdas.steps() == STEPS * 3
+    assert third not in {first, second, unfinished}
+    assert holder(after_third, CURRENT) == third
+    assert holder(after_third, "AWSPREVIOUS") == second
+    assert holder(after_third, PENDING) in {None, third}
     assert value(aws.secrets, VersionStage=CURRENT) == rotated_value(third)
+
+
+def test_a_reattempt_stops_at_the_first_failing_step_and_the_refusal_still_comes(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    _, first = rotating_secret
+    unfinished = str(uuid.uuid4())
+    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, unfinished)
+    lambdas.fail_steps["testSecret"] = "GoogleUnavailableError"
+
+    with pytest.raises(ClientError) as refused:
+        aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    assert lambdas.steps() == ["createSecret", "setSecret", "testSecret"]
+    assert holder(stages(aws.secrets, SECRET_NAME), CURRENT) == first
+    assert holder(stages(aws.secrets, SECRET_NAME), PENDING) == unfinished
 
 
 def test_rotate_secret_without_a_function_arn_uses_the_configured_function(

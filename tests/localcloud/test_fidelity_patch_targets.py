@@ -26,6 +26,9 @@ EXPECTED_TARGETS = {
     "moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution",
     "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl.time",
     "moto.sns.models.SNSBackend.publish",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+    "state_task_service_aws_sdk.StateTaskServiceAwsSdk._from_error",
+    "moto.scheduler.responses.EventBridgeSchedulerResponse.update_schedule",
 }
 
 

@@ -27,7 +27,7 @@ from localcloud.operations import (
 )
 from localcloud.template import PROJECT_ROOT
 
-PARAMETERS = {"AcknowledgeTokenExpiryGap": "yes"}
+PARAMETERS: dict[str, str] = {}
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
 
 
@@ -113,7 +113,8 @@ def assert_sns_subject(subject: str) -> None:
     assert subject.isprintable()
 
 
-NOTICE_PATH = ["DescribeFailure", "NotifyFailure", "RotationFailed"]
+NOTICE_PATH = ["DescribeFailure", "FailureNoticeDue", "NotifyFailure", "RetryDue", "RotationFailed"]
+"""A failure that is no rotation of a managed secret (bad input): a notice, and no retry."""
 
 
 @pytest.mark.parametrize(
@@ -251,16 +252,17 @@ def test_describe_failure_failing_falls_back_to_a_fixed_notice(
     execution = fresh.run({"SecretId": fresh.secret_arn, "Step": "x" * 200})
 
     assert execution.status == "FAILED"
-    assert visited(execution)[-5:] == [
+    assert visited(execution)[-6:] == [
         "DescribeFailure",
         "DescribeFailureFallback",
         "FallbackNotice",
         "NotifyFailure",
+        "RetryDue",
         "RotationFailed",
     ]
     assert execution.task_attempts == {"DescribeFailure": attempts, "NotifyFailure": 1}
     [notice] = fresh.notices()
-    assert notice["Subject"] == ASL["States"]["FallbackNotice"]["Parameters"]["Subject"]
+    assert notice["Subject"] == ASL["States"]["FallbackNotice"]["Parameters"]["Notice"]["Subject"]
     assert_sns_subject(notice["Subject"])
     message = notice["Message"]
     assert "could not be composed" in message["Summary"]

@@ -22,7 +22,8 @@ def test_every_default_is_allowed(name: str) -> None:
         ("GoogleScopes", "https://www.googleapis.com/auth/drive.readonly openid"),
         ("GoogleScopes", "a,b"),
         ("MinRemainingSeconds", "43200"),
-        ("AcknowledgeTokenExpiryGap", "yes"),
+        ("RefreshLeadSeconds", "600"),
+        ("RefreshLeadSeconds", "3000"),
         ("LogRetentionInDays", "14"),
     ],
 )
@@ -40,7 +41,7 @@ def test_values_aws_accepts_pass(name: str, value: str) -> None:
         ("MinRemainingSeconds", "-1", "outside"),
         ("MinRemainingSeconds", "43201", "outside"),
         ("MinRemainingSeconds", "soon", "not a number"),
-        ("AcknowledgeTokenExpiryGap", "maybe", "is not one of"),
+        ("RefreshLeadSeconds", "soon", "not a number"),
         ("LogRetentionInDays", "2", "is not one of"),
     ],
 )

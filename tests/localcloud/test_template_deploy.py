@@ -316,18 +316,21 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
         yield running
 
 
-def test_deploy_refuses_without_acknowledging_the_token_expiry_gap(cloud: LocalCloud) -> None:
+@pytest.mark.parametrize("lead", ["599", "601", "3300", "0"])
+def test_deploy_refuses_a_refresh_lead_outside_the_token_lifetime(
+    cloud: LocalCloud, lead: str
+) -> None:
     """CloudFormation checks Rules before it creates anything, and quotes AssertDescription."""
-    rule = load_template().document["Rules"]["TokenLifetimeCoversRotationInterval"]
+    rule = load_template().document["Rules"]["RefreshLeadFitsTheTokenLifetime"]
     description = " ".join(rule["Assertions"][0]["AssertDescription"].split())
     secrets_before = cloud.client("secretsmanager").list_secrets()["SecretList"]
     functions_before = cloud.client("lambda").list_functions()["Functions"]
 
     with pytest.raises(TemplateError) as refused:
-        cloud.deploy()
+        cloud.deploy({"RefreshLeadSeconds": lead})
 
-    assert str(refused.value) == f"rule TokenLifetimeCoversRotationInterval: {description}"
-    assert "AcknowledgeTokenExpiryGap=yes" in str(refused.value)
+    assert str(refused.value) == f"rule RefreshLeadFitsTheTokenLifetime: {description}"
+    assert "RefreshLeadSeconds" in str(refused.value)
     assert cloud.deployment is None
     assert cloud.client("secretsmanager").list_secrets()["SecretList"] == secrets_before
     assert cloud.client("lambda").list_functions()["Functions"] == functions_before

@@ -184,20 +184,31 @@ def test_every_failure_path_notifies_once_before_failing() -> None:
 
 
 @pytest.mark.parametrize("update", sorted(SCHEDULE_UPSERTS))
-def test_schedules_are_upserted_from_the_request_a_function_composed(update: str) -> None:
+def test_schedules_are_upserted_where_and_as_whom_the_template_says(update: str) -> None:
     """UpdateSchedule first (the steady state: one call), CreateSchedule when the secret has no
-    schedule yet; both send exactly the request the function returned, and retry throttling."""
+    schedule yet. A function chooses only the time, the name and the secret; the group, the
+    role and the target are the template's, so no function can aim a schedule elsewhere."""
     states = ASL["States"]
     create, follow_up = SCHEDULE_UPSERTS[update]
     for name, api in ((update, "updateSchedule"), (create, "createSchedule")):
         state = states[name]
         assert state["Resource"] == f"arn:aws:states:::aws-sdk:scheduler:{api}"
-        assert state["InputPath"] == f"{follow_up}.Schedule"
-        assert "Parameters" not in state
+        parameters = state["Parameters"]
+        assert parameters["GroupName"] == "${RefreshScheduleGroupName}"
+        assert parameters["Target"]["RoleArn"] == "${RefreshSchedulerRoleArn}"
+        assert (
+            parameters["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+        )
+        assert parameters["FlexibleTimeWindow"] == {"Mode": "OFF"}
+        assert set(_reads(parameters)) == {
+            f"{follow_up}.Schedule.{field}"
+            for field in ("Name", "ScheduleExpression", "Description", "TargetInput")
+        }
         assert state["ResultPath"] is None
         retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
         assert retried == AWS_SCHEDULER_TRANSIENT
         assert state["Retry"][0]["JitterStrategy"] == "FULL"
+    assert states[update]["Parameters"] == states[create]["Parameters"]
     missing = states[update]["Catch"][0]
     assert missing == {"ErrorEquals": [AWS_SCHEDULER_MISSING], "ResultPath": None, "Next": create}
     assert states[create]["Next"] == states[update]["Next"]

@@ -161,10 +161,14 @@ class RotationSchedule:
             "ActionAfterCompletion": "NONE",
             "State": "ENABLED",
             "Description": f"Rotate the token secret at {format_timestamp(self.due)}",
+            "TargetInput": json.dumps({"SecretId": self.secret_arn}),
             "Target": {
                 "Arn": ROTATE_SECRET_TARGET,
                 "RoleArn": self.role_arn,
                 "Input": json.dumps({"SecretId": self.secret_arn}),
+                # A throttled or failing RotateSecret is tried again for up to an hour; the
+                # token-expiry alarm and Secrets Manager's own schedule cover the rest.
+                "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 20},
             },
         }
 

@@ -1,0 +1,550 @@
+"""What the expiry-driven refresh costs per secret-month: local-cloud counts, AWS public prices."""
+
+import contextlib
+import json
+import math
+import statistics
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from localcloud.deployment import Deployment
+from localcloud.operations import summarize
+from localcloud.template import Template, load_template
+
+if TYPE_CHECKING:
+    # Types only: importing localcloud.cloud imports moto, which the arithmetic (and its unit
+    # test) does not need; the measurement imports moto's parts where it patches them.
+    from localcloud.cloud import LocalCloud
+
+# ---------------------------------------------------------------------------------------------
+# AWS's public prices: us-east-1, on-demand, in US dollars per single unit. No free tier is
+# applied anywhere (most of these would be free for one secret in an account that uses nothing
+# else: 4,000 transitions, 1M Lambda requests and 400,000 GB-s, 14M schedule invocations,
+# 100,000 traces, 10 custom metrics, 10 alarms and 5 GB of logs a month).
+#
+# Checked here with a search of stored public pages, not against a live pricing page:
+# - verified on AWS's own page: the Step Functions transition price, the X-Ray trace price.
+# - AWS's own pages render their rate tables client-side, so these were found only in
+#   transcriptions of them and third-party guides (all agreeing): Lambda arm64 GB-s and
+#   requests, Secrets Manager per secret and per 10,000 calls, EventBridge Scheduler per
+#   invocation (one guide even calls Scheduler free), CloudWatch custom metric, standard
+#   alarm, Logs ingestion.
+# - not verified at all: that Step Functions and EventBridge Scheduler charge nothing for their
+#   API calls (StartExecution, DescribeExecution, UpdateSchedule). Neither pricing page lists
+#   a price for them; one third-party guide says Scheduler's create and update are included.
+# ---------------------------------------------------------------------------------------------
+
+STEP_FUNCTIONS_PER_TRANSITION: Final = 0.025 / 1_000
+"""Standard workflow, per state transition ($0.025 per 1,000), retries included.
+https://aws.amazon.com/step-functions/pricing/"""
+LAMBDA_ARM64_PER_GB_SECOND: Final = 0.0000133334
+"""Lambda on arm64 (Graviton), per GB-second of billed duration (first 7.5 billion GB-s a
+month). https://aws.amazon.com/lambda/pricing/"""
+LAMBDA_PER_REQUEST: Final = 0.20 / 1_000_000
+"""Lambda, per invocation request ($0.20 per 1M), any architecture.
+https://aws.amazon.com/lambda/pricing/"""
+SECRETS_MANAGER_PER_SECRET_MONTH: Final = 0.40
+"""Secrets Manager, per secret stored for a month (prorated).
+https://aws.amazon.com/secrets-manager/pricing/"""
+SECRETS_MANAGER_PER_API_CALL: Final = 0.05 / 10_000
+"""Secrets Manager, per API call ($0.05 per 10,000), every action alike.
+https://aws.amazon.com/secrets-manager/pricing/"""
+SCHEDULER_PER_INVOCATION: Final = 1.00 / 1_000_000
+"""EventBridge Scheduler, per schedule invocation ($1.00 per 1M; 14M a month are free, not
+applied). https://aws.amazon.com/eventbridge/pricing/"""
+CLOUDWATCH_PER_CUSTOM_METRIC_MONTH: Final = 0.30
+"""CloudWatch, per custom metric (namespace, name and dimension values) a month, first 10,000
+(embedded-metric lines count as custom metrics). https://aws.amazon.com/cloudwatch/pricing/"""
+CLOUDWATCH_PER_STANDARD_ALARM_MONTH: Final = 0.10
+"""CloudWatch, per standard-resolution alarm metric a month (period of 60 s or more).
+https://aws.amazon.com/cloudwatch/pricing/"""
+CLOUDWATCH_LOGS_PER_GB_INGESTED: Final = 0.50
+"""CloudWatch Logs, Standard log class, per GB ingested (Lambda logs: the first tier).
+https://aws.amazon.com/cloudwatch/pricing/"""
+XRAY_PER_TRACE_RECORDED: Final = 5.00 / 1_000_000
+"""X-Ray, per trace recorded ($5.00 per 1M; 100,000 a month are free, not applied).
+https://aws.amazon.com/xray/pricing/"""
+NO_CHARGE: Final = 0.0
+"""Calls counted for the record that no price list charges for: Step Functions' and EventBridge
+Scheduler's API calls (Standard workflows pay per transition, schedules per invocation) and
+Google's token and tokeninfo endpoints."""
+# SNS is priced nowhere here: the state machine publishes only after failures (a streak's first,
+# hourly reminders, one "recovered"): a few notices a month at most, well under a cent.
+
+MONTH_SECONDS: Final = 30.4 * 86_400
+"""A 30.4-day month, as the issue counts one."""
+TOKEN_LIFETIME_SECONDS: Final = 3_600
+"""A token minted with a service-account key lives an hour."""
+LONG_TOKEN_LIFETIME_SECONDS: Final = 43_200
+"""The comparison: a 12-hour token (the longest Google grants with lifetime extension)."""
+STANDARD_ALARM_MIN_PERIOD_SECONDS: Final = 60
+ROTATIONS_MEASURED: Final = 7
+ENTRY_FUNCTION: Final = "RotationEntryFunction"
+
+
+# --- The arithmetic ---------------------------------------------------------------------------
+
+
+def rotations_per_month(
+    lifetime_seconds: float, lead_seconds: float, month_seconds: float = MONTH_SECONDS
+) -> float:
+    """Each rotation mints a token and schedules the next `lead_seconds` before it expires,
+    so a secret rotates every `lifetime_seconds - lead_seconds`."""
+    interval = lifetime_seconds - lead_seconds
+    if lead_seconds < 0 or interval <= 0:
+        raise ValueError(
+            f"a lead of {lead_seconds} s does not fit a {lifetime_seconds} s token lifetime"
+        )
+    return month_seconds / interval
+
+
+def billed_ms(duration_ms: float) -> int:
+    """Lambda bills each invocation's duration rounded up to the next millisecond (at least 1)."""
+    if duration_ms < 0:
+        raise ValueError(f"negative duration: {duration_ms} ms")
+    return max(1, math.ceil(duration_ms))
+
+
+def gb_seconds(duration_ms: float, memory_mb: int) -> float:
+    """One invocation's billed compute: its rounded duration times the configured memory
+    (1 GB = 1,024 MB, as Lambda counts it)."""
+    return billed_ms(duration_ms) / 1_000 * memory_mb / 1_024
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """A cost that grows with the number of rotations."""
+
+    item: str
+    per_rotation: float
+    """Units per rotation (calls, transitions, GB-s, bytes, ...)."""
+    unit_price: float
+    """Dollars per unit."""
+    unit: str = ""
+    """Shown after the counts, e.g. "GB-s"."""
+
+    def per_month(self, rotations: float) -> float:
+        return self.per_rotation * rotations
+
+    def dollars_per_month(self, rotations: float) -> float:
+        return self.per_month(rotations) * self.unit_price
+
+
+@dataclass(frozen=True)
+class FixedItem:
+    """A cost per month whatever the number of rotations."""
+
+    item: str
+    count: int
+    monthly_price: float
+
+    @property
+    def dollars_per_month(self) -> float:
+        return self.count * self.monthly_price
+
+
+def variable_dollars(items: Sequence[LineItem], rotations: float) -> float:
+    return sum(item.dollars_per_month(rotations) for item in items)
+
+
+def fixed_dollars(items: Sequence[FixedItem]) -> float:
+    return sum(item.dollars_per_month for item in items)
+
+
+def monthly_total(items: Sequence[LineItem], fixed: Sequence[FixedItem], rotations: float) -> float:
+    return variable_dollars(items, rotations) + fixed_dollars(fixed)
+
+
+def median_by_key[K: Hashable](samples: Sequence[Mapping[K, float]]) -> dict[K, float]:
+    """Per key, the median over the samples; a key missing from a sample counts as 0 there
+    (a call that one rotation did not make)."""
+    keys = {key for sample in samples for key in sample}
+    return {key: statistics.median(sample.get(key, 0) for sample in samples) for key in keys}
+
+
+# --- What one rotation uses, on the local cloud -----------------------------------------------
+
+ApiCall = tuple[str, str]
+"""(moto's service name, API action), e.g. ("secretsmanager", "GetSecretValue")."""
+MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
+"""A CloudWatch metric's identity: namespace, name and its dimensions' values."""
+
+
+@dataclass(frozen=True)
+class RotationUsage:
+    """One scheduled rotation as the local cloud saw it."""
+
+    transitions: int
+    invocations: Mapping[str, int]
+    """Function logical id → invocations."""
+    gb_seconds: Mapping[str, float]
+    """Function logical id → billed GB-s, summed over its invocations."""
+    billed_ms: Mapping[str, int]
+    api_calls: Mapping[ApiCall, int]
+    google_requests: Mapping[str, int]
+    """Request path → count."""
+    log_bytes: int
+    """What the functions printed (each line and its newline)."""
+    history_events: int
+    metrics: frozenset[MetricKey]
+    """Custom metrics the functions' embedded-metric lines published."""
+    failed_executions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Medians per scheduled rotation over several warm ones, and what they were measured on."""
+
+    rotations: int
+    usage: Sequence[RotationUsage]
+    memory_mb: Mapping[str, int]
+    """Function logical id → MemorySize in template.yaml (Globals, then the function's own)."""
+    lead_seconds: int
+    """RefreshLeadSeconds as deployed (finishSecret's REFRESH_LEAD_SECONDS)."""
+    secrets: tuple[str, ...]
+    """Logical ids of the secrets the deployment created."""
+    alarms: tuple[str, ...]
+    """Logical ids of the template's alarms, each a standard-resolution alarm on one metric."""
+
+    def median(self, value: Callable[[RotationUsage], float]) -> float:
+        return statistics.median(value(usage) for usage in self.usage)
+
+    def median_map[K: Hashable](
+        self, value: Callable[[RotationUsage], Mapping[K, float]]
+    ) -> dict[K, float]:
+        return median_by_key([value(usage) for usage in self.usage])
+
+
+def measure(
+    cloud: "LocalCloud", deployment: Deployment, rotations: int = ROTATIONS_MEASURED
+) -> Measurement:
+    """Rotates the token secret as its schedule would (RotateSecret), once to settle what the
+    earlier benchmarks left (a failure streak, a missing schedule), then `rotations` times,
+    counting each one."""
+    template = load_template()
+    memory = {logical_id: spec.memory_mb for logical_id, spec in template.functions().items()}
+    finish = cloud.client("lambda").get_function_configuration(
+        FunctionName=deployment.functions["FinishSecretFunction"]
+    )
+    lead = int(finish["Environment"]["Variables"]["REFRESH_LEAD_SECONDS"])
+    secrets = tuple(
+        sorted(set(template.of_type("AWS::SecretsManager::Secret")) & set(deployment.refs))
+    )
+    _rotate(cloud, deployment)
+    usage = [_counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
+    return Measurement(rotations, usage, memory, lead, secrets, standard_alarms(template))
+
+
+def standard_alarms(template: Template) -> tuple[str, ...]:
+    """The template's alarms, refusing a high-resolution one (it has another price)."""
+    alarms = template.of_type("AWS::CloudWatch::Alarm")
+    for logical_id, alarm in alarms.items():
+        period = int(alarm["Properties"].get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS))
+        if period < STANDARD_ALARM_MIN_PERIOD_SECONDS:
+            raise ValueError(f"{logical_id} is a high-resolution alarm: price it as one")
+    return tuple(sorted(alarms))
+
+
+def _rotate(cloud: "LocalCloud", deployment: Deployment) -> None:
+    cloud.client("secretsmanager").rotate_secret(SecretId=deployment.token_secret_arn)
+
+
+def _counted_rotation(
+    cloud: "LocalCloud", deployment: Deployment, memory: Mapping[str, int]
+) -> RotationUsage:
+    sfn = cloud.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=deployment.state_machine_arn)["executions"]
+    before = {item["executionArn"] for item in listed}
+    first_invocation, first_google = len(cloud.invocations), len(cloud.google.requests)
+    first_line = len(cloud.logs.lines)
+    with _api_calls_counted() as calls:
+        # Only this call is the benchmark's own: the one the schedule makes.
+        _rotate(cloud, deployment)
+    listed = sfn.list_executions(stateMachineArn=deployment.state_machine_arn)["executions"]
+    ran = [summarize(cloud, i["executionArn"]) for i in listed if i["executionArn"] not in before]
+    logical_ids = {name: logical_id for logical_id, name in deployment.functions.items()}
+    invocations: Counter[str] = Counter()
+    compute: defaultdict[str, float] = defaultdict(float)
+    billed: Counter[str] = Counter()
+    for invocation in cloud.invocations[first_invocation:]:
+        logical_id = logical_ids[invocation.function_name]
+        invocations[logical_id] += 1
+        # The worker times the handler with a real clock, so the entry function's duration is
+        # the wall time of its whole wait on the execution, as Lambda bills it.
+        compute[logical_id] += gb_seconds(invocation.duration_ms, memory[logical_id])
+        billed[logical_id] += billed_ms(invocation.duration_ms)
+    lines = [line for _, line in cloud.logs.lines[first_line:]]
+    return RotationUsage(
+        transitions=sum(execution.transitions for execution in ran),
+        invocations=invocations,
+        gb_seconds=compute,
+        billed_ms=billed,
+        api_calls=calls,
+        google_requests=Counter(r.path for r in cloud.google.requests[first_google:]),
+        log_bytes=sum(len(line.encode()) + 1 for line in lines),
+        history_events=sum(len(execution.history) for execution in ran),
+        metrics=frozenset(key for line in lines for key in embedded_metrics(line)),
+        failed_executions=tuple(e.name for e in ran if e.status != "SUCCEEDED"),
+    )
+
+
+def embedded_metrics(line: str) -> list[MetricKey]:
+    """The metrics one CloudWatch embedded-metric-format line publishes (none for other lines):
+    each metric name once per dimension set, identified by its dimensions' values."""
+    if not line.startswith("{") or '"_aws"' not in line:
+        return []
+    try:
+        document = json.loads(line)
+        directives = document["_aws"]["CloudWatchMetrics"]
+        return [
+            (
+                str(directive["Namespace"]),
+                str(metric["Name"]),
+                tuple((str(name), str(document[name])) for name in dimension_set),
+            )
+            for directive in directives
+            for dimension_set in directive.get("Dimensions", [[]])
+            for metric in directive["Metrics"]
+        ]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+@contextlib.contextmanager
+def _api_calls_counted() -> Iterator[Counter[ApiCall]]:
+    """Counts every AWS API call that reaches moto while it runs, from any thread: the Lambda
+    workers', the state machine's (moto's interpreter calls over HTTP too) and the caller's.
+    Calls inside moto (RotateSecret invoking the rotation function) are not API calls and are
+    not seen. moto is restored afterwards."""
+    from moto.core.responses import BaseResponse  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    calls: Counter[ApiCall] = Counter()
+    lock = threading.Lock()
+    original = BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            calls[(str(self.service_name), str(self._get_action()))] += 1
+        return original(self)
+
+    # setattr: mypy refuses assigning to a method, which is the point here.
+    setattr(BaseResponse, "call_action", call_action)  # noqa: B010
+    try:
+        yield calls
+    finally:
+        setattr(BaseResponse, "call_action", original)  # noqa: B010
+
+
+# --- From usage to dollars --------------------------------------------------------------------
+
+
+def line_items(measured: Measurement) -> list[LineItem]:
+    """Every cost that grows with the rotations, per rotation (medians)."""
+    invocations = measured.median_map(lambda u: u.invocations)
+    compute = measured.median_map(lambda u: u.gb_seconds)
+    billed = measured.median_map(lambda u: u.billed_ms)
+    calls = measured.median_map(lambda u: u.api_calls)
+    google = measured.median_map(lambda u: u.google_requests)
+    items = [
+        LineItem(
+            "Step Functions state transitions (Standard)",
+            measured.median(lambda u: u.transitions),
+            STEP_FUNCTIONS_PER_TRANSITION,
+        ),
+        LineItem(
+            "Lambda requests: "
+            + ", ".join(f"{name} {count:g}" for name, count in sorted(invocations.items())),
+            sum(invocations.values()),
+            LAMBDA_PER_REQUEST,
+        ),
+    ]
+    for name in sorted(compute, key=lambda n: (n != ENTRY_FUNCTION, n)):
+        wait = " (billed for its whole wait)" if name == ENTRY_FUNCTION else ""
+        calls_made = invocations.get(name, 0)
+        each = billed[name] / calls_made if calls_made else 0.0
+        items.append(
+            LineItem(
+                f"Lambda duration, {name}{wait}: {measured.memory_mb[name]} MB arm64, "
+                f"{calls_made:g} x ~{each:.0f} ms",
+                compute[name],
+                LAMBDA_ARM64_PER_GB_SECOND,
+                "GB-s",
+            )
+        )
+    for (service, action), count in sorted(calls.items()):
+        if service == "secretsmanager":
+            who = " (the schedule's call)" if action == "RotateSecret" else ""
+            items.append(
+                LineItem(f"Secrets Manager {action}{who}", count, SECRETS_MANAGER_PER_API_CALL)
+            )
+    items.append(
+        LineItem(
+            "EventBridge Scheduler invocations (from the design: the schedule fires RotateSecret "
+            "once per rotation; the local cloud's scheduler is not used)",
+            1,
+            SCHEDULER_PER_INVOCATION,
+        )
+    )
+    for (service, action), count in sorted(calls.items()):
+        if service == "scheduler":
+            items.append(
+                LineItem(f"EventBridge Scheduler {action} (the state machine's)", count, NO_CHARGE)
+            )
+        elif service == "stepfunctions":
+            items.append(
+                LineItem(
+                    f"Step Functions {action} (the entry Lambda's; Standard: no charge)",
+                    count,
+                    NO_CHARGE,
+                )
+            )
+        elif service not in {"secretsmanager", "awslambda"}:
+            # Anything else that turns up (SNS after a failure, ...) is shown, not priced.
+            items.append(LineItem(f"{service} {action} (not priced)", count, NO_CHARGE))
+    items += [
+        LineItem(f"Google {path} requests (no charge)", count, NO_CHARGE)
+        for path, count in sorted(google.items())
+    ]
+    items += [
+        LineItem(
+            "CloudWatch Logs ingestion, the functions' own lines (no platform lines)",
+            measured.median(lambda u: u.log_bytes) / 1e9,
+            CLOUDWATCH_LOGS_PER_GB_INGESTED,
+            "GB",
+        ),
+        LineItem(
+            "X-Ray traces (Tracing: Active; from the design: one per entry invocation, which "
+            "each execution and its step Lambda join)",
+            invocations.get(ENTRY_FUNCTION, 0),
+            XRAY_PER_TRACE_RECORDED,
+        ),
+    ]
+    return items
+
+
+def fixed_items(measured: Measurement) -> list[FixedItem]:
+    """The monthly costs that do not depend on how often the secret rotates."""
+    metrics: set[MetricKey] = set().union(*(usage.metrics for usage in measured.usage))
+    return [
+        FixedItem(
+            f"Secrets Manager secrets: {', '.join(measured.secrets)} (no key secret when "
+            "ServiceAccountKeySecretArn names an existing one)",
+            len(measured.secrets),
+            SECRETS_MANAGER_PER_SECRET_MONTH,
+        ),
+        FixedItem(
+            "CloudWatch custom metrics (the embedded-metric lines: "
+            + ", ".join(f"{ns}/{name}" for ns, name, _ in sorted(metrics))
+            + ")",
+            len(metrics),
+            CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
+        ),
+        FixedItem(
+            f"CloudWatch standard alarms: {', '.join(measured.alarms)}",
+            len(measured.alarms),
+            CLOUDWATCH_PER_STANDARD_ALARM_MONTH,
+        ),
+    ]
+
+
+# --- The report -------------------------------------------------------------------------------
+
+
+def report(measured: Measurement) -> list[str]:
+    """Markdown: the per-rotation table with its monthly total, the fixed costs, the total per
+    secret-month for a 1-hour and a 12-hour token, and what was not priced."""
+    items, fixed = line_items(measured), fixed_items(measured)
+    lead = measured.lead_seconds
+    rotations = rotations_per_month(TOKEN_LIFETIME_SECONDS, lead)
+    long_rotations = rotations_per_month(LONG_TOKEN_LIFETIME_SECONDS, lead)
+    variable, fixed_total = variable_dollars(items, rotations), fixed_dollars(fixed)
+    long_variable = variable_dollars(items, long_rotations)
+    lines = [
+        f"Cost per secret-month (us-east-1 on-demand prices, no free tier): a "
+        f"{TOKEN_LIFETIME_SECONDS} s token refreshed {lead} s before expiry rotates every "
+        f"{TOKEN_LIFETIME_SECONDS - lead} s, {rotations:.1f} times in a 30.4-day month. "
+        f"Per rotation: median of {measured.rotations} warm scheduled rotations on the local "
+        "cloud.",
+        "",
+        "| item | per rotation | per month | $ per month |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {item.item} | {_count(item.per_rotation, item.unit)} | "
+        f"{_count(item.per_month(rotations), item.unit)} | "
+        f"{_dollars(item.dollars_per_month(rotations))} |"
+        for item in items
+    ]
+    lines += [
+        f"| **rotations, 1-hour token** | | **{rotations:.1f}** | **{_dollars(variable)}** |",
+        "",
+        "| fixed per month | count | $ per month |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {item.item} | {item.count} | {_dollars(item.dollars_per_month)} |" for item in fixed
+    ]
+    lines += [
+        f"| **fixed** | | **{_dollars(fixed_total)}** |",
+        "",
+        "| token lifetime | rotations per month | rotations $ | fixed $ | **total $ per "
+        "secret-month** |",
+        "|---|---|---|---|---|",
+        f"| 1 hour ({TOKEN_LIFETIME_SECONDS} s) | {rotations:.1f} | {_dollars(variable)} | "
+        f"{_dollars(fixed_total)} | **{_dollars(variable + fixed_total)}** |",
+        f"| 12 hours ({LONG_TOKEN_LIFETIME_SECONDS} s) | {long_rotations:.1f} | "
+        f"{_dollars(long_variable)} | {_dollars(fixed_total)} | "
+        f"**{_dollars(long_variable + fixed_total)}** |",
+        "",
+        *_notes(measured),
+    ]
+    return lines
+
+
+def _notes(measured: Measurement) -> list[str]:
+    events = measured.median(lambda u: u.history_events)
+    notes = [
+        "Not priced: SNS (failure notices only), KMS requests behind the secrets "
+        "(aws/secretsmanager key), Logs storage, the platform's START/END/REPORT lines and the "
+        f"state machine's execution log (Level ALL: {events:g} history events per rotation, "
+        "their size not measured here).",
+        "The entry Lambda's billed wait is the local execution time plus polling (first poll "
+        "0.25 s); each extra second per entry invocation adds about "
+        f"{_dollars(_extra_wait_dollars(measured))} a month at 1-hour tokens.",
+    ]
+    failed = sorted({name for usage in measured.usage for name in usage.failed_executions})
+    if failed:
+        notes.append(
+            f"WARNING: {len(failed)} measured executions did not succeed ({failed[0]}, ...): "
+            "the counts include failure paths and are not a normal rotation's."
+        )
+    return notes
+
+
+def _extra_wait_dollars(measured: Measurement) -> float:
+    entries = measured.median_map(lambda u: u.invocations).get(ENTRY_FUNCTION, 0)
+    memory = measured.memory_mb.get(ENTRY_FUNCTION, 0)
+    rotations = rotations_per_month(TOKEN_LIFETIME_SECONDS, measured.lead_seconds)
+    return entries * memory / 1_024 * rotations * LAMBDA_ARM64_PER_GB_SECOND
+
+
+def _count(value: float, unit: str) -> str:
+    if unit == "GB":
+        return f"{value * 1e6:,.1f} kB" if value < 1e-3 else f"{value * 1e3:,.1f} MB"
+    if value == int(value) or value >= 100:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:,.1f}" if value >= 10 else f"{value:.3f}"
+    return f"{text} {unit}".rstrip()
+
+
+def _dollars(value: float) -> str:
+    """Enough digits that no cost that exists shows as zero."""
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"${value:.5f}"
+    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"

@@ -1,0 +1,405 @@
+"""The freshness soak: does an application that reads AWSCURRENT at any moment get a token Google
+accepts, over many token lifetimes of faults?
+
+Time is simulated, not shortened: the local cloud's clock (shared by the Google emulator, the
+workers' handlers and the local scheduler) jumps minute by minute, while every rotation runs in
+real time at its real speed. Tokens keep their real 1-hour life and the template its real
+settings; only the idle minutes between events are skipped, so a week passes in minutes.
+
+Each simulated minute the driver injects the faults that are due, lets the local scheduler fire
+what is due (the expiry-driven schedules and Secrets Manager's own schedule, each a real
+RotateSecret), and reads the token as an application does: GetSecretValue with no VersionStage.
+Every token read is checked with the emulator's tokeninfo rules on the shared clock.
+"""
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from moto.backends import get_backend
+
+from localcloud import faults
+from localcloud.cloud import ACCOUNT_ID, REGION, LocalCloud
+from localcloud.deployment import Deployment
+from localcloud.scheduler import LocalScheduler
+
+MINUTE: Final = 60
+TICK_SECONDS: Final = MINUTE
+"""One read per simulated minute, and the scheduler looks as often (it fires within a minute)."""
+DEFAULT_LEAD_SECONDS: Final = 900
+RECOVERY_SECONDS: Final = 17 * MINUTE
+"""After a blocking fault ends: at most one capped backoff (15 min) and one rotation (2 min)."""
+LONG_HANG_SECONDS: Final = 3.0
+WORKER_GOOGLE_TIMEOUT_SECONDS: Final = 1.0
+
+
+class FaultKind(StrEnum):
+    GOOGLE_STORM = "google storm"
+    GOOGLE_OUTAGE = "google outage"
+    GOOGLE_HANG = "google hang"
+    KEY_DISABLED = "key disabled"
+    AWS_THROTTLING = "aws throttling"
+    CRASH_AFTER_PUT = "crash after PutSecretValue"
+    CRASH_AFTER_STAGE_MOVE = "crash after the stage move"
+
+
+BLOCKING: Final = frozenset(
+    {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.KEY_DISABLED}
+)
+"""Faults that stop every rotation while they last (the others hit one attempt)."""
+STORM_ANSWERS: Final = (500, 502, 503, 429, "reset")
+_PER_DAY: Final = {
+    FaultKind.GOOGLE_STORM: 4.0,
+    FaultKind.GOOGLE_HANG: 1.0,
+    FaultKind.AWS_THROTTLING: 2.0,
+    FaultKind.CRASH_AFTER_PUT: 1.0,
+    FaultKind.CRASH_AFTER_STAGE_MOVE: 1.0,
+}
+_PER_WEEK: Final = {FaultKind.GOOGLE_OUTAGE: 1.0, FaultKind.KEY_DISABLED: 1.0}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    at: float
+    """Simulated epoch seconds."""
+    seconds: float = 0.0
+    """How long it lasts; 0 for a fault that hits the next attempt only."""
+    route: str = "/token"
+    answer: int | str = 503
+    times: int = 1
+
+    @property
+    def until(self) -> float:
+        return self.at + self.seconds
+
+    def describe(self) -> str:
+        lasting = f" for {self.seconds / MINUTE:.0f} min" if self.seconds else ""
+        target = f" on {self.route} ({self.answer})" if self.kind in BLOCKING else ""
+        return f"{self.kind}{target}{lasting}"
+
+
+def plan_faults(rng: random.Random, start: float, end: float) -> list[Fault]:
+    """Faults drawn at random times: short storms of every kind Google answers, hangs, AWS
+    throttling, crashes at the worst moments, and longer outages (Google down, the key disabled).
+    At least one of each, however short the run."""
+    days = (end - start) / 86400
+    planned: list[Fault] = []
+
+    def when(margin: float = 0.0) -> float:
+        return rng.uniform(start + 10 * MINUTE, max(start + 10 * MINUTE, end - margin))
+
+    for kind, rate in _PER_DAY.items():
+        for _ in range(max(1, round(rate * days))):
+            if kind is FaultKind.GOOGLE_STORM:
+                planned.append(
+                    Fault(
+                        kind,
+                        when(),
+                        seconds=rng.randint(1, 8) * MINUTE,
+                        route=rng.choice(("/token", "/tokeninfo")),
+                        answer=rng.choice(STORM_ANSWERS),
+                    )
+                )
+            elif kind is FaultKind.GOOGLE_HANG:
+                planned.append(Fault(kind, when(), route=rng.choice(("/token", "/tokeninfo"))))
+            elif kind is FaultKind.AWS_THROTTLING:
+                planned.append(Fault(kind, when(), times=rng.randint(1, 4)))
+            else:
+                planned.append(Fault(kind, when()))
+    for kind, rate in _PER_WEEK.items():
+        for _ in range(max(1, round(rate * days / 7))):
+            seconds = rng.randint(60, 150) * MINUTE
+            route = "/token"
+            planned.append(Fault(kind, when(seconds), seconds=seconds, route=route, answer=503))
+    return sorted(planned, key=lambda fault: fault.at)
+
+
+@dataclass(frozen=True)
+class Read:
+    at: float
+    version_id: str
+    valid: bool
+    remaining: float
+    """Simulated seconds of life the token had left when it was read (negative: expired)."""
+
+
+@dataclass
+class SoakResult:
+    seed: int
+    lifetimes: int
+    lead_seconds: int
+    reads: list[Read] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    notices: list[tuple[float, str]] = field(default_factory=list)
+    rotations: int = 0
+    failed_executions: int = 0
+    excused: list[tuple[float, float, Fault]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def counted(self) -> list[Read]:
+        """Reads outside the reported outages (faults that outlived the token in use)."""
+        return [read for read in self.reads if not self._excused(read.at)]
+
+    def _excused(self, at: float) -> bool:
+        return any(begin <= at <= end for begin, end, _ in self.excused)
+
+    def percentile_remaining(self, fraction: float) -> float:
+        remaining = sorted(read.remaining for read in self.counted())
+        if not remaining:
+            return math.nan
+        return remaining[min(len(remaining) - 1, int(fraction * len(remaining)))]
+
+    def broken_invariants(self) -> list[str]:
+        counted = self.counted()
+        broken = []
+        invalid = [read for read in counted if not read.valid]
+        if invalid:
+            first = invalid[0]
+            broken.append(
+                f"{len(invalid)} reads outside reported outages got a token Google refuses "
+                f"(first at +{(first.at - self.reads[0].at) / 3600:.2f} h)"
+            )
+        if len(self.reads) < self.lifetimes * 60:
+            broken.append(f"only {len(self.reads)} reads: at least one per simulated minute")
+        if self.percentile_remaining(0.001) < self.lead_seconds / 2:
+            broken.append(
+                f"p0.1 remaining {self.percentile_remaining(0.001):.0f} s is below half the "
+                f"lead ({self.lead_seconds / 2:.0f} s)"
+            )
+        storm = _notice_storm(self.notices)
+        if storm:
+            broken.append(storm)
+        return broken
+
+    def outage_line(self) -> str:
+        inside = [read for read in self.reads if self._excused(read.at)]
+        invalid = sum(not read.valid for read in inside)
+        spans = ", ".join(
+            f"{fault.describe()} (+{(begin - self.reads[0].at) / 3600:.1f} h)"
+            for begin, _, fault in self.excused
+        )
+        return (
+            f"outages longer than the token's remaining life: {len(self.excused)}"
+            + (f" [{spans}]" if spans else "")
+            + f"; {len(inside)} reads inside them (their token expired to its recovery), "
+            f"{invalid} refused"
+        )
+
+    def line(self) -> str:
+        counted = self.counted()
+        valid = sum(read.valid for read in counted)
+        share = 100.0 * valid / len(counted) if counted else 0.0
+        lowest = min((read.remaining for read in counted), default=math.nan)
+        p01 = self.percentile_remaining(0.001)
+        return (
+            f"freshness: {valid}/{len(counted)} reads valid ({share:.2f}%), "
+            f"min remaining {lowest:.0f} s, p0.1 remaining {p01:.0f} s, "
+            f"rotations {self.rotations}, failed {self.failed_executions}, "
+            f"notices {len(self.notices)}, faults {len(self.faults)}"
+        )
+
+
+def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
+    """Within a failing streak, failure notices come at most once an hour."""
+    last_failure: float | None = None
+    for at, subject in notices:
+        if "recovered" in subject:
+            last_failure = None
+            continue
+        if last_failure is not None and at - last_failure < 3600:
+            return f"two failure notices within an hour of a streak ({subject!r})"
+        last_failure = at
+    return None
+
+
+def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
+    """For each blocking fault that outlived the token in use when it began: from that token's
+    expiry to the fault's end plus one recovery. Reads there are reported apart."""
+    excused = []
+    for fault in faults_:
+        if fault.kind not in BLOCKING:
+            continue
+        before = [read for read in reads if read.at <= fault.at]
+        if not before:
+            continue
+        expiry = before[-1].at + before[-1].remaining
+        if expiry < fault.until:
+            excused.append((expiry, fault.until + RECOVERY_SECONDS, fault))
+    return excused
+
+
+class Soak:
+    """Drives one simulated run on a local cloud of its own."""
+
+    def __init__(
+        self, cloud: LocalCloud, seed: int, lifetimes: int, say: Callable[[str], None]
+    ) -> None:
+        self.cloud = cloud
+        self.rng = random.Random(seed)
+        self.say = say
+        self.result = SoakResult(seed=seed, lifetimes=lifetimes, lead_seconds=DEFAULT_LEAD_SECONDS)
+        self.deployment: Deployment | None = None
+        self.key_id = ""
+        self._pending_patches: list[Fault] = []
+        self._seen_versions: set[str] = set()
+        self._notices_seen = 0
+        self._restore_key_at: float | None = None
+
+    def run(self) -> SoakResult:
+        started = time.monotonic()
+        cloud = self.cloud
+        self.deployment = cloud.deploy({"RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS)})
+        account = cloud.google.create_service_account()
+        self.key_id = account.private_key_id
+        cloud.store_service_account_key(account)
+        cloud.prewarm()
+        scheduler = LocalScheduler(cloud)
+        start = cloud.clock.now()
+        end = start + self.result.lifetimes * cloud.google.token_lifetime_seconds
+        plan = plan_faults(self.rng, start, end)
+        # What the template's RotationSchedule does on deploy (RotateImmediatelyOnUpdate).
+        self._rotate_now()
+        tick = start
+        while tick < end:
+            cloud.clock.advance_to(max(tick, cloud.clock.now()))
+            while plan and plan[0].at <= cloud.clock.now():
+                self._inject(plan.pop(0))
+            with self._armed_patch():
+                scheduler.fire_due()
+            self._after_events()
+            self._read()
+            tick += TICK_SECONDS
+        self.result.failed_executions = self._failed_executions()
+        self.result.excused = excused_outages(self.result.faults, self.result.reads)
+        self.result.wall_seconds = time.monotonic() - started
+        return self.result
+
+    def _rotate_now(self) -> None:
+        assert self.deployment is not None
+        self.cloud.client("secretsmanager").rotate_secret(SecretId=self.deployment.token_secret_arn)
+        self._after_events()
+
+    def _inject(self, fault: Fault) -> None:
+        google = self.cloud.google
+        self.result.faults.append(fault)
+        self.say(f"  +{self._hours():6.2f} h  fault: {fault.describe()}")
+        if fault.kind in {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE}:
+            if fault.answer == "reset":
+                google.fail_during(fault.route, fault.until, reset_connection=True)
+            else:
+                google.fail_during(fault.route, fault.until, status=int(fault.answer))
+        elif fault.kind is FaultKind.GOOGLE_HANG:
+            google.fail_next(fault.route, hang_seconds=LONG_HANG_SECONDS)
+        elif fault.kind is FaultKind.KEY_DISABLED:
+            google.disable_key(self.key_id)
+            self._restore_key_at = fault.until
+        else:
+            self._pending_patches.append(fault)
+
+    @contextlib.contextmanager
+    def _armed_patch(self) -> Iterator[None]:
+        """At most one moto patch at a time, entered around one minute's firings and kept for
+        the next minute until it has fired (patches must unwind in the order they were made)."""
+        if self._restore_key_at is not None and self.cloud.clock.now() >= self._restore_key_at:
+            self.cloud.google.enable_key(self.key_id)
+            self._restore_key_at = None
+        if not self._pending_patches:
+            yield
+            return
+        fault = self._pending_patches[0]
+        with self._patch(fault) as fired:
+            yield
+        if fired():
+            self._pending_patches.pop(0)
+
+    @contextlib.contextmanager
+    def _patch(self, fault: Fault) -> Iterator[Callable[[], bool]]:
+        assert self.deployment is not None
+        arn = self.deployment.token_secret_arn
+        functions = self.deployment.functions
+        if fault.kind is FaultKind.AWS_THROTTLING:
+            with faults.secrets_manager_throttled(arn, fault.times) as refusals:
+                yield lambda: refusals.refused >= fault.times
+        elif fault.kind is FaultKind.CRASH_AFTER_PUT:
+            worker = self.cloud.runtime.worker(functions["CreateSecretFunction"])
+            with faults.crash_after_put_secret_value(worker, arn) as crash:
+                yield lambda: crash.fired
+        else:
+            worker = self.cloud.runtime.worker(functions["FinishSecretFunction"])
+            with faults.crash_after_update_secret_version_stage(worker, arn) as crash:
+                yield lambda: crash.fired
+
+    def _after_events(self) -> None:
+        """Counts promotions and notices as they happen, stamped with simulated time."""
+        assert self.deployment is not None
+        described = self.cloud.client("secretsmanager").describe_secret(
+            SecretId=self.deployment.token_secret_arn
+        )
+        for version, stages in described.get("VersionIdsToStages", {}).items():
+            if "AWSCURRENT" in stages and version not in self._seen_versions:
+                self._seen_versions.add(version)
+                self.result.rotations += 1
+        topic = get_backend("sns")[ACCOUNT_ID][REGION].topics[self.deployment.topic_arn]
+        sent = topic.sent_notifications
+        for _, _, subject, *_ in sent[self._notices_seen :]:
+            self.result.notices.append((self.cloud.clock.now(), str(subject)))
+            self.say(f"  +{self._hours():6.2f} h  notice: {subject}")
+        self._notices_seen = len(sent)
+
+    def _read(self) -> None:
+        """An application's read: GetSecretValue without VersionStage, then Google's verdict."""
+        assert self.deployment is not None
+        answer = self.cloud.client("secretsmanager").get_secret_value(
+            SecretId=self.deployment.token_secret_arn
+        )
+        value = json.loads(answer["SecretString"])
+        now = self.cloud.clock.now()
+        info = self.cloud.google.token_info(str(value.get("GOOGLE_ACCESS_TOKEN", "")))
+        remaining = float(info["exp"]) - now if info is not None else _remaining(value, now)
+        self.result.reads.append(Read(now, answer["VersionId"], info is not None, remaining))
+
+    def _failed_executions(self) -> int:
+        assert self.deployment is not None
+        paginator = self.cloud.client("stepfunctions").get_paginator("list_executions")
+        pages = paginator.paginate(
+            stateMachineArn=self.deployment.state_machine_arn, statusFilter="FAILED"
+        )
+        return sum(len(page["executions"]) for page in pages)
+
+    def _hours(self) -> float:
+        first = self.result.reads[0].at if self.result.reads else self.cloud.clock.now()
+        return (self.cloud.clock.now() - first) / 3600
+
+
+def _remaining(value: dict[str, Any], now: float) -> float:
+    """A refused token's life left by its own expires_at (the first-deploy placeholder has none)."""
+    expires_at = value.get("expires_at")
+    if not isinstance(expires_at, str):
+        return -math.inf
+    return datetime.fromisoformat(expires_at).timestamp() - now
+
+
+def run_soak(
+    lifetimes: int, seed: int | None = None, say: Callable[[str], None] = print
+) -> SoakResult:
+    chosen = random.SystemRandom().randrange(2**32) if seed is None else seed
+    say(f"soak: {lifetimes} token lifetimes of simulated time, seed {chosen}")
+    say(f"      replay with: python -m localcloud soak --lifetimes {lifetimes} --seed {chosen}")
+    with LocalCloud(
+        sleep_retries=False, google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS
+    ) as cloud:
+        result = Soak(cloud, chosen, lifetimes, say).run()
+    say(f"wall time {result.wall_seconds:.0f} s for {len(result.reads)} reads")
+    for broken in result.broken_invariants():
+        say(f"BROKEN: {broken}")
+    say(result.outage_line())
+    say(result.line())
+    return result
