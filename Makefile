@@ -23,6 +23,7 @@ help:
 	@echo "make demo   - full local rotation on the embedded local cloud (sets itself up)"
 	@echo "make test   - lint, type checks, template checks and the whole test suite (sets itself up)"
 	@echo "make bench  - benchmarks on the local cloud"
+	@echo "make soak   - a simulated week of 1-hour tokens with random faults (SEED=n replays one)"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
 
 # uv installs the hash-pinned locks in seconds and prints every package it installs. It is
@@ -111,3 +112,7 @@ demo: venv
 .PHONY: bench
 bench: venv
 	$(PY) -m benchmarks
+
+.PHONY: soak
+soak: venv
+	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED))

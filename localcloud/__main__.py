@@ -1,4 +1,4 @@
-"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution.
+"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution, soak.
 
 invoke and start-execution run on a running `up` when there is one (found through its state
 file, or named with --endpoint), and otherwise on a fresh local cloud of their own."""
@@ -32,10 +32,8 @@ _EXIT_USAGE = 2
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    if arguments.command == "demo":
-        from localcloud.demo import run_demo  # noqa: PLC0415 - moto only when needed
-
-        return run_demo()
+    if arguments.command in {"demo", "soak"}:
+        return _self_contained(arguments)
     if arguments.command == "up":
         path = state_file(arguments.state_file)
         # run_up checks this too; checking first refuses at once, without importing moto.
@@ -73,12 +71,31 @@ def main(argv: list[str] | None = None) -> int:
         return _run(arguments, cloud, deployment)
 
 
+def _self_contained(arguments: argparse.Namespace) -> int:
+    """The commands that run on a local cloud of their own, start to end."""
+    if arguments.command == "demo":
+        from localcloud.demo import run_demo  # noqa: PLC0415 - moto only when needed
+
+        return run_demo()
+    from localcloud.soak import soak_exit_code  # noqa: PLC0415 - moto only when needed
+
+    return soak_exit_code(arguments.lifetimes, arguments.seed)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "demo", help="deploy locally and run scheduled, manual and failing rotations"
     )
+    soak = commands.add_parser(
+        "soak",
+        help="token lifetimes of simulated time with random faults, reading AWSCURRENT each minute",
+    )
+    soak.add_argument(
+        "--lifetimes", type=int, default=168, help="1-hour token lifetimes to run (default: a week)"
+    )
+    soak.add_argument("--seed", type=int, help="replay a run (default: a random seed, printed)")
     up = commands.add_parser(
         "up",
         help="deploy locally and serve until stopped, showing logs, notices and executions",

@@ -92,8 +92,11 @@ class LocalScheduler:
     """Fires what is due on `cloud.clock`: call `fire_due()` after moving the clock, or let
     `run_until()` move it step by step. One caller at a time fires; others wait."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: LocalCloud, group: str | None = None) -> None:
+        """`group` limits it to one schedule group (moto's backends are the process's, shared
+        by every local cloud in it); None fires every group's schedules."""
         self.cloud = cloud
+        self.group = group
         self.unsupported: dict[ScheduleKey, str] = {}
         """Schedules skipped because the local cloud cannot fire them, with the reason."""
         self._lock = threading.Lock()
@@ -144,7 +147,8 @@ class LocalScheduler:
                 del known[key]
 
     def _list_schedules(self) -> Iterator[dict[str, Any]]:
-        pages = self.cloud.client("scheduler").get_paginator("list_schedules").paginate()
+        only = {} if self.group is None else {"GroupName": self.group}
+        pages = self.cloud.client("scheduler").get_paginator("list_schedules").paginate(**only)
         for page in pages:
             yield from page["Schedules"]
 

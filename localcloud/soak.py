@@ -17,6 +17,7 @@ import json
 import math
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,7 @@ BLOCKING: Final = frozenset(
     {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.KEY_DISABLED}
 )
 """Faults that stop every rotation while they last (the others hit one attempt)."""
+GOOGLE_ANSWERS: Final = frozenset({FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE})
 STORM_ANSWERS: Final = (500, 502, 503, 429, "reset")
 _PER_DAY: Final = {
     FaultKind.GOOGLE_STORM: 4.0,
@@ -82,7 +84,7 @@ class Fault:
 
     def describe(self) -> str:
         lasting = f" for {self.seconds / MINUTE:.0f} min" if self.seconds else ""
-        target = f" on {self.route} ({self.answer})" if self.kind in BLOCKING else ""
+        target = f" on {self.route} ({self.answer})" if self.kind in GOOGLE_ANSWERS else ""
         return f"{self.kind}{target}{lasting}"
 
 
@@ -116,9 +118,12 @@ def plan_faults(rng: random.Random, start: float, end: float) -> list[Fault]:
                 planned.append(Fault(kind, when()))
     for kind, rate in _PER_WEEK.items():
         for _ in range(max(1, round(rate * days / 7))):
-            seconds = rng.randint(60, 150) * MINUTE
-            route = "/token"
-            planned.append(Fault(kind, when(seconds), seconds=seconds, route=route, answer=503))
+            # An hour or more, up to 2.5 hours in a week (shorter runs, shorter outages).
+            longest = max(60, min(150, round(6 * days * 24)))
+            seconds = rng.randint(60, longest) * MINUTE
+            # Google unreachable (connections reset), or the key disabled (invalid_grant).
+            answer = "reset" if kind is FaultKind.GOOGLE_OUTAGE else "invalid_grant"
+            planned.append(Fault(kind, when(seconds), seconds=seconds, answer=answer))
     return sorted(planned, key=lambda fault: fault.at)
 
 
@@ -221,8 +226,8 @@ def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
 
 
 def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
-    """For each blocking fault that outlived the token in use when it began: from that token's
-    expiry to the fault's end plus one recovery. Reads there are reported apart."""
+    """Each blocking fault that outlived the token in use when it began, from its start to its
+    end plus one recovery. Reads there are reported apart."""
     excused = []
     for fault in faults_:
         if fault.kind not in BLOCKING:
@@ -232,7 +237,7 @@ def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float
             continue
         expiry = before[-1].at + before[-1].remaining
         if expiry < fault.until:
-            excused.append((expiry, fault.until + RECOVERY_SECONDS, fault))
+            excused.append((fault.at, fault.until + RECOVERY_SECONDS, fault))
     return excused
 
 
@@ -251,17 +256,24 @@ class Soak:
         self._pending_patches: list[Fault] = []
         self._seen_versions: set[str] = set()
         self._notices_seen = 0
-        self._restore_key_at: float | None = None
 
     def run(self) -> SoakResult:
         started = time.monotonic()
         cloud = self.cloud
-        self.deployment = cloud.deploy({"RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS)})
+        # Names of its own: moto's backends are the process's, and a test suite runs many clouds.
+        suffix = uuid.uuid4().hex[:8]
+        self.deployment = cloud.deploy(
+            {
+                "RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS),
+                "TokenSecretName": f"soak/{suffix}/access-token",
+            },
+            stack_name=f"soak-{suffix}",
+        )
         account = cloud.google.create_service_account()
         self.key_id = account.private_key_id
         cloud.store_service_account_key(account)
         cloud.prewarm()
-        scheduler = LocalScheduler(cloud)
+        scheduler = LocalScheduler(cloud, group=self.deployment.refs["RefreshScheduleGroup"])
         start = cloud.clock.now()
         end = start + self.result.lifetimes * cloud.google.token_lifetime_seconds
         plan = plan_faults(self.rng, start, end)
@@ -269,7 +281,9 @@ class Soak:
         self._rotate_now()
         tick = start
         while tick < end:
-            cloud.clock.advance_to(max(tick, cloud.clock.now()))
+            ahead = tick - cloud.clock.now()
+            if ahead > 0:
+                cloud.clock.advance(ahead)
             while plan and plan[0].at <= cloud.clock.now():
                 self._inject(plan.pop(0))
             with self._armed_patch():
@@ -299,8 +313,7 @@ class Soak:
         elif fault.kind is FaultKind.GOOGLE_HANG:
             google.fail_next(fault.route, hang_seconds=LONG_HANG_SECONDS)
         elif fault.kind is FaultKind.KEY_DISABLED:
-            google.disable_key(self.key_id)
-            self._restore_key_at = fault.until
+            google.disable_key(self.key_id, until_epoch=fault.until)
         else:
             self._pending_patches.append(fault)
 
@@ -308,9 +321,6 @@ class Soak:
     def _armed_patch(self) -> Iterator[None]:
         """At most one moto patch at a time, entered around one minute's firings and kept for
         the next minute until it has fired (patches must unwind in the order they were made)."""
-        if self._restore_key_at is not None and self.cloud.clock.now() >= self._restore_key_at:
-            self.cloud.google.enable_key(self.key_id)
-            self._restore_key_at = None
         if not self._pending_patches:
             yield
             return
@@ -403,3 +413,8 @@ def run_soak(
     say(result.outage_line())
     say(result.line())
     return result
+
+
+def soak_exit_code(lifetimes: int, seed: int | None) -> int:
+    """The command line's soak: 0 when every invariant held, 1 otherwise."""
+    return 1 if run_soak(lifetimes, seed).broken_invariants() else 0

@@ -23,8 +23,6 @@ from tests.support import (
     KEY_SECRET,
     MANAGED_TAG,
     MANAGING_STACK,
-    REFRESH_SCHEDULE_GROUP,
-    REFRESH_SCHEDULER_ROLE_ARN,
     REGION,
     SCOPE,
     TOKEN_SECRET,
@@ -157,8 +155,6 @@ def environment(google: GoogleEmulator) -> dict[str, str]:
         "GOOGLE_TOKENINFO_URL": google.tokeninfo_url,
         "GOOGLE_HTTP_TIMEOUT_SECONDS": "0.5",
         "MANAGED_BY": MANAGING_STACK,
-        "REFRESH_SCHEDULE_GROUP": REFRESH_SCHEDULE_GROUP,
-        "REFRESH_SCHEDULER_ROLE_ARN": REFRESH_SCHEDULER_ROLE_ARN,
     }
 
 

@@ -19,8 +19,6 @@ KEY_SECRET = "google/service-account-key"
 TOKEN_SECRET = "google/access-token"
 ACCOUNT_ID = "123456789012"
 MANAGING_STACK = "token-rotation-tests"
-REFRESH_SCHEDULE_GROUP = "token-rotation-tests-refresh"
-REFRESH_SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/token-rotation-tests-scheduler"
 MANAGED_TAG: TagTypeDef = {"Key": "token-rotation:managed-by", "Value": MANAGING_STACK}
 ROTATION_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:rotation-entry"
 

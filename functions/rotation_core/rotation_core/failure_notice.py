@@ -199,8 +199,8 @@ def compose_recovered(
     lasted = int((now - streak.since).total_seconds()) // 60
     message = {
         "Summary": (
-            f"The rotation of secret {arn} succeeded again, after {streak.failed_attempts} "
-            f"failed attempts over {lasted} minutes."
+            f"The rotation of secret {arn} succeeded again, after {_attempts(streak)} "
+            f"over {lasted} minutes."
         ),
         "SecretId": arn,
         "FailingSince": format_timestamp(streak.since),
@@ -246,7 +246,7 @@ def _streak(note: StreakNote) -> str:
         )
     else:
         said = (
-            f"Still failing: {streak.failed_attempts} failed attempts since "
+            f"Still failing: {_attempts(streak)} since "
             f"{format_timestamp(streak.since)}. The next reminder comes in an hour at the earliest."
         )
     if not note.recorded:
@@ -255,6 +255,11 @@ def _streak(note: StreakNote) -> str:
             "so notices may come for every failed attempt until it can."
         )
     return said
+
+
+def _attempts(streak: FailureStreak) -> str:
+    count = streak.failed_attempts
+    return f"{count} failed attempt{'' if count == 1 else 's'}"
 
 
 def _summary(report: FailureReport, secret: str) -> str:

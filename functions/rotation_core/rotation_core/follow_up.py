@@ -2,7 +2,7 @@
 
 A finished rotation schedules the next one before its token expires and, after failures, says
 once that it recovered; a failed one schedules its own retry and notifies only when the streak
-rules say so. The status tags are written here; the schedule request and the notice are returned
+rules say so. The status tags are written here; the schedule's time and the notice are returned
 for the state machine to send, with its own role (see README: "Refresh before expiry").
 """
 
@@ -10,10 +10,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 from rotation_core.config import managed_secret_check
-from rotation_core.errors import ConfigurationError, RotationError
+from rotation_core.errors import RotationError
 from rotation_core.failure_notice import (
     FailureReport,
     Notice,
@@ -39,37 +38,6 @@ from rotation_core.token_secret import TokenMetadata, format_timestamp
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
-SCHEDULE_GROUP_VARIABLE: Final = "REFRESH_SCHEDULE_GROUP"
-SCHEDULER_ROLE_VARIABLE: Final = "REFRESH_SCHEDULER_ROLE_ARN"
-
-
-@dataclass(frozen=True)
-class ScheduleTarget:
-    """Where rotation schedules live and the role they run as: the deployer's, never a tag's."""
-
-    group_name: str
-    role_arn: str
-
-    @classmethod
-    def from_environment(cls, environment: Mapping[str, str]) -> "ScheduleTarget":
-        group = environment.get(SCHEDULE_GROUP_VARIABLE, "").strip()
-        role = environment.get(SCHEDULER_ROLE_VARIABLE, "").strip()
-        missing = [
-            name
-            for name, value in ((SCHEDULE_GROUP_VARIABLE, group), (SCHEDULER_ROLE_VARIABLE, role))
-            if not value
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"environment variable {' and '.join(map(repr, missing))} not set: the refresh "
-                "schedules need the stack's schedule group and the role EventBridge Scheduler "
-                "runs RotateSecret as (template.yaml sets both)"
-            )
-        return cls(group, role)
-
-    def schedule(self, secret_arn: str, due: datetime) -> RotationSchedule:
-        return RotationSchedule(secret_arn, due, self.group_name, self.role_arn)
-
 
 @dataclass(frozen=True)
 class FollowUp:
@@ -82,7 +50,7 @@ class FollowUp:
         # Both keys always present: the state machine's Choice states test them for null.
         return {
             "Notice": None if self.notice is None else self.notice.as_payload(),
-            "Schedule": None if self.schedule is None else self.schedule.as_request(),
+            "Schedule": None if self.schedule is None else self.schedule.as_payload(),
         }
 
 
@@ -101,15 +69,19 @@ class FollowUps:
     ) -> FollowUp:
         """The next rotation `lead_seconds` before the token in use expires; the streak, if
         any, ends with one "recovered" notice."""
-        target = ScheduleTarget.from_environment(self._environment)
         now = self._clock()
         due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
         streak = FailureStreak.from_tags(secret.tags)
-        expiry = format_timestamp(current.expires_at)
-        self._secrets.tag(secret.arn, {CURRENT_EXPIRES_AT_TAG: expiry})
         ended = [key for key in STREAK_TAGS if key in secret.tags]
-        if ended:
-            self._secrets.untag(secret.arn, ended)
+        try:
+            self._secrets.tag(
+                secret.arn, {CURRENT_EXPIRES_AT_TAG: format_timestamp(current.expires_at)}
+            )
+            if ended:
+                self._secrets.untag(secret.arn, ended)
+        except RotationError as error:
+            # Status only: the rotation succeeded, and its successor is scheduled all the same.
+            logger.warning("the refresh status could not be recorded", extra={"error": str(error)})
         notice = None
         if streak is not None:
             notice = compose_recovered(secret, streak, now, current.expires_at, due)
@@ -117,7 +89,7 @@ class FollowUps:
                 "the rotation recovered",
                 extra={"failing_since": format_timestamp(streak.since)},
             )
-        return FollowUp(notice, target.schedule(secret.arn, due))
+        return FollowUp(notice, RotationSchedule(secret.arn, due))
 
     def after_failure(self, report: FailureReport, reading: StageReading) -> FollowUp:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
@@ -127,13 +99,12 @@ class FollowUps:
             return FollowUp(compose_notice(report, reading), None)
         try:
             managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
-            target = ScheduleTarget.from_environment(self._environment)
         except RotationError:
             return FollowUp(compose_notice(report, reading), None)
         now = self._clock()
         kind, streak = after_failure(FailureStreak.from_tags(reading.tags), now)
         due = retry_at(streak.failed_attempts, now, current_expiry(reading.tags))
-        schedule = target.schedule(reading.arn, due)
+        schedule = RotationSchedule(reading.arn, due)
         recorded = True
         try:
             self._secrets.tag(reading.arn, streak.as_tags())

@@ -37,9 +37,6 @@ NOTIFIED_AT_TAG: Final = f"{STATUS_TAG_PREFIX}notified-at"
 CURRENT_EXPIRES_AT_TAG: Final = f"{STATUS_TAG_PREFIX}current-expires-at"
 STREAK_TAGS: Final = (FAILING_SINCE_TAG, FAILED_ATTEMPTS_TAG, NOTIFIED_AT_TAG)
 
-ROTATE_SECRET_TARGET: Final = "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
-"""EventBridge Scheduler's universal target: the schedule calls RotateSecret itself, so Secrets
-Manager's locking, versioning and CloudTrail events stay in the loop."""
 _SCHEDULE_NAME_LIMIT: Final = 64
 _DIGEST_LENGTH: Final = 16
 _NOT_IN_SCHEDULE_NAMES: Final = re.compile(r"[^0-9A-Za-z_.-]+")
@@ -141,35 +138,19 @@ def schedule_name(secret_arn: str) -> str:
 
 @dataclass(frozen=True)
 class RotationSchedule:
-    """An EventBridge Scheduler one-time schedule that calls RotateSecret on a secret: the exact
-    UpdateSchedule (and CreateSchedule) request the state machine sends."""
+    """When the secret's one EventBridge Scheduler schedule calls RotateSecret next. Where the
+    schedule lives, the role it runs as and its target are the template's (the state machine's
+    Parameters), so no function can aim a schedule elsewhere."""
 
     secret_arn: str
     due: datetime
-    group_name: str
-    role_arn: str
 
-    def as_request(self) -> dict[str, object]:
-        # A one-time schedule is kept after it fires (not DELETE), so the next upsert is one
-        # UpdateSchedule call instead of a failed update and a create.
+    def as_payload(self) -> dict[str, str]:
         return {
             "Name": schedule_name(self.secret_arn),
-            "GroupName": self.group_name,
             "ScheduleExpression": at_expression(self.due),
-            "ScheduleExpressionTimezone": "UTC",
-            "FlexibleTimeWindow": {"Mode": "OFF"},
-            "ActionAfterCompletion": "NONE",
-            "State": "ENABLED",
             "Description": f"Rotate the token secret at {format_timestamp(self.due)}",
             "TargetInput": json.dumps({"SecretId": self.secret_arn}),
-            "Target": {
-                "Arn": ROTATE_SECRET_TARGET,
-                "RoleArn": self.role_arn,
-                "Input": json.dumps({"SecretId": self.secret_arn}),
-                # A throttled or failing RotateSecret is tried again for up to an hour; the
-                # token-expiry alarm and Secrets Manager's own schedule cover the rest.
-                "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 20},
-            },
         }
 
 

@@ -17,7 +17,7 @@ from rotation_core.errors import (
     TokenVerificationError,
     UnknownRotationTokenError,
 )
-from rotation_core.follow_up import FollowUp, FollowUps, ScheduleTarget
+from rotation_core.follow_up import FollowUp, FollowUps
 from rotation_core.freshness import check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation_request import RotationRequest
@@ -166,8 +166,6 @@ class Rotation:
         """Move AWSCURRENT onto the tested version, never onto an empty or stale one, then plan
         the next rotation before the token in use expires."""
         secret = self._describe_managed(request.secret_id)
-        # Checked before the promotion: a new token nobody will refresh is a failure to report.
-        ScheduleTarget.from_environment(self._environment)
         if _already_current(secret, request, Step.FINISH):
             current = TokenSecretValue.from_secret_string(self._secrets.read_current(secret.arn))
             return self._finished(secret, request, "already-current", current.metadata, None)

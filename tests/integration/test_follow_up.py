@@ -1,0 +1,746 @@
+"""What follows each execution (schedule, status tags, notice), on moto and the Google emulator."""
+
+import importlib
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from moto.secretsmanager.exceptions import SecretsManagerClientError
+from moto.secretsmanager.models import SecretsManagerBackend
+from mypy_boto3_secretsmanager import SecretsManagerClient
+
+import lambda_adapter.step_handler as step_glue
+from localcloud.google_emulator import GoogleEmulator
+from localcloud.template import load_template
+from rotation_core.config import GoogleEndpoints
+from rotation_core.failure_notice import FailureReport, StagesUnreadable
+from rotation_core.follow_up import FollowUp, FollowUps
+from rotation_core.google_client import GoogleClient
+from rotation_core.refresh import (
+    CURRENT_EXPIRES_AT_TAG,
+    FAILED_ATTEMPTS_TAG,
+    FAILING_SINCE_TAG,
+    NOTIFIED_AT_TAG,
+    STATUS_TAG_PREFIX,
+    STREAK_TAGS,
+    RotationSchedule,
+)
+from rotation_core.rotation import Rotation, StepOutcome
+from rotation_core.rotation_request import RotationRequest
+from rotation_core.secrets import SecretDescription, SecretsGateway
+from rotation_core.steps import Step
+from tests.support import (
+    KEY_SECRET,
+    MANAGED_TAG,
+    MANAGING_STACK,
+    SCOPE,
+    TOKEN_SECRET,
+    begin_rotation,
+    current_value,
+)
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:rotation:createSecret-x-1"
+LEAD = timedelta(seconds=900)
+RotationAt = Callable[..., Rotation]
+Fail = Callable[..., FollowUp]
+
+
+def iso(moment: datetime) -> str:
+    """How the status tags write a moment (whole seconds, UTC, Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def whole_second_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def tags_of(secretsmanager: SecretsManagerClient, secret_id: str) -> dict[str, str]:
+    described = secretsmanager.describe_secret(SecretId=secret_id)
+    return {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])}
+
+
+def status_tags(secretsmanager: SecretsManagerClient, secret_id: str) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in tags_of(secretsmanager, secret_id).items()
+        if key.startswith(STATUS_TAG_PREFIX)
+    }
+
+
+def put_tags(secretsmanager: SecretsManagerClient, secret_id: str, tags: dict[str, str]) -> None:
+    secretsmanager.tag_resource(
+        SecretId=secret_id, Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+    )
+
+
+def target_of(schedule: RotationSchedule | None) -> dict[str, Any]:
+    """What the schedule's target is called with."""
+    assert schedule is not None
+    return cast(dict[str, Any], json.loads(schedule.as_payload()["TargetInput"]))
+
+
+def message_of(follow_up: FollowUp) -> dict[str, Any]:
+    assert follow_up.notice is not None
+    return cast(dict[str, Any], json.loads(follow_up.notice.message))
+
+
+def rotate(rotation: Rotation, secret_arn: str) -> StepOutcome:
+    """A whole rotation as Secrets Manager drives it; finishSecret's outcome."""
+    request = RotationRequest(secret_arn, begin_rotation(secret_arn))
+    outcomes = [rotation.run(step, request) for step in Step]
+    assert [outcome.action for outcome in outcomes] == [
+        "created",
+        "checked",
+        "verified",
+        "promoted",
+    ]
+    return outcomes[-1]
+
+
+def schedule_of(outcome: StepOutcome) -> RotationSchedule:
+    assert outcome.follow_up is not None
+    assert outcome.follow_up.schedule is not None
+    return outcome.follow_up.schedule
+
+
+@pytest.fixture
+def rotation_at(secretsmanager: SecretsManagerClient, environment: dict[str, str]) -> RotationAt:
+    """The rotation with its clock stopped at `moment` (and, if given, another environment)."""
+
+    def at(moment: datetime, env: dict[str, str] | None = None) -> Rotation:
+        settings = environment if env is None else env
+        google_client = GoogleClient(GoogleEndpoints.from_environment(settings))
+        return Rotation(
+            SecretsGateway(secretsmanager), google_client, settings, clock=lambda: moment
+        )
+
+    return at
+
+
+def failure_event(
+    secret_id: object, step: str = "createSecret", cause: str = "invalid_grant: key deleted"
+) -> dict[str, Any]:
+    """The DescribeFailure task's input after `step` failed."""
+    request: dict[str, Any] = {"SecretId": secret_id, "ClientRequestToken": str(uuid.uuid4())}
+    if step in {"createSecret", "setSecret", "testSecret", "finishSecret"}:
+        request["Step"] = step
+    return {
+        "Request": request,
+        "FailedStep": step,
+        "Failure": {"Error": "GoogleGrantRejectedError", "Cause": cause},
+        "ExecutionArn": EXECUTION,
+    }
+
+
+@pytest.fixture
+def fail(secretsmanager: SecretsManagerClient, environment: dict[str, str]) -> Fail:
+    """DescribeFailure's core at `moment`: read the secret as it is now, decide what follows."""
+
+    def at(
+        moment: datetime,
+        event: dict[str, Any],
+        env: dict[str, str] | None = None,
+        reading: SecretDescription | StagesUnreadable | None = None,
+    ) -> FollowUp:
+        gateway = SecretsGateway(secretsmanager)
+        report = FailureReport.from_payload(event)
+        if reading is None and report.secret_id is not None:
+            reading = gateway.describe(report.secret_id)
+        follow_ups = FollowUps(gateway, environment if env is None else env, lambda: moment)
+        return follow_ups.after_failure(report, reading)
+
+    return at
+
+
+# After a success: the next rotation a lead before expiry, the expiry recorded, streaks ended.
+
+
+def test_a_promotion_schedules_the_next_rotation_900_s_before_the_minted_token_expires(
+    rotation_at: RotationAt,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+) -> None:
+    moment = datetime.now(UTC)
+
+    finish = rotate(rotation_at(moment), token_secret_arn)
+
+    stored = json.loads(
+        secretsmanager.get_secret_value(SecretId=TOKEN_SECRET, VersionStage="AWSCURRENT")[
+            "SecretString"
+        ]
+    )
+    assert stored["GOOGLE_ACCESS_TOKEN"] == google.issued_tokens()[-1].access_token
+    expires = datetime.fromisoformat(stored["expires_at"])
+    assert abs(expires - (moment + timedelta(hours=1))) < timedelta(seconds=10)
+    assert finish.follow_up is not None
+    assert finish.follow_up.notice is None
+    schedule = schedule_of(finish)
+    assert schedule.due == expires - LEAD
+    assert schedule.as_payload()["ScheduleExpression"] == f"at({expires - LEAD:%Y-%m-%dT%H:%M:%S})"
+    assert target_of(schedule) == {"SecretId": token_secret_arn}
+    assert status_tags(secretsmanager, token_secret_arn) == {
+        CURRENT_EXPIRES_AT_TAG: stored["expires_at"]
+    }
+    payload = cast(dict[str, Any], finish.as_payload()["FollowUp"])
+    assert payload["Notice"] is None
+    assert payload["Schedule"]["ScheduleExpression"] == f"at({expires - LEAD:%Y-%m-%dT%H:%M:%S})"
+
+
+def test_a_secrets_lead_tag_moves_its_next_rotation_earlier(
+    rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    put_tags(secretsmanager, token_secret_arn, {"token-rotation:refresh-lead-seconds": "1800"})
+
+    finish = rotate(rotation_at(datetime.now(UTC)), token_secret_arn)
+
+    expires = current_value(secretsmanager).metadata.expires_at
+    assert schedule_of(finish).due == expires - timedelta(seconds=1800)
+
+
+def test_the_success_that_ends_a_streak_untags_it_and_says_recovered_once(
+    rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    moment = whole_second_now()
+    since = moment - timedelta(minutes=47, seconds=30)
+    put_tags(
+        secretsmanager,
+        token_secret_arn,
+        {
+            FAILING_SINCE_TAG: iso(since),
+            FAILED_ATTEMPTS_TAG: "5",
+            NOTIFIED_AT_TAG: iso(moment - timedelta(minutes=20)),
+        },
+    )
+
+    finish = rotate(rotation_at(moment), token_secret_arn)
+
+    assert finish.follow_up is not None
+    notice = finish.follow_up.notice
+    assert notice is not None
+    assert notice.subject == "Google token rotation recovered (google/access-token)"
+    message = message_of(finish.follow_up)
+    assert message["Summary"].endswith("after 5 failed attempts over 47 minutes.")
+    assert message["FailedAttempts"] == 5
+    assert message["FailingSince"] == iso(since)
+    expires = current_value(secretsmanager).metadata.expires_at
+    assert message["NextRefreshAt"] == iso(expires - LEAD)
+    tags = tags_of(secretsmanager, token_secret_arn)
+    assert not set(STREAK_TAGS) & tags.keys()
+    assert tags[CURRENT_EXPIRES_AT_TAG] == iso(expires)
+    assert tags[MANAGED_TAG["Key"]] == MANAGING_STACK
+
+    again = rotate(rotation_at(moment + timedelta(minutes=1)), token_secret_arn)
+
+    assert again.follow_up is not None
+    assert again.follow_up.notice is None
+    assert again.follow_up.schedule is not None
+
+
+def test_edited_streak_tags_are_cleared_by_a_success_without_a_recovered_notice(
+    rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    put_tags(
+        secretsmanager,
+        token_secret_arn,
+        {FAILING_SINCE_TAG: "last tuesday", FAILED_ATTEMPTS_TAG: "many"},
+    )
+
+    finish = rotate(rotation_at(datetime.now(UTC)), token_secret_arn)
+
+    assert finish.follow_up is not None
+    assert finish.follow_up.notice is None
+    assert status_tags(secretsmanager, token_secret_arn).keys() == {CURRENT_EXPIRES_AT_TAG}
+
+
+def test_a_rerun_finish_on_the_current_version_still_returns_the_schedule_from_awscurrent(
+    rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Secrets Manager retries finishSecret after a lost answer, and the state machine's upsert
+    may have been lost with it: the retry plans the same next rotation again."""
+    moment = datetime.now(UTC)
+    request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    for step in Step:
+        rotation_at(moment).run(step, request)
+    secretsmanager.untag_resource(SecretId=token_secret_arn, TagKeys=[CURRENT_EXPIRES_AT_TAG])
+    expires = current_value(secretsmanager).metadata.expires_at
+
+    again = rotation_at(moment + timedelta(minutes=20)).finish_secret(request)
+
+    assert again.action == "already-current"
+    assert again.follow_up is not None
+    assert again.follow_up.notice is None
+    assert schedule_of(again).due == expires - LEAD
+    assert again.metadata is not None
+    assert again.metadata.expires_at == expires
+    assert status_tags(secretsmanager, token_secret_arn) == {CURRENT_EXPIRES_AT_TAG: iso(expires)}
+
+    # Re-run past the planned moment: the next rotation comes a minute from then, not never.
+    late = expires - timedelta(minutes=5)
+    assert schedule_of(rotation_at(late).finish_secret(request)).due == late + timedelta(minutes=1)
+
+
+# After a failure: a retry on a capped backoff, and notices by the streak rules.
+
+
+def test_failures_of_a_managed_secret_notify_first_then_hold_back_then_remind_hourly(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    t0 = whole_second_now()
+    event = failure_event(token_secret_arn)
+
+    first = fail(t0, event)
+
+    assert first.notice is not None
+    assert first.notice.subject == (
+        "Google token rotation failed at createSecret (google/access-token)"
+    )
+    assert message_of(first)["Streak"].startswith("The first failure since")
+    assert first.schedule is not None
+    assert first.schedule.due == t0 + timedelta(minutes=1)
+    assert target_of(first.schedule) == {"SecretId": token_secret_arn}
+    assert status_tags(secretsmanager, token_secret_arn) == {
+        FAILING_SINCE_TAG: iso(t0),
+        FAILED_ATTEMPTS_TAG: "1",
+        NOTIFIED_AT_TAG: iso(t0),
+    }
+
+    second = fail(t0 + timedelta(minutes=5), event)
+
+    assert second.notice is None
+    assert second.schedule is not None
+    assert second.schedule.due == t0 + timedelta(minutes=5 + 2)
+    assert second.schedule.due - (t0 + timedelta(minutes=5)) > first.schedule.due - t0
+    assert status_tags(secretsmanager, token_secret_arn) == {
+        FAILING_SINCE_TAG: iso(t0),
+        FAILED_ATTEMPTS_TAG: "2",
+        NOTIFIED_AT_TAG: iso(t0),
+    }
+
+    third = fail(t0 + timedelta(minutes=61), event)
+
+    assert third.notice is not None
+    assert third.notice.subject == (
+        "Google token rotation still failing at createSecret (google/access-token)"
+    )
+    message = message_of(third)
+    assert message["Streak"].startswith(f"Still failing: 3 failed attempts since {iso(t0)}.")
+    assert iso(t0 + timedelta(minutes=61 + 4)) in message["NextAttempt"]
+    assert status_tags(secretsmanager, token_secret_arn) == {
+        FAILING_SINCE_TAG: iso(t0),
+        FAILED_ATTEMPTS_TAG: "3",
+        NOTIFIED_AT_TAG: iso(t0 + timedelta(minutes=61)),
+    }
+
+    # The reminder moved the hour on: a failure a minute later is held back again.
+    assert fail(t0 + timedelta(minutes=62), event).notice is None
+
+
+def test_success_and_failure_upsert_the_one_schedule_of_the_secret_whatever_id_was_given(
+    rotation_at: RotationAt, fail: Fail, token_secret_arn: str
+) -> None:
+    """A manual execution may name the secret, Secrets Manager gives its ARN: both paths must
+    update the same schedule, never leave a second one behind."""
+    moment = whole_second_now()
+
+    failed = fail(moment, failure_event(TOKEN_SECRET))
+    finished = rotate(rotation_at(moment), token_secret_arn)
+
+    assert failed.schedule is not None
+    success = schedule_of(finished).as_payload()
+    retry = failed.schedule.as_payload()
+    assert retry["Name"] == success["Name"]
+    assert target_of(failed.schedule) == {"SecretId": token_secret_arn}
+
+
+def test_a_retry_never_waits_past_half_the_life_of_the_token_in_use(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+) -> None:
+    moment = whole_second_now()
+    rotate(rotation_at(moment), token_secret_arn)
+    expires = current_value(secretsmanager).metadata.expires_at
+    put_tags(
+        secretsmanager,
+        token_secret_arn,
+        {FAILING_SINCE_TAG: iso(moment), FAILED_ATTEMPTS_TAG: "3", NOTIFIED_AT_TAG: iso(moment)},
+    )
+    near = expires - timedelta(minutes=4)
+
+    # The 4th attempt would wait 8 minutes; the token in use has 4 left, so 2.
+    capped = fail(near, failure_event(token_secret_arn))
+    # Once it has expired, the plain backoff again (the 5th attempt: 15 minutes).
+    expired = fail(expires + timedelta(minutes=1), failure_event(token_secret_arn))
+
+    assert capped.schedule is not None
+    assert capped.schedule.due == near + timedelta(minutes=2)
+    assert expired.schedule is not None
+    assert expired.schedule.due == expires + timedelta(minutes=1 + 15)
+
+
+def assert_notice_without_schedule_or_tags(
+    follow_up: FollowUp,
+    secretsmanager: SecretsManagerClient,
+    secret_id: str,
+    tags_before: dict[str, str],
+) -> dict[str, Any]:
+    assert follow_up.notice is not None
+    assert follow_up.schedule is None
+    assert tags_of(secretsmanager, secret_id) == tags_before
+    assert follow_up.as_payload()["Schedule"] is None
+    return message_of(follow_up)
+
+
+@pytest.mark.parametrize(
+    "owner_tags",
+    [[], [{"Key": "token-rotation:managed-by", "Value": "another-stack"}]],
+    ids=["untagged", "another-stacks"],
+)
+def test_a_failure_on_a_secret_not_managed_here_notifies_schedules_nothing_writes_nothing(
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    owner_tags: list[Any],
+) -> None:
+    other = secretsmanager.create_secret(
+        Name="google/other-token", SecretString="{}", Tags=[{"Key": "team", "Value": "x"}]
+    )["ARN"]
+    if owner_tags:
+        secretsmanager.tag_resource(SecretId=other, Tags=owner_tags)
+    before = tags_of(secretsmanager, other)
+
+    follow_up = fail(whole_second_now(), failure_event(other))
+
+    message = assert_notice_without_schedule_or_tags(follow_up, secretsmanager, other, before)
+    assert "Streak" not in message
+    assert follow_up.notice is not None
+    assert follow_up.notice.subject.startswith("Google token rotation failed at createSecret")
+
+
+def test_a_failure_naming_the_key_secret_never_tags_it_even_when_it_looks_managed(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    secretsmanager.tag_resource(SecretId=KEY_SECRET, Tags=[MANAGED_TAG])
+    before = tags_of(secretsmanager, KEY_SECRET)
+
+    follow_up = fail(whole_second_now(), failure_event(KEY_SECRET))
+
+    assert_notice_without_schedule_or_tags(follow_up, secretsmanager, KEY_SECRET, before)
+
+
+@pytest.mark.parametrize("label", ["input validation", "unknown step"])
+def test_a_refused_execution_notifies_every_time_and_schedules_nothing(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str, label: str
+) -> None:
+    before = tags_of(secretsmanager, token_secret_arn)
+    event = failure_event(token_secret_arn, step=label)
+    t0 = whole_second_now()
+
+    follow_ups = [fail(t0, event), fail(t0 + timedelta(minutes=1), event)]
+
+    for follow_up in follow_ups:
+        assert_notice_without_schedule_or_tags(follow_up, secretsmanager, token_secret_arn, before)
+
+
+def test_a_failure_whose_stages_could_not_be_read_notifies_and_schedules_nothing(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    before = tags_of(secretsmanager, token_secret_arn)
+
+    follow_up = fail(
+        whole_second_now(),
+        failure_event(token_secret_arn),
+        reading=StagesUnreadable("AwsUnavailableError", "Secrets Manager is busy"),
+    )
+
+    assert_notice_without_schedule_or_tags(follow_up, secretsmanager, token_secret_arn, before)
+
+
+def test_a_secret_deleted_before_its_streak_is_tagged_still_gets_its_notice(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    reading = SecretsGateway(secretsmanager).describe(token_secret_arn)
+    secretsmanager.delete_secret(SecretId=token_secret_arn, ForceDeleteWithoutRecovery=True)
+
+    follow_up = fail(whole_second_now(), failure_event(token_secret_arn), reading=reading)
+
+    assert follow_up.notice is not None
+    assert follow_up.notice.subject.startswith("Google token rotation failed at createSecret")
+    assert "could not be recorded" in message_of(follow_up)["Streak"]
+
+
+def deny_tag_resource(patch: pytest.MonkeyPatch) -> None:
+    """TagResource refused (moto's own error over HTTP), as when the role lost the permission."""
+
+    def denied(self: SecretsManagerBackend, arn: str, tags: dict[str, str]) -> None:
+        raise SecretsManagerClientError(
+            "AccessDeniedException", "not authorized to perform: secretsmanager:TagResource"
+        )
+
+    patch.setattr(SecretsManagerBackend, "tag_resource", denied)
+
+
+def test_a_failure_that_would_be_held_back_speaks_when_its_streak_cannot_be_recorded(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    t0 = whole_second_now()
+    first = fail(t0, failure_event(token_secret_arn))
+    assert first.notice is not None
+    recorded = status_tags(secretsmanager, token_secret_arn)
+
+    with pytest.MonkeyPatch.context() as patch:
+        deny_tag_resource(patch)
+        second = fail(t0 + timedelta(minutes=5), failure_event(token_secret_arn))
+
+    assert second.notice is not None
+    assert second.notice.subject.startswith("Google token rotation still failing at createSecret")
+    streak = message_of(second)["Streak"]
+    assert streak.startswith("Still failing: 2 failed attempts")
+    assert "could not be recorded" in streak
+    assert second.schedule is not None
+    assert second.schedule.due == t0 + timedelta(minutes=5 + 2)
+    assert status_tags(secretsmanager, token_secret_arn) == recorded
+
+
+def test_the_rotation_writes_only_status_tags_and_leaves_the_deployers_tags_alone(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    put_tags(
+        secretsmanager,
+        token_secret_arn,
+        {
+            "token-rotation:refresh-lead-seconds": "1200",
+            "token-rotation:min-remaining-seconds": "900",
+            "token-rotation:scopes": SCOPE,
+            "team": "payments",
+        },
+    )
+    before = tags_of(secretsmanager, token_secret_arn)
+    written: list[str] = []
+    tag_resource = SecretsManagerBackend.tag_resource
+    untag_resource = SecretsManagerBackend.untag_resource
+
+    def tag_spy(self: SecretsManagerBackend, arn: str, tags: dict[str, str]) -> None:
+        written.extend(tags)
+        tag_resource(self, arn, tags)
+
+    def untag_spy(self: SecretsManagerBackend, arn: str, tag_keys: list[str]) -> None:
+        written.extend(tag_keys)
+        untag_resource(self, arn, tag_keys)
+
+    monkeypatch.setattr(SecretsManagerBackend, "tag_resource", tag_spy)
+    monkeypatch.setattr(SecretsManagerBackend, "untag_resource", untag_spy)
+    t0 = whole_second_now()
+
+    fail(t0, failure_event(token_secret_arn))
+    fail(t0 + timedelta(minutes=2), failure_event(token_secret_arn, step="testSecret"))
+    finish = rotate(rotation_at(t0 + timedelta(minutes=3)), token_secret_arn)
+
+    assert finish.follow_up is not None
+    assert finish.follow_up.notice is not None  # the streak ended: all three kinds of write ran
+    assert set(written) == {*STREAK_TAGS, CURRENT_EXPIRES_AT_TAG}
+    assert all(key.startswith(STATUS_TAG_PREFIX) for key in written)
+    after = tags_of(secretsmanager, token_secret_arn)
+    assert {k: v for k, v in after.items() if not k.startswith(STATUS_TAG_PREFIX)} == before
+
+
+# The Lambda handlers: DescribeFailure's payload, finishSecret's token-life metric.
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes Powertools reads from the Lambda context."""
+
+    function_name: str = "google-token-rotation-step"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:google-token-rotation-step"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def context() -> LambdaContext:
+    return cast(LambdaContext, FakeLambdaContext())
+
+
+@pytest.fixture
+def lambda_environment(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
+) -> Iterator[dict[str, str]]:
+    """The function environment as template.yaml sets it, and a cold start for every test."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    step_glue._rotation.cache_clear()
+    yield environment
+    step_glue._rotation.cache_clear()
+
+
+def describe_failure(event: object) -> dict[str, Any]:
+    handler = importlib.import_module("describe_failure").lambda_handler
+    return cast(dict[str, Any], handler(event, context()))
+
+
+def test_describe_failure_always_returns_both_the_notice_and_the_schedule_key(
+    lambda_environment: dict[str, str],
+    rotation: Rotation,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+) -> None:
+    rotate(rotation, token_secret_arn)
+    issued = google.issued_tokens()[-1].access_token
+    failed = failure_event(token_secret_arn, cause=f"tokeninfo refused {issued}")
+
+    first = describe_failure(failed)
+    held_back = describe_failure(failed)
+    refused = describe_failure(failure_event(token_secret_arn, step="input validation"))
+    unreadable = describe_failure(failure_event("google/no-such-secret"))
+
+    for answer in (first, held_back, refused, unreadable):
+        assert set(answer) == {"Notice", "Schedule"}
+        assert issued not in json.dumps(answer)
+    assert first["Notice"]["Subject"] == (
+        "Google token rotation failed at createSecret (google/access-token)"
+    )
+    assert json.loads(first["Schedule"]["TargetInput"]) == {"SecretId": token_secret_arn}
+    assert held_back["Notice"] is None
+    assert held_back["Schedule"]["Name"] == first["Schedule"]["Name"]
+    assert refused["Notice"]["Subject"].startswith("Google token rotation failed: input validation")
+    assert refused["Schedule"] is None
+    assert unreadable["Notice"]["Subject"].startswith("Google token rotation failed")
+    assert unreadable["Schedule"] is None
+    assert status_tags(secretsmanager, token_secret_arn)[FAILED_ATTEMPTS_TAG] == "2"
+
+
+def stdout_so_far(capsys: pytest.CaptureFixture[str]) -> str:
+    """stdout since the last look, put back for the conftest's leak guard."""
+    out = capsys.readouterr().out
+    sys.stdout.write(out)
+    return out
+
+
+def metric_lines(out: str) -> list[dict[str, Any]]:
+    """The embedded-metric-format documents among the JSON lines."""
+    documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [document for document in documents if "_aws" in document]
+
+
+HANDLERS = {
+    Step.CREATE: "create_secret",
+    Step.SET: "set_secret",
+    Step.TEST: "test_secret",
+    Step.FINISH: "finish_secret",
+}
+
+
+def invoke(step: Step, secret_id: str, token: str) -> dict[str, object]:
+    handler = importlib.import_module(HANDLERS[step]).lambda_handler
+    event = {"SecretId": secret_id, "ClientRequestToken": token, "Step": step.value}
+    return cast(dict[str, object], handler(event, context()))
+
+
+def seconds_left(document: dict[str, Any]) -> float:
+    value = document["AccessTokenSecondsLeft"]
+    return float(value[0] if isinstance(value, list) else value)
+
+
+def test_only_finish_secret_publishes_the_token_life_metric_once_per_run(
+    lambda_environment: dict[str, str],
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = begin_rotation(token_secret_arn)
+    lines: dict[Step, list[dict[str, Any]]] = {}
+    stdout_so_far(capsys)
+
+    for step in Step:
+        invoke(step, token_secret_arn, token)
+        lines[step] = metric_lines(stdout_so_far(capsys))
+
+    assert [len(lines[step]) for step in Step] == [0, 0, 0, 1]
+    (document,) = lines[Step.FINISH]
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "GoogleTokenRotation"
+    assert directive["Metrics"] == [{"Name": "AccessTokenSecondsLeft", "Unit": "Seconds"}]
+    assert all("TokenSecret" in dimensions for dimensions in directive["Dimensions"])
+    assert document["TokenSecret"] == TOKEN_SECRET
+    left = current_value(secretsmanager).metadata.expires_at - datetime.now(UTC)
+    assert abs(seconds_left(document) - left.total_seconds()) < 5
+
+
+def test_the_metric_is_the_current_tokens_remaining_life_not_its_lifetime(
+    lambda_environment: dict[str, str],
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A finishSecret retry on an AWSCURRENT token minted 40 minutes ago reports 20 minutes."""
+    now = whole_second_now()
+    value = {
+        "GOOGLE_ACCESS_TOKEN": "ya29." + "c" * 20 + "-" + "d" * 20,
+        "token_type": "Bearer",
+        "issued_at": iso(now - timedelta(minutes=40)),
+        "expires_at": iso(now + timedelta(minutes=20)),
+        "scopes": [SCOPE],
+        "service_account": "rotation@project.iam.gserviceaccount.com",
+        "service_account_client_id": "123456789",
+    }
+    current = secretsmanager.put_secret_value(
+        SecretId=token_secret_arn, SecretString=json.dumps(value), VersionStages=["AWSCURRENT"]
+    )["VersionId"]
+    begin_rotation(token_secret_arn)  # rotation enabled, as Secrets Manager retries
+    stdout_so_far(capsys)
+
+    output = invoke(Step.FINISH, token_secret_arn, current)
+
+    assert output["Action"] == "already-current"
+    (document,) = metric_lines(stdout_so_far(capsys))
+    expected = (now + timedelta(minutes=20) - datetime.now(UTC)).total_seconds()
+    assert abs(seconds_left(document) - expected) < 5
+
+
+def test_the_metric_has_exactly_the_dimensions_the_near_expiry_alarm_watches(
+    lambda_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """CloudWatch matches a metric by its whole dimension set: one dimension more than the alarm
+    names and the alarm sees no data at all, and (missing data breaching) fires for ever."""
+    template = load_template()
+    alarm = template.resources["TokenNearExpiryAlarm"]["Properties"]
+    (finish,) = [s for s in template.functions().values() if s.module_name == "finish_secret"]
+    for name, setting in finish.environment.items():
+        if name.startswith("POWERTOOLS_") and isinstance(setting, str):
+            monkeypatch.setenv(name, setting)  # as deployed: POWERTOOLS_SERVICE_NAME among them
+    token = begin_rotation(token_secret_arn)
+    for step in (Step.CREATE, Step.SET, Step.TEST):
+        invoke(step, token_secret_arn, token)
+    stdout_so_far(capsys)
+
+    invoke(Step.FINISH, token_secret_arn, token)
+
+    (document,) = metric_lines(stdout_so_far(capsys))
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == alarm["Namespace"]
+    assert [metric["Name"] for metric in directive["Metrics"]] == [alarm["MetricName"]]
+    watched = sorted(dimension["Name"] for dimension in alarm["Dimensions"])
+    assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [watched]
+    for dimension in alarm["Dimensions"]:
+        if isinstance(dimension["Value"], str):  # a literal, not the secret name's !Ref
+            assert document[dimension["Name"]] == dimension["Value"]
+    assert document["TokenSecret"] == TOKEN_SECRET
