@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from localcloud.operations import (
     token_info,
     version_stages,
 )
+from localcloud.scheduler import LocalScheduler
 
 DEMO_PARAMETERS = {
     "GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly",
@@ -52,15 +53,16 @@ def run_demo(say: Callable[[str], None] = print) -> int:
         say("all of it on this machine (moto for AWS, an emulator for Google).\n")
         deployment, account, queue_url = deploy(cloud, say)
         first = scheduled_rotation(cloud, deployment, expect)
-        second = manual_rotation(cloud, deployment, expect, first)
-        say("\n4. A failure: Google answers invalid_grant (the key was deleted at Google)")
+        manual = manual_rotation(cloud, deployment, expect, first)
+        second = refresh_before_expiry(cloud, deployment, expect, manual)
+        say("\n5. A failure: Google answers invalid_grant (the key was deleted at Google)")
         cloud.google.revoke_key(account.private_key_id)
         failed_rotation(cloud, deployment, expect, queue_url, second)
-        say("\n5. Where things stand")
+        say("\n6. Where things stand")
         show_versions(cloud, deployment, say)
         leaked = str(second["GOOGLE_ACCESS_TOKEN"]) in cloud.logs.text()
         expect.check(not leaked, "no token appears in any function's logs")
-        say("\n6. How an application reads the token (AWS CLI, against this local cloud)")
+        say("\n7. How an application reads the token (AWS CLI, against this local cloud)")
         read = show_application_read(cloud, deployment, say)
         expect.check(read, "an application reads AWSCURRENT with the AWS CLI")
 
@@ -122,6 +124,50 @@ def manual_rotation(
     return current
 
 
+def refresh_before_expiry(
+    cloud: LocalCloud, deployment: Deployment, expect: Expectations, before: dict[str, Any]
+) -> dict[str, Any]:
+    say = expect.say
+    say("\n4. Refresh before expiry: every rotation schedules the next one")
+    group = deployment.refs["RefreshScheduleGroup"]
+    schedule = _the_schedule(cloud, group)
+    name, due = schedule["Name"], _due(schedule)
+    say(f"   EventBridge Scheduler, group {group}:")
+    say(f"     {name}  {schedule['ScheduleExpression']} UTC  → secretsmanager:RotateSecret")
+    lead = datetime.fromisoformat(str(before["expires_at"])) - due
+    expect.check(lead == timedelta(seconds=900), "it is due 15 minutes before the token expires")
+    say(f"   The local cloud's clock jumps to {due:%H:%M:%S} and its scheduler fires what is due:")
+    cloud.clock.advance(due.timestamp() - cloud.clock.now())
+    for firing in LocalScheduler(cloud, group=group).fire_due():
+        outcome = firing.error_code or "accepted: Secrets Manager ran the four steps"
+        say(f"     {firing.target} on the token secret: {outcome}")
+    current = show_current(cloud, deployment, say)
+    expect.check(
+        current["GOOGLE_ACCESS_TOKEN"] != before["GOOGLE_ACCESS_TOKEN"],
+        "the schedule rotated the token 15 minutes before it would have expired",
+    )
+    following = _due(_the_schedule(cloud, group))
+    say(f"   and the next rotation is due at {following:%H:%M:%S}")
+    expect.check(
+        datetime.fromisoformat(str(current["expires_at"])) - following == lead,
+        "... and scheduled the next one, a lead before the new token expires",
+    )
+    return current
+
+
+def _the_schedule(cloud: LocalCloud, group: str) -> dict[str, Any]:
+    """The one schedule of the stack's group: the token secret's next rotation."""
+    scheduler = cloud.client("scheduler")
+    [listed] = scheduler.list_schedules(GroupName=group)["Schedules"]
+    schedule: dict[str, Any] = scheduler.get_schedule(GroupName=group, Name=listed["Name"])
+    return schedule
+
+
+def _due(schedule: dict[str, Any]) -> datetime:
+    moment = datetime.strptime(str(schedule["ScheduleExpression"]), "at(%Y-%m-%dT%H:%M:%S)")
+    return moment.replace(tzinfo=UTC)
+
+
 def failed_rotation(
     cloud: LocalCloud,
     deployment: Deployment,
@@ -148,8 +194,17 @@ def failed_rotation(
             "Traceback" not in cause and 'File "' not in cause and ".py" not in cause,
             "its cause is one readable sentence: no stack frames, no file paths",
         )
+    retry = _due(_the_schedule(cloud, deployment.refs["RefreshScheduleGroup"]))
+    say(f"   the failed rotation scheduled its own retry: RotateSecret at {retry:%H:%M:%S}")
+    say("   (waits of 1, 2, 4 ... up to 15 minutes; one reminder an hour while it fails)")
+    expect.check(
+        timedelta(0)
+        < retry - datetime.fromtimestamp(cloud.clock.now(), UTC)
+        <= timedelta(minutes=1),
+        "the retry comes a minute later",
+    )
     current = show_current(cloud, deployment, say)
-    expect.check(current == before, "AWSCURRENT still holds the token of step 3")
+    expect.check(current == before, "AWSCURRENT still holds the token of step 4")
     expect.check(_valid_at_google(cloud, current), "... and Google still accepts it")
 
 
@@ -171,7 +226,7 @@ def show_current(
 ) -> dict[str, Any]:
     value = current_value(cloud, deployment.token_secret_arn)
     expires = datetime.fromisoformat(str(value.get("expires_at")))
-    minutes = round((expires - datetime.now(UTC)).total_seconds() / 60)
+    minutes = round((expires.timestamp() - cloud.clock.now()) / 60)
     say(f"   AWSCURRENT now holds token {mask(str(value.get('GOOGLE_ACCESS_TOKEN', '')))}")
     say(f"     issued to  {value.get('service_account')} at {value.get('issued_at')}")
     say(f"     expires    {value.get('expires_at')} (in {minutes} minutes)")

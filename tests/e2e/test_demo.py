@@ -10,9 +10,10 @@ CHAPTERS = (
     "1. Deploy template.yaml",
     "2. A scheduled rotation",
     "3. A manual rotation",
-    "4. A failure",
-    "5. Where things stand",
-    "6. How an application reads the token",
+    "4. Refresh before expiry",
+    "5. A failure",
+    "6. Where things stand",
+    "7. How an application reads the token",
 )
 
 

@@ -112,7 +112,7 @@ def next_refresh_at(
     """`lead_seconds` before the new token expires, but never sooner than MIN_VERSION_INTERVAL
     after it was minted nor EARLIEST_FIRING from now."""
     due = expires_at - timedelta(seconds=lead_seconds)
-    return max(due, issued_at + MIN_VERSION_INTERVAL, now + EARLIEST_FIRING)
+    return whole_second(max(due, issued_at + MIN_VERSION_INTERVAL, now + EARLIEST_FIRING))
 
 
 def retry_at(failed_attempts: int, now: datetime, expires_at: datetime | None) -> datetime:
@@ -123,7 +123,7 @@ def retry_at(failed_attempts: int, now: datetime, expires_at: datetime | None) -
     delay = min(FIRST_RETRY * (1 << doublings), MAX_RETRY)
     if expires_at is not None and expires_at > now:
         delay = min(delay, max(FIRST_RETRY, (expires_at - now) / 2))
-    return now + delay
+    return whole_second(now + delay)
 
 
 def schedule_name(secret_arn: str) -> str:
@@ -154,8 +154,13 @@ class RotationSchedule:
         }
 
 
+def whole_second(moment: datetime) -> datetime:
+    """Rounded up: schedules and notices name whole seconds, never before the moment meant."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
 def at_expression(moment: datetime) -> str:
     """EventBridge Scheduler's one-time expression, in UTC, whole seconds rounded up."""
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return f"at({format_timestamp(moment)[:-1]})"
+    return f"at({format_timestamp(whole_second(moment))[:-1]})"

@@ -1,0 +1,128 @@
+"""The refresh chain on the local cloud, across simulated time: every rotation schedules the next
+a lead before its token expires, a failure schedules its own retry, and the chain heals."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from localcloud.operations import rotate_on_schedule
+from localcloud.scheduler import LocalScheduler
+from rotation_core.refresh import CURRENT_EXPIRES_AT_TAG, FAILED_ATTEMPTS_TAG, schedule_name
+from tests.e2e.stacks import Stack
+
+LEAD = timedelta(seconds=900)
+
+
+def schedule_of(stack: Stack) -> dict[str, Any]:
+    answer: dict[str, Any] = stack.cloud.client("scheduler").get_schedule(
+        GroupName=stack.deployment.refs["RefreshScheduleGroup"],
+        Name=schedule_name(stack.secret_arn),
+    )
+    return answer
+
+
+def due_of(schedule: dict[str, Any]) -> datetime:
+    expression = schedule["ScheduleExpression"]
+    return datetime.strptime(expression, "at(%Y-%m-%dT%H:%M:%S)").replace(tzinfo=UTC)
+
+
+def expiry_of(stack: Stack) -> datetime:
+    return datetime.fromisoformat(stack.current()["expires_at"])
+
+
+def scheduler_of(stack: Stack) -> LocalScheduler:
+    return LocalScheduler(stack.cloud, group=stack.deployment.refs["RefreshScheduleGroup"])
+
+
+def advance_to(stack: Stack, moment: datetime) -> None:
+    ahead = moment.timestamp() - stack.cloud.clock.now()
+    if ahead > 0:
+        stack.cloud.clock.advance(ahead)
+
+
+def test_each_rotation_schedules_the_next_a_lead_before_its_token_expires(stack: Stack) -> None:
+    assert [e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)] == [
+        "SUCCEEDED"
+    ] * 4
+    first_version, first_expiry = stack.current_version(), expiry_of(stack)
+    schedule = schedule_of(stack)
+
+    assert due_of(schedule) == first_expiry - LEAD
+    target = schedule["Target"]
+    assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+    assert target["RoleArn"] == stack.deployment.attributes[("RefreshSchedulerRole", "Arn")]
+    assert json.loads(target["Input"]) == {"SecretId": stack.secret_arn}
+    assert stack.tags()[CURRENT_EXPIRES_AT_TAG] == stack.current()["expires_at"]
+    scheduler = scheduler_of(stack)
+
+    # A minute before it is due nothing fires; when it is due, RotateSecret runs the rotation.
+    advance_to(stack, due_of(schedule) - timedelta(minutes=1))
+    assert scheduler.fire_due() == []
+    assert stack.current_version() == first_version
+    advance_to(stack, due_of(schedule))
+    [firing] = scheduler.fire_due()
+
+    assert (firing.target, firing.error_code) == ("secretsmanager:rotateSecret", None)
+    assert stack.current_version() != first_version
+    second_expiry = expiry_of(stack)
+    assert second_expiry - first_expiry >= timedelta(seconds=3600) - LEAD
+    assert due_of(schedule_of(stack)) == second_expiry - LEAD
+    assert stack.notices() == []
+
+
+def test_a_failed_rotation_schedules_its_own_retry_until_the_chain_heals(stack: Stack) -> None:
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    version = stack.current_version()
+    scheduler = scheduler_of(stack)
+    advance_to(stack, due_of(schedule_of(stack)))
+    stack.cloud.google.disable_key(stack.account.private_key_id)
+
+    # The scheduled rotation fails at createSecret: one notice, and a retry a minute later.
+    [firing] = scheduler.fire_due()
+    failed_at = stack.cloud.clock.now()
+    [notice] = stack.notices()
+    assert notice["Subject"].startswith("Google token rotation failed at createSecret (")
+    assert notice["Message"]["Error"] == "GoogleGrantRejectedError"
+    retry = due_of(schedule_of(stack))
+    assert 60 <= retry.timestamp() - failed_at <= 62
+
+    # Its retry fails too: held back (the streak was notified within the hour), next in 2 min.
+    advance_to(stack, retry)
+    scheduler.fire_due()
+    assert stack.notices() == []
+    assert stack.tags()[FAILED_ATTEMPTS_TAG] == "2"
+    second_retry = due_of(schedule_of(stack))
+    assert 120 <= (second_retry - retry).total_seconds() <= 122
+
+    # The key works again: the next retry rotates, and one notice says it recovered.
+    stack.cloud.google.enable_key(stack.account.private_key_id)
+    advance_to(stack, second_retry)
+    scheduler.fire_due()
+    assert stack.current_version() != version
+    [recovered] = stack.notices()
+    assert recovered["Subject"].startswith("Google token rotation recovered (")
+    assert recovered["Message"]["FailedAttempts"] == 2
+    assert FAILED_ATTEMPTS_TAG not in stack.tags()
+    assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
+    assert firing.error_code is None, "RotateSecret itself was accepted each time"
+
+
+def test_six_hours_of_simulated_time_keep_the_token_fresh_at_every_minute(stack: Stack) -> None:
+    """The expiry-driven schedules and Secrets Manager's own 4-hour schedule, fired on time:
+    whenever an application reads, the token has more than half the lead left."""
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    scheduler = scheduler_of(stack)
+    secrets = stack.cloud.client("secretsmanager")
+    lowest = timedelta(hours=1)
+    kinds = set()
+    for _ in range(6 * 60):
+        stack.cloud.clock.advance(60)
+        kinds |= {firing.kind for firing in scheduler.fire_due()}
+        value = json.loads(secrets.get_secret_value(SecretId=stack.secret_arn)["SecretString"])
+        now = datetime.fromtimestamp(stack.cloud.clock.now(), UTC)
+        assert stack.cloud.google.token_info(value["GOOGLE_ACCESS_TOKEN"]) is not None
+        lowest = min(lowest, datetime.fromisoformat(value["expires_at"]) - now)
+
+    assert lowest >= LEAD / 2
+    assert kinds == {"schedule", "rotation"}
+    assert stack.notices() == []
