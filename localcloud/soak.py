@@ -18,6 +18,7 @@ import math
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,6 +148,8 @@ class SoakResult:
     rotations: int = 0
     failed_executions: int = 0
     excused: list[tuple[float, float, Fault]] = field(default_factory=list)
+    firings: Counter[str] = field(default_factory=Counter)
+    """What the local scheduler fired, by kind: expiry-driven schedules, the 4-hour backstop."""
     wall_seconds: float = 0.0
 
     def counted(self) -> list[Read]:
@@ -287,7 +290,7 @@ class Soak:
             while plan and plan[0].at <= cloud.clock.now():
                 self._inject(plan.pop(0))
             with self._armed_patch():
-                scheduler.fire_due()
+                self.result.firings.update(firing.kind for firing in scheduler.fire_due())
             self._after_events()
             self._read()
             tick += TICK_SECONDS

@@ -13,6 +13,7 @@ import urllib3
 from moto.server import ThreadedMotoServer
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+import lambda_adapter.step_handler as step_glue
 from localcloud import fidelity
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from rotation_core.config import GoogleEndpoints
@@ -176,3 +177,15 @@ def token_secret_arn(
     return secretsmanager.create_secret(
         Name=TOKEN_SECRET, SecretString=json.dumps({"GOOGLE_ACCESS_TOKEN": ""}), Tags=[MANAGED_TAG]
     )["ARN"]
+
+
+@pytest.fixture
+def lambda_environment(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
+) -> Iterator[dict[str, str]]:
+    """The function environment as template.yaml sets it, and a cold start for every test."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    step_glue._rotation.cache_clear()
+    yield environment
+    step_glue._rotation.cache_clear()

@@ -1,7 +1,15 @@
 """Constants and helpers the tests share (fixtures live in conftest.py)."""
 
+import contextlib
+import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import cast
 
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto.backends import get_backend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 from mypy_boto3_secretsmanager.type_defs import TagTypeDef
@@ -62,3 +70,41 @@ none yet (its first rotation or failure), so how many run depends on the secret'
 def step_attempts(attempts: dict[str, int]) -> dict[str, int]:
     """An execution's task attempts without its schedule upserts."""
     return {state: n for state, n in attempts.items() if state not in SCHEDULE_UPSERTS}
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes Powertools reads from the Lambda context."""
+
+    function_name: str = "google-token-rotation-step"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:google-token-rotation-step"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def lambda_context() -> LambdaContext:
+    return cast(LambdaContext, FakeLambdaContext())
+
+
+def stdout_so_far(capsys: pytest.CaptureFixture[str]) -> str:
+    """What was written to stdout since the last look, put back for the conftest's leak guard."""
+    out = capsys.readouterr().out
+    sys.stdout.write(out)
+    return out
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Long local-cloud runs without coverage's tracer: what coverage measures (rotation_core and
+    the functions) runs in the worker processes, while tracing this process's driver loop and
+    moto's threads would only make the run slower."""
+    trace, thread_trace = sys.gettrace(), threading.gettrace()
+    sys.settrace(None)
+    threading.settrace(None)
+    try:
+        yield
+    finally:
+        threading.settrace(thread_trace)
+        sys.settrace(trace)

@@ -105,24 +105,3 @@ def test_a_failed_rotation_schedules_its_own_retry_until_the_chain_heals(stack: 
     assert FAILED_ATTEMPTS_TAG not in stack.tags()
     assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
     assert firing.error_code is None, "RotateSecret itself was accepted each time"
-
-
-def test_six_hours_of_simulated_time_keep_the_token_fresh_at_every_minute(stack: Stack) -> None:
-    """The expiry-driven schedules and Secrets Manager's own 4-hour schedule, fired on time:
-    whenever an application reads, the token has more than half the lead left."""
-    rotate_on_schedule(stack.cloud, stack.deployment)
-    scheduler = scheduler_of(stack)
-    secrets = stack.cloud.client("secretsmanager")
-    lowest = timedelta(hours=1)
-    kinds = set()
-    for _ in range(6 * 60):
-        stack.cloud.clock.advance(60)
-        kinds |= {firing.kind for firing in scheduler.fire_due()}
-        value = json.loads(secrets.get_secret_value(SecretId=stack.secret_arn)["SecretString"])
-        now = datetime.fromtimestamp(stack.cloud.clock.now(), UTC)
-        assert stack.cloud.google.token_info(value["GOOGLE_ACCESS_TOKEN"]) is not None
-        lowest = min(lowest, datetime.fromisoformat(value["expires_at"]) - now)
-
-    assert lowest >= LEAD / 2
-    assert kinds == {"schedule", "rotation"}
-    assert stack.notices() == []

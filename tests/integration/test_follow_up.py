@@ -2,20 +2,16 @@
 
 import importlib
 import json
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto.secretsmanager.exceptions import SecretsManagerClientError
 from moto.secretsmanager.models import SecretsManagerBackend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
-import lambda_adapter.step_handler as step_glue
 from localcloud.google_emulator import GoogleEmulator
 from localcloud.template import load_template
 from rotation_core.config import GoogleEndpoints
@@ -43,6 +39,8 @@ from tests.support import (
     TOKEN_SECRET,
     begin_rotation,
     current_value,
+    lambda_context,
+    stdout_so_far,
 )
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:rotation:createSecret-x-1"
@@ -559,37 +557,9 @@ def test_the_rotation_writes_only_status_tags_and_leaves_the_deployers_tags_alon
 # The Lambda handlers: DescribeFailure's payload, finishSecret's token-life metric.
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    """The attributes Powertools reads from the Lambda context."""
-
-    function_name: str = "google-token-rotation-step"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:google-token-rotation-step"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-def context() -> LambdaContext:
-    return cast(LambdaContext, FakeLambdaContext())
-
-
-@pytest.fixture
-def lambda_environment(
-    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
-) -> Iterator[dict[str, str]]:
-    """The function environment as template.yaml sets it, and a cold start for every test."""
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    step_glue._rotation.cache_clear()
-    yield environment
-    step_glue._rotation.cache_clear()
-
-
 def describe_failure(event: object) -> dict[str, Any]:
     handler = importlib.import_module("describe_failure").lambda_handler
-    return cast(dict[str, Any], handler(event, context()))
+    return cast(dict[str, Any], handler(event, lambda_context()))
 
 
 def test_describe_failure_always_returns_both_the_notice_and_the_schedule_key(
@@ -624,13 +594,6 @@ def test_describe_failure_always_returns_both_the_notice_and_the_schedule_key(
     assert status_tags(secretsmanager, token_secret_arn)[FAILED_ATTEMPTS_TAG] == "2"
 
 
-def stdout_so_far(capsys: pytest.CaptureFixture[str]) -> str:
-    """stdout since the last look, put back for the conftest's leak guard."""
-    out = capsys.readouterr().out
-    sys.stdout.write(out)
-    return out
-
-
 def metric_lines(out: str) -> list[dict[str, Any]]:
     """The embedded-metric-format documents among the JSON lines."""
     documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -648,7 +611,7 @@ HANDLERS = {
 def invoke(step: Step, secret_id: str, token: str) -> dict[str, object]:
     handler = importlib.import_module(HANDLERS[step]).lambda_handler
     event = {"SecretId": secret_id, "ClientRequestToken": token, "Step": step.value}
-    return cast(dict[str, object], handler(event, context()))
+    return cast(dict[str, object], handler(event, lambda_context()))
 
 
 def seconds_left(document: dict[str, Any]) -> float:

@@ -9,12 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 import create_secret as step_create
@@ -31,7 +29,14 @@ from rotation_core.errors import (
     RotationError,
 )
 from rotation_core.steps import Step
-from tests.support import SCOPE, TOKEN_SECRET, begin_rotation, stages
+from tests.support import (
+    SCOPE,
+    TOKEN_SECRET,
+    begin_rotation,
+    lambda_context,
+    stages,
+    stdout_so_far,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 HANDLERS: dict[str, step_glue.StepHandler] = {
@@ -42,27 +47,8 @@ HANDLERS: dict[str, step_glue.StepHandler] = {
 }
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    """The attributes Powertools reads from the Lambda context."""
-
-    function_name: str = "google-token-rotation-step"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:google-token-rotation-step"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
 def invoke(step: str, event: dict[str, Any]) -> dict[str, object]:
-    return HANDLERS[step](event, cast(LambdaContext, FakeLambdaContext()))
-
-
-def stdout_so_far(capsys: pytest.CaptureFixture[str]) -> str:
-    """What was written to stdout since the last look, put back for the conftest's leak guard."""
-    out = capsys.readouterr().out
-    sys.stdout.write(out)
-    return out
+    return HANDLERS[step](event, lambda_context())
 
 
 def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -71,18 +57,6 @@ def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     # Embedded-metric-format lines (the token-life metric) are JSON too, but not log records.
     return [document for document in documents if "_aws" not in document]
-
-
-@pytest.fixture
-def lambda_environment(
-    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
-) -> Iterator[dict[str, str]]:
-    """The function environment as template.yaml sets it, and a cold start for every test."""
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    step_glue._rotation.cache_clear()
-    yield environment
-    step_glue._rotation.cache_clear()
 
 
 class _CurrentStdout:
@@ -388,7 +362,7 @@ def test_a_non_object_event_is_a_clear_invalid_request(
 ) -> None:
     handler = HANDLERS[step]
     with pytest.raises(InvalidRequestError, match="must be a JSON object"):
-        handler(event, cast(LambdaContext, FakeLambdaContext()))
+        handler(event, lambda_context())
 
 
 def test_a_huge_secret_id_is_refused_and_logged_bounded(
@@ -421,7 +395,7 @@ def test_log_event_setting_cannot_log_the_rotation_token(
 
     handler(
         step_event(token_secret_arn, token, RotationToken=rotation_token),
-        cast(LambdaContext, FakeLambdaContext()),
+        lambda_context(),
     )
 
     out = stdout_so_far(capsys)
@@ -450,7 +424,7 @@ def test_the_failure_notice_function_cannot_log_the_rotation_token_either(
             "Failure": {"Error": "GoogleGrantRejectedError", "Cause": "invalid_grant"},
             "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:rotation:x",
         },
-        cast(LambdaContext, FakeLambdaContext()),
+        lambda_context(),
     )
 
     out = stdout_so_far(capsys)
