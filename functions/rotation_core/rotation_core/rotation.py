@@ -1,7 +1,7 @@
 """The four rotation steps and their preconditions, as the Secrets Manager contract demands."""
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -17,7 +17,7 @@ from rotation_core.errors import (
     TokenVerificationError,
     UnknownRotationTokenError,
 )
-from rotation_core.follow_up import FollowUp, FollowUps
+from rotation_core.follow_up import Clock, FollowUp, FollowUps
 from rotation_core.freshness import check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation_request import RotationRequest
@@ -26,7 +26,6 @@ from rotation_core.steps import Step
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
 
 logger = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
