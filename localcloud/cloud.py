@@ -164,6 +164,8 @@ class LocalCloud:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # Google's STS verifies an AWS caller by sending its signed GetCallerIdentity to AWS.
+        self.google.aws_endpoint_url = self.endpoint
         self._clients.clear()
         # moto's ASL interpreter reaches Lambda and SNS at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(port)
@@ -308,6 +310,7 @@ class _Deployer:
                 "AWS::StackName": stack_name,
             },
             conditions=document.get("Conditions", {}),
+            mappings=document.get("Mappings", {}),
         )
         self.functions = template.functions()
         self.function_names: dict[str, str] = {}
@@ -456,6 +459,8 @@ class _Deployer:
             "_HANDLER": spec.handler,
             "GOOGLE_TOKEN_URL": self.cloud.google.token_url,
             "GOOGLE_TOKENINFO_URL": self.cloud.google.tokeninfo_url,
+            "GOOGLE_IAM_CREDENTIALS_URL": self.cloud.google.generate_access_token_url("{}"),
+            "GOOGLE_STS_URL": self.cloud.google.sts_url,
             "GOOGLE_HTTP_TIMEOUT_SECONDS": str(self.cloud._google_timeout),
             # Never the developer's own AWS profile: only the local cloud's fake credentials.
             "AWS_CONFIG_FILE": "/dev/null",

@@ -1,6 +1,7 @@
 """Google's OAuth2 token endpoints on 127.0.0.1, so rotation is testable offline and breakable."""
 
 import contextlib
+import datetime
 import json
 import math
 import re
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Self, cast, override
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import urllib3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions as google_auth_exceptions
@@ -27,7 +29,19 @@ from localcloud.clock import SimulatedClock
 
 JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EMAIL_SCOPES: Final = frozenset({"https://www.googleapis.com/auth/userinfo.email", "email"})
-ROUTES: Final = ("/token", "/tokeninfo")
+TOKEN_EXCHANGE_GRANT: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
+AWS4_REQUEST_TOKEN_TYPE: Final = "urn:ietf:params:aws:token-type:aws4_request"
+ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"
+# generateAccessToken takes a caller token carrying one of these (google-auth asks for iam).
+IAM_SCOPES: Final = frozenset(
+    {"https://www.googleapis.com/auth/iam", "https://www.googleapis.com/auth/cloud-platform"}
+)
+TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountTokenCreator"
+# Failure-injection keys: "/generateAccessToken" stands for every
+# /v1/projects/-/serviceAccounts/{email}:generateAccessToken path, "/sts" for STS's /v1/token.
+ROUTES: Final = ("/token", "/tokeninfo", "/generateAccessToken", "/sts")
+MAX_IMPERSONATED_LIFETIME: Final = 43200
+DEFAULT_IMPERSONATED_LIFETIME: Final = 3600
 
 _FORM: Final = "application/x-www-form-urlencoded"
 _JSON: Final = "application/json; charset=utf-8"
@@ -42,6 +56,43 @@ _NOT_SHORT_LIVED: Final = (
     "Check your iat and exp values in the JWT claim."
 )
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+_GENERATE_ACCESS_TOKEN_PATH: Final = re.compile(
+    r"/v1/projects/(?P<project>[^/]+)/serviceAccounts/(?P<account>[^/:]+):generateAccessToken"
+)
+_STS_PATH: Final = "/v1/token"
+_LIFETIME: Final = re.compile(r"(?P<seconds>[0-9]+)(?:\.[0-9]{1,9})?s")
+_DELEGATE: Final = re.compile(r"projects/-/serviceAccounts/(?P<account>[^/]+)")
+_PROVIDER_AUDIENCE: Final = re.compile(
+    r"//iam\.googleapis\.com/projects/(?P<project>[0-9]+)/locations/global/"
+    r"workloadIdentityPools/(?P<pool>[a-z0-9-]+)/providers/(?P<provider>[a-z0-9-]+)"
+)
+# The regional (or global) STS host google-auth signs for: sts.amazonaws.com, sts.REGION....
+_AWS_STS_HOST: Final = re.compile(r"sts(?:\.[a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?")
+# Google's STS answers "audience" errors with these texts (verified: quoted verbatim in
+# google-github-actions/auth issues #161 and #211 from Google's real answers).
+_AUDIENCE_MALFORMED: Final = (
+    'Invalid value for "audience". This value should be the full resource name of the Identity '
+    "Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the "
+    "list of possible formats."
+)
+_AUDIENCE_UNKNOWN: Final = (
+    'The target service indicated by the "audience" parameters is invalid. This might either be '
+    "because the pool or provider is disabled or deleted or because it doesn't exist."
+)
+# Google's answer to a JWT grant with a `sub` the account may not delegate for (verified: the
+# text google-auth users report for domain-wide delegation that is not set up).
+_DWD_REFUSED: Final = (
+    "Client is unauthorized to retrieve access tokens using this method, or client not "
+    "authorized for any of the scopes requested."
+)
+# Google's standard 401 text for a missing, expired or unknown Bearer token (verified: the
+# message every Google API answers with).
+_UNAUTHENTICATED: Final = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+    "cookie or other valid authentication credential. See "
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+_GET_ACCESS_TOKEN_PERMISSION: Final = "iam.serviceAccounts.getAccessToken"
 
 
 @dataclass(frozen=True)
@@ -103,9 +154,14 @@ class IssuedToken:
 
     access_token: str
     client_email: str
+    """The service account the token acts as; empty for a federated (STS) token."""
     scopes: tuple[str, ...]
     issued_at: float
     expires_at: float
+    subject: str | None = None
+    """The user a domain-wide-delegation token acts for (the JWT grant's `sub`)."""
+    principal: str | None = None
+    """The workload identity principal of a federated token: principal://.../subject/<AWS ARN>."""
 
 
 @dataclass
@@ -132,7 +188,16 @@ class _Storm:
 class _TokenRecord:
     token: IssuedToken
     client_id: str
+    identities: frozenset[str]
+    """Every IAM member name the token's bearer counts as, for token-creator checks."""
     revoked: bool = False
+
+
+@dataclass(frozen=True)
+class _Provider:
+    project_number: str
+    pool: str
+    aws_account_id: str
 
 
 @dataclass(frozen=True)
@@ -155,6 +220,55 @@ def _invalid_grant(description: str) -> _OAuthError:
     return _OAuthError(400, "invalid_grant", description)
 
 
+class _ApiError(Exception):
+    """An error of a Google Cloud API (IAM Credentials): {"error": {code, message, status}}."""
+
+    def __init__(
+        self,
+        code: int,
+        status: str,
+        message: str,
+        details: tuple[dict[str, object], ...] = (),
+    ) -> None:
+        super().__init__(f"{code} {status}: {message}")
+        self.code = code
+        self.status = status
+        self.message = message
+        self.details = details
+
+    def payload(self) -> dict[str, object]:
+        error: dict[str, object] = {
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+        }
+        if self.details:
+            error["details"] = list(self.details)
+        return {"error": error}
+
+
+def _permission_denied(permission: str) -> _ApiError:
+    # Google's text and ErrorInfo for a missing IAM permission (message verified against
+    # Google's real answers; the details list is Google's documented ErrorInfo shape).
+    return _ApiError(
+        403,
+        "PERMISSION_DENIED",
+        f"Permission '{permission}' denied on resource (or it may not exist).",
+        (
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "IAM_PERMISSION_DENIED",
+                "domain": "iam.googleapis.com",
+                "metadata": {"permission": permission},
+            },
+        ),
+    )
+
+
+def _invalid_argument(message: str) -> _ApiError:
+    return _ApiError(400, "INVALID_ARGUMENT", message)
+
+
 class GoogleEmulator:
     """Google's OAuth2 /token (JWT bearer grant, the assertion verified with google-auth's
     `jwt.decode` and the emulator's clock) and /tokeninfo (the token in the query, a posted form
@@ -163,7 +277,12 @@ class GoogleEmulator:
     The emulator's clock is `clock` (the local cloud's simulated clock, shared with its Lambda
     workers; a clock of its own when none is given) plus `clock_offset_seconds`, which tests set to
     put Google alone ahead or behind. Token lifetimes, expiry, tokeninfo's exp/expires_in, the
-    assertion's iat/exp checks, key disabling and failure storms all follow it."""
+    assertion's iat/exp checks, key disabling and failure storms all follow it.
+
+    It also serves the IAM Credentials API's generateAccessToken (impersonation, up to 12 hours
+    for accounts in the lifetime-extension org policy) and Google STS's token exchange for AWS
+    workload identity federation, which verifies the subject token by forwarding the signed
+    GetCallerIdentity request to `aws_endpoint_url` (the local cloud's AWS)."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
@@ -173,8 +292,11 @@ class GoogleEmulator:
         clock_skew_seconds: int = 300,
         *,
         clock: SimulatedClock | None = None,
+        aws_endpoint_url: str | None = None,
     ) -> None:
         self.token_lifetime_seconds = token_lifetime_seconds
+        self.aws_endpoint_url = aws_endpoint_url
+        """Where STS forwards signed GetCallerIdentity requests (AWS itself, for Google)."""
         self.clock_skew_seconds = clock_skew_seconds
         self.clock = clock if clock is not None else SimulatedClock()
         self.clock_offset_seconds: float = 0.0
@@ -183,6 +305,14 @@ class GoogleEmulator:
         self._client_ids: dict[str, str] = {}
         self._keys: dict[str, _KeyEntry] = {}
         self._tokens: dict[str, _TokenRecord] = {}
+        self._token_creators: dict[str, set[str]] = {}
+        self._lifetime_extension: set[str] = set()
+        self._delegation: dict[str, frozenset[str] | None] = {}
+        self._providers: dict[str, _Provider] = {}
+        # Forwarding to AWS: no retries, so a failing AWS is seen as it fails.
+        self._aws_http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=20), retries=False
+        )
         self._failures: dict[str, deque[InjectedFailure]] = {route: deque() for route in ROUTES}
         self._storms: dict[str, list[_Storm]] = {route: [] for route in ROUTES}
         self._stopping = threading.Event()
@@ -246,6 +376,17 @@ class GoogleEmulator:
     def tokeninfo_url(self) -> str:
         return self.base_url + "/tokeninfo"
 
+    @property
+    def sts_url(self) -> str:
+        """Google STS's token exchange (https://sts.googleapis.com/v1/token)."""
+        return self.base_url + _STS_PATH
+
+    def generate_access_token_url(self, email: str) -> str:
+        """The IAM Credentials generateAccessToken URL for `email`, in the shape google-auth
+        builds it (the one to pass as `iam_endpoint_override` or
+        `service_account_impersonation_url`)."""
+        return f"{self.base_url}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+
     def now(self) -> float:
         """The emulator's clock: the shared clock plus `clock_offset_seconds`."""
         return self.clock.now() + self.clock_offset_seconds
@@ -275,6 +416,50 @@ class GoogleEmulator:
         # Reloading the PEM would re-validate the key for nothing; that costs tens of ms.
         self._register(key, private_key.public_key())
         return key
+
+    def create_keyless_service_account(self, email: str) -> str:
+        """Creates the account without any key (a target to impersonate); returns its client_id
+        (an existing account keeps its own)."""
+        with self._lock:
+            return self._client_ids.setdefault(email, _new_client_id())
+
+    def grant_token_creator(self, target_email: str, member: str) -> None:
+        """Grants roles/iam.serviceAccountTokenCreator on `target_email` to `member`: a service
+        account's or user's email, or a federated identity (its principal://... name, a
+        principalSet://.../attribute.aws_role/<role ARN>, or just the AWS ARN)."""
+        with self._lock:
+            self._token_creators.setdefault(target_email, set()).add(member)
+
+    def revoke_token_creator(self, target_email: str, member: str) -> None:
+        with self._lock:
+            self._token_creators.get(target_email, set()).discard(member)
+
+    def allow_lifetime_extension(self, email: str) -> None:
+        """Lists `email` in constraints/iam.allowServiceAccountCredentialLifetimeExtension, so
+        generateAccessToken grants it lifetimes up to 12 hours."""
+        with self._lock:
+            self._lifetime_extension.add(email)
+
+    def allow_domain_wide_delegation(
+        self, email: str, scopes: tuple[str, ...] | None = None
+    ) -> None:
+        """Lets the account's JWT grants carry `sub` (Workspace admin's domain-wide delegation
+        of its client id): for `scopes` only, or any scope when None."""
+        with self._lock:
+            self._delegation[email] = None if scopes is None else frozenset(scopes)
+
+    def register_workload_identity_provider(self, audience: str, aws_account_id: str) -> None:
+        """An AWS provider of a workload identity pool: `audience` is its full resource name,
+        //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R;
+        only callers of AWS account `aws_account_id` may exchange tokens with it."""
+        match = _PROVIDER_AUDIENCE.fullmatch(audience)
+        if match is None:
+            raise ValueError(f"not a workload identity pool provider's full name: {audience!r}")
+        if not re.fullmatch(r"[0-9]{12}", aws_account_id):
+            raise ValueError(f"an AWS account id has 12 digits, not {aws_account_id!r}")
+        provider = _Provider(match["project"], match["pool"], aws_account_id)
+        with self._lock:
+            self._providers[audience] = provider
 
     def register_key(self, key: ServiceAccountKey) -> None:
         loaded = serialization.load_pem_private_key(key.private_key_pem.encode(), password=None)
@@ -384,14 +569,17 @@ class GoogleEmulator:
         return entry
 
     def _take_failure(self, path: str) -> InjectedFailure | None:
+        route = _route_of(path)
+        if route is None:
+            return None
         now = self.now()
         with self._lock:
-            storms = self._storms.get(path)
+            storms = self._storms.get(route)
             if storms:
                 storms[:] = [storm for storm in storms if now < storm.until]
                 if storms:
                     return storms[0].failure
-            queue = self._failures.get(path)
+            queue = self._failures.get(route)
             if not queue:
                 return None
             failure = queue[0]
@@ -412,12 +600,16 @@ class GoogleEmulator:
         query: dict[str, str],
         form: dict[str, str],
         bearer: str | None = None,
+        body: bytes = b"",
     ) -> _Reply:
         try:
-            if path == "/token":
+            if _route_of(path) == "/generateAccessToken":
+                return self._answer_generate(method, path, content_type, body, bearer)
+            if path in ("/token", _STS_PATH):
                 if method != "POST":
                     raise _OAuthError(405, "invalid_request", "The token endpoint takes POST.")
-                return _json_reply(200, self._grant(content_type, form))
+                grant = self._exchange if path == _STS_PATH else self._grant
+                return _json_reply(200, grant(content_type, form))
             if path == "/tokeninfo":
                 # Every form Google takes: access_token in the query (GET or POST) or in a posted
                 # form, or an `Authorization: Bearer` header with an empty body (GET or POST;
@@ -448,18 +640,245 @@ class GoogleEmulator:
             raise _OAuthError(400, "invalid_request", "Missing required parameter: assertion")
         issuer, client_id, claims = self._verified_assertion(assertion)
         scopes = _scopes(claims)
+        subject = self._delegated_subject(issuer, claims, scopes)
         lifetime = int(self.token_lifetime_seconds)
+        token = self._issue(
+            client_email=issuer,
+            client_id=client_id,
+            scopes=scopes,
+            lifetime=lifetime,
+            identities=frozenset({subject or issuer}),
+            subject=subject,
+        )
+        return {"access_token": token.access_token, "expires_in": lifetime, "token_type": "Bearer"}
+
+    def _issue(
+        self,
+        *,
+        client_email: str,
+        client_id: str,
+        scopes: tuple[str, ...],
+        lifetime: int,
+        identities: frozenset[str],
+        subject: str | None = None,
+        principal: str | None = None,
+    ) -> IssuedToken:
         issued_at = self.now()
         token = IssuedToken(
             access_token="ya29." + secrets.token_urlsafe(96),
-            client_email=issuer,
+            client_email=client_email,
             scopes=scopes,
             issued_at=issued_at,
             expires_at=issued_at + lifetime,
+            subject=subject,
+            principal=principal,
         )
         with self._lock:
-            self._tokens[token.access_token] = _TokenRecord(token, client_id)
-        return {"access_token": token.access_token, "expires_in": lifetime, "token_type": "Bearer"}
+            self._tokens[token.access_token] = _TokenRecord(token, client_id, identities)
+        return token
+
+    def _delegated_subject(
+        self, issuer: str, claims: Mapping[str, object], scopes: tuple[str, ...]
+    ) -> str | None:
+        """The `sub` of a domain-wide-delegation grant, once the account may delegate for it;
+        None without `sub`. Google answers 401 unauthorized_client when the client id is not
+        delegated in the Workspace admin console, or not for every scope asked."""
+        subject = claims.get("sub")
+        if subject is None:
+            return None
+        with self._lock:
+            allowed = issuer in self._delegation
+            delegated_scopes = self._delegation.get(issuer)
+        if not isinstance(subject, str) or not subject or not allowed:
+            raise _OAuthError(401, "unauthorized_client", _DWD_REFUSED)
+        if delegated_scopes is not None and not delegated_scopes.issuperset(scopes):
+            raise _OAuthError(401, "unauthorized_client", _DWD_REFUSED)
+        return subject
+
+    # --- IAM Credentials: generateAccessToken ------------------------------------------------
+
+    def _answer_generate(
+        self, method: str, path: str, content_type: str, body: bytes, bearer: str | None
+    ) -> _Reply:
+        try:
+            if method != "POST":
+                raise _ApiError(404, "NOT_FOUND", f"The emulator has no {method} {path}.")
+            match = _GENERATE_ACCESS_TOKEN_PATH.fullmatch(path)
+            if match is None or match["project"] != "-":
+                # Google insists on the "-" wildcard for the project.
+                raise _invalid_argument(
+                    "The resource name must be projects/-/serviceAccounts/{ACCOUNT_EMAIL}."
+                )
+            answer = self._generate_access_token(
+                unquote(match["account"]), content_type, body, bearer
+            )
+            return _json_reply(200, answer)
+        except _ApiError as error:
+            return _json_reply(error.code, error.payload())
+
+    def _generate_access_token(
+        self, target: str, content_type: str, body: bytes, bearer: str | None
+    ) -> dict[str, object]:
+        caller = self._bearer_record(bearer)
+        if not IAM_SCOPES.intersection(caller.token.scopes):
+            # Google's text for a token without cloud-platform or iam (verified as Google's
+            # standard ACCESS_TOKEN_SCOPE_INSUFFICIENT message).
+            raise _ApiError(
+                403, "PERMISSION_DENIED", "Request had insufficient authentication scopes."
+            )
+        if content_type != "application/json":
+            raise _invalid_argument("The request body must be application/json.")
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise _invalid_argument("Invalid JSON payload received.") from None
+        if not isinstance(request, dict):
+            raise _invalid_argument("Invalid JSON payload received.")
+        scopes = _requested_scopes(request.get("scope"))
+        lifetime = _requested_lifetime(request.get("lifetime"))
+        delegates = _requested_delegates(request.get("delegates"))
+        with self._lock:
+            # Each link of the chain needs the token-creator role on the next: the caller on the
+            # first delegate (or the target), each delegate on the one after it.
+            members: frozenset[str] = caller.identities
+            for next_account in (*delegates, target):
+                if not members.intersection(self._token_creators.get(next_account, ())):
+                    raise _permission_denied(_GET_ACCESS_TOKEN_PERMISSION)
+                members = frozenset({next_account})
+            client_id = self._client_ids.get(target)
+            extended = target in self._lifetime_extension
+        if client_id is None:
+            # Unverified text: Google's answer for an account that does not exist (it is
+            # reached only when the caller holds the role, e.g. granted on the project).
+            raise _ApiError(404, "NOT_FOUND", f"Not found; Gaia id not found for email {target}")
+        if lifetime > DEFAULT_IMPERSONATED_LIFETIME and not extended:
+            # Unverified text: Google's exact wording was not found; it answers 400
+            # INVALID_ARGUMENT and names the 1-hour cap and the org policy constraint.
+            raise _invalid_argument(
+                f"The lifetime requested ({lifetime}s) exceeds the maximum of 3600s allowed for "
+                f"{target}: lifetimes up to {MAX_IMPERSONATED_LIFETIME}s need the service "
+                "account listed in the organization policy constraint "
+                "constraints/iam.allowServiceAccountCredentialLifetimeExtension."
+            )
+        token = self._issue(
+            client_email=target,
+            client_id=client_id,
+            scopes=scopes,
+            lifetime=lifetime,
+            identities=frozenset({target}),
+        )
+        expire_time = datetime.datetime.fromtimestamp(int(token.expires_at), tz=datetime.UTC)
+        # Whole seconds only: google-auth parses expireTime with "%Y-%m-%dT%H:%M:%SZ".
+        return {
+            "accessToken": token.access_token,
+            "expireTime": expire_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _bearer_record(self, bearer: str | None) -> _TokenRecord:
+        now = self.now()
+        with self._lock:
+            record = self._tokens.get(bearer) if bearer else None
+            if record is None or record.revoked or now >= record.token.expires_at:
+                raise _ApiError(401, "UNAUTHENTICATED", _UNAUTHENTICATED)
+            return record
+
+    # --- Google STS: token exchange for AWS workload identity federation ---------------------
+
+    def _exchange(self, content_type: str, form: dict[str, str]) -> dict[str, object]:
+        if content_type != _FORM:
+            raise _OAuthError(400, "invalid_request", f"The request body must be {_FORM}.")
+        grant_type = form.get("grant_type", "")
+        if grant_type != TOKEN_EXCHANGE_GRANT:
+            raise _OAuthError(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
+        if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
+            raise _OAuthError(400, "invalid_request", 'Invalid value for "requested_token_type".')
+        if form.get("subject_token_type") != AWS4_REQUEST_TOKEN_TYPE:
+            # The emulator knows AWS providers only; Google refuses a type the provider lacks.
+            raise _OAuthError(400, "invalid_request", 'Invalid value for "subject_token_type".')
+        audience = form.get("audience", "")
+        if _PROVIDER_AUDIENCE.fullmatch(audience) is None:
+            raise _OAuthError(400, "invalid_request", _AUDIENCE_MALFORMED)
+        with self._lock:
+            provider = self._providers.get(audience)
+        if provider is None:
+            raise _OAuthError(400, "invalid_target", _AUDIENCE_UNKNOWN)
+        scopes = tuple(form.get("scope", "").split())
+        if not scopes:
+            raise _OAuthError(400, "invalid_scope", "Empty or missing scope not allowed.")
+        arn, account = self._aws_caller(form.get("subject_token", ""), audience)
+        if account != provider.aws_account_id:
+            # Unverified text: Google refuses callers of another AWS account with invalid_grant.
+            raise _invalid_grant(
+                f"The AWS account {account} of the subject token does not match the AWS account "
+                "configured for the workload identity pool provider."
+            )
+        pool = (
+            f"//iam.googleapis.com/projects/{provider.project_number}/locations/global/"
+            f"workloadIdentityPools/{provider.pool}"
+        )
+        principal = f"principal:{pool}/subject/{arn}"
+        identities = {principal, arn}
+        role = _aws_role(arn)
+        if role is not None:
+            # Google's default AWS attribute mapping: attribute.aws_role is the assumed role.
+            identities.add(f"principalSet:{pool}/attribute.aws_role/{role}")
+        lifetime = int(self.token_lifetime_seconds)
+        token = self._issue(
+            client_email="",
+            client_id="",
+            scopes=scopes,
+            lifetime=lifetime,
+            identities=frozenset(identities),
+            principal=principal,
+        )
+        return {
+            "access_token": token.access_token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+        }
+
+    def _aws_caller(self, subject_token: str, audience: str) -> tuple[str, str]:
+        """The (ARN, account) AWS answers the subject token's signed GetCallerIdentity with.
+
+        As Google does, the emulator checks the request is a POST of sts GetCallerIdentity and
+        forwards it, signature and all, to AWS, which verifies it; its URL is rewritten to
+        `aws_endpoint_url` since AWS here is the local cloud's."""
+        signed = _signed_request(subject_token)
+        url = urlsplit(signed.url)
+        query = _first_values(url.query)
+        if (
+            signed.method != "POST"
+            or url.scheme != "https"
+            or not _AWS_STS_HOST.fullmatch(url.hostname or "")
+            or query.get("Action") != "GetCallerIdentity"
+            or query.get("Version") != "2011-06-15"
+        ):
+            raise _invalid_grant(
+                "The subject token must be a signed AWS STS GetCallerIdentity POST."
+            )
+        target = signed.headers.get("x-goog-cloud-target-resource")
+        if target is not None and target.removeprefix("https:") != audience:
+            # The header is signed with the request: it binds the token to one provider.
+            raise _invalid_grant("x-goog-cloud-target-resource does not match the audience.")
+        if self.aws_endpoint_url is None:
+            raise RuntimeError("the Google emulator has no aws_endpoint_url to forward STS to")
+        forward_url = self.aws_endpoint_url.rstrip("/") + (url.path or "/") + "?" + url.query
+        try:
+            response = self._aws_http.request(
+                "POST", forward_url, headers=signed.headers, body=signed.data
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise _OAuthError(503, "temporarily_unavailable", f"AWS unreachable: {error}") from None
+        answer = response.data.decode("utf-8", "replace")
+        if response.status != 200:
+            code = _xml_text(answer, "Code") or f"HTTP {response.status}"
+            message = _xml_text(answer, "Message") or ""
+            raise _invalid_grant(f"AWS refused the subject token: {code}: {message}".rstrip(": "))
+        arn, account = _xml_text(answer, "Arn"), _xml_text(answer, "Account")
+        if arn is None or account is None:
+            raise _invalid_grant("AWS answered GetCallerIdentity without an Arn and Account.")
+        return arn, account
 
     def _verified_assertion(self, assertion: str) -> tuple[str, str, Mapping[str, object]]:
         """The JWT-bearer assertion checked as Google checks it: (issuer, its client_id, claims).
@@ -535,15 +954,21 @@ class GoogleEmulator:
         if record is None or not usable:
             raise _OAuthError(400, "invalid_token", "Invalid Value")
         token = record.token
-        info = {
-            "azp": record.client_id,
-            "aud": record.client_id,
+        info: dict[str, str] = {}
+        if record.client_id:
+            # A federated token has no OAuth client; what Google's tokeninfo shows for one is
+            # unverified, so the emulator shows neither azp nor aud nor email for it.
+            info |= {"azp": record.client_id, "aud": record.client_id}
+        info |= {
             "scope": " ".join(token.scopes),
             "exp": str(int(token.expires_at)),
             "expires_in": str(int(token.expires_at - now)),
         }
-        if EMAIL_SCOPES.intersection(token.scopes):
-            info["email"] = token.client_email
+        email = token.subject or token.client_email
+        if EMAIL_SCOPES.intersection(token.scopes) and email:
+            # A domain-wide-delegation token shows the user it acts for, with the service
+            # account's client id as azp/aud (unverified: how Google is reported to answer).
+            info["email"] = email
             info["email_verified"] = "true"
         info["access_type"] = "online"
         return info
@@ -637,7 +1062,7 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             reply = problem
         elif failure is None:
-            reply = emulator._answer(method, url.path, content_type, query, form, bearer)
+            reply = emulator._answer(method, url.path, content_type, query, form, bearer, body)
         elif failure.hang_seconds is None and not failure.reset_connection:
             reply = _failure_reply(failure)
         else:
@@ -724,12 +1149,119 @@ def _request_error(description: str) -> dict[str, str]:
 
 def _failure_reply(failure: InjectedFailure) -> _Reply:
     body = failure.body
+    if body is None and failure.route == "/generateAccessToken":
+        # Cloud APIs answer in their own error shape, not OAuth's.
+        status = "UNAVAILABLE" if failure.status == 503 else "INTERNAL"
+        if failure.status < 500:
+            status = "FAILED_PRECONDITION"
+        message = f"Injected failure (HTTP {failure.status})."
+        body = {"error": {"code": failure.status, "message": message, "status": status}}
     if body is None:
         error = "internal_failure" if failure.status >= 500 else "injected_failure"
         body = {"error": error, "error_description": f"Injected failure (HTTP {failure.status})."}
     if isinstance(body, str):
         return _Reply(failure.status, body.encode(), _HTML)
     return _json_reply(failure.status, body)
+
+
+def _route_of(path: str) -> str | None:
+    """The failure-injection key of a request path (one of ROUTES), or None."""
+    if path in ("/token", "/tokeninfo"):
+        return path
+    if path == _STS_PATH:
+        return "/sts"
+    if path.endswith(":generateAccessToken") and path.startswith("/v1/projects/"):
+        return "/generateAccessToken"
+    return None
+
+
+def _requested_scopes(scope: object) -> tuple[str, ...]:
+    if not isinstance(scope, list) or not scope:
+        raise _invalid_argument("Scope required.")
+    if not all(isinstance(item, str) and item for item in scope):
+        raise _invalid_argument("Invalid value at 'scope'.")
+    return tuple(cast(list[str], scope))
+
+
+def _requested_lifetime(lifetime: object) -> int:
+    """Whole seconds of a protobuf Duration ("3600s"); fractions are dropped."""
+    if lifetime is None:
+        return DEFAULT_IMPERSONATED_LIFETIME
+    match = _LIFETIME.fullmatch(lifetime) if isinstance(lifetime, str) else None
+    if match is None:
+        raise _invalid_argument(
+            "Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration)."
+        )
+    seconds = int(match["seconds"])
+    if not 0 < seconds <= MAX_IMPERSONATED_LIFETIME:
+        raise _invalid_argument(
+            f"The lifetime must be between 1s and {MAX_IMPERSONATED_LIFETIME}s, not {seconds}s."
+        )
+    return seconds
+
+
+def _requested_delegates(delegates: object) -> tuple[str, ...]:
+    if delegates is None:
+        return ()
+    if not isinstance(delegates, list):
+        raise _invalid_argument("Invalid value at 'delegates'.")
+    accounts = []
+    for delegate in delegates:
+        match = _DELEGATE.fullmatch(delegate) if isinstance(delegate, str) else None
+        if match is None:
+            raise _invalid_argument(
+                "Delegates must have the format projects/-/serviceAccounts/{ACCOUNT_EMAIL}."
+            )
+        accounts.append(unquote(match["account"]))
+    return tuple(accounts)
+
+
+@dataclass(frozen=True)
+class _SignedRequest:
+    url: str
+    method: str
+    headers: dict[str, str]
+    data: bytes | None
+
+
+def _signed_request(subject_token: str) -> _SignedRequest:
+    """The AWS request serialized in an aws4_request subject token: URL-quoted JSON of
+    {url, method, headers: [{key, value}], data?}, as google-auth's aws.Credentials writes it."""
+    try:
+        decoded = json.loads(unquote(subject_token))
+    except ValueError:
+        raise _invalid_grant("The subject token is not a serialized AWS request.") from None
+    if not isinstance(decoded, dict):
+        raise _invalid_grant("The subject token is not a serialized AWS request.")
+    url, method, headers = decoded.get("url"), decoded.get("method"), decoded.get("headers")
+    if not isinstance(url, str) or not isinstance(method, str) or not isinstance(headers, list):
+        raise _invalid_grant("The subject token needs url, method and headers.")
+    pairs: dict[str, str] = {}
+    for header in headers:
+        key = header.get("key") if isinstance(header, dict) else None
+        value = header.get("value") if isinstance(header, dict) else None
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise _invalid_grant("The subject token's headers must be {key, value} pairs.")
+        pairs[key.lower()] = value
+    if "authorization" not in pairs:
+        raise _invalid_grant("The subject token's request is not signed.")
+    data = decoded.get("data")
+    return _SignedRequest(
+        url, method, pairs, data.encode() if isinstance(data, str) and data else None
+    )
+
+
+def _xml_text(document: str, element: str) -> str | None:
+    # A regex, not an XML parser: the answer comes from the local cloud's AWS and holds
+    # a handful of flat elements.
+    match = re.search(rf"<{element}>([^<]*)</{element}>", document)
+    return match.group(1).strip() if match else None
+
+
+def _aws_role(arn: str) -> str | None:
+    """arn:aws:sts::A:assumed-role/R for an assumed-role session ARN, else None."""
+    match = re.fullmatch(r"(arn:aws[a-z-]*:sts::[0-9]{12}:assumed-role/[^/]+)/.+", arn)
+    return match.group(1) if match else None
 
 
 def _first_values(encoded: str) -> dict[str, str]:

@@ -3,7 +3,10 @@
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+NO_VALUE: Final = object()
+"""`Ref: AWS::NoValue`: the list item or property it stands for is left out."""
 
 
 class TemplateError(Exception):
@@ -17,6 +20,7 @@ class Resolver:
     parameters: Mapping[str, str]
     pseudo: Mapping[str, str]
     conditions: Mapping[str, Any]
+    mappings: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -25,7 +29,7 @@ class Resolver:
 
     def value(self, node: Any) -> Any:
         if isinstance(node, list):
-            return [self.value(item) for item in node]
+            return [v for v in (self.value(item) for item in node) if v is not NO_VALUE]
         if not isinstance(node, Mapping):
             return node
         if len(node) == 1:
@@ -33,9 +37,12 @@ class Resolver:
             handler = _FUNCTIONS.get(key)
             if handler is not None:
                 return handler(self, argument)
-        return {key: self.value(item) for key, item in node.items()}
+        resolved = {key: self.value(item) for key, item in node.items()}
+        return {key: v for key, v in resolved.items() if v is not NO_VALUE}
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         for source in (self.parameters, self.pseudo, self.refs):
             if name in source:
                 return source[name]
@@ -47,6 +54,13 @@ class Resolver:
         except KeyError:
             raise TemplateError(f"GetAtt {logical_id}.{attribute} is not available") from None
 
+    def find_in_map(self, argument: list[Any]) -> Any:
+        name, first, second = (str(self.value(part)) for part in argument)
+        try:
+            return self.mappings[name][first][second]
+        except KeyError:
+            raise TemplateError(f"FindInMap {name} {first} {second}: no such entry") from None
+
     def substitute(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
         local = {name: str(self.value(value)) for name, value in variables.items()}
@@ -57,7 +71,7 @@ class Resolver:
                 return local[name]
             if "." in name:
                 return self.get_att(*name.split(".", 1))
-            return self.ref(name)
+            return str(self.ref(name))
 
         return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", replace, text)
 
@@ -71,6 +85,7 @@ _FUNCTIONS: dict[str, Any] = {
     "Ref": lambda r, name: r.ref(name),
     "Fn::GetAtt": lambda r, arg: r.get_att(*(arg.split(".", 1) if isinstance(arg, str) else arg)),
     "Fn::Sub": lambda r, arg: r.substitute(arg),
+    "Fn::FindInMap": lambda r, arg: r.find_in_map(arg),
     "Fn::If": _if,
     "Fn::Equals": lambda r, arg: str(r.value(arg[0])) == str(r.value(arg[1])),
     "Fn::Not": lambda r, arg: not r.value(arg[0]),

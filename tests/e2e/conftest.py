@@ -58,10 +58,15 @@ def deploy_stack(cloud: LocalCloud, secret_material: SecretMaterial) -> Iterator
         *,
         token_secret_name: str | None = None,
         environment_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        parameters: Mapping[str, str] | None = None,
     ) -> Stack:
         suffix = uuid.uuid4().hex[:12]
         deployment = cloud.deploy(
-            {**PARAMETERS, "TokenSecretName": token_secret_name or f"e2e/{suffix}/token"},
+            {
+                **PARAMETERS,
+                "TokenSecretName": token_secret_name or f"e2e/{suffix}/token",
+                **(parameters or {}),
+            },
             stack_name=f"e2e-{suffix}",
             environment_overrides=environment_overrides,
         )

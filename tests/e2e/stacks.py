@@ -84,4 +84,5 @@ class SecretMaterial:
 
 
 StackFactory = Callable[..., Stack]
-"""deploy_stack's callable: keyword arguments token_secret_name, environment_overrides."""
+"""deploy_stack's callable: keyword arguments token_secret_name, environment_overrides,
+parameters (template parameters besides the suite's)."""

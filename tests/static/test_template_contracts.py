@@ -296,9 +296,21 @@ def test_every_handler_resolves_to_a_callable(spec: FunctionSpec) -> None:
 
 
 def policy_statements(policies: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+    """Every statement, including one that only a condition keeps (`Fn::If` with NoValue)."""
     for policy in policies:
         if isinstance(policy, dict):
-            yield from policy.get("Statement", [])
+            for statement in policy.get("Statement", []):
+                yield from _kept(statement)
+
+
+def _kept(statement: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if "Fn::If" in statement:
+        _, when_true, when_false = statement["Fn::If"]
+        for branch in (when_true, when_false):
+            if branch != {"Ref": "AWS::NoValue"}:
+                yield from _kept(branch)
+    else:
+        yield statement
 
 
 def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -374,6 +386,27 @@ def test_no_wildcard_resource_on_secret_state_or_topic_actions() -> None:
             assert all(resource != "*" for resource in resources), f"{owner}: {statement}"
             assert not any("*" in a for a in actions), f"{owner}: wildcard action {actions}"
     assert checked >= 7
+
+
+def test_keyless_federation_leaves_no_function_able_to_read_a_key() -> None:
+    spec = TEMPLATE.functions()["CreateSecretFunction"]
+    [conditional] = [
+        statement
+        for policy in spec.policies
+        if isinstance(policy, dict)
+        for statement in policy.get("Statement", [])
+        if "Fn::If" in statement
+    ]
+    condition, reading, otherwise = conditional["Fn::If"]
+    assert condition == "UsesKey"
+    assert reading["Sid"] == "ReadTheServiceAccountKey"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    conditions = TEMPLATE.document["Conditions"]
+    assert conditions["UsesKey"] == {"Fn::Not": [{"Condition": "Keyless"}]}
+    assert conditions["Keyless"] == {
+        "Fn::Equals": [{"Ref": "CredentialSource"}, "workload-identity-federation"]
+    }
+    assert TEMPLATE.resources["ServiceAccountKeySecret"]["Condition"] == "CreateKeySecret"
 
 
 def test_only_create_secret_may_read_the_key_secret() -> None:

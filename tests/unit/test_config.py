@@ -6,11 +6,13 @@ import pytest
 from rotation_core.config import (
     CREDENTIAL_SOURCE,
     EXPECTED_SERVICE_ACCOUNT,
+    IMPERSONATED_SERVICE_ACCOUNT,
     KEY_SECRET_ID,
     MAX_TOKEN_LIFETIME_SECONDS,
     MIN_REMAINING_SECONDS,
     REFRESH_LEAD_SECONDS,
     SCOPES,
+    TOKEN_LIFETIME_SECONDS,
     GoogleEndpoints,
     RotationSettings,
     Setting,
@@ -237,7 +239,7 @@ def test_empty_tag_does_not_silently_replace_the_environment_default() -> None:
     assert minimum == 1800
 
 
-@pytest.mark.parametrize("raw", ["workload-identity", "SERVICE-ACCOUNT-KEY", "impersonation"])
+@pytest.mark.parametrize("raw", ["workload-identity", "SERVICE-ACCOUNT-KEY", "impersonate"])
 def test_unknown_credential_source_in_the_environment_is_a_configuration_error(raw: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting") as raised:
         resolve({}, {**ENVIRONMENT, "CREDENTIAL_SOURCE": raw})
@@ -358,3 +360,65 @@ def test_timeout_out_of_bounds_or_not_a_number_is_refused(raw: str) -> None:
         GoogleEndpoints.from_environment({"GOOGLE_HTTP_TIMEOUT_SECONDS": raw})
     assert "above 0 and at most 60" in str(raised.value)
     assert repr(raw) in str(raised.value)
+
+
+# --- impersonation -------------------------------------------------------------------------------
+
+TARGET = "calendar-reader@demo-project.iam.gserviceaccount.com"
+OTHER_TARGET = "drive-reader@demo-project.iam.gserviceaccount.com"
+IMPERSONATING = {
+    **ENVIRONMENT,
+    "CREDENTIAL_SOURCE": "impersonation",
+    "IMPERSONATED_SERVICE_ACCOUNT": TARGET,
+    "TOKEN_LIFETIME_SECONDS": "43200",
+}
+
+
+def test_impersonation_takes_the_deployers_target_lifetime_and_delegates() -> None:
+    environment = {**IMPERSONATING, "IMPERSONATION_DELEGATES": f"{ACCOUNT}, {OTHER_TARGET}"}
+    settings = resolve({}, environment)
+
+    assert settings.credential_source == "impersonation"
+    assert settings.impersonated_service_account == TARGET
+    assert settings.token_lifetime_seconds == 43200
+    assert settings.delegates == (ACCOUNT, OTHER_TARGET)
+
+
+def test_impersonation_without_a_target_is_a_configuration_error() -> None:
+    environment = {k: v for k, v in IMPERSONATING.items() if k != "IMPERSONATED_SERVICE_ACCOUNT"}
+    with pytest.raises(ConfigurationError, match="missing setting") as raised:
+        resolve({}, environment)
+    assert_names_setting(raised.value, IMPERSONATED_SERVICE_ACCOUNT)
+
+
+def test_a_tag_may_choose_only_an_allowed_target() -> None:
+    allowing = {**IMPERSONATING, "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS": OTHER_TARGET}
+    tag = {IMPERSONATED_SERVICE_ACCOUNT.tag: OTHER_TARGET}
+
+    assert resolve(tag, allowing).impersonated_service_account == OTHER_TARGET
+    with pytest.raises(ConfigurationError, match="outside the deployer's ceiling"):
+        resolve(tag, IMPERSONATING)
+
+
+@pytest.mark.parametrize("asked", ["600", "3600", "43200"])
+def test_a_tag_may_shorten_the_token_lifetime(asked: str) -> None:
+    assert resolve({TOKEN_LIFETIME_SECONDS.tag: asked}, IMPERSONATING).token_lifetime_seconds == (
+        int(asked)
+    )
+
+
+def test_a_tag_may_not_lengthen_the_token_lifetime() -> None:
+    environment = {**IMPERSONATING, "TOKEN_LIFETIME_SECONDS": "3600"}
+    with pytest.raises(ConfigurationError, match="at most 3600 s"):
+        resolve({TOKEN_LIFETIME_SECONDS.tag: "3601"}, environment)
+
+
+@pytest.mark.parametrize("raw", ["0", "43201", "12h"])
+def test_a_lifetime_outside_googles_range_is_invalid(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting"):
+        resolve({}, {**IMPERSONATING, "TOKEN_LIFETIME_SECONDS": raw})
+
+
+def test_the_default_lifetime_is_googles_one_hour() -> None:
+    environment = {k: v for k, v in IMPERSONATING.items() if k != "TOKEN_LIFETIME_SECONDS"}
+    assert resolve({}, environment).token_lifetime_seconds == 3600

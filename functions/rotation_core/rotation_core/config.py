@@ -10,10 +10,22 @@ from rotation_core.errors import ConfigurationError, UnmanagedSecretError
 
 TAG_PREFIX: Final = "token-rotation:"
 SERVICE_ACCOUNT_KEY_SOURCE: Final = "service-account-key"
-CREDENTIAL_SOURCES: Final = frozenset({SERVICE_ACCOUNT_KEY_SOURCE})
+IMPERSONATION_SOURCE: Final = "impersonation"
+WORKLOAD_IDENTITY_SOURCE: Final = "workload-identity-federation"
+CREDENTIAL_SOURCES: Final = frozenset(
+    {SERVICE_ACCOUNT_KEY_SOURCE, IMPERSONATION_SOURCE, WORKLOAD_IDENTITY_SOURCE}
+)
+KEY_SOURCES: Final = frozenset({SERVICE_ACCOUNT_KEY_SOURCE, IMPERSONATION_SOURCE})
+"""The sources that read a service-account key; federation reads none."""
 GOOGLE_TOKEN_URL: Final = "https://oauth2.googleapis.com/token"
 GOOGLE_TOKENINFO_URL: Final = "https://oauth2.googleapis.com/tokeninfo"
+GOOGLE_STS_URL: Final = "https://sts.googleapis.com/v1/token"
+GOOGLE_IAM_CREDENTIALS_URL: Final = (
+    "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{}:generateAccessToken"
+)
 MAX_TOKEN_LIFETIME_SECONDS: Final = 43200
+DEFAULT_TOKEN_LIFETIME_SECONDS: Final = 3600
+"""What Google gives without the org policy that allows longer impersonated tokens."""
 _SCOPE = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -59,6 +71,22 @@ REFRESH_LEAD_SECONDS = Setting(
     "REFRESH_LEAD_SECONDS",
     f"a whole number of seconds between 0 and {MAX_TOKEN_LIFETIME_SECONDS}",
 )
+IMPERSONATED_SERVICE_ACCOUNT = Setting(
+    f"{TAG_PREFIX}impersonated-service-account",
+    "IMPERSONATED_SERVICE_ACCOUNT",
+    "the e-mail of the service account whose tokens the rotation mints (impersonation)",
+)
+TOKEN_LIFETIME_SECONDS = Setting(
+    f"{TAG_PREFIX}token-lifetime-seconds",
+    "TOKEN_LIFETIME_SECONDS",
+    f"a whole number of seconds between 1 and {MAX_TOKEN_LIFETIME_SECONDS}",
+)
+WORKLOAD_IDENTITY_AUDIENCE = Setting(
+    f"{TAG_PREFIX}workload-identity-audience",
+    "WORKLOAD_IDENTITY_AUDIENCE",
+    "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/"
+    "providers/PROVIDER",
+)
 DEFAULT_MIN_REMAINING_SECONDS: Final = 900
 DEFAULT_REFRESH_LEAD_SECONDS: Final = 900
 
@@ -66,6 +94,8 @@ DEFAULT_REFRESH_LEAD_SECONDS: Final = 900
 MANAGED_BY_TAG: Final = f"{TAG_PREFIX}managed-by"
 MANAGED_BY_VARIABLE: Final = "MANAGED_BY"
 ALLOWED_KEY_SECRET_IDS_VARIABLE: Final = "ALLOWED_KEY_SECRET_IDS"
+ALLOWED_IMPERSONATED_VARIABLE: Final = "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS"
+DELEGATES_VARIABLE: Final = "IMPERSONATION_DELEGATES"
 _ARN_SUFFIX_LENGTH: Final = 7  # Secrets Manager appends "-" and six random characters
 
 
@@ -78,11 +108,18 @@ class RotationSettings:
 
     scopes: tuple[str, ...]
     credential_source: str
-    key_secret_id: str
+    key_secret_id: str | None
+    """None for keyless federation, which reads no key."""
     expected_service_account: str | None
     min_remaining_seconds: int
     refresh_lead_seconds: int
     """How long before the token in use expires its successor is minted."""
+    impersonated_service_account: str | None = None
+    """impersonation only: the account whose tokens are minted with the key's account."""
+    token_lifetime_seconds: int = DEFAULT_TOKEN_LIFETIME_SECONDS
+    delegates: tuple[str, ...] = ()
+    workload_identity_audience: str | None = None
+    """Keyless federation only: the pool provider the Lambda's AWS role authenticates to."""
 
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
@@ -99,19 +136,9 @@ class RotationSettings:
         if (asked_source := tag(CREDENTIAL_SOURCE)) is not None and asked_source != source:
             raise _outside_ceiling(CREDENTIAL_SOURCE, f"asks for {asked_source!r}", repr(source))
 
-        key_secret_id = deployed(KEY_SECRET_ID)
-        if key_secret_id is None:
-            raise _missing(KEY_SECRET_ID)
-        if (asked_key := tag(KEY_SECRET_ID)) is not None:
-            allowed = allowed_key_secret_ids(environment)
-            if asked_key not in allowed:
-                raise _outside_ceiling(
-                    KEY_SECRET_ID,
-                    f"names key secret {asked_key!r}",
-                    f"the allowed key secrets ({', '.join(sorted(allowed))}; "
-                    f"environment variable {ALLOWED_KEY_SECRET_IDS_VARIABLE!r})",
-                )
-            key_secret_id = asked_key
+        key_secret_id = (
+            _key_secret_id(tag(KEY_SECRET_ID), environment) if source in KEY_SOURCES else None
+        )
 
         raw_scopes = deployed(SCOPES)
         if raw_scopes is None:
@@ -149,6 +176,19 @@ class RotationSettings:
                 raise _outside_ceiling(setting, f"asks for {asked} s", f"at least {floor} s")
             return asked
 
+        impersonated = None
+        if source != SERVICE_ACCOUNT_KEY_SOURCE:
+            impersonated = _impersonated(tag(IMPERSONATED_SERVICE_ACCOUNT), environment)
+        audience = None
+        if source == WORKLOAD_IDENTITY_SOURCE:
+            audience = _audience(tag(WORKLOAD_IDENTITY_AUDIENCE), environment)
+        lifetime = _lifetime_setting(tag(TOKEN_LIFETIME_SECONDS), deployed(TOKEN_LIFETIME_SECONDS))
+        delegates = tuple(
+            _parse(IMPERSONATED_SERVICE_ACCOUNT, entry, _email)
+            for entry in re.split(r"[\s,]+", environment.get(DELEGATES_VARIABLE, ""))
+            if entry
+        )
+
         return cls(
             scopes=scopes,
             credential_source=source,
@@ -160,7 +200,85 @@ class RotationSettings:
             refresh_lead_seconds=at_least_deployed(
                 REFRESH_LEAD_SECONDS, DEFAULT_REFRESH_LEAD_SECONDS
             ),
+            impersonated_service_account=impersonated,
+            token_lifetime_seconds=lifetime,
+            delegates=delegates,
+            workload_identity_audience=audience,
         )
+
+
+def _key_secret_id(asked: str | None, environment: Mapping[str, str]) -> str:
+    """The deployer's key secret, or one the deployer also allows."""
+    deployed = environment.get(KEY_SECRET_ID.variable, "").strip()
+    if not deployed:
+        raise _missing(KEY_SECRET_ID)
+    if asked is None:
+        return deployed
+    allowed = allowed_key_secret_ids(environment)
+    if asked not in allowed:
+        raise _outside_ceiling(
+            KEY_SECRET_ID,
+            f"names key secret {asked!r}",
+            f"the allowed key secrets ({', '.join(sorted(allowed))}; "
+            f"environment variable {ALLOWED_KEY_SECRET_IDS_VARIABLE!r})",
+        )
+    return asked
+
+
+def _lifetime_setting(asked: str | None, deployed: str | None) -> int:
+    """The deployer's lifetime is a ceiling: a tag may ask for shorter tokens, never longer."""
+    ceiling = (
+        DEFAULT_TOKEN_LIFETIME_SECONDS
+        if deployed is None
+        else _parse(TOKEN_LIFETIME_SECONDS, deployed, _lifetime)
+    )
+    if asked is None:
+        return ceiling
+    lifetime = _parse(TOKEN_LIFETIME_SECONDS, asked, _lifetime)
+    if lifetime > ceiling:
+        raise _outside_ceiling(
+            TOKEN_LIFETIME_SECONDS, f"asks for {lifetime} s", f"at most {ceiling} s"
+        )
+    return lifetime
+
+
+def _audience(asked: str | None, environment: Mapping[str, str]) -> str:
+    """The deployer's pool provider; a tag may only repeat it (it decides who may mint)."""
+    raw = environment.get(WORKLOAD_IDENTITY_AUDIENCE.variable, "").strip()
+    if not raw:
+        raise _missing(WORKLOAD_IDENTITY_AUDIENCE)
+    audience = _parse(WORKLOAD_IDENTITY_AUDIENCE, raw, _provider)
+    if asked is not None and asked != audience:
+        raise _outside_ceiling(WORKLOAD_IDENTITY_AUDIENCE, f"names {asked}", audience)
+    return audience
+
+
+def _provider(raw: str) -> str | None:
+    pattern = (
+        r"//iam\.googleapis\.com/projects/\d+/locations/global/workloadIdentityPools/"
+        r"[a-z0-9-]+/providers/[a-z0-9-]+"
+    )
+    return raw if re.fullmatch(pattern, raw) else None
+
+
+def _impersonated(asked: str | None, environment: Mapping[str, str]) -> str:
+    """The account to impersonate: the deployer's, or one the deployer also allows."""
+    raw = environment.get(IMPERSONATED_SERVICE_ACCOUNT.variable, "").strip()
+    if not raw:
+        raise _missing(IMPERSONATED_SERVICE_ACCOUNT)
+    deployed = _parse(IMPERSONATED_SERVICE_ACCOUNT, raw, _email)
+    if asked is None:
+        return deployed
+    listed = re.split(r"[\s,]+", environment.get(ALLOWED_IMPERSONATED_VARIABLE, ""))
+    allowed = {entry for entry in (*listed, deployed) if entry}
+    if asked not in allowed:
+        raise _outside_ceiling(
+            IMPERSONATED_SERVICE_ACCOUNT,
+            f"names {asked}",
+            f"the allowed accounts ({', '.join(sorted(allowed))}; environment variable "
+            f"{ALLOWED_IMPERSONATED_VARIABLE!r})",
+        )
+    return asked
 
 
 def allowed_key_secret_ids(environment: Mapping[str, str]) -> frozenset[str]:
@@ -223,6 +341,9 @@ class GoogleEndpoints:
     token_url: str
     tokeninfo_url: str
     timeout_seconds: float
+    iam_credentials_url: str = GOOGLE_IAM_CREDENTIALS_URL
+    """generateAccessToken, with {} where the target account's e-mail goes."""
+    sts_url: str = GOOGLE_STS_URL
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> "GoogleEndpoints":
@@ -240,6 +361,10 @@ class GoogleEndpoints:
             token_url=_url(environment, "GOOGLE_TOKEN_URL", GOOGLE_TOKEN_URL),
             tokeninfo_url=_url(environment, "GOOGLE_TOKENINFO_URL", GOOGLE_TOKENINFO_URL),
             timeout_seconds=timeout,
+            iam_credentials_url=_url(
+                environment, "GOOGLE_IAM_CREDENTIALS_URL", GOOGLE_IAM_CREDENTIALS_URL
+            ),
+            sts_url=_url(environment, "GOOGLE_STS_URL", GOOGLE_STS_URL),
         )
 
 
@@ -280,6 +405,11 @@ def _scopes(raw: str) -> tuple[str, ...] | None:
 
 def _email(raw: str) -> str | None:
     return raw if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", raw) else None
+
+
+def _lifetime(raw: str) -> int | None:
+    seconds = _seconds(raw)
+    return seconds if seconds else None
 
 
 def _seconds(raw: str) -> int | None:

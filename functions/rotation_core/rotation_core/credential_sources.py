@@ -2,9 +2,16 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Final, Protocol
 
-from rotation_core.config import SERVICE_ACCOUNT_KEY_SOURCE, RotationSettings
+from google.auth import aws, impersonated_credentials
+
+from rotation_core.config import (
+    IMPERSONATION_SOURCE,
+    SERVICE_ACCOUNT_KEY_SOURCE,
+    WORKLOAD_IDENTITY_SOURCE,
+    RotationSettings,
+)
 from rotation_core.errors import ConfigurationError, GoogleResponseError
 from rotation_core.google_client import GoogleClient
 from rotation_core.secrets import SecretsGateway
@@ -50,9 +57,113 @@ class ServiceAccountKeySource:
         )
 
 
+IAM_SCOPE: Final = "https://www.googleapis.com/auth/iam"
+"""All the source token needs: generateAccessToken."""
+
+
+@dataclass(frozen=True)
+class ImpersonationSource:
+    """The key's account asks IAM Credentials for another account's token, up to 12 hours."""
+
+    key_secret_id: str
+    target: str
+    lifetime_seconds: int
+    delegates: tuple[str, ...]
+    secrets: SecretsGateway
+    google: GoogleClient
+
+    def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
+        key = parse_service_account_key(
+            self.secrets.read_current(self.key_secret_id), self.key_secret_id
+        )
+        impersonating = impersonated_credentials.Credentials(
+            source_credentials=key.credentials((IAM_SCOPE,), self.google.endpoints.token_url),
+            target_principal=self.target,
+            target_scopes=list(scopes),
+            delegates=list(self.delegates) or None,
+            lifetime=self.lifetime_seconds,
+            iam_endpoint_override=self.google.endpoints.iam_credentials_url.format(self.target),
+        )
+        return _impersonated_token(self.google, impersonating, self.target, scopes)
+
+
+AWS_CALLER_IDENTITY_URL: Final = (
+    "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+)
+"""What Google's STS is shown: a GetCallerIdentity request google-auth signs with the Lambda
+role's credentials (AWS_ACCESS_KEY_ID and co. in the environment), never sent to AWS by us."""
+
+
+@dataclass(frozen=True)
+class WorkloadIdentitySource:
+    """Keyless: the Lambda's AWS role is exchanged at Google's STS for a federated token, which
+    impersonates the target account (google-auth's aws.Credentials; no key anywhere in AWS)."""
+
+    audience: str
+    target: str
+    lifetime_seconds: int
+    google: GoogleClient
+
+    def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
+        endpoints = self.google.endpoints
+        federated = aws.Credentials.from_info(
+            {
+                "type": "external_account",
+                "audience": self.audience,
+                "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+                "token_url": endpoints.sts_url,
+                "service_account_impersonation_url": endpoints.iam_credentials_url.format(
+                    self.target
+                ),
+                "service_account_impersonation": {"token_lifetime_seconds": self.lifetime_seconds},
+                "credential_source": {
+                    "environment_id": "aws1",
+                    "regional_cred_verification_url": AWS_CALLER_IDENTITY_URL,
+                },
+            },
+            scopes=list(scopes),
+        )
+        return _impersonated_token(self.google, federated, self.target, scopes)
+
+
+def _impersonated_token(
+    google: GoogleClient, credentials: Any, target: str, scopes: tuple[str, ...]
+) -> TokenSecretValue:
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    google.impersonate(credentials, target)
+    if not credentials.token or credentials.expiry is None:
+        raise GoogleResponseError(
+            "Google's IAM Credentials endpoint answered without an accessToken or expireTime"
+        )
+    # generateAccessToken does not say the account's client id: tokeninfo does.
+    client_id = google.token_info(credentials.token).authorized_party
+    return TokenSecretValue(
+        access_token=credentials.token,
+        metadata=TokenMetadata(
+            token_type="Bearer",
+            expires_at=credentials.expiry.replace(tzinfo=UTC, microsecond=0),
+            issued_at=issued_at,
+            scopes=scopes,
+            service_account=target,
+            service_account_client_id=client_id,
+        ),
+    )
+
+
 def credential_source_for(
     settings: RotationSettings, secrets: SecretsGateway, google: GoogleClient
 ) -> CredentialSource:
-    if settings.credential_source == SERVICE_ACCOUNT_KEY_SOURCE:
-        return ServiceAccountKeySource(settings.key_secret_id, secrets, google)
+    source, key, target = (
+        settings.credential_source,
+        settings.key_secret_id,
+        settings.impersonated_service_account,
+    )
+    if source == SERVICE_ACCOUNT_KEY_SOURCE and key:
+        return ServiceAccountKeySource(key, secrets, google)
+    if source == IMPERSONATION_SOURCE and key and target:
+        lifetime, delegates = settings.token_lifetime_seconds, settings.delegates
+        return ImpersonationSource(key, target, lifetime, delegates, secrets, google)
+    audience = settings.workload_identity_audience
+    if source == WORKLOAD_IDENTITY_SOURCE and audience and target:
+        return WorkloadIdentitySource(audience, target, settings.token_lifetime_seconds, google)
     raise ConfigurationError(f"credential source {settings.credential_source!r} is not supported")

@@ -84,6 +84,23 @@ class GoogleClient:
                     "that is not a token response"
                 ) from None
 
+    def impersonate(self, credentials: google_credentials.Credentials, target: str) -> None:
+        """generateAccessToken for `target` (google-auth refreshes the source token first):
+        Google's refusals are named by what fixes them."""
+        request = _StatusRecordingRequest(self._http)
+        with _transport_errors_mapped("IAM Credentials endpoint"):
+            try:
+                credentials.refresh(request)
+            except google_exceptions.RefreshError as error:
+                raise _impersonation_failure(error, request.last_status, target) from None
+            except google_exceptions.OAuthError as error:
+                raise _federation_failure(error, request.last_status) from None
+            except (TypeError, ValueError):
+                raise GoogleResponseError(
+                    f"Google's IAM Credentials endpoint answered HTTP {request.last_status} with "
+                    "a body that is not a generateAccessToken response"
+                ) from None
+
     def token_info(self, access_token: str) -> TokenInfo:
         """Look the token up at tokeninfo; POST keeps the token out of URLs and access logs."""
         with _transport_errors_mapped("tokeninfo endpoint"):
@@ -129,9 +146,65 @@ def _transport_failure(endpoint: str, cause: BaseException) -> Exception:
     )
 
 
-def _refresh_failure(error: google_exceptions.RefreshError, status: int | None) -> Exception:
+def _error_body(error: google_exceptions.RefreshError) -> Mapping[str, object]:
+    """The token endpoint's error as google-auth keeps it (a dict), or IAM's (JSON text)."""
     details = error.args[1] if len(error.args) > 1 else None
-    body: Mapping[str, object] = details if isinstance(details, Mapping) else {}
+    if isinstance(details, str):
+        details = _json_object(details.encode())
+    return details if isinstance(details, Mapping) else {}
+
+
+def _impersonation_failure(
+    error: google_exceptions.RefreshError, status: int | None, target: str
+) -> Exception:
+    body = _error_body(error)
+    if "error" not in body or not isinstance(body["error"], Mapping):
+        # The source token's own grant failed (the key): the token endpoint's failure.
+        return _refresh_failure(error, status)
+    described = _describe_oauth_error(body)
+    if status is not None and is_transient_status(status):
+        return GoogleUnavailableError(
+            f"Google's IAM Credentials endpoint answered HTTP {status} ({described})"
+        )
+    google_status = body["error"].get("status")
+    if google_status == "PERMISSION_DENIED":
+        return GoogleGrantRejectedError(
+            f"Google refused to mint a token for {target}: HTTP 403 ({described}). Grant the "
+            "key's service account roles/iam.serviceAccountTokenCreator on "
+            f"{target} (gcloud iam service-accounts add-iam-policy-binding {target} "
+            "--member=serviceAccount:<the key's account> "
+            "--role=roles/iam.serviceAccountTokenCreator)"
+        )
+    if google_status == "INVALID_ARGUMENT" and "lifetime" in described.lower():
+        return GoogleGrantRejectedError(
+            f"Google refused the token lifetime for {target}: {described}. Tokens over 3600 s "
+            "need the organization policy constraint "
+            "iam.allowServiceAccountCredentialLifetimeExtension to list "
+            f"{target}; add it there, or set TokenLifetimeSeconds to 3600 or less"
+        )
+    return GoogleGrantRejectedError(
+        f"Google refused to mint a token for {target}: HTTP {status} ({described})"
+    )
+
+
+def _federation_failure(error: google_exceptions.OAuthError, status: int | None) -> Exception:
+    """Google's STS refused the exchange of the Lambda role's identity for a federated token."""
+    body = _json_object(str(error.args[1]).encode()) if len(error.args) > 1 else {}
+    described = _describe_oauth_error(body)
+    if (status is not None and is_transient_status(status)) or body.get(
+        "error"
+    ) in _TRANSIENT_OAUTH_ERRORS:
+        return GoogleUnavailableError(f"Google's STS answered HTTP {status} ({described})")
+    return GoogleGrantRejectedError(
+        f"Google's STS refused this function's AWS identity: HTTP {status} ({described}). Check "
+        "that WorkloadIdentityAudience names the pool provider, that the provider trusts this "
+        "AWS account, and that the function's role is granted "
+        "roles/iam.workloadIdentityUser or the token-creator role on the target account"
+    )
+
+
+def _refresh_failure(error: google_exceptions.RefreshError, status: int | None) -> Exception:
+    body = _error_body(error)
     described = _describe_oauth_error(body)
     if (status is not None and is_transient_status(status)) or body.get(
         "error"

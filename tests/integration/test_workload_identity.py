@@ -1,0 +1,131 @@
+"""Keyless: the function's own AWS identity is exchanged at Google's STS (google-auth's
+aws.Credentials signs a GetCallerIdentity that Google sends to AWS), and the federated token
+impersonates the target account. No key is read, or needed, anywhere."""
+
+import uuid
+from datetime import timedelta
+
+import boto3
+import pytest
+from mypy_boto3_secretsmanager import SecretsManagerClient
+
+from localcloud.google_emulator import GoogleEmulator
+from rotation_core.config import GoogleEndpoints
+from rotation_core.errors import ConfigurationError, GoogleGrantRejectedError
+from rotation_core.google_client import GoogleClient
+from rotation_core.rotation import Rotation
+from rotation_core.rotation_request import RotationRequest
+from rotation_core.secrets import SecretsGateway
+from rotation_core.steps import Step
+from tests.support import ACCOUNT_ID, KEY_SECRET, REGION, begin_rotation, current_value, run_all
+
+AUDIENCE = (
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/"
+    "providers/aws-provider"
+)
+
+
+@pytest.fixture
+def federated(google: GoogleEmulator, moto_endpoint: str) -> str:
+    """A keyless target account that this AWS identity may impersonate through the pool."""
+    google.aws_endpoint_url = moto_endpoint
+    google.register_workload_identity_provider(AUDIENCE, ACCOUNT_ID)
+    target = f"reader-{uuid.uuid4().hex[:8]}@demo-project.iam.gserviceaccount.com"
+    google.create_keyless_service_account(target)
+    caller = boto3.client("sts", region_name=REGION, endpoint_url=moto_endpoint)
+    google.grant_token_creator(target, caller.get_caller_identity()["Arn"])
+    return target
+
+
+def keyless(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    target: str,
+    audience: str = AUDIENCE,
+) -> Rotation:
+    env = {
+        **{k: v for k, v in environment.items() if k != "SERVICE_ACCOUNT_KEY_SECRET_ID"},
+        "CREDENTIAL_SOURCE": "workload-identity-federation",
+        "WORKLOAD_IDENTITY_AUDIENCE": audience,
+        "IMPERSONATED_SERVICE_ACCOUNT": target,
+        "GOOGLE_STS_URL": google.sts_url,
+        "GOOGLE_IAM_CREDENTIALS_URL": google.generate_access_token_url("{}"),
+    }
+    client = GoogleClient(GoogleEndpoints.from_environment(env))
+    return Rotation(SecretsGateway(secretsmanager), client, env)
+
+
+def test_a_keyless_rotation_promotes_the_targets_token_without_any_key(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    federated: str,
+    token_secret_arn: str,
+) -> None:
+    # No key anywhere: reading one would fail.
+    secretsmanager.delete_secret(SecretId=KEY_SECRET, ForceDeleteWithoutRecovery=True)
+    rotation = keyless(secretsmanager, environment, google, federated)
+
+    actions = run_all(rotation, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn)))
+
+    assert actions == ["created", "checked", "verified", "promoted"]
+    stored = current_value(secretsmanager)
+    assert stored.metadata.service_account == federated
+    assert google.token_info(stored.access_token) is not None
+    lifetime = stored.metadata.expires_at - stored.metadata.issued_at
+    assert abs(lifetime - timedelta(hours=1)) < timedelta(seconds=5)
+    sts = [r for r in google.requests if r.path.endswith("/v1/token")]
+    assert [r.status for r in sts] == [200]
+
+
+def test_an_audience_google_does_not_know_is_refused_naming_what_to_check(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    federated: str,
+    token_secret_arn: str,
+) -> None:
+    unknown = AUDIENCE.replace("aws-provider", "other-provider")
+    rotation = keyless(secretsmanager, environment, google, federated, unknown)
+
+    with pytest.raises(GoogleGrantRejectedError, match="Google's STS refused") as refused:
+        rotation.run(
+            Step.CREATE, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+        )
+
+    assert "WorkloadIdentityAudience" in str(refused.value)
+
+
+def test_without_the_role_on_the_target_the_error_names_it(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    federated: str,
+    token_secret_arn: str,
+    moto_endpoint: str,
+) -> None:
+    caller = boto3.client("sts", region_name=REGION, endpoint_url=moto_endpoint)
+    google.revoke_token_creator(federated, caller.get_caller_identity()["Arn"])
+    rotation = keyless(secretsmanager, environment, google, federated)
+
+    with pytest.raises(GoogleGrantRejectedError, match=r"roles/iam\.serviceAccountTokenCreator"):
+        rotation.run(
+            Step.CREATE, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+        )
+
+
+def test_a_malformed_audience_is_a_configuration_error_before_any_call(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    federated: str,
+    token_secret_arn: str,
+) -> None:
+    rotation = keyless(secretsmanager, environment, google, federated, "aws-provider")
+
+    with pytest.raises(ConfigurationError, match="WORKLOAD_IDENTITY_AUDIENCE"):
+        rotation.run(
+            Step.CREATE, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+        )
+    assert google.requests == []
