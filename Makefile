@@ -115,4 +115,4 @@ bench: venv
 
 .PHONY: soak
 soak: venv
-	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED))
+	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED)) $(if $(SOURCE),--source $(SOURCE))

@@ -79,7 +79,7 @@ def _self_contained(arguments: argparse.Namespace) -> int:
         return run_demo()
     from localcloud.soak import soak_exit_code  # noqa: PLC0415 - moto only when needed
 
-    return soak_exit_code(arguments.lifetimes, arguments.seed)
+    return soak_exit_code(arguments.lifetimes, arguments.seed, arguments.source)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         "--lifetimes", type=int, default=168, help="1-hour token lifetimes to run (default: a week)"
     )
     soak.add_argument("--seed", type=int, help="replay a run (default: a random seed, printed)")
+    soak.add_argument(
+        "--source",
+        choices=("service-account-key", "impersonation", "workload-identity-federation"),
+        default="service-account-key",
+        help="the credential source the stack is deployed with",
+    )
     up = commands.add_parser(
         "up",
         help="deploy locally and serve until stopped, showing logs, notices and executions",

@@ -552,13 +552,18 @@ class GoogleEmulator:
             self._storms[route].append(_Storm(failure, until_epoch))
 
     def reset(self) -> None:
-        """Forgets queued failures, storms and the request log; keys and issued tokens stay."""
+        """Forgets queued failures, storms, the request log and the access a test granted (roles,
+        policies, delegation, pool providers); keys and issued tokens stay."""
         with self._lock:
             for queue in self._failures.values():
                 queue.clear()
             for storms in self._storms.values():
                 storms.clear()
             self.requests.clear()
+            self._token_creators.clear()
+            self._lifetime_extension.clear()
+            self._delegation.clear()
+            self._providers.clear()
 
     # --- used by the request handler -------------------------------------------------------
 

@@ -39,6 +39,20 @@ DEFAULT_LEAD_SECONDS: Final = 900
 RECOVERY_SECONDS: Final = 17 * MINUTE
 """After a blocking fault ends: at most one capped backoff (15 min) and one rotation (2 min)."""
 LONG_HANG_SECONDS: Final = 3.0
+KEY_SOURCE: Final = "service-account-key"
+IMPERSONATION_SOURCE: Final = "impersonation"
+FEDERATION_SOURCE: Final = "workload-identity-federation"
+SOURCES: Final = (KEY_SOURCE, IMPERSONATION_SOURCE, FEDERATION_SOURCE)
+ROUTES_OF: Final = {
+    KEY_SOURCE: ("/token", "/tokeninfo"),
+    IMPERSONATION_SOURCE: ("/token", "/generateAccessToken", "/tokeninfo"),
+    FEDERATION_SOURCE: ("/sts", "/generateAccessToken", "/tokeninfo"),
+}
+"""The Google routes each source's rotation calls, the one that mints first."""
+SOAK_AUDIENCE: Final = (
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/soak/"
+    "providers/aws"
+)
 WORKER_GOOGLE_TIMEOUT_SECONDS: Final = 1.0
 
 
@@ -89,10 +103,13 @@ class Fault:
         return f"{self.kind}{target}{lasting}"
 
 
-def plan_faults(rng: random.Random, start: float, end: float) -> list[Fault]:
+def plan_faults(
+    rng: random.Random, start: float, end: float, routes: tuple[str, ...] = ("/token", "/tokeninfo")
+) -> list[Fault]:
     """Faults drawn at random times: short storms of every kind Google answers, hangs, AWS
     throttling, crashes at the worst moments, and longer outages (Google down, the key disabled).
-    At least one of each, however short the run."""
+    At least one of each, however short the run. `routes` are the Google routes the source
+    calls, the one that mints first."""
     days = (end - start) / 86400
     planned: list[Fault] = []
 
@@ -107,12 +124,12 @@ def plan_faults(rng: random.Random, start: float, end: float) -> list[Fault]:
                         kind,
                         when(),
                         seconds=rng.randint(1, 8) * MINUTE,
-                        route=rng.choice(("/token", "/tokeninfo")),
+                        route=rng.choice(routes),
                         answer=rng.choice(STORM_ANSWERS),
                     )
                 )
             elif kind is FaultKind.GOOGLE_HANG:
-                planned.append(Fault(kind, when(), route=rng.choice(("/token", "/tokeninfo"))))
+                planned.append(Fault(kind, when(), route=rng.choice(routes)))
             elif kind is FaultKind.AWS_THROTTLING:
                 planned.append(Fault(kind, when(), times=rng.randint(1, 4)))
             else:
@@ -124,7 +141,9 @@ def plan_faults(rng: random.Random, start: float, end: float) -> list[Fault]:
             seconds = rng.randint(60, longest) * MINUTE
             # Google unreachable (connections reset), or the key disabled (invalid_grant).
             answer = "reset" if kind is FaultKind.GOOGLE_OUTAGE else "invalid_grant"
-            planned.append(Fault(kind, when(seconds), seconds=seconds, answer=answer))
+            planned.append(
+                Fault(kind, when(seconds), seconds=seconds, route=routes[0], answer=answer)
+            )
     return sorted(planned, key=lambda fault: fault.at)
 
 
@@ -248,8 +267,16 @@ class Soak:
     """Drives one simulated run on a local cloud of its own."""
 
     def __init__(
-        self, cloud: LocalCloud, seed: int, lifetimes: int, say: Callable[[str], None]
+        self,
+        cloud: LocalCloud,
+        seed: int,
+        lifetimes: int,
+        say: Callable[[str], None],
+        source: str = KEY_SOURCE,
     ) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        self.source = source
         self.cloud = cloud
         self.rng = random.Random(seed)
         self.say = say
@@ -269,17 +296,26 @@ class Soak:
             {
                 "RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS),
                 "TokenSecretName": f"soak/{suffix}/access-token",
+                **self._google_side(suffix),
             },
             stack_name=f"soak-{suffix}",
         )
-        account = cloud.google.create_service_account()
-        self.key_id = account.private_key_id
-        cloud.store_service_account_key(account)
+        if self.source != FEDERATION_SOURCE:
+            account = cloud.google.create_service_account()
+            self.key_id = account.private_key_id
+            cloud.store_service_account_key(account)
+            if self.source == IMPERSONATION_SOURCE:
+                cloud.google.grant_token_creator(self._target(suffix), account.client_email)
         cloud.prewarm()
         scheduler = LocalScheduler(cloud, group=self.deployment.refs["RefreshScheduleGroup"])
         start = cloud.clock.now()
         end = start + self.result.lifetimes * cloud.google.token_lifetime_seconds
-        plan = plan_faults(self.rng, start, end)
+        plan = [
+            fault
+            for fault in plan_faults(self.rng, start, end, ROUTES_OF[self.source])
+            # Keyless: there is no key to disable.
+            if not (self.source == FEDERATION_SOURCE and fault.kind is FaultKind.KEY_DISABLED)
+        ]
         # What the template's RotationSchedule does on deploy (RotateImmediatelyOnUpdate).
         self._rotate_now()
         tick = start
@@ -298,6 +334,24 @@ class Soak:
         self.result.excused = excused_outages(self.result.faults, self.result.reads)
         self.result.wall_seconds = time.monotonic() - started
         return self.result
+
+    def _target(self, suffix: str) -> str:
+        return f"soak-{suffix}@demo-project.iam.gserviceaccount.com"
+
+    def _google_side(self, suffix: str) -> dict[str, str]:
+        """What the source needs at Google (made here) and as template parameters (returned)."""
+        google = self.cloud.google
+        if self.source == KEY_SOURCE:
+            return {}
+        target = self._target(suffix)
+        google.create_keyless_service_account(target)
+        parameters = {"CredentialSource": self.source, "ImpersonatedServiceAccount": target}
+        if self.source == FEDERATION_SOURCE:
+            google.register_workload_identity_provider(SOAK_AUDIENCE, ACCOUNT_ID)
+            caller = self.cloud.client("sts").get_caller_identity()["Arn"]
+            google.grant_token_creator(target, caller)
+            parameters["WorkloadIdentityAudience"] = SOAK_AUDIENCE
+        return parameters
 
     def _rotate_now(self) -> None:
         assert self.deployment is not None
@@ -401,15 +455,21 @@ def _remaining(value: dict[str, Any], now: float) -> float:
 
 
 def run_soak(
-    lifetimes: int, seed: int | None = None, say: Callable[[str], None] = print
+    lifetimes: int,
+    seed: int | None = None,
+    say: Callable[[str], None] = print,
+    source: str = KEY_SOURCE,
 ) -> SoakResult:
     chosen = random.SystemRandom().randrange(2**32) if seed is None else seed
-    say(f"soak: {lifetimes} token lifetimes of simulated time, seed {chosen}")
-    say(f"      replay with: python -m localcloud soak --lifetimes {lifetimes} --seed {chosen}")
+    say(f"soak: {lifetimes} token lifetimes of simulated time, seed {chosen}, source {source}")
+    say(
+        f"      replay with: python -m localcloud soak --lifetimes {lifetimes} --seed {chosen} "
+        f"--source {source}"
+    )
     with LocalCloud(
         sleep_retries=False, google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS
     ) as cloud:
-        result = Soak(cloud, chosen, lifetimes, say).run()
+        result = Soak(cloud, chosen, lifetimes, say, source).run()
     say(f"wall time {result.wall_seconds:.0f} s for {len(result.reads)} reads")
     for broken in result.broken_invariants():
         say(f"BROKEN: {broken}")
@@ -418,6 +478,6 @@ def run_soak(
     return result
 
 
-def soak_exit_code(lifetimes: int, seed: int | None) -> int:
+def soak_exit_code(lifetimes: int, seed: int | None, source: str = KEY_SOURCE) -> int:
     """The command line's soak: 0 when every invariant held, 1 otherwise."""
-    return 1 if run_soak(lifetimes, seed).broken_invariants() else 0
+    return 1 if run_soak(lifetimes, seed, source=source).broken_invariants() else 0

@@ -9,7 +9,7 @@ import pytest
 from localcloud.cloud import LocalCloud
 from localcloud.deployment import ACCOUNT_ID
 from localcloud.intrinsics import TemplateError
-from localcloud.operations import current_value, rotate_on_schedule
+from localcloud.operations import current_value, rotate_on_schedule, start_manual
 from rotation_core.refresh import schedule_name
 from tests.e2e.stacks import PARAMETERS, StackFactory
 
@@ -34,6 +34,7 @@ def test_twelve_hour_impersonated_tokens_rotate_and_refresh_11_hours_45_later(
     found = rotate_on_schedule(cloud, stack.deployment)
 
     assert [e.status for e in found] == ["SUCCEEDED"] * 4
+    assert start_manual(cloud, stack.deployment).status == "SUCCEEDED"
     value = stack.current()
     assert value["service_account"] == target
     expires = datetime.fromisoformat(value["expires_at"])
@@ -84,6 +85,8 @@ def test_keyless_federation_rotates_with_no_key_in_aws(cloud: LocalCloud) -> Non
     found = rotate_on_schedule(cloud, deployment)
 
     assert [e.status for e in found] == ["SUCCEEDED"] * 4
+    manual = start_manual(cloud, deployment)
+    assert manual.status == "SUCCEEDED"
     assert "ServiceAccountKeySecret" not in deployment.refs
     create = cloud.runtime.worker(deployment.functions["CreateSecretFunction"])
     assert create.environment["SERVICE_ACCOUNT_KEY_SECRET_ID"] == ""

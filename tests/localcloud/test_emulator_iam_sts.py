@@ -45,12 +45,13 @@ _names = itertools.count()
 @pytest.fixture(scope="module")
 def emulator(moto_endpoint: str) -> Iterator[GoogleEmulator]:
     with GoogleEmulator(aws_endpoint_url=moto_endpoint) as running:
-        running.register_workload_identity_provider(AUDIENCE, AWS_ACCOUNT)
         yield running
 
 
 @pytest.fixture(autouse=True)
 def _restore_emulator(emulator: GoogleEmulator) -> Iterator[None]:
+    """Each test starts with the pool provider registered and nothing else granted."""
+    emulator.register_workload_identity_provider(AUDIENCE, AWS_ACCOUNT)
     yield
     emulator.reset()
     emulator.clock_offset_seconds = 0.0

@@ -11,7 +11,10 @@ from localcloud.cloud import LocalCloud
 from localcloud.soak import (
     BLOCKING,
     DEFAULT_LEAD_SECONDS,
+    FEDERATION_SOURCE,
+    IMPERSONATION_SOURCE,
     RECOVERY_SECONDS,
+    ROUTES_OF,
     WORKER_GOOGLE_TIMEOUT_SECONDS,
     Fault,
     FaultKind,
@@ -198,3 +201,20 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     logs = cloud.logs.text()
     assert tokens
     assert not [token for token in tokens if token in logs]
+
+
+@pytest.mark.parametrize("source", [IMPERSONATION_SOURCE, FEDERATION_SOURCE])
+def test_a_short_soak_of_each_other_source_keeps_the_promise(
+    cloud: LocalCloud, source: str
+) -> None:
+    """Three lifetimes with faults on the routes each source calls (keyless: STS, IAM
+    Credentials and tokeninfo; no key to disable)."""
+    result = Soak(cloud, SHORT_SOAK_SEED, 3, lambda _: None, source).run()
+
+    assert result.broken_invariants() == []
+    assert result.rotations >= 3
+    routes = {fault.route for fault in result.faults if fault.kind in BLOCKING}
+    assert routes <= set(ROUTES_OF[source])
+    assert "/generateAccessToken" in ROUTES_OF[source]
+    if source == FEDERATION_SOURCE:
+        assert FaultKind.KEY_DISABLED not in {fault.kind for fault in result.faults}

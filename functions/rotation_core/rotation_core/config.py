@@ -81,6 +81,11 @@ TOKEN_LIFETIME_SECONDS = Setting(
     "TOKEN_LIFETIME_SECONDS",
     f"a whole number of seconds between 1 and {MAX_TOKEN_LIFETIME_SECONDS}",
 )
+DELEGATED_SUBJECT = Setting(
+    f"{TAG_PREFIX}delegated-subject",
+    "DELEGATED_SUBJECT",
+    "the e-mail of the Google Workspace user the key's account acts for (domain-wide delegation)",
+)
 WORKLOAD_IDENTITY_AUDIENCE = Setting(
     f"{TAG_PREFIX}workload-identity-audience",
     "WORKLOAD_IDENTITY_AUDIENCE",
@@ -96,6 +101,7 @@ MANAGED_BY_VARIABLE: Final = "MANAGED_BY"
 ALLOWED_KEY_SECRET_IDS_VARIABLE: Final = "ALLOWED_KEY_SECRET_IDS"
 ALLOWED_IMPERSONATED_VARIABLE: Final = "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS"
 DELEGATES_VARIABLE: Final = "IMPERSONATION_DELEGATES"
+ALLOWED_SUBJECTS_VARIABLE: Final = "ALLOWED_DELEGATED_SUBJECTS"
 _ARN_SUFFIX_LENGTH: Final = 7  # Secrets Manager appends "-" and six random characters
 
 
@@ -120,6 +126,8 @@ class RotationSettings:
     delegates: tuple[str, ...] = ()
     workload_identity_audience: str | None = None
     """Keyless federation only: the pool provider the Lambda's AWS role authenticates to."""
+    delegated_subject: str | None = None
+    """The key's own tokens only: the Workspace user they act for (domain-wide delegation)."""
 
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
@@ -179,6 +187,9 @@ class RotationSettings:
         impersonated = None
         if source != SERVICE_ACCOUNT_KEY_SOURCE:
             impersonated = _impersonated(tag(IMPERSONATED_SERVICE_ACCOUNT), environment)
+        subject = None
+        if source == SERVICE_ACCOUNT_KEY_SOURCE:
+            subject = _delegated_subject(tag(DELEGATED_SUBJECT), environment)
         audience = None
         if source == WORKLOAD_IDENTITY_SOURCE:
             audience = _audience(tag(WORKLOAD_IDENTITY_AUDIENCE), environment)
@@ -204,6 +215,7 @@ class RotationSettings:
             token_lifetime_seconds=lifetime,
             delegates=delegates,
             workload_identity_audience=audience,
+            delegated_subject=subject,
         )
 
 
@@ -240,6 +252,24 @@ def _lifetime_setting(asked: str | None, deployed: str | None) -> int:
             TOKEN_LIFETIME_SECONDS, f"asks for {lifetime} s", f"at most {ceiling} s"
         )
     return lifetime
+
+
+def _delegated_subject(asked: str | None, environment: Mapping[str, str]) -> str | None:
+    """The deployer's subject (none: no delegation), or one the deployer also allows."""
+    raw = environment.get(DELEGATED_SUBJECT.variable, "").strip()
+    deployed = _parse(DELEGATED_SUBJECT, raw, _email) if raw else None
+    if asked is None:
+        return deployed
+    listed = re.split(r"[\s,]+", environment.get(ALLOWED_SUBJECTS_VARIABLE, ""))
+    allowed = {entry for entry in (*listed, deployed) if entry}
+    if asked not in allowed:
+        raise _outside_ceiling(
+            DELEGATED_SUBJECT,
+            f"names {asked}",
+            f"the allowed subjects ({', '.join(sorted(allowed)) or 'none'}; environment "
+            f"variable {ALLOWED_SUBJECTS_VARIABLE!r})",
+        )
+    return asked
 
 
 def _audience(asked: str | None, environment: Mapping[str, str]) -> str:

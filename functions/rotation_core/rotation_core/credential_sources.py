@@ -32,12 +32,16 @@ class ServiceAccountKeySource:
     key_secret_id: str
     secrets: SecretsGateway
     google: GoogleClient
+    subject: str | None = None
+    """Domain-wide delegation: the Workspace user the token acts for (the JWT grant's sub)."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
         key = parse_service_account_key(
             self.secrets.read_current(self.key_secret_id), self.key_secret_id
         )
         credentials = key.credentials(scopes, self.google.endpoints.token_url)
+        if self.subject is not None:
+            credentials = credentials.with_subject(self.subject)
         issued_at = datetime.now(UTC).replace(microsecond=0)
         self.google.refresh(credentials)
         if not credentials.token or credentials.expiry is None:
@@ -53,6 +57,7 @@ class ServiceAccountKeySource:
                 scopes=scopes,
                 service_account=key.client_email,
                 service_account_client_id=key.client_id,
+                subject=self.subject,
             ),
         )
 
@@ -159,7 +164,7 @@ def credential_source_for(
         settings.impersonated_service_account,
     )
     if source == SERVICE_ACCOUNT_KEY_SOURCE and key:
-        return ServiceAccountKeySource(key, secrets, google)
+        return ServiceAccountKeySource(key, secrets, google, settings.delegated_subject)
     if source == IMPERSONATION_SOURCE and key and target:
         lifetime, delegates = settings.token_lifetime_seconds, settings.delegates
         return ImpersonationSource(key, target, lifetime, delegates, secrets, google)

@@ -45,7 +45,17 @@ def check_token_info(
             f"{meta.service_account} (client {meta.service_account_client_id})"
         )
     expected_account = settings.expected_service_account or meta.service_account
-    for account in (meta.service_account, info.email):
+    if meta.subject is not None:
+        # A delegated token acts for its user: tokeninfo names the user, not the account.
+        if info.email is not None and info.email != meta.subject:
+            raise TokenVerificationError(
+                f"holds a token that acts for {info.email}, not for the delegated subject "
+                f"{meta.subject}"
+            )
+        info_email = None
+    else:
+        info_email = info.email
+    for account in (meta.service_account, info_email):
         if account is not None and account != expected_account:
             raise TokenVerificationError(
                 f"holds a token of {account}, but the expected service account is "

@@ -216,6 +216,12 @@ def _refresh_failure(error: google_exceptions.RefreshError, status: int | None) 
         return GoogleResponseError(
             "Google's token endpoint answered 200 without an access_token or expires_in"
         )
+    if body.get("error") == "unauthorized_client":
+        return GoogleGrantRejectedError(
+            f"Google refused the delegated token: HTTP {status} ({described}). In the Google "
+            "Workspace Admin console (Security > API controls > Domain-wide delegation), allow "
+            "the key's service account client id for these scopes, or remove DelegatedSubject"
+        )
     return GoogleGrantRejectedError(
         f"Google refused to issue a token: HTTP {status} ({described}). Check that the "
         "service-account key is current and enabled and that the scopes are valid"

@@ -39,14 +39,19 @@ class TokenMetadata:
     scopes: tuple[str, ...]
     service_account: str
     service_account_client_id: str
+    subject: str | None = None
+    """The Workspace user a domain-wide-delegation token acts for."""
 
     def as_payload(self) -> dict[str, object]:
-        return {
+        payload: dict[str, object] = {
             "ExpiresAt": format_timestamp(self.expires_at),
             "IssuedAt": format_timestamp(self.issued_at),
             "Scopes": list(self.scopes),
             "ServiceAccount": self.service_account,
         }
+        if self.subject is not None:
+            payload["Subject"] = self.subject
+        return payload
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,18 @@ class TokenSecretValue:
 
     def to_secret_string(self) -> str:
         meta = self.metadata
-        return json.dumps(
-            {
-                ACCESS_TOKEN_FIELD: self.access_token,
-                "token_type": meta.token_type,
-                "expires_at": format_timestamp(meta.expires_at),
-                "issued_at": format_timestamp(meta.issued_at),
-                "scopes": list(meta.scopes),
-                "service_account": meta.service_account,
-                "service_account_client_id": meta.service_account_client_id,
-            },
-            sort_keys=True,
-        )
+        document = {
+            ACCESS_TOKEN_FIELD: self.access_token,
+            "token_type": meta.token_type,
+            "expires_at": format_timestamp(meta.expires_at),
+            "issued_at": format_timestamp(meta.issued_at),
+            "scopes": list(meta.scopes),
+            "service_account": meta.service_account,
+            "service_account_client_id": meta.service_account_client_id,
+        }
+        if meta.subject is not None:
+            document["subject"] = meta.subject
+        return json.dumps(document, sort_keys=True)
 
     @classmethod
     def from_secret_string(cls, secret_string: str) -> "TokenSecretValue":
@@ -106,6 +111,7 @@ class TokenSecretValue:
                 scopes=tuple(scopes),
                 service_account=_required_string(document, "service_account"),
                 service_account_client_id=_required_string(document, "service_account_client_id"),
+                subject=_required_string(document, "subject") if "subject" in document else None,
             ),
         )
 
