@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from localcloud.cloud import Deployment, LocalCloud
+from localcloud.cloud import ACCOUNT_ID, Deployment, LocalCloud
 from localcloud.deployment import CURRENT
 from localcloud.google_emulator import ServiceAccountKey
 from localcloud.operations import (
@@ -65,6 +65,8 @@ def run_demo(say: Callable[[str], None] = print) -> int:
         say("\n7. How an application reads the token (AWS CLI, against this local cloud)")
         read = show_application_read(cloud, deployment, say)
         expect.check(read, "an application reads AWSCURRENT with the AWS CLI")
+        say("\n8. The recommended source: keyless, 12-hour tokens (Workload Identity Federation)")
+        keyless_rotation(cloud, expect)
 
     elapsed = time.monotonic() - started
     if expect.failures:
@@ -155,6 +157,55 @@ def refresh_before_expiry(
     return current
 
 
+KEYLESS_AUDIENCE = (
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/"
+    "providers/aws-provider"
+)
+KEYLESS_TARGET = "calendar-reader@demo-project.iam.gserviceaccount.com"
+
+
+def keyless_rotation(cloud: LocalCloud, expect: Expectations) -> None:
+    """A second stack with no key at all: createSecret's own AWS role is exchanged at Google's
+    STS, and the federated token mints the target account's 12-hour token."""
+    say = expect.say
+    google = cloud.google
+    google.create_keyless_service_account(KEYLESS_TARGET)
+    google.register_workload_identity_provider(KEYLESS_AUDIENCE, ACCOUNT_ID)
+    google.allow_lifetime_extension(KEYLESS_TARGET)
+    caller = cloud.client("sts").get_caller_identity()["Arn"]
+    google.grant_token_creator(KEYLESS_TARGET, caller)
+    say(f"   Google side: pool provider trusting account {ACCOUNT_ID}; {caller} may mint")
+    say(f"   {KEYLESS_TARGET}'s tokens; the org policy allows it 12 hours")
+    deployment = cloud.deploy(
+        {
+            **DEMO_PARAMETERS,
+            "TokenSecretName": "google/keyless-access-token",
+            "CredentialSource": "workload-identity-federation",
+            "WorkloadIdentityAudience": KEYLESS_AUDIENCE,
+            "ImpersonatedServiceAccount": KEYLESS_TARGET,
+            "TokenLifetimeSeconds": "43200",
+        },
+        stack_name="google-token-rotation-keyless",
+    )
+    expect.check(
+        "ServiceAccountKeySecret" not in deployment.refs, "no key secret exists in this stack"
+    )
+    found = rotate_on_schedule(cloud, deployment)
+    show_executions(found, say)
+    expect.check([e.status for e in found] == ["SUCCEEDED"] * 4, "the keyless rotation SUCCEEDED")
+    current = show_current(cloud, deployment, say)
+    expect.check(current.get("service_account") == KEYLESS_TARGET, "the token is the target's")
+    expires = datetime.fromisoformat(str(current["expires_at"]))
+    now = datetime.fromtimestamp(cloud.clock.now(), UTC)
+    expect.check(expires - now > timedelta(hours=11, minutes=59), "it lives 12 hours")
+    following = _due(_the_schedule(cloud, deployment.refs["RefreshScheduleGroup"]))
+    say(f"   next rotation due at {following:%H:%M:%S}: 62 rotations a month instead of 973")
+    expect.check(
+        expires - following == timedelta(seconds=900), "the refresh follows the 12-hour expiry"
+    )
+    expect.check(_valid_at_google(cloud, current), "Google's tokeninfo accepts it")
+
+
 def _the_schedule(cloud: LocalCloud, group: str) -> dict[str, Any]:
     """The one schedule of the stack's group: the token secret's next rotation."""
     scheduler = cloud.client("scheduler")
@@ -198,9 +249,10 @@ def failed_rotation(
     say(f"   the failed rotation scheduled its own retry: RotateSecret at {retry:%H:%M:%S}")
     say("   (waits of 1, 2, 4 ... up to 15 minutes; one reminder an hour while it fails)")
     expect.check(
+        # A minute after the failure, in whole seconds (rounded up, never early).
         timedelta(0)
         < retry - datetime.fromtimestamp(cloud.clock.now(), UTC)
-        <= timedelta(minutes=1),
+        <= timedelta(minutes=1, seconds=1),
         "the retry comes a minute later",
     )
     current = show_current(cloud, deployment, say)

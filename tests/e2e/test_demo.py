@@ -14,6 +14,7 @@ CHAPTERS = (
     "5. A failure",
     "6. Where things stand",
     "7. How an application reads the token",
+    "8. The recommended source: keyless",
 )
 
 

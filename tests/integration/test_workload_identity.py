@@ -11,7 +11,11 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator
 from rotation_core.config import GoogleEndpoints
-from rotation_core.errors import ConfigurationError, GoogleGrantRejectedError
+from rotation_core.errors import (
+    ConfigurationError,
+    GoogleGrantRejectedError,
+    GoogleUnavailableError,
+)
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
@@ -129,3 +133,20 @@ def test_a_malformed_audience_is_a_configuration_error_before_any_call(
             Step.CREATE, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
         )
     assert google.requests == []
+
+
+def test_an_sts_outage_is_transient_for_the_state_machine_to_retry(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    federated: str,
+    token_secret_arn: str,
+) -> None:
+    google.fail_next("/sts", status=503)
+    rotation = keyless(secretsmanager, environment, google, federated)
+    token = begin_rotation(token_secret_arn)
+
+    with pytest.raises(GoogleUnavailableError, match="Google's STS answered HTTP 503"):
+        rotation.run(Step.CREATE, RotationRequest(token_secret_arn, token))
+
+    assert rotation.run(Step.CREATE, RotationRequest(token_secret_arn, token)).action == "created"
