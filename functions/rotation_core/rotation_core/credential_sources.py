@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from google.auth import aws, impersonated_credentials
+from google.auth import credentials as google_credentials
 
 from rotation_core.config import (
     IMPERSONATION_SOURCE,
@@ -132,15 +133,19 @@ class WorkloadIdentitySource:
 
 
 def _impersonated_token(
-    google: GoogleClient, credentials: Any, target: str, scopes: tuple[str, ...]
+    google: GoogleClient,
+    credentials: google_credentials.Credentials,
+    target: str,
+    scopes: tuple[str, ...],
 ) -> TokenSecretValue:
+    """Mints through IAM Credentials (after the source's own token: a key's grant, or STS) and
+    asks tokeninfo for the account's client id, which generateAccessToken does not give."""
     issued_at = datetime.now(UTC).replace(microsecond=0)
     google.impersonate(credentials, target)
     if not credentials.token or credentials.expiry is None:
         raise GoogleResponseError(
             "Google's IAM Credentials endpoint answered without an accessToken or expireTime"
         )
-    # generateAccessToken does not say the account's client id: tokeninfo does.
     client_id = google.token_info(credentials.token).authorized_party
     return TokenSecretValue(
         access_token=credentials.token,
