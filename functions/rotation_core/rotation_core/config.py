@@ -93,15 +93,18 @@ WORKLOAD_IDENTITY_AUDIENCE = Setting(
     "providers/PROVIDER",
 )
 DEFAULT_MIN_REMAINING_SECONDS: Final = 900
+ALLOWED_LISTS: Final = {
+    IMPERSONATED_SERVICE_ACCOUNT: "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS",
+    DELEGATED_SUBJECT: "ALLOWED_DELEGATED_SUBJECTS",
+}
+"""Environment variables listing what a tag may choose besides the deployer's own value."""
 DEFAULT_REFRESH_LEAD_SECONDS: Final = 900
 
 
 MANAGED_BY_TAG: Final = f"{TAG_PREFIX}managed-by"
 MANAGED_BY_VARIABLE: Final = "MANAGED_BY"
 ALLOWED_KEY_SECRET_IDS_VARIABLE: Final = "ALLOWED_KEY_SECRET_IDS"
-ALLOWED_IMPERSONATED_VARIABLE: Final = "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS"
 DELEGATES_VARIABLE: Final = "IMPERSONATION_DELEGATES"
-ALLOWED_SUBJECTS_VARIABLE: Final = "ALLOWED_DELEGATED_SUBJECTS"
 _ARN_SUFFIX_LENGTH: Final = 7  # Secrets Manager appends "-" and six random characters
 
 
@@ -258,16 +261,24 @@ def _delegated_subject(asked: str | None, environment: Mapping[str, str]) -> str
     """The deployer's subject (none: no delegation), or one the deployer also allows."""
     raw = environment.get(DELEGATED_SUBJECT.variable, "").strip()
     deployed = _parse(DELEGATED_SUBJECT, raw, _email) if raw else None
+    return _deployed_or_allowed(DELEGATED_SUBJECT, asked, deployed, environment)
+
+
+def _deployed_or_allowed(
+    setting: Setting, asked: str | None, deployed: str | None, environment: Mapping[str, str]
+) -> str | None:
+    """What a tag may choose: the deployer's value, or one its allow-list variable names."""
     if asked is None:
         return deployed
-    listed = re.split(r"[\s,]+", environment.get(ALLOWED_SUBJECTS_VARIABLE, ""))
+    variable = ALLOWED_LISTS[setting]
+    listed = re.split(r"[\s,]+", environment.get(variable, ""))
     allowed = {entry for entry in (*listed, deployed) if entry}
     if asked not in allowed:
         raise _outside_ceiling(
-            DELEGATED_SUBJECT,
+            setting,
             f"names {asked}",
-            f"the allowed subjects ({', '.join(sorted(allowed)) or 'none'}; environment "
-            f"variable {ALLOWED_SUBJECTS_VARIABLE!r})",
+            f"the allowed values ({', '.join(sorted(allowed)) or 'none'}; environment "
+            f"variable {variable!r})",
         )
     return asked
 
@@ -297,18 +308,9 @@ def _impersonated(asked: str | None, environment: Mapping[str, str]) -> str:
     if not raw:
         raise _missing(IMPERSONATED_SERVICE_ACCOUNT)
     deployed = _parse(IMPERSONATED_SERVICE_ACCOUNT, raw, _email)
-    if asked is None:
-        return deployed
-    listed = re.split(r"[\s,]+", environment.get(ALLOWED_IMPERSONATED_VARIABLE, ""))
-    allowed = {entry for entry in (*listed, deployed) if entry}
-    if asked not in allowed:
-        raise _outside_ceiling(
-            IMPERSONATED_SERVICE_ACCOUNT,
-            f"names {asked}",
-            f"the allowed accounts ({', '.join(sorted(allowed))}; environment variable "
-            f"{ALLOWED_IMPERSONATED_VARIABLE!r})",
-        )
-    return asked
+    return (
+        _deployed_or_allowed(IMPERSONATED_SERVICE_ACCOUNT, asked, deployed, environment) or deployed
+    )
 
 
 def allowed_key_secret_ids(environment: Mapping[str, str]) -> frozenset[str]:
