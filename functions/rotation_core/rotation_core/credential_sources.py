@@ -49,17 +49,14 @@ class ServiceAccountKeySource:
             raise GoogleResponseError(
                 "Google's token endpoint answered without an access_token or expires_in"
             )
-        return TokenSecretValue(
-            access_token=credentials.token,
-            metadata=TokenMetadata(
-                token_type="Bearer",
-                expires_at=credentials.expiry.replace(tzinfo=UTC, microsecond=0),
-                issued_at=issued_at,
-                scopes=scopes,
-                service_account=key.client_email,
-                service_account_client_id=key.client_id,
-                subject=self.subject,
-            ),
+        return _token_value(
+            credentials.token,
+            credentials.expiry,
+            issued_at,
+            scopes,
+            key.client_email,
+            key.client_id,
+            self.subject,
         )
 
 
@@ -147,15 +144,29 @@ def _impersonated_token(
             "Google's IAM Credentials endpoint answered without an accessToken or expireTime"
         )
     client_id = google.token_info(credentials.token).authorized_party
+    return _token_value(credentials.token, credentials.expiry, issued_at, scopes, target, client_id)
+
+
+def _token_value(
+    access_token: str,
+    expiry: datetime,
+    issued_at: datetime,
+    scopes: tuple[str, ...],
+    account: str,
+    client_id: str,
+    subject: str | None = None,
+) -> TokenSecretValue:
+    """A minted token and what may be said about it (google-auth's expiry is naive UTC)."""
     return TokenSecretValue(
-        access_token=credentials.token,
+        access_token=access_token,
         metadata=TokenMetadata(
             token_type="Bearer",
-            expires_at=credentials.expiry.replace(tzinfo=UTC, microsecond=0),
+            expires_at=expiry.replace(tzinfo=UTC, microsecond=0),
             issued_at=issued_at,
             scopes=scopes,
-            service_account=target,
+            service_account=account,
             service_account_client_id=client_id,
+            subject=subject,
         ),
     )
 
