@@ -1,5 +1,6 @@
 """Google's OAuth2 token endpoints on 127.0.0.1, so rotation is testable offline and breakable."""
 
+import base64
 import contextlib
 import datetime
 import json
@@ -12,7 +13,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -37,9 +38,19 @@ IAM_SCOPES: Final = frozenset(
     {"https://www.googleapis.com/auth/iam", "https://www.googleapis.com/auth/cloud-platform"}
 )
 TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountTokenCreator"
+# Any one of these lets a token list a calendar's events.
+CALENDAR_SCOPES: Final = frozenset(
+    {
+        "https://www.googleapis.com/auth/calendar",
+        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.events",
+        "https://www.googleapis.com/auth/calendar.events.readonly",
+    }
+)
 # Failure-injection keys: "/generateAccessToken" stands for every
-# /v1/projects/-/serviceAccounts/{email}:generateAccessToken path, "/sts" for STS's /v1/token.
-ROUTES: Final = ("/token", "/tokeninfo", "/generateAccessToken", "/sts")
+# /v1/projects/-/serviceAccounts/{email}:generateAccessToken path, "/sts" for STS's /v1/token,
+# "/calendar" for every Calendar API path (/calendar/v3/...).
+ROUTES: Final = ("/token", "/tokeninfo", "/generateAccessToken", "/sts", "/calendar")
 MAX_IMPERSONATED_LIFETIME: Final = 43200
 DEFAULT_IMPERSONATED_LIFETIME: Final = 3600
 
@@ -93,6 +104,13 @@ _UNAUTHENTICATED: Final = (
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 _GET_ACCESS_TOKEN_PERMISSION: Final = "iam.serviceAccounts.getAccessToken"
+_CALENDAR_PREFIX: Final = "/calendar/v3/"
+_EVENTS_PATH: Final = re.compile(r"/calendar/v3/calendars/(?P<calendar>[^/]+)/events")
+_DEFAULT_MAX_RESULTS: Final = 250
+_MAX_MAX_RESULTS: Final = 2500
+# Google's event ids are base32hex (lowercase a-v and digits).
+_EVENT_ID_ALPHABET: Final = "0123456789abcdefghijklmnopqrstuv"
+_PAGE_TOKEN: Final = re.compile(r"offset:(?P<offset>[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -201,6 +219,43 @@ class _Provider:
 
 
 @dataclass(frozen=True)
+class _Event:
+    id: str
+    summary: str
+    start: datetime.datetime
+    end: datetime.datetime
+    """Both in UTC, to the second (Google keeps no fractions)."""
+    created: float
+    """Emulator time it was added; also its last update, as nothing changes it."""
+
+
+@dataclass
+class _Calendar:
+    id: str
+    summary: str
+    time_zone: str
+    readers: frozenset[str]
+    created: float
+    events: list[_Event] = field(default_factory=list)
+    """In the order they were added: the stable order Google promises without orderBy."""
+
+    def readable_by(self, principal: str) -> bool:
+        # The owner of a calendar (the user whose primary calendar it is) always reads it.
+        return bool(principal) and (principal in self.readers or principal == self.id)
+
+
+@dataclass(frozen=True)
+class _EventQuery:
+    """events.list's query parameters, checked."""
+
+    time_min: datetime.datetime | None
+    time_max: datetime.datetime | None
+    max_results: int
+    offset: int
+    order_by: str | None
+
+
+@dataclass(frozen=True)
 class _Reply:
     status: int
     body: bytes
@@ -269,6 +324,107 @@ def _invalid_argument(message: str) -> _ApiError:
     return _ApiError(400, "INVALID_ARGUMENT", message)
 
 
+class _CalendarError(Exception):
+    """An error of the Calendar API: Google's JSON shape there keeps the legacy `errors` list
+    (the one google-api-python-client and googleapis read reasons from) and has no `status`
+    for some errors."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        error: dict[str, str],
+        *,
+        status: str | None = None,
+        details: tuple[dict[str, object], ...] = (),
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.headers = headers
+        body: dict[str, object] = {"code": code, "message": message, "errors": [error]}
+        if status is not None:
+            body["status"] = status
+        if details:
+            body["details"] = list(details)
+        self.payload: dict[str, object] = {"error": body}
+
+
+def _calendar_unauthenticated() -> _CalendarError:
+    return _CalendarError(
+        401,
+        _UNAUTHENTICATED,
+        {
+            "message": "Invalid Credentials",
+            "domain": "global",
+            "reason": "authError",
+            "location": "Authorization",
+            "locationType": "header",
+        },
+        status="UNAUTHENTICATED",
+        headers=(
+            (
+                "WWW-Authenticate",
+                'Bearer realm="https://accounts.google.com/", error="invalid_token"',
+            ),
+        ),
+    )
+
+
+def _calendar_scope_insufficient() -> _CalendarError:
+    return _CalendarError(
+        403,
+        "Request had insufficient authentication scopes.",
+        {
+            "message": "Insufficient Permission",
+            "domain": "global",
+            "reason": "insufficientPermissions",
+        },
+        status="PERMISSION_DENIED",
+        details=(
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "service": "calendar-json.googleapis.com",
+                    "method": "calendar.v3.Events.List",
+                },
+            },
+        ),
+    )
+
+
+def _calendar_not_found() -> _CalendarError:
+    # Google answers 404, not 403, for a calendar the caller may not see.
+    return _CalendarError(
+        404, "Not Found", {"domain": "global", "reason": "notFound", "message": "Not Found"}
+    )
+
+
+def _calendar_bad_request() -> _CalendarError:
+    return _CalendarError(
+        400, "Bad Request", {"domain": "global", "reason": "badRequest", "message": "Bad Request"}
+    )
+
+
+def _ordering_unavailable() -> _CalendarError:
+    # Google's answer to orderBy=startTime without singleEvents=true (verified: quoted from its
+    # real answer in googleworkspace/java-samples issue #52).
+    message = "The requested ordering is not available for the particular query."
+    return _CalendarError(
+        400,
+        message,
+        {
+            "domain": "global",
+            "reason": "invalid",
+            "message": message,
+            "location": "orderBy",
+            "locationType": "parameter",
+        },
+    )
+
+
 class GoogleEmulator:
     """Google's OAuth2 /token (JWT bearer grant, the assertion verified with google-auth's
     `jwt.decode` and the emulator's clock) and /tokeninfo (the token in the query, a posted form
@@ -282,7 +438,10 @@ class GoogleEmulator:
     It also serves the IAM Credentials API's generateAccessToken (impersonation, up to 12 hours
     for accounts in the lifetime-extension org policy) and Google STS's token exchange for AWS
     workload identity federation, which verifies the subject token by forwarding the signed
-    GetCallerIdentity request to `aws_endpoint_url` (the local cloud's AWS)."""
+    GetCallerIdentity request to `aws_endpoint_url` (the local cloud's AWS).
+
+    And a minimal Calendar API for applications to use the tokens on: events.list over the
+    calendars and events a test adds, readable by the principals it names."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
@@ -309,6 +468,7 @@ class GoogleEmulator:
         self._lifetime_extension: set[str] = set()
         self._delegation: dict[str, frozenset[str] | None] = {}
         self._providers: dict[str, _Provider] = {}
+        self._calendars: dict[str, _Calendar] = {}
         # Forwarding to AWS: no retries, so a failing AWS is seen as it fails.
         self._aws_http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=20), retries=False
@@ -386,6 +546,12 @@ class GoogleEmulator:
         builds it (the one to pass as `iam_endpoint_override` or
         `service_account_impersonation_url`)."""
         return f"{self.base_url}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+
+    @property
+    def api_root_url(self) -> str:
+        """The Google APIs root an application is pointed at (googleapis' `rootUrl`; for
+        google-api-python-client, `api_root_url + "calendar/v3/"` is the `api_endpoint`)."""
+        return f"{self.base_url}/"
 
     def now(self) -> float:
         """The emulator's clock: the shared clock plus `clock_offset_seconds`."""
@@ -514,6 +680,57 @@ class GoogleEmulator:
         with self._lock:
             return [record.token for record in self._tokens.values()]
 
+    # --- Calendar API ----------------------------------------------------------------------
+
+    def add_calendar(
+        self,
+        calendar_id: str,
+        *,
+        readers: Iterable[str],
+        summary: str | None = None,
+        time_zone: str = "UTC",
+    ) -> None:
+        """A calendar that `readers` may list the events of: e-mail addresses of service accounts
+        or of Workspace users that domain-wide-delegation tokens act for. Its owner, the user
+        whose e-mail is `calendar_id` (a primary calendar), reads it too."""
+        if isinstance(readers, str):
+            raise TypeError("readers is a collection of e-mail addresses, not one string")
+        calendar = _Calendar(
+            id=calendar_id,
+            summary=calendar_id if summary is None else summary,
+            time_zone=time_zone,
+            readers=frozenset(readers),
+            created=self.now(),
+        )
+        with self._lock:
+            if calendar_id in self._calendars:
+                raise ValueError(f"the emulator already has calendar {calendar_id!r}")
+            self._calendars[calendar_id] = calendar
+
+    def add_event(
+        self,
+        calendar_id: str,
+        summary: str,
+        start: datetime.datetime,
+        end: datetime.datetime,
+    ) -> str:
+        """Adds a timed event to the calendar, created now on the emulator clock; returns its id.
+        `start` and `end` must be aware; they are kept in UTC, to the second."""
+        if start.utcoffset() is None or end.utcoffset() is None:
+            raise ValueError("start and end must be aware datetimes")
+        start_utc = start.astimezone(datetime.UTC).replace(microsecond=0)
+        end_utc = end.astimezone(datetime.UTC).replace(microsecond=0)
+        if end_utc < start_utc:
+            raise ValueError("an event cannot end before it starts")
+        event_id = "".join(secrets.choice(_EVENT_ID_ALPHABET) for _ in range(26))
+        event = _Event(event_id, summary, start_utc, end_utc, self.now())
+        with self._lock:
+            calendar = self._calendars.get(calendar_id)
+            if calendar is None:
+                raise KeyError(f"no calendar {calendar_id!r}: call add_calendar first")
+            calendar.events.append(event)
+        return event_id
+
     # --- failure injection -----------------------------------------------------------------
 
     def fail_next(
@@ -552,8 +769,8 @@ class GoogleEmulator:
             self._storms[route].append(_Storm(failure, until_epoch))
 
     def reset(self) -> None:
-        """Forgets queued failures, storms, the request log and the access a test granted (roles,
-        policies, delegation, pool providers); keys and issued tokens stay."""
+        """Forgets queued failures, storms, the request log, the access a test granted (roles,
+        policies, delegation, pool providers) and calendars; keys and issued tokens stay."""
         with self._lock:
             for queue in self._failures.values():
                 queue.clear()
@@ -564,6 +781,7 @@ class GoogleEmulator:
             self._lifetime_extension.clear()
             self._delegation.clear()
             self._providers.clear()
+            self._calendars.clear()
 
     # --- used by the request handler -------------------------------------------------------
 
@@ -608,8 +826,11 @@ class GoogleEmulator:
         body: bytes = b"",
     ) -> _Reply:
         try:
-            if _route_of(path) == "/generateAccessToken":
-                return self._answer_generate(method, path, content_type, body, bearer)
+            route = _route_of(path)
+            if route in ("/generateAccessToken", "/calendar"):
+                return self._answer_cloud_api(
+                    route, method, path, content_type, query, bearer, body
+                )
             if path in ("/token", _STS_PATH):
                 if method != "POST":
                     raise _OAuthError(405, "invalid_request", "The token endpoint takes POST.")
@@ -633,6 +854,22 @@ class GoogleEmulator:
         except Exception as error:
             # An emulator bug must reach the test as a response, since stderr stays silent.
             return _json_reply(500, {"error": "emulator_error", "error_description": repr(error)})
+
+    def _answer_cloud_api(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        content_type: str,
+        query: dict[str, str],
+        bearer: str | None,
+        body: bytes,
+    ) -> _Reply:
+        """The Cloud APIs, which answer in their own error shapes rather than OAuth's."""
+        if route == "/calendar":
+            # Google takes the token from the header or, as an alternative, the query.
+            return self._answer_calendar(method, path, query, bearer or query.get("access_token"))
+        return self._answer_generate(method, path, content_type, body, bearer)
 
     def _grant(self, content_type: str, form: dict[str, str]) -> dict[str, object]:
         if content_type != _FORM:
@@ -786,6 +1023,82 @@ class GoogleEmulator:
             if record is None or record.revoked or now >= record.token.expires_at:
                 raise _ApiError(401, "UNAUTHENTICATED", _UNAUTHENTICATED)
             return record
+
+    # --- Calendar API: events.list ----------------------------------------------------------
+
+    def _answer_calendar(
+        self, method: str, path: str, query: dict[str, str], access_token: str | None
+    ) -> _Reply:
+        try:
+            match = _EVENTS_PATH.fullmatch(path)
+            if match is None:
+                raise _calendar_not_found()
+            if method != "GET":
+                # Unverified shape: Google would insert an event; the emulator only lists them.
+                message = "The emulator's Calendar API only lists events (GET)."
+                raise _CalendarError(
+                    405,
+                    message,
+                    {"domain": "global", "reason": "httpMethodNotAllowed", "message": message},
+                    headers=(("Allow", "GET"),),
+                )
+            answer = self._list_events(unquote(match["calendar"]), query, access_token)
+            return _json_reply(200, answer)
+        except _CalendarError as error:
+            reply = _json_reply(error.code, error.payload)
+            return _Reply(reply.status, reply.body, reply.content_type, error.headers)
+
+    def _list_events(
+        self, calendar_id: str, query: dict[str, str], access_token: str | None
+    ) -> dict[str, object]:
+        principal = self._calendar_principal(access_token)
+        request = _event_query(query)
+        if calendar_id == "primary":
+            calendar_id = principal
+        with self._lock:
+            calendar = self._calendars.get(calendar_id)
+            if calendar is None or not calendar.readable_by(principal):
+                raise _calendar_not_found()
+            events = list(calendar.events)
+        updated = max([calendar.created, *(event.created for event in events)])
+        matching = [
+            event
+            for event in events
+            if (request.time_min is None or event.end > request.time_min)
+            and (request.time_max is None or event.start < request.time_max)
+        ]
+        if request.order_by == "startTime":
+            matching.sort(key=lambda event: event.start)
+        elif request.order_by == "updated":
+            matching.sort(key=lambda event: event.created)
+        end = request.offset + request.max_results
+        answer: dict[str, object] = {
+            "kind": "calendar#events",
+            "etag": _etag(updated),
+            "summary": calendar.summary,
+            "description": "",
+            "updated": _rfc3339_millis(updated),
+            "timeZone": calendar.time_zone,
+            "accessRole": "reader",
+            "defaultReminders": [],
+        }
+        if end < len(matching):
+            answer["nextPageToken"] = _page_token(end)
+        answer["items"] = [
+            _event_resource(calendar.id, event) for event in matching[request.offset : end]
+        ]
+        return answer
+
+    def _calendar_principal(self, access_token: str | None) -> str:
+        """Who the token reads calendars as: the user a domain-wide-delegation token acts for,
+        else its service account; "" for a federated token, which therefore reads none."""
+        try:
+            record = self._bearer_record(access_token)
+        except _ApiError:
+            raise _calendar_unauthenticated() from None
+        if not CALENDAR_SCOPES.intersection(record.token.scopes):
+            raise _calendar_scope_insufficient()
+        return record.token.subject or record.token.client_email
 
     # --- Google STS: token exchange for AWS workload identity federation ---------------------
 
@@ -1154,13 +1467,22 @@ def _request_error(description: str) -> dict[str, str]:
 
 def _failure_reply(failure: InjectedFailure) -> _Reply:
     body = failure.body
-    if body is None and failure.route == "/generateAccessToken":
+    if body is None and failure.route in ("/generateAccessToken", "/calendar"):
         # Cloud APIs answer in their own error shape, not OAuth's.
         status = "UNAVAILABLE" if failure.status == 503 else "INTERNAL"
         if failure.status < 500:
             status = "FAILED_PRECONDITION"
         message = f"Injected failure (HTTP {failure.status})."
-        body = {"error": {"code": failure.status, "message": message, "status": status}}
+        api_error: dict[str, object] = {
+            "code": failure.status,
+            "message": message,
+            "status": status,
+        }
+        if failure.route == "/calendar":
+            # The Calendar API's shape adds the legacy `errors` list clients take reasons from.
+            reason = "backendError" if failure.status >= 500 else "failedPrecondition"
+            api_error["errors"] = [{"domain": "global", "reason": reason, "message": message}]
+        body = {"error": api_error}
     if body is None:
         error = "internal_failure" if failure.status >= 500 else "injected_failure"
         body = {"error": error, "error_description": f"Injected failure (HTTP {failure.status})."}
@@ -1177,7 +1499,109 @@ def _route_of(path: str) -> str | None:
         return "/sts"
     if path.endswith(":generateAccessToken") and path.startswith("/v1/projects/"):
         return "/generateAccessToken"
+    if path.startswith(_CALENDAR_PREFIX):
+        return "/calendar"
     return None
+
+
+def _event_query(query: Mapping[str, str]) -> _EventQuery:
+    single_events = _boolean(query.get("singleEvents", "false"))
+    order_by = query.get("orderBy")
+    if order_by not in (None, "startTime", "updated"):
+        raise _calendar_bad_request()
+    if order_by == "startTime" and not single_events:
+        # Ordering by start needs recurring events expanded into their instances.
+        raise _ordering_unavailable()
+    return _EventQuery(
+        time_min=_timestamp(query.get("timeMin")),
+        time_max=_timestamp(query.get("timeMax")),
+        max_results=_max_results(query.get("maxResults")),
+        offset=_page_offset(query.get("pageToken")),
+        order_by=order_by,
+    )
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise _calendar_bad_request()
+    return value.lower() == "true"
+
+
+def _timestamp(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 timestamp; Google insists on the offset (or Z)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise _calendar_bad_request() from None
+    if "T" not in value or moment.utcoffset() is None:
+        raise _calendar_bad_request()
+    return moment
+
+
+def _max_results(value: str | None) -> int:
+    if value is None:
+        return _DEFAULT_MAX_RESULTS
+    if not value.isdecimal() or int(value) < 1:
+        raise _calendar_bad_request()
+    # Google caps larger pages silently.
+    return min(int(value), _MAX_MAX_RESULTS)
+
+
+def _page_token(offset: int) -> str:
+    # Opaque to clients, as Google's are; the emulator needs nothing but where the page starts.
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _page_offset(token: str | None) -> int:
+    if token is None:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except ValueError:
+        raise _calendar_bad_request() from None
+    match = _PAGE_TOKEN.fullmatch(decoded)
+    if match is None:
+        raise _calendar_bad_request()
+    return int(match["offset"])
+
+
+def _event_resource(calendar_id: str, event: _Event) -> dict[str, object]:
+    stamp = _rfc3339_millis(event.created)
+    # Google's eid: the event id and its calendar's id, base64url without padding.
+    eid = base64.urlsafe_b64encode(f"{event.id} {calendar_id}".encode()).decode().rstrip("=")
+    return {
+        "kind": "calendar#event",
+        "etag": _etag(event.created),
+        "id": event.id,
+        "status": "confirmed",
+        "htmlLink": f"https://www.google.com/calendar/event?eid={eid}",
+        "created": stamp,
+        "updated": stamp,
+        "summary": event.summary,
+        "creator": {"email": calendar_id},
+        "organizer": {"email": calendar_id, "self": True},
+        "start": {"dateTime": _rfc3339_seconds(event.start), "timeZone": "UTC"},
+        "end": {"dateTime": _rfc3339_seconds(event.end), "timeZone": "UTC"},
+        "iCalUID": f"{event.id}@google.com",
+        "sequence": 0,
+        "eventType": "default",
+    }
+
+
+def _etag(updated: float) -> str:
+    # Google's etags are quoted strings; the update time in microseconds changes with the content.
+    return f'"{int(updated * 1_000_000)}"'
+
+
+def _rfc3339_millis(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _rfc3339_seconds(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _requested_scopes(scope: object) -> tuple[str, ...]:

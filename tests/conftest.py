@@ -47,7 +47,7 @@ class _RecordCollector(logging.Handler):
 
 _COLLECTOR = _RecordCollector()
 # Our own loggers at every level; everything else at the level it would have in Lambda.
-_WATCHED_LOGGERS = ("rotation_core", "google-token-rotation", "localcloud")
+_WATCHED_LOGGERS = ("rotation_core", "google-token-rotation", "localcloud", "google_token_secret")
 
 
 @dataclass

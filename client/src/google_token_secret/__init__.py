@@ -1,0 +1,23 @@
+"""Google API credentials read from a Secrets Manager token secret that a rotation keeps fresh."""
+
+from google_token_secret.credentials import SecretCredentials
+from google_token_secret.errors import (
+    ExpiredTokenError,
+    InvalidTokenSecretError,
+    PlaceholderTokenError,
+    TokenSecretAccessDeniedError,
+    TokenSecretError,
+    TokenSecretNotFoundError,
+    TokenSecretUnavailableError,
+)
+
+__all__ = [
+    "ExpiredTokenError",
+    "InvalidTokenSecretError",
+    "PlaceholderTokenError",
+    "SecretCredentials",
+    "TokenSecretAccessDeniedError",
+    "TokenSecretError",
+    "TokenSecretNotFoundError",
+    "TokenSecretUnavailableError",
+]
