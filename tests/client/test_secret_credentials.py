@@ -259,12 +259,17 @@ def test_a_value_that_is_not_a_token_secret_is_named_without_echoing_it(
 
 
 def test_refresh_reads_again_even_when_the_token_is_not_due(
-    secretsmanager: SecretsManagerClient, calls: Calls, clock: time_machine.Traveller
+    secretsmanager: SecretsManagerClient,
+    calls: Calls,
+    clock: time_machine.Traveller,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     first, second = new_token(), new_token()
     make_secret(secretsmanager, token_value(first, START + timedelta(hours=1)))
     credentials = SecretCredentials(TOKEN_SECRET, client=secretsmanager)
     assert credentials.token == first
+    credentials.refresh(None)  # Google refused a token the secret still holds: say so
+    assert "if Google keeps refusing it, the token was revoked; rotate the secret" in caplog.text
     rotate(secretsmanager, second, START + timedelta(hours=1))
 
     credentials.refresh(None)  # what a transport does after Google answered 401
@@ -272,7 +277,7 @@ def test_refresh_reads_again_even_when_the_token_is_not_due(
     headers: dict[str, str] = {}
     credentials.before_request(None, "GET", "https://www.googleapis.com/", headers)
     assert headers == {"authorization": f"Bearer {second}"}
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 def test_threads_that_find_the_token_due_share_one_read(

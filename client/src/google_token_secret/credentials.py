@@ -207,7 +207,14 @@ class SecretCredentials(credentials.Credentials):
         except BotoCoreError as error:
             return self._keep_or_raise(held, now, str(error))
         fresh = self._parse(answer, now)
-        if held is not None and fresh.version_id == held.version_id:
+        if held is None or fresh.version_id != held.version_id:
+            _LOGGER.debug(
+                "Read token secret %s version %s, expiring at %s",
+                self._secret_id,
+                fresh.version_id,
+                fresh.expiry.isoformat(),
+            )
+        elif fresh.expires_at - now <= self._margin:
             _LOGGER.warning(
                 "Token secret %s still holds version %s, which expires in %d s: its rotation "
                 "is late or failing; using it until a newer one is stored",
@@ -216,11 +223,12 @@ class SecretCredentials(credentials.Credentials):
                 fresh.expires_at - now,
             )
         else:
-            _LOGGER.debug(
-                "Read token secret %s version %s, expiring at %s",
+            _LOGGER.warning(
+                "Asked to refresh, but token secret %s still holds version %s (expiring in "
+                "%d s): if Google keeps refusing it, the token was revoked; rotate the secret",
                 self._secret_id,
                 fresh.version_id,
-                fresh.expiry.isoformat(),
+                fresh.expires_at - now,
             )
         return fresh
 
