@@ -49,8 +49,11 @@ $(UV) pip sync --require-hashes --compile-bytecode --python $(1)/bin/python $(2)
 touch $(1)/.installed
 endef
 
-$(VENV)/.installed: requirements/dev.txt functions/rotation_core/requirements.txt | $(UV)
+# The client package (client/) goes in editable, as an application installs it: the demo, the
+# examples and the tests import it from there. Its build backend, flit_core, is in the dev lock.
+$(VENV)/.installed: requirements/dev.txt functions/rotation_core/requirements.txt client/pyproject.toml | $(UV)
 	$(call sync-venv,$(VENV),requirements/dev.txt)
+	$(UV) pip install --quiet --no-deps --no-build-isolation --python $(VENV)/bin/python --editable client || { rm -f $@; exit 1; }
 
 $(SAM_VENV)/.installed: requirements/sam.txt | $(UV)
 	$(call sync-venv,$(SAM_VENV),requirements/sam.txt)
@@ -77,11 +80,17 @@ check-template: venv $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel --template template.yaml
 
+# The Node.js example's packages, exactly as its lock file pins them (tests/e2e runs the example).
+examples/node/node_modules/.installed: examples/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or later (with npm), e.g. from https://nodejs.org or the distribution's nodejs and npm packages" >&2; exit 1; }
+	cd examples/node && npm ci --no-audit --no-fund
+	touch $@
+
 # pytest keeps about one core busy for minutes, so the lint and template checks run beside it on the
 # other. The checks print first, live; pytest's output waits in a file meanwhile, then is followed
 # live from its first line, so the two never mix. Both always finish; either failing fails the run.
 .PHONY: test
-test: venvs
+test: venvs examples/node/node_modules/.installed
 	@tests_log=$$(mktemp); tests_pid=; \
 	trap 'rm -f "$$tests_log"' EXIT; \
 	trap '[ -z "$$tests_pid" ] || kill $$tests_pid 2>/dev/null; exit 130' INT TERM; \

@@ -4,13 +4,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from google.auth.transport.requests import AuthorizedSession
+
+from google_token_secret import SecretCredentials
 from localcloud.cloud import ACCOUNT_ID, Deployment, LocalCloud
 from localcloud.deployment import CURRENT
 from localcloud.google_emulator import ServiceAccountKey
@@ -26,6 +31,7 @@ from localcloud.operations import (
     version_stages,
 )
 from localcloud.scheduler import LocalScheduler
+from localcloud.template import PROJECT_ROOT
 
 DEMO_PARAMETERS = {
     "GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly",
@@ -66,7 +72,11 @@ def run_demo(say: Callable[[str], None] = print) -> int:
         read = show_application_read(cloud, deployment, say)
         expect.check(read, "an application reads AWSCURRENT with the AWS CLI")
         say("\n8. The recommended source: keyless, 12-hour tokens (Workload Identity Federation)")
-        keyless_rotation(cloud, expect)
+        keyless = keyless_rotation(cloud, expect)
+        say("\n9. The application: the Python example lists a Google Calendar with the token")
+        calendar_application(cloud, deployment, account, expect)
+        say("\n10. A long-running reader keeps working across a rotation, without a restart")
+        long_running_reader(cloud, keyless, expect)
 
     elapsed = time.monotonic() - started
     if expect.failures:
@@ -164,7 +174,7 @@ KEYLESS_AUDIENCE = (
 KEYLESS_TARGET = "calendar-reader@demo-project.iam.gserviceaccount.com"
 
 
-def keyless_rotation(cloud: LocalCloud, expect: Expectations) -> None:
+def keyless_rotation(cloud: LocalCloud, expect: Expectations) -> Deployment:
     """A second stack with no key at all: createSecret's own AWS role is exchanged at Google's
     STS, and the federated token mints the target account's 12-hour token."""
     say = expect.say
@@ -204,6 +214,165 @@ def keyless_rotation(cloud: LocalCloud, expect: Expectations) -> None:
         expires - following == timedelta(seconds=900), "the refresh follows the 12-hour expiry"
     )
     expect.check(_valid_at_google(cloud, current), "Google's tokeninfo accepts it")
+    return deployment
+
+
+def calendar_application(
+    cloud: LocalCloud, deployment: Deployment, account: ServiceAccountKey, expect: Expectations
+) -> None:
+    """examples/python/list_events.py, run as its own process the way an operator would."""
+    say = expect.say
+    _add_calendar(cloud, DEMO_CALENDAR, readers=[account.client_email])
+    environment = {
+        "TOKEN_SECRET_ID": _secret_name(deployment.token_secret_arn),
+        "CALENDAR_ID": DEMO_CALENDAR,
+        "GOOGLE_API_ROOT_URL": cloud.google.api_root_url,
+    }
+    say(f"   $ export {' '.join(f'{k}={v}' for k, v in environment.items())}")
+    say(f"   $ python {EXAMPLE.relative_to(PROJECT_ROOT)}")
+    listed = subprocess.run(  # noqa: S603 - this interpreter and our own example
+        [sys.executable, str(EXAMPLE)],
+        env={**os.environ, **cloud.client_environment(), **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    for line in (listed.stdout + listed.stderr).splitlines():
+        say(f"   {line}")
+    expect.check(
+        listed.returncode == 0 and "Stand-up" in listed.stdout,
+        "the example listed the calendar's events with AWSCURRENT's token",
+    )
+    token = str(current_value(cloud, deployment.token_secret_arn)["GOOGLE_ACCESS_TOKEN"])
+    bearers = [r.bearer for r in cloud.google.requests if r.path.startswith("/calendar/")]
+    expect.check(bearers == [token], "Google saw exactly that token, once")
+    expect.check(token not in listed.stdout + listed.stderr, "the example never prints the token")
+
+
+def long_running_reader(cloud: LocalCloud, deployment: Deployment, expect: Expectations) -> None:
+    """One SecretCredentials in a thread that lists the calendar every 0.2 s while the stack
+    rotates the token and the old one expires at Google."""
+    say = expect.say
+    google = cloud.google
+    _add_calendar(cloud, KEYLESS_TARGET, readers=[])  # the account's own: "primary"
+    secrets = cloud.client("secretsmanager", retries={"total_max_attempts": 3})
+    reads: list[str] = []
+    secrets.meta.events.register(
+        "provide-client-params.secrets-manager.GetSecretValue",
+        lambda params, **_: reads.append(params["VersionStage"]),
+    )
+    credentials = SecretCredentials(deployment.token_secret_arn, client=secrets)
+    reader = _CalendarReader(
+        credentials, f"{google.api_root_url}calendar/v3/calendars/primary/events"
+    )
+    reader.start()
+    try:
+        reader.wait_for_rounds(2)
+        old = current_value(cloud, deployment.token_secret_arn)
+        due = _due(_the_schedule(cloud, deployment.refs["RefreshScheduleGroup"]))
+        say(f"   the reader lists every 0.2 s; the clock jumps to {due:%H:%M:%S}, when the refresh")
+        say("   is due, the stack rotates, then the clock passes the old token's expiry")
+        cloud.clock.advance_to(due.timestamp())
+        rotated = rotate_on_schedule(cloud, deployment)
+        expect.check(
+            [e.status for e in rotated] == ["SUCCEEDED"] * 4, "the stack rotated the token"
+        )
+        new = current_value(cloud, deployment.token_secret_arn)
+        cloud.clock.advance_to(datetime.fromisoformat(str(old["expires_at"])).timestamp() + 1)
+        picked_up = reader.wait_for_version(_current_version(cloud, deployment))
+        reader.wait_for_rounds(reader.rounds + 2)
+    finally:
+        reader.stop()
+    which = {old["GOOGLE_ACCESS_TOKEN"]: "old token", new["GOOGLE_ACCESS_TOKEN"]: "new token"}
+    seen = [
+        f"{which[r.bearer]} → {r.status}"
+        for r in google.requests
+        if r.path.startswith("/calendar/") and r.bearer in which
+    ]
+    say("   what Google saw, in order:")
+    for summary in _runs(seen):
+        say(f"     {summary}")
+    say("   (the reader runs on this machine's clock, behind the local cloud's jump, so Google's")
+    say("   401 told it first and it re-read the secret at once; on one clock it re-reads 5")
+    say("   minutes before expires_at, when the new version is already there: no 401 at all)")
+    expect.check(picked_up, "the reader moved to the new token version without a restart")
+    expect.check(
+        not reader.failures,
+        "every listing the application asked for succeeded"
+        + (f" (failures: {', '.join(reader.failures)})" if reader.failures else ""),
+    )
+    expect.check(
+        reads == [CURRENT, CURRENT],
+        f"it read the secret twice, once per token version ({len(reads)} GetSecretValue calls)",
+    )
+
+
+class _CalendarReader(threading.Thread):
+    """An application's worker: lists the calendar over and over on one credential."""
+
+    def __init__(self, credentials: SecretCredentials, events_url: str) -> None:
+        super().__init__(name="calendar-reader", daemon=True)
+        self._session = AuthorizedSession(credentials)
+        self._credentials = credentials
+        self._url = events_url
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self.rounds = 0
+        self.versions: list[str] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                outcome = str(self._session.get(self._url, timeout=10).status_code)
+            except Exception as error:  # the demo reports any failure; an application would retry
+                outcome = type(error).__name__
+            if outcome != "200":
+                self.failures.append(outcome)
+            with self._progress:
+                self.rounds += 1
+                self.versions.append(self._credentials.version_id)
+                self._progress.notify_all()
+            self._stopping.wait(0.2)
+
+    def wait_for_rounds(self, rounds: int) -> bool:
+        with self._progress:
+            return self._progress.wait_for(lambda: self.rounds >= rounds, timeout=30)
+
+    def wait_for_version(self, version: str) -> bool:
+        with self._progress:
+            return self._progress.wait_for(lambda: version in self.versions, timeout=30)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=15)
+
+
+DEMO_CALENDAR = "team-calendar@demo-project.example"
+EXAMPLE = PROJECT_ROOT / "examples" / "python" / "list_events.py"
+
+
+def _add_calendar(cloud: LocalCloud, calendar_id: str, readers: list[str]) -> None:
+    """A calendar at Google with two events ahead of both the real and the local clock."""
+    cloud.google.add_calendar(calendar_id, readers=readers)
+    soon = datetime.fromtimestamp(max(cloud.clock.now(), time.time()), UTC).replace(microsecond=0)
+    for days, summary in ((1, "Stand-up"), (2, "Design review")):
+        start = soon + timedelta(days=days)
+        cloud.google.add_event(calendar_id, summary, start, start + timedelta(minutes=30))
+
+
+def _runs(lines: list[str]) -> list[str]:
+    """Consecutive repeats folded: "old token → 200 (7 times)"."""
+    folded: list[str] = []
+    for line, repeats in ((key, len(list(group))) for key, group in groupby(lines)):
+        folded.append(line if repeats == 1 else f"{line} ({repeats} times)")
+    return folded
+
+
+def _current_version(cloud: LocalCloud, deployment: Deployment) -> str:
+    stages = version_stages(cloud, deployment.token_secret_arn)
+    return next(version for version, labels in stages.items() if CURRENT in labels)
 
 
 def _the_schedule(cloud: LocalCloud, group: str) -> dict[str, Any]:

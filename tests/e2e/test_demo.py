@@ -15,6 +15,8 @@ CHAPTERS = (
     "6. Where things stand",
     "7. How an application reads the token",
     "8. The recommended source: keyless",
+    "9. The application: the Python example lists a Google Calendar",
+    "10. A long-running reader keeps working across a rotation",
 )
 
 
@@ -36,4 +38,6 @@ def test_the_demo_tells_the_whole_story_and_every_expectation_holds() -> None:
     assert "✘" not in out
     assert "Subject: Google token rotation failed at createSecret" in out
     assert '"GOOGLE_ACCESS_TOKEN": "ya29.' in out  # the application's read, masked
+    assert "Stand-up" in out  # the Python example's listing
+    assert "old token → 401\n     new token → 200" in out  # the reader moved on without a restart
     assert "Demo passed" in out

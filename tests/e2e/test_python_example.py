@@ -35,7 +35,6 @@ def run_example(stack: Stack) -> subprocess.CompletedProcess[str]:
     environment = {
         **os.environ,
         **stack.cloud.client_environment(),
-        "PYTHONPATH": str(PROJECT_ROOT / "client" / "src"),
         "TOKEN_SECRET_ID": stack.secret_arn,
         "CALENDAR_ID": CALENDAR,
         "GOOGLE_API_ROOT_URL": stack.cloud.google.api_root_url,

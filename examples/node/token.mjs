@@ -1,0 +1,158 @@
+// The Google access token kept fresh in AWS Secrets Manager, as an OAuth2Client of
+// google-auth-library that any Google API client accepts as `auth`.
+//
+// How the pinned google-auth-library (10.5.0) uses what this sets up
+// (node_modules/google-auth-library/build/src/auth/):
+// - Before each request, while the token expires more than `eagerRefreshThresholdMillis` from
+//   now, the cached token is sent; otherwise `refreshHandler` is called and its answer cached
+//   (oauth2client.js getRequestMetadataAsync and isTokenExpiring). So the secret is read once
+//   per token, `refreshMarginMs` before its `expires_at`. (While the newest token in the secret
+//   is itself that close to expiring, the rotation is late, and each request reads it again.)
+// - When Google answers 401 or 403, the request is sent once more after calling
+//   `refreshHandler` again, but only where the credentials have no expiry_date or
+//   `forceRefreshOnFailure` is set (oauth2client.js requestAsync). It is set here: a token Google
+//   refuses before its expires_at (revoked, or clocks apart) is replaced by AWSCURRENT at once.
+// - `eagerRefreshThresholdMillis` is taken only when truthy (authclient.js constructor): 0 would
+//   silently mean the default of 5 minutes, so a margin must be positive.
+//
+// The token itself is never logged, printed or put into an error message.
+
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { OAuth2Client } from "google-auth-library";
+
+export const DEFAULT_REFRESH_MARGIN_MS = 5 * 60 * 1000;
+
+/** An error whose message says what is wrong and how to fix it; print the message alone. */
+export class TokenSecretError extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = "TokenSecretError";
+  }
+}
+
+/**
+ * An OAuth2Client that sends the token of `secretId`'s AWSCURRENT version and reads the secret
+ * again `refreshMarginMs` before the token expires, and once more when Google answers 401/403.
+ * `auth.tokenSecret` describes the last token read (never the token itself).
+ */
+export function secretAccessToken(
+  secretId,
+  { client = new SecretsManagerClient({}), refreshMarginMs = DEFAULT_REFRESH_MARGIN_MS } = {},
+) {
+  if (!secretId) {
+    throw new TokenSecretError("no secret id given: pass the token secret's name or ARN");
+  }
+  if (!(Number.isFinite(refreshMarginMs) && refreshMarginMs > 0)) {
+    throw new RangeError(`refreshMarginMs must be a positive number, not ${refreshMarginMs}`);
+  }
+  const auth = new OAuth2Client({
+    eagerRefreshThresholdMillis: refreshMarginMs,
+    forceRefreshOnFailure: true,
+  });
+  auth.tokenSecret = { secretId };
+  // The library does not share one refresh between concurrent requests: share it here.
+  let reading = null;
+  auth.refreshHandler = () => {
+    reading ??= readToken(client, secretId)
+      .then(({ token, metadata }) => {
+        auth.tokenSecret = { secretId, ...metadata };
+        return token;
+      })
+      .finally(() => {
+        reading = null;
+      });
+    return reading;
+  };
+  return auth;
+}
+
+/**
+ * Reads AWSCURRENT of `secretId` once: `{ token: { access_token, expiry_date }, metadata }`,
+ * where metadata holds expires_at, service_account and scopes. Throws TokenSecretError when the
+ * secret holds no usable token.
+ */
+export async function readToken(client, secretId) {
+  let answer;
+  try {
+    answer = await client.send(
+      new GetSecretValueCommand({ SecretId: secretId, VersionStage: "AWSCURRENT" }),
+    );
+  } catch (error) {
+    throw await explainAwsError(error, client, secretId);
+  }
+  let value;
+  try {
+    value = JSON.parse(answer.SecretString ?? "");
+  } catch {
+    value = undefined;
+  }
+  if (value === null || typeof value !== "object" || !("GOOGLE_ACCESS_TOKEN" in value)) {
+    throw new TokenSecretError(
+      `secret ${secretId} is not a token secret (no JSON with GOOGLE_ACCESS_TOKEN): ` +
+        "use the stack's TokenSecretArn output, not the key secret",
+    );
+  }
+  if (!value.GOOGLE_ACCESS_TOKEN) {
+    throw new TokenSecretError(
+      `secret ${secretId} still holds the placeholder (GOOGLE_ACCESS_TOKEN is empty): no ` +
+        "rotation has succeeded yet. Store the service-account key in the key secret (or set " +
+        `up the credential source), then run 'aws secretsmanager rotate-secret --secret-id ` +
+        `${secretId}'; if it fails, its notice on the stack's failure topic says why`,
+    );
+  }
+  const expiryDate = Date.parse(value.expires_at);
+  if (Number.isNaN(expiryDate)) {
+    throw new TokenSecretError(
+      `secret ${secretId} has no valid expires_at (${JSON.stringify(value.expires_at ?? null)}): ` +
+        "it was not written by the rotation; run 'aws secretsmanager rotate-secret " +
+        `--secret-id ${secretId}'`,
+    );
+  }
+  if (expiryDate <= Date.now()) {
+    throw new TokenSecretError(
+      `the newest token in secret ${secretId} expired at ${value.expires_at}: the rotation is ` +
+        "failing. See the notices on the stack's failure topic, 'aws stepfunctions " +
+        "list-executions --state-machine-arn <RotationStateMachineArn> --status-filter FAILED', " +
+        "and the token-rotation-status:failing-since tag in 'aws secretsmanager " +
+        `describe-secret --secret-id ${secretId}'`,
+    );
+  }
+  return {
+    token: { access_token: value.GOOGLE_ACCESS_TOKEN, expiry_date: expiryDate },
+    metadata: {
+      expires_at: value.expires_at,
+      service_account: value.service_account,
+      scopes: value.scopes,
+    },
+  };
+}
+
+async function explainAwsError(error, client, secretId) {
+  const aws = error?.message ? ` (AWS: ${error.message})` : "";
+  switch (error?.name) {
+    case "AccessDeniedException":
+      return new TokenSecretError(
+        `not allowed to read secret ${secretId}: the application's role needs ` +
+          "secretsmanager:GetSecretValue on the secret's ARN (the stack's TokenSecretArn " +
+          "output), and kms:Decrypt on its key if the secret uses a customer-managed KMS key" +
+          aws,
+        { cause: error },
+      );
+    case "DecryptionFailure":
+      return new TokenSecretError(
+        `cannot decrypt secret ${secretId}: the application's role needs kms:Decrypt on the ` +
+          `secret's customer-managed KMS key${aws}`,
+        { cause: error },
+      );
+    case "ResourceNotFoundException": {
+      const region = await client.config.region().catch(() => "an unknown region");
+      return new TokenSecretError(
+        `secret ${secretId} not found in ${region}: check the secret's name or ARN (the ` +
+          "stack's TokenSecretArn output) and AWS_REGION",
+        { cause: error },
+      );
+    }
+    default:
+      return error;
+  }
+}
