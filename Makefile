@@ -112,7 +112,7 @@ lock: | $(UV)
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(UV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(SAM_VENV) $(UV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage examples/node/node_modules
 
 .PHONY: demo
 demo: venv

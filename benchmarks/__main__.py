@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks import cost
+from benchmarks import client_reads, cost
 from localcloud.cloud import Deployment, Invocation, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import rotate_on_schedule, start_manual
@@ -57,6 +57,8 @@ def main() -> int:
         print(f"| {row.measure} | {row.value} | {row.note} |")
     print()
     print("\n".join(cost.report(measured)))
+    print()
+    print("\n".join(client_reads.report(client_reads.run())))  # after the local cloud has stopped
     return 0
 
 

@@ -242,10 +242,18 @@ def standard_alarms(template: Template) -> tuple[str, ...]:
     """The template's alarms, refusing a high-resolution one (it has another price)."""
     alarms = template.of_type("AWS::CloudWatch::Alarm")
     for logical_id, alarm in alarms.items():
-        period = int(alarm["Properties"].get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS))
-        if period < STANDARD_ALARM_MIN_PERIOD_SECONDS:
+        period = alarm["Properties"].get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS)
+        if min(_possible_values(template, period)) < STANDARD_ALARM_MIN_PERIOD_SECONDS:
             raise ValueError(f"{logical_id} is a high-resolution alarm: price it as one")
     return tuple(sorted(alarms))
+
+
+def _possible_values(template: Template, value: Any) -> list[int]:
+    """A number, or every number a `!FindInMap` can give whatever the parameters are."""
+    if isinstance(value, Mapping) and "Fn::FindInMap" in value:
+        mapping, _, attribute = value["Fn::FindInMap"]
+        return [int(entry[attribute]) for entry in template.document["Mappings"][mapping].values()]
+    return [int(value)]
 
 
 def _rotate(cloud: "LocalCloud", deployment: Deployment) -> None:

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 
 from localcloud.operations import rotate_on_schedule
 from localcloud.template import PROJECT_ROOT
@@ -45,6 +46,34 @@ def test_the_python_example_reads_a_token_google_auth_accepts(
     valid, expires_at = answer.stdout.split()
     assert valid == "True"
     assert expires_at == stack.current()["expires_at"]
+
+
+def test_the_client_package_example_lists_a_calendar_with_the_rotated_token(
+    deploy_stack: StackFactory,
+) -> None:
+    stack = deploy_stack(token_secret_name=DEFAULT_TOKEN_SECRET)
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    google = stack.cloud.google
+    google.add_calendar(stack.account.client_email, readers=[])  # the account's "primary"
+    # As written, but Google's address is the emulator's.
+    example = fenced_block("python", "**Python: the `google-token-secret` package**").replace(
+        "https://www.googleapis.com/", google.api_root_url
+    )
+
+    answer = subprocess.run(
+        [sys.executable, "-c", example],
+        env={**os.environ, **stack.cloud.client_environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert answer.returncode == 0, answer.stderr
+    status, expiry = answer.stdout.split(maxsplit=1)
+    assert status == "200"
+    expires_at = datetime.fromisoformat(stack.current()["expires_at"])
+    assert datetime.fromisoformat(expiry.strip()) == expires_at.replace(tzinfo=None)
 
 
 def test_the_iam_policy_example_is_valid_json_naming_one_action() -> None:

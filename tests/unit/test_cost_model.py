@@ -25,7 +25,9 @@ from benchmarks.cost import (
     monthly_total,
     report,
     rotations_per_month,
+    standard_alarms,
 )
+from localcloud.template import Template, load_template
 
 MONTH = 30.4 * 86_400
 
@@ -199,3 +201,15 @@ def test_the_report_totals_agree_with_the_arithmetic() -> None:
     total = monthly_total(line_items(measured), fixed_items(measured), rotations)
     hour_row = next(line for line in report(measured) if line.startswith("| 1 hour"))
     assert hour_row.endswith(f"**${total:,.2f}** |")
+
+
+def test_the_templates_alarms_are_standard_resolution_whatever_the_token_lifetime() -> None:
+    """The near-expiry alarm's period comes from a mapping per lifetime: every entry counts."""
+    assert standard_alarms(load_template()) == ("RotationFailuresAlarm", "TokenNearExpiryAlarm")
+
+
+def test_a_mapped_period_under_a_minute_is_priced_as_high_resolution() -> None:
+    document = dict(load_template().document)
+    document["Mappings"] = {"NearExpiryAlarm": {"3600": {"Period": 10, "Periods": 5}}}
+    with pytest.raises(ValueError, match="TokenNearExpiryAlarm is a high-resolution alarm"):
+        standard_alarms(Template(document))
