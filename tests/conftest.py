@@ -119,10 +119,13 @@ def _aws_fidelity() -> None:
 
 
 @pytest.fixture
-def secretsmanager(moto_endpoint: str) -> SecretsManagerClient:
-    """A fresh, empty moto account for every test."""
-    urllib3.PoolManager().request("POST", f"{moto_endpoint}/moto-api/reset")
-    return boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint)
+def secretsmanager(moto_endpoint: str) -> Iterator[SecretsManagerClient]:
+    """A fresh, empty moto account for every test, emptied again after it: moto's backends are
+    the process's, so a secret left behind would meet the local clouds of later modules."""
+    reset = f"{moto_endpoint}/moto-api/reset"
+    urllib3.PoolManager().request("POST", reset)
+    yield boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint)
+    urllib3.PoolManager().request("POST", reset)
 
 
 @pytest.fixture(scope="session")

@@ -595,9 +595,10 @@ def test_describe_failure_always_returns_both_the_notice_and_the_schedule_key(
 
 
 def metric_lines(out: str) -> list[dict[str, Any]]:
-    """The embedded-metric-format documents among the JSON lines."""
+    """The embedded-metric-format documents of the token-life metric among the JSON lines (every
+    step also publishes its own duration, in a document of its own)."""
     documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return [document for document in documents if "_aws" in document]
+    return [document for document in documents if "AccessTokenSecondsLeft" in document]
 
 
 HANDLERS = {
