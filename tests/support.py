@@ -61,7 +61,14 @@ def current_value(secretsmanager: SecretsManagerClient) -> TokenSecretValue:
 
 
 SCHEDULE_UPSERTS = frozenset(
-    {"ScheduleNextRotation", "CreateNextRotationSchedule", "ScheduleRetry", "CreateRetrySchedule"}
+    {
+        "ScheduleNextRotation",
+        "CreateNextRotationSchedule",
+        "ScheduleNextRotationAndNotify",
+        "CreateNextRotationScheduleAndNotify",
+        "ScheduleRetry",
+        "CreateRetrySchedule",
+    }
 )
 """The state machine's schedule upserts: UpdateSchedule, then CreateSchedule when the secret has
 none yet (its first rotation or failure), so how many run depends on the secret's past."""

@@ -136,7 +136,11 @@ def test_a_manual_execution_with_a_100_kb_secret_id_sends_one_bounded_notice(
 
     assert execution.status == "FAILED"
     assert execution.error == "InvalidRequestError"
-    assert execution.task_attempts == {"CreateSecret": 1, "DescribeFailure": 1, "NotifyFailure": 1}
+    assert execution.task_attempts == {
+        "ManualCreateSecret": 1,
+        "DescribeFailure": 1,
+        "NotifyFailure": 1,
+    }
     notice = only_notice(stack)
     assert notice["Subject"] == "Google token rotation failed at createSecret"
     message = notice["Message"]

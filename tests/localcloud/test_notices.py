@@ -133,7 +133,7 @@ def test_input_without_a_secret_id_fails_with_one_notice_and_starts_nothing(
 
     assert execution.status == "FAILED"
     assert execution.error == "InvalidExecutionInput"
-    assert visited(execution) == ["ValidateInput", "InvalidInput", *NOTICE_PATH]
+    assert visited(execution) == ["ValidateAndRoute", "InvalidInput", *NOTICE_PATH]
     assert execution.task_attempts == {"DescribeFailure": 1, "NotifyFailure": 1}
     [notice] = fresh.notices()
     assert notice["Subject"] == "Google token rotation failed: input validation"
@@ -166,13 +166,7 @@ def test_an_unknown_step_fails_with_one_notice_that_never_copies_it(
 
     assert execution.status == "FAILED"
     assert execution.error == "UnknownRotationStep"
-    assert visited(execution) == [
-        "ValidateInput",
-        "PrepareStepRequest",
-        "ChooseStep",
-        "UnknownStep",
-        *NOTICE_PATH,
-    ]
+    assert visited(execution) == ["ValidateAndRoute", "UnknownStep", *NOTICE_PATH]
     [notice] = fresh.notices()
     assert_sns_subject(notice["Subject"])
     assert notice["Subject"].startswith("Google token rotation failed: unknown step (")
@@ -194,6 +188,37 @@ def test_an_unknown_step_fails_with_one_notice_that_never_copies_it(
     # character is counted without overlaps, so the 200 x's are found once per copy).
     copies = [json.dumps(event, default=str).count("x" * 200) for event in execution.history]
     assert max(copies) == (1 if step == "x" * 200 else 0)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, 42, ["a", "list"]],
+    ids=["no-token", "token-number", "token-array"],
+)
+def test_a_step_without_a_string_client_request_token_fails_as_invalid_input(
+    fresh: Local, token: Any
+) -> None:
+    """The routing Choice refuses a step whose version id is missing or not text before any step
+    runs: the failure path names the rotation's version by it, and the step would refuse it."""
+    execution_input: dict[str, Any] = {"SecretId": fresh.secret_arn, "Step": "createSecret"}
+    if token is not None:
+        execution_input["ClientRequestToken"] = token
+    stages = version_stages(fresh.cloud, fresh.secret_arn)
+
+    execution = fresh.run(execution_input)
+
+    assert execution.status == "FAILED"
+    assert visited(execution) == ["ValidateAndRoute", "InvalidInput", *NOTICE_PATH]
+    assert execution.task_attempts == {"DescribeFailure": 1, "NotifyFailure": 1}
+    [notice] = fresh.notices()
+    message = notice["Message"]
+    assert message["Step"] == "input validation"
+    assert message["Error"] == "InvalidExecutionInput"
+    assert "ClientRequestToken" in message["Cause"]
+    assert message["SecretId"] == fresh.secret_arn
+    assert message["NextSteps"].startswith("Nothing was started.")
+    assert ending(execution)[0] == "InvalidExecutionInput"
+    assert version_stages(fresh.cloud, fresh.secret_arn) == stages
 
 
 def test_sns_failing_beyond_every_retry_ends_with_the_steps_error_and_no_notice(
