@@ -150,6 +150,9 @@ class LocalCloud:
         self._clients_lock = threading.Lock()
         self.endpoint = ""
         self.deployment: Deployment | None = None
+        # Kept after each deploy, by stack name, so that an extra function can be deployed into
+        # a stack with its parameters and resources (deploy_extra_function).
+        self._deployers: dict[str, _Deployer] = {}
 
     def start(self) -> Self:
         # moto's server logs every request; the demo's output is the rotation, not HTTP.
@@ -231,7 +234,26 @@ class LocalCloud:
             environment_overrides or {},
         )
         self.deployment = deployer.deploy()
+        self._deployers[stack_name] = deployer
         return self.deployment
+
+    def deploy_extra_function(self, deployment: Deployment, spec: FunctionSpec) -> str:
+        """Deploys a function the template does not declare (a benchmark's fixture, say) into
+        a deployed stack, exactly as the stack's own functions were deployed: its variables
+        resolved against the stack's parameters and resources (so a SAM Globals `!Ref` means the
+        same), its layers the template's, a warm worker with the local cloud's process
+        environment, named `<stack>-<logical id>`. It joins `deployment.functions` and
+        `deployment.refs` as a resource of the stack would. Returns its ARN."""
+        deployer = self._deployers.get(deployment.stack_name)
+        # The deploy's own mapping, not a namesake's: a stack of another cloud, or one this cloud
+        # has since deployed again under the same name, would get a function it never sees.
+        if deployer is None or deployer.function_names is not deployment.functions:
+            raise ValueError(f"stack {deployment.stack_name!r} was not deployed on this cloud")
+        if spec.logical_id in deployer.resolver.refs:
+            raise ValueError(f"stack {deployment.stack_name!r} has a {spec.logical_id} already")
+        deployer.functions[spec.logical_id] = spec
+        deployer._deploy_function(spec.logical_id, {})
+        return deployer.resolver.attributes[(spec.logical_id, "Arn")]
 
     def store_service_account_key(self, key: ServiceAccountKey) -> None:
         """What a user does after deploying: put the downloaded key file into its secret."""
@@ -369,11 +391,14 @@ class _Deployer:
         )
 
     def _deploy_secret(self, logical_id: str, properties: Any) -> None:
+        # Without KmsKeyId, Secrets Manager encrypts with aws/secretsmanager. DeletionPolicy and
+        # UpdateReplacePolicy apply when a stack is deleted or updated, which never happens here.
         arn = self.cloud.client("secretsmanager").create_secret(
             Name=properties.get("Name", self._name(logical_id)),
             Description=properties.get("Description", ""),
             SecretString=properties["SecretString"],
             Tags=properties.get("Tags", []),
+            **({"KmsKeyId": properties["KmsKeyId"]} if "KmsKeyId" in properties else {}),
         )["ARN"]
         self.resolver.refs[logical_id] = arn
 
@@ -487,6 +512,7 @@ class _Deployer:
             Action=properties["Action"],
             Principal=properties["Principal"],
             SourceAccount=properties["SourceAccount"],
+            **({"SourceArn": properties["SourceArn"]} if "SourceArn" in properties else {}),
         )
 
     def _deploy_rotation_schedule(self, logical_id: str, properties: Any) -> None:

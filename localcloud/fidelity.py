@@ -33,6 +33,10 @@ Corrected:
   again with its ClientRequestToken (here before answering; AWS in the background).
 - RotateSecret without RotationLambdaARN rotates with the configured function (moto forgot it
   and promoted the new, empty version straight to AWSCURRENT).
+- RotateSecret with RotationRules switches rotation on whatever the rules' form (moto did so
+  for AutomaticallyAfterDays only: with a ScheduleExpression, as `aws secretsmanager
+  rotate-secret --rotation-rules ScheduleExpression=...` sends, the steps found rotation off and
+  refused with RotationNotEnabledError).
 - rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
 - `configure_rotation` is what AWS::SecretsManager::RotationSchedule leaves: rotation
   enabled with the function's ARN, nothing rotated yet (moto drops a ScheduleExpression and
@@ -448,6 +452,9 @@ def _rotate_secret_as_aws(
             if PENDING in stages:
                 stages.remove(PENDING)
         rotation_lambda_arn = rotation_lambda_arn or secret.rotation_lambda_arn or None
+        if rotation_rules:
+            # Before the steps run: each one checks DescribeSecret's RotationEnabled first.
+            secret.rotation_enabled = True
     if not rotate_immediately and isinstance(secret, FakeSecret):
         return _test_rotation_configuration(
             self, secret, client_request_token, rotation_lambda_arn, rotation_rules

@@ -51,7 +51,7 @@ def test_twelve_hour_impersonated_tokens_rotate_and_refresh_11_hours_45_later(
         alarm
         for alarm in cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]
         if alarm["AlarmName"].startswith(stack.deployment.stack_name)
-        and alarm["MetricName"] == "AccessTokenSecondsLeft"
+        and alarm.get("MetricName") == "AccessTokenSecondsLeft"
     ]
     assert alarm["Period"] * alarm["EvaluationPeriods"] == TWELVE_HOURS - 300
 

@@ -3,6 +3,7 @@ Globals, the state machine's definition and substitutions, and the template's Ru
 
 import json
 import re
+import uuid
 from collections.abc import Iterator, Mapping
 from graphlib import TopologicalSorter
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from localcloud import fidelity
 from localcloud.cloud import LocalCloud
 from localcloud.intrinsics import Resolver, TemplateError, references
+from localcloud.operations import current_value, rotate_on_schedule
 from localcloud.template import PROJECT_ROOT, FunctionSpec, Template, load_template
 
 PSEUDO = {
@@ -339,3 +341,50 @@ def test_deploy_refuses_a_refresh_lead_outside_the_token_lifetime(
 def test_deploy_refuses_unknown_parameters(cloud: LocalCloud) -> None:
     with pytest.raises(TemplateError, match="unknown parameters: AcknowledgeGap"):
         cloud.deploy({"AcknowledgeGap": "yes"})
+
+
+# A customer-managed KMS key for the key secret.
+
+
+def test_the_key_secret_is_created_under_the_given_kms_key_and_rotations_still_read_it(
+    cloud: LocalCloud,
+) -> None:
+    """moto records the key and does not encrypt with it; what is checked here is that the
+    template hands the key to Secrets Manager and that the stack still rotates."""
+    kms_key_arn = cloud.client("kms").create_key()["KeyMetadata"]["Arn"]
+    suffix = uuid.uuid4().hex[:12]
+    deployment = cloud.deploy(
+        {"ServiceAccountKeyKmsKeyArn": kms_key_arn, "TokenSecretName": f"kms-{suffix}/token"},
+        stack_name=f"kms-{suffix}",
+    )
+    secrets = cloud.client("secretsmanager")
+    assert secrets.describe_secret(SecretId=deployment.key_secret_arn)["KmsKeyId"] == kms_key_arn
+    assert "KmsKeyId" not in secrets.describe_secret(SecretId=deployment.token_secret_arn)
+    cloud.store_service_account_key(cloud.google.create_service_account())
+
+    found = rotate_on_schedule(cloud, deployment)
+
+    assert [execution.status for execution in found] == ["SUCCEEDED"] * 4
+    assert current_value(cloud, deployment.token_secret_arn)["GOOGLE_ACCESS_TOKEN"]
+
+
+def test_deploy_refuses_a_kms_key_for_a_key_secret_that_federation_does_not_have(
+    cloud: LocalCloud,
+) -> None:
+    rule = load_template().document["Rules"]["KeyEncryptionNeedsAKey"]
+    description = " ".join(rule["Assertions"][0]["AssertDescription"].split())
+    kms_key_arn = cloud.client("kms").create_key()["KeyMetadata"]["Arn"]
+    federation = {
+        "CredentialSource": "workload-identity-federation",
+        "ImpersonatedServiceAccount": "rotator@demo-project.iam.gserviceaccount.com",
+        "WorkloadIdentityAudience": (
+            "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/aws/"
+            "providers/account"
+        ),
+    }
+
+    with pytest.raises(TemplateError) as refused:
+        cloud.deploy({**federation, "ServiceAccountKeyKmsKeyArn": kms_key_arn})
+
+    assert str(refused.value) == f"rule KeyEncryptionNeedsAKey: {description}"
+    assert cloud.deployment is None

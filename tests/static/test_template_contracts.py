@@ -12,10 +12,12 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
+from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
 from rotation_core.refresh import STATUS_TAG_PREFIX
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
+from rotation_core.token_secret import PLACEHOLDER
 
 TEMPLATE = load_template()
 STATE_MACHINE = TEMPLATE.state_machine()
@@ -58,19 +60,57 @@ AWS_SCHEDULER_TRANSIENT = frozenset(
 AWS_SCHEDULER_MISSING = "Scheduler.ResourceNotFoundException"
 SCHEDULE_UPSERTS = {
     "ScheduleNextRotation": ("CreateNextRotationSchedule", "$.FinishSecret.Outcome.FollowUp"),
+    "ScheduleNextRotationAndNotify": (
+        "CreateNextRotationScheduleAndNotify",
+        "$.FinishSecret.Outcome.FollowUp",
+    ),
     "ScheduleRetry": ("CreateRetrySchedule", "$.FollowUp"),
 }
 STEP_TASKS = {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
+# Twin states, identical but for Next/End (and a Catch's target, which is the other twin):
+# the first of each pair goes on, the second ends the execution. A twin saves billed
+# transitions: a step's execution ends at its Task, and a rotation that ends no failure streak
+# ends at its schedule upsert, with no Choice and Succeed after them.
+TWINS = {
+    "ManualCreateSecret": "CreateSecret",
+    "ManualSetSecret": "SetSecret",
+    "ManualTestSecret": "TestSecret",
+    "ScheduleNextRotationAndNotify": "ScheduleNextRotation",
+    "CreateNextRotationScheduleAndNotify": "CreateNextRotationSchedule",
+}
+STEP_FAILURE_READS = {"$.SecretId", "$.ClientRequestToken", "$.Failure"}
 # States on the way from a failure to the notice, and what each may read from the state data.
 FAILURE_PATH_READS = {
     "InvalidInput": {"$"},
-    "UnknownStep": {"$.Request"},
+    "UnknownStep": {"$"},
+    **{f"{name}Failed": STEP_FAILURE_READS for name in STEP_TASKS},
     "DescribeFailure": {"$.Request", "$.FailedStep", "$.Failure", "$$.Execution.Id"},
     "DescribeFailureFallback": {"$.FailedStep", "$.Failure.Error", "$$.Execution.Id"},
     "FallbackNotice": {"$.FallbackNotice"},
     "NotifyFailure": {"$.FollowUp.Notice.Subject", "$.FollowUp.Notice.Message"},
 }
-SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:", "scheduler:", "iam:", "lambda:")
+SCOPED_SERVICES = ("secretsmanager:", "states:", "sns:", "scheduler:", "iam:", "lambda:", "kms:")
+ANY_SECRET = {
+    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"
+}
+"""Every secret of the account and region: allowed only with MANAGED_HERE."""
+MANAGED_HERE = {f"aws:ResourceTag/{MANAGED_BY_TAG}": {"Ref": "AWS::StackName"}}
+"""The StringEquals condition that limits a statement to the secrets tagged as this stack's."""
+KEY_SECRET = {
+    "Fn::If": [
+        "CreateKeySecret",
+        {"Ref": "ServiceAccountKeySecret"},
+        {"Ref": "ServiceAccountKeySecretArn"},
+    ]
+}
+STEP_FUNCTION_IDS = (
+    "CreateSecretFunction",
+    "SetSecretFunction",
+    "TestSecretFunction",
+    "FinishSecretFunction",
+    "DescribeFailureFunction",
+)
+"""What the state machine invokes."""
 
 
 def retriers_and_catchers(states: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
@@ -105,8 +145,9 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
         for name, state in ASL["States"].items()
         if state.get("Parameters", {}).get("FunctionName", "").endswith("FunctionArn}")
     }
-    assert set(tasks) == STEP_TASKS | {"DescribeFailure"}
-    tasks = {name: tasks[name] for name in STEP_TASKS}
+    step_twins = {twin for twin, base in TWINS.items() if base in STEP_TASKS}
+    assert set(tasks) == STEP_TASKS | step_twins | {"DescribeFailure"}
+    tasks = {name: tasks[name] for name in STEP_TASKS | step_twins}
     for name, task in tasks.items():
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert retried == error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT, name
@@ -120,11 +161,23 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
 
 def test_every_failure_path_notifies_once_before_failing() -> None:
     states = ASL["States"]
-    step_failures = {c["Next"] for name in STEP_TASKS for c in states[name]["Catch"]}
+    step_tasks = STEP_TASKS | {twin for twin, base in TWINS.items() if base in STEP_TASKS}
+    step_failures = {c["Next"] for name in step_tasks for c in states[name]["Catch"]}
     assert step_failures == {f"{name}Failed" for name in STEP_TASKS}
     for target in step_failures | {"InvalidInput", "UnknownStep"}:
         assert states[target]["Type"] == "Pass"
         assert states[target]["Next"] == "DescribeFailure"
+        # What DescribeFailure and the fallback read is there on every way in.
+        assert {"Request", "FailedStep", "Failure"} <= {
+            key.removesuffix(".$") for key in states[target]["Parameters"]
+        }
+    for name in STEP_TASKS:
+        # The label is this machine's literal; the request is named by its two ids only.
+        assert states[f"{name}Failed"]["Parameters"]["FailedStep"] == name[0].lower() + name[1:]
+        assert set(states[f"{name}Failed"]["Parameters"]["Request"]) == {
+            "SecretId.$",
+            "ClientRequestToken.$",
+        }
     describe = states["DescribeFailure"]
     assert describe["Resource"] == "arn:aws:states:::lambda:invoke"
     assert describe["Parameters"]["FunctionName"] == "${DescribeFailureFunctionArn}"
@@ -211,32 +264,87 @@ def test_schedules_are_upserted_where_and_as_whom_the_template_says(update: str)
     assert states[update]["Parameters"] == states[create]["Parameters"]
     missing = states[update]["Catch"][0]
     assert missing == {"ErrorEquals": [AWS_SCHEDULER_MISSING], "ResultPath": None, "Next": create}
-    assert states[create]["Next"] == states[update]["Next"]
+    assert _exit(states[create]) == _exit(states[update])
+
+
+def _exit(state: dict[str, Any]) -> tuple[str | None, bool]:
+    return state.get("Next"), state.get("End", False)
 
 
 def test_a_rotation_that_cannot_schedule_its_successor_is_reported_as_finish_secret() -> None:
+    """finishSecret's follow-up: whether a recovered notice is due is chosen first, so that the
+    schedule upsert can end the execution; the notice still goes out only after the upsert (it
+    names the next rotation's time), and losing it never fails the rotation."""
     states = ASL["States"]
-    assert states["FinishSecret"]["Next"] == "ScheduleNextRotation"
-    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
+    assert states["FinishSecret"]["Next"] == "RecoveredNoticeDue"
+    assert states["RecoveredNoticeDue"]["Choices"] == [
+        {
+            "Variable": "$.FinishSecret.Outcome.FollowUp.Notice",
+            "IsNull": False,
+            "Next": "ScheduleNextRotationAndNotify",
+        }
+    ]
+    assert states["RecoveredNoticeDue"]["Default"] == "ScheduleNextRotation"
+    for name in (
+        "ScheduleNextRotation",
+        "CreateNextRotationSchedule",
+        "ScheduleNextRotationAndNotify",
+        "CreateNextRotationScheduleAndNotify",
+    ):
         assert states[name]["Catch"][-1] == {
             "ErrorEquals": ["States.ALL"],
             "ResultPath": "$.Failure",
             "Next": "FinishSecretFailed",
         }
-        assert states[name]["Next"] == "RecoveredNoticeDue"
-    assert states["RecoveredNoticeDue"]["Choices"] == [
-        {
-            "Variable": "$.FinishSecret.Outcome.FollowUp.Notice",
-            "IsNull": False,
-            "Next": "NotifyRecovered",
-        }
-    ]
-    assert states["RecoveredNoticeDue"]["Default"] == "StepDone"
+    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
+        assert _exit(states[name]) == (None, True)
+    for name in ("ScheduleNextRotationAndNotify", "CreateNextRotationScheduleAndNotify"):
+        assert _exit(states[name]) == ("NotifyRecovered", False)
     recovered = states["NotifyRecovered"]
-    assert recovered["Next"] == "StepDone"
-    assert [(c["ErrorEquals"], c["Next"]) for c in recovered["Catch"]] == [
-        (["States.ALL"], "StepDone")
-    ]
+    assert _exit(recovered) == (None, True)
+    assert recovered["Parameters"]["Subject.$"] == "$.FinishSecret.Outcome.FollowUp.Notice.Subject"
+    [lost] = recovered["Catch"]
+    assert lost == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.NotifyError",
+        "Next": "RecoveredNoticeLost",
+    }
+    assert states["RecoveredNoticeLost"]["Type"] == "Succeed"
+
+
+def _without_exit(state: dict[str, Any]) -> dict[str, Any]:
+    """A state as its twin must be: no Next or End, and Catch targets named by the base twin."""
+    kept = {key: value for key, value in state.items() if key not in {"Next", "End"}}
+    if "Catch" in kept:
+        kept["Catch"] = [
+            {**rule, "Next": TWINS.get(rule["Next"], rule["Next"])} for rule in kept["Catch"]
+        ]
+    return kept
+
+
+@pytest.mark.parametrize(("twin", "base"), sorted(TWINS.items()))
+def test_twin_states_are_identical_but_for_where_they_go(twin: str, base: str) -> None:
+    """A twin exists only so that one of the pair can end the execution (End) where the other
+    goes on (Next); everything that does the work (resource, parameters, result handling, retries,
+    catches, comment) is the same, so the two cannot drift apart."""
+    states = ASL["States"]
+    assert _without_exit(states[twin]) == _without_exit(states[base])
+    assert _exit(states[base]) == (None, True)
+    assert states[twin]["Next"] not in {None, base}
+    assert "End" not in states[twin]
+
+
+def test_no_task_is_duplicated_outside_the_declared_twins() -> None:
+    """Every pair of Task states with the same resource and parameters is a declared twin."""
+    tasks = {name: state for name, state in ASL["States"].items() if state["Type"] == "Task"}
+    pairs = {
+        frozenset((one, other))
+        for one, first in tasks.items()
+        for other, second in tasks.items()
+        if one < other
+        and (first["Resource"], first["Parameters"]) == (second["Resource"], second["Parameters"])
+    }
+    assert pairs == {frozenset(pair) for pair in TWINS.items()}
 
 
 def _reads(value: Any) -> Iterator[str]:
@@ -325,20 +433,100 @@ def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
                 yield logical_id, statement
 
 
-def test_whoever_tags_the_token_secret_may_write_status_tags_only() -> None:
-    """The managed-by and settings tags decide what the rotation may do: no role of this stack
-    may change them, only the status tags the refresh chain keeps."""
+def limited_to_this_stacks_secrets(statement: dict[str, Any]) -> bool:
+    equals = statement.get("Condition", {}).get("StringEquals", {})
+    return all(equals.get(key) == value for key, value in MANAGED_HERE.items())
+
+
+def secret_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    for owner, statement in all_policies():
+        if any(action.startswith("secretsmanager:") for action in statement["Action"]):
+            yield owner, statement
+
+
+def test_token_secrets_are_chosen_by_this_stacks_tag_and_the_key_secret_by_its_arn() -> None:
+    """Any number of token secrets: every statement on secrets covers any secret of the account
+    that carries token-rotation:managed-by=<this stack>, whatever its name; only the statement
+    that reads the key names one secret, and no statement names the stack's own token secret."""
+    exact = []
+    for owner, statement in secret_statements():
+        if statement["Resource"] == ANY_SECRET:
+            assert limited_to_this_stacks_secrets(statement), f"{owner}: {statement}"
+        else:
+            exact.append((owner, statement["Sid"], statement["Resource"]))
+    assert exact == [("CreateSecretFunction", "ReadTheServiceAccountKey", KEY_SECRET)]
+    assert "TokenSecret" not in json.dumps([s["Resource"] for _, s in secret_statements()])
+
+
+def test_no_statement_reaches_every_resource_or_every_secret_without_the_tag() -> None:
+    """`*` only where the actions take no resource (the execution logs' delivery); a wildcard
+    secret ARN only with the managed-by condition."""
+    checked = 0
+    for owner, statement in all_policies():
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        checked += 1
+        if "*" in resources:
+            assert (owner, statement["Sid"]) == (STATE_MACHINE.logical_id, "DeliverExecutionLogs")
+            assert all(action.startswith("logs:") for action in actions), statement
+        for resource in resources:
+            if "secretsmanager" in json.dumps(resource) and "*" in json.dumps(resource):
+                assert resource == ANY_SECRET, f"{owner}: {resource}"
+                assert limited_to_this_stacks_secrets(statement), f"{owner}: {statement}"
+        if any(action.startswith(SCOPED_SERVICES) for action in actions):
+            assert not any("*" in a for a in actions), f"{owner}: wildcard action {actions}"
+    assert checked >= 15
+
+
+def _iam_like(pattern: str, value: str) -> bool:
+    """IAM's StringLike and action matching: * any run of characters, ? one character."""
+    expression = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(expression, value) is not None
+
+
+def _may_name_tag_key(condition: dict[str, Any], key: str) -> bool:
+    """Whether a TagResource/UntagResource that names only `key` passes the statement's
+    conditions on aws:TagKeys (no such condition: any key passes)."""
+    for operator, tests in condition.items():
+        if "aws:TagKeys" not in tests:
+            continue
+        allowed = tests["aws:TagKeys"]
+        allowed = [allowed] if isinstance(allowed, str) else allowed
+        if operator == "ForAllValues:StringLike":
+            if not any(_iam_like(pattern, key) for pattern in allowed):
+                return False
+        elif operator == "ForAllValues:StringEquals":
+            if key not in allowed:
+                return False
+        else:
+            # ForAnyValue and plain operators would not limit every key of a request.
+            raise AssertionError(f"aws:TagKeys under {operator} limits no tag key")
+    return True
+
+
+TAGGING_ACTIONS = ("secretsmanager:TagResource", "secretsmanager:UntagResource")
+
+
+def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
+    """Whoever may set token-rotation:managed-by decides what the stack rotates: none of the
+    stack's own roles may, nor change a setting tag; they may write status tags only."""
     taggers = set()
     for owner, statement in all_policies():
-        if {"secretsmanager:TagResource", "secretsmanager:UntagResource"} & set(
-            statement["Action"]
-        ):
-            taggers.add(owner)
-            assert statement["Condition"] == STATUS_TAGS_ONLY, owner
+        granted = [a for a in TAGGING_ACTIONS if any(_iam_like(g, a) for g in statement["Action"])]
+        assert not any(_iam_like(g, "secretsmanager:CreateSecret") for g in statement["Action"])
+        if not granted:
+            continue
+        taggers.add(owner)
+        condition = statement.get("Condition", {})
+        assert not _may_name_tag_key(condition, MANAGED_BY_TAG), f"{owner}: {granted}"
+        assert not _may_name_tag_key(condition, f"{TAG_PREFIX}scopes"), f"{owner}: {granted}"
+        assert _may_name_tag_key(condition, f"{STATUS_TAG_PREFIX}failed-attempts"), owner
     assert taggers == {"FinishSecretFunction", "DescribeFailureFunction"}
 
 
-def test_the_scheduler_role_may_only_rotate_the_token_secret() -> None:
+def test_the_scheduler_role_may_only_rotate_this_stacks_token_secrets() -> None:
     role = TEMPLATE.resources["RefreshSchedulerRole"]["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
@@ -348,13 +536,58 @@ def test_the_scheduler_role_may_only_rotate_the_token_secret() -> None:
     policy = TEMPLATE.resources["RefreshSchedulerPolicy"]["Properties"]
     assert policy["Roles"] == [{"Ref": "RefreshSchedulerRole"}]
     granted = [
-        (statement["Action"], statement["Resource"])
+        (statement["Action"], statement["Resource"], statement.get("Condition"))
         for statement in policy["PolicyDocument"]["Statement"]
     ]
     assert granted == [
-        (["secretsmanager:RotateSecret"], {"Ref": "TokenSecret"}),
-        (["lambda:InvokeFunction"], {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}),
+        (["secretsmanager:RotateSecret"], ANY_SECRET, {"StringEquals": MANAGED_HERE}),
+        (["lambda:InvokeFunction"], {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}, None),
     ]
+
+
+def test_secrets_manager_may_invoke_the_entry_function_for_this_accounts_secrets_only() -> None:
+    permission = TEMPLATE.resources["SecretsManagerMayInvokeRotationEntry"]["Properties"]
+    assert permission["Principal"] == "secretsmanager.amazonaws.com"
+    assert permission["FunctionName"] == {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["SourceArn"] == ANY_SECRET
+
+
+def test_the_state_machine_may_invoke_exactly_the_functions_its_definition_calls() -> None:
+    """Exact ARNs, not SAM's LambdaInvokePolicy (function:<name>*, which matches other functions
+    named alike). Exact ARNs suffice because every task invokes an unqualified ARN: no version,
+    alias or Qualifier, which would need the :* form."""
+    assert all(set(policy) == {"Statement"} for policy in STATE_MACHINE.policies), (
+        "no SAM templates"
+    )
+    invoking = [
+        statement
+        for statement in policy_statements(STATE_MACHINE.policies)
+        if any(action.startswith("lambda:") for action in statement["Action"])
+    ]
+    [statement] = invoking
+    assert statement["Action"] == ["lambda:InvokeFunction"]
+    assert "Condition" not in statement
+    granted = [resource["Fn::GetAtt"] for resource in statement["Resource"]]
+    assert granted == [[logical_id, "Arn"] for logical_id in STEP_FUNCTION_IDS]
+    tasks = [
+        s for s in ASL["States"].values() if s.get("Resource") == "arn:aws:states:::lambda:invoke"
+    ]
+    invoked = set()
+    for task in tasks:
+        parameters = task["Parameters"]
+        assert "Qualifier" not in parameters
+        placeholder = re.fullmatch(r"\$\{([A-Za-z]+)\}", parameters["FunctionName"])
+        assert placeholder is not None, parameters["FunctionName"]
+        substituted = STATE_MACHINE.substitutions[placeholder[1]]
+        invoked.add(substituted["Fn::GetAtt"][0])
+        assert substituted["Fn::GetAtt"][1] == "Arn", "the unqualified ARN"
+    assert invoked == set(STEP_FUNCTION_IDS)
+    assert not any(
+        any(action.startswith("lambda:") for action in statement["Action"])
+        for owner, statement in all_policies()
+        if owner not in {STATE_MACHINE.logical_id, "RefreshSchedulerPolicy"}
+    )
 
 
 def test_only_the_state_machine_upserts_schedules_and_only_in_the_stacks_group() -> None:
@@ -374,39 +607,105 @@ def test_only_the_state_machine_upserts_schedules_and_only_in_the_stacks_group()
     }
 
 
-def test_no_wildcard_resource_on_secret_state_or_topic_actions() -> None:
-    checked = 0
-    for owner, statement in all_policies():
-        actions = statement["Action"]
-        actions = [actions] if isinstance(actions, str) else actions
-        if any(action.startswith(SCOPED_SERVICES) for action in actions):
-            checked += 1
-            resources = statement["Resource"]
-            resources = resources if isinstance(resources, list) else [resources]
-            assert all(resource != "*" for resource in resources), f"{owner}: {statement}"
-            assert not any("*" in a for a in actions), f"{owner}: wildcard action {actions}"
-    assert checked >= 7
-
-
-def test_keyless_federation_leaves_no_function_able_to_read_a_key() -> None:
-    spec = TEMPLATE.functions()["CreateSecretFunction"]
-    [conditional] = [
-        statement
+def _conditional_statements(logical_id: str) -> dict[str, list[Any]]:
+    """A function's statements that a template condition keeps, by Sid: [condition, kept, else]."""
+    spec = TEMPLATE.functions()[logical_id]
+    conditional = [
+        statement["Fn::If"]
         for policy in spec.policies
         if isinstance(policy, dict)
         for statement in policy.get("Statement", [])
         if "Fn::If" in statement
     ]
-    condition, reading, otherwise = conditional["Fn::If"]
+    return {kept["Sid"]: [condition, kept, otherwise] for condition, kept, otherwise in conditional}
+
+
+def test_keyless_federation_leaves_no_function_able_to_read_or_decrypt_a_key() -> None:
+    conditional = _conditional_statements("CreateSecretFunction")
+    assert set(conditional) == {"ReadTheServiceAccountKey", "DecryptTheServiceAccountKey"}
+    condition, _, otherwise = conditional["ReadTheServiceAccountKey"]
     assert condition == "UsesKey"
-    assert reading["Sid"] == "ReadTheServiceAccountKey"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    condition, _, otherwise = conditional["DecryptTheServiceAccountKey"]
+    assert condition == "DecryptsTheKeySecret"
     assert otherwise == {"Ref": "AWS::NoValue"}
     conditions = TEMPLATE.document["Conditions"]
     assert conditions["UsesKey"] == {"Fn::Not": [{"Condition": "Keyless"}]}
     assert conditions["Keyless"] == {
         "Fn::Equals": [{"Ref": "CredentialSource"}, "workload-identity-federation"]
     }
+    assert conditions["DecryptsTheKeySecret"] == {
+        "Fn::And": [{"Condition": "UsesKey"}, {"Condition": "HasKeySecretKmsKey"}]
+    }
     assert TEMPLATE.resources["ServiceAccountKeySecret"]["Condition"] == "CreateKeySecret"
+
+
+def test_only_create_secret_may_decrypt_the_key_secret_and_only_through_secrets_manager() -> None:
+    decrypting = [
+        (owner, s) for owner, s in all_policies() if any("kms:" in a for a in s["Action"])
+    ]
+    assert decrypting == [
+        (
+            "CreateSecretFunction",
+            {
+                "Sid": "DecryptTheServiceAccountKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": {"Ref": "ServiceAccountKeyKmsKeyArn"},
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+                    }
+                },
+            },
+        )
+    ]
+    key_secret = TEMPLATE.resources["ServiceAccountKeySecret"]["Properties"]
+    assert key_secret["KmsKeyId"] == {
+        "Fn::If": [
+            "HasKeySecretKmsKey",
+            {"Ref": "ServiceAccountKeyKmsKeyArn"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert TEMPLATE.document["Conditions"]["HasKeySecretKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ServiceAccountKeyKmsKeyArn"}, ""]}]
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        (
+            "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+            True,
+        ),
+        # kms:Decrypt is granted on the key's ARN: an alias or a bare key id would grant nothing.
+        ("arn:aws:kms:eu-west-1:123456789012:alias/google-key", False),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
+        ("arn:aws:kms:eu-west-1:123456789012:key/*", False),
+    ],
+)
+def test_the_kms_key_parameter_takes_a_key_arn_or_nothing(value: str, accepted: bool) -> None:
+    pattern = TEMPLATE.document["Parameters"]["ServiceAccountKeyKmsKeyArn"]["AllowedPattern"]
+    assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+def test_both_secrets_go_with_the_stack() -> None:
+    """No credential outlives the stack that looks after it (the reasons: template.yaml)."""
+    for logical_id in ("TokenSecret", "ServiceAccountKeySecret"):
+        resource = TEMPLATE.resources[logical_id]
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Delete"
+
+
+def test_the_token_secret_is_deployed_as_a_managed_token_secret_holding_the_placeholder() -> None:
+    """createSecret replaces only the placeholder or its own tokens: the template deploys the
+    first, with the tag that puts the secret in this stack's care."""
+    properties = TEMPLATE.resources["TokenSecret"]["Properties"]
+    assert properties["SecretString"] == PLACEHOLDER
+    assert {"Key": MANAGED_BY_TAG, "Value": {"Ref": "AWS::StackName"}} in properties["Tags"]
 
 
 def test_only_create_secret_may_read_the_key_secret() -> None:
@@ -418,33 +717,28 @@ def test_only_create_secret_may_read_the_key_secret() -> None:
     assert readers == {"CreateSecretFunction"}
 
 
-STATUS_TAGS_ONLY = {"ForAllValues:StringLike": {"aws:TagKeys": f"{STATUS_TAG_PREFIX}*"}}
-
-
-def test_describe_failure_may_only_read_the_token_secrets_labels_and_tag_its_status() -> None:
+def test_describe_failure_may_only_read_token_secrets_labels_and_tag_their_status() -> None:
     spec = TEMPLATE.functions()["DescribeFailureFunction"]
     assert list(policy_statements(spec.policies)) == [
         {
             "Sid": "ReadTheTokenSecretStages",
             "Effect": "Allow",
             "Action": ["secretsmanager:DescribeSecret"],
-            "Resource": {"Ref": "TokenSecret"},
+            "Resource": ANY_SECRET,
+            "Condition": {"StringEquals": MANAGED_HERE},
         },
         {
             "Sid": "RecordTheFailureStreak",
             "Effect": "Allow",
             "Action": ["secretsmanager:TagResource"],
-            "Resource": {"Ref": "TokenSecret"},
-            "Condition": STATUS_TAGS_ONLY,
+            "Resource": ANY_SECRET,
+            "Condition": {
+                "StringEquals": MANAGED_HERE,
+                "ForAllValues:StringLike": {"aws:TagKeys": f"{STATUS_TAG_PREFIX}*"},
+            },
         },
     ]
     assert len(spec.policies) == 1
-    invoked = [
-        policy["LambdaInvokePolicy"]["FunctionName"]
-        for policy in STATE_MACHINE.policies
-        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
-    ]
-    assert {"Ref": "DescribeFailureFunction"} in invoked
     assert STATE_MACHINE.substitutions["DescribeFailureFunctionArn"] == {
         "Fn::GetAtt": ["DescribeFailureFunction", "Arn"]
     }

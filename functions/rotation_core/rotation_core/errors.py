@@ -69,7 +69,8 @@ class RotationAbandonedError(PermanentRotationError):
 
 
 class UnmanagedSecretError(PermanentRotationError):
-    """The SecretId is not a token secret this stack manages (or it is a key secret)."""
+    """The SecretId is not a token secret this stack manages: it lacks the stack's tag, it is a
+    key secret, or it carries the tag but holds a value the rotation did not write."""
 
 
 class InvalidTokenSecretError(PermanentRotationError):

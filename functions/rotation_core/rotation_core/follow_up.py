@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rotation_core.config import managed_secret_check
-from rotation_core.errors import RotationError
+from rotation_core.errors import RotationError, UnmanagedSecretError
 from rotation_core.failure_notice import (
     FailureReport,
     Notice,
@@ -95,7 +95,13 @@ class FollowUps:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
         streak rules say so; any other failure (bad input, a secret not ours) always notifies
         and schedules nothing."""
-        if not isinstance(reading, SecretDescription) or report.step not in STEP_NAMES:
+        if (
+            not isinstance(reading, SecretDescription)
+            or report.step not in STEP_NAMES
+            # A step found the secret is not ours, though it may carry the tag (createSecret's
+            # value guard): no status tag on it, and no retry that rotates it again.
+            or report.error == UnmanagedSecretError.__name__
+        ):
             return FollowUp(compose_notice(report, reading), None)
         try:
             managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)

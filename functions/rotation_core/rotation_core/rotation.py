@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from rotation_core.config import RotationSettings, managed_secret_check
+from rotation_core.config import MANAGED_BY_TAG, RotationSettings, managed_secret_check
 from rotation_core.credential_sources import credential_source_for
 from rotation_core.errors import (
     NotPendingVersionError,
@@ -16,6 +16,7 @@ from rotation_core.errors import (
     SecretNotFoundError,
     TokenVerificationError,
     UnknownRotationTokenError,
+    UnmanagedSecretError,
 )
 from rotation_core.follow_up import Clock, FollowUp, FollowUps
 from rotation_core.freshness import check_token_info, fresh_pending_value
@@ -23,7 +24,12 @@ from rotation_core.google_client import GoogleClient
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import Step
-from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from rotation_core.token_secret import (
+    PLACEHOLDER,
+    TokenMetadata,
+    TokenSecretValue,
+    is_token_secret_string,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,7 @@ class Rotation:
     def create_secret(self, request: RotationRequest) -> StepOutcome:
         """Mint a token and store it as AWSPENDING, unless this rotation already did."""
         secret = self._describe_managed(request.secret_id)
+        self._refuse_a_foreign_value(secret)
         settings = self._settings(secret)
         superseded = None
         if request.manual and request.token not in secret.version_stages:
@@ -200,6 +207,27 @@ class Rotation:
         secret = self._secrets.describe(secret_id)
         managed_secret_check(secret.arn, secret.name, secret.tags, self._environment)
         return secret
+
+    def _refuse_a_foreign_value(self, secret: SecretDescription) -> None:
+        """The tag alone does not make a token secret: before anything is written, AWSCURRENT
+        must hold the placeholder or a token the rotation stored. Otherwise whoever may tag a
+        secret could have the rotation overwrite a value it never wrote (README "Trust
+        boundary"). The value is never shown."""
+        current = (
+            None
+            if secret.version_with(CURRENT) is None
+            else self._secrets.read_current_string(secret.arn)
+        )
+        if current is not None and is_token_secret_string(current):
+            return
+        raise UnmanagedSecretError(
+            f"createSecret: secret {secret.name!r} carries the tag "
+            f"{MANAGED_BY_TAG}={secret.tags[MANAGED_BY_TAG]} but is not a token secret: its "
+            "AWSCURRENT version holds neither a token this rotation stored nor the placeholder "
+            f"{PLACEHOLDER}. Nothing was written. A token secret is created with that "
+            'placeholder as its value (README "Many token secrets per stack"); if this secret '
+            f"is not meant to be one, remove its {MANAGED_BY_TAG} tag"
+        )
 
     def _settings(self, secret: SecretDescription) -> RotationSettings:
         return RotationSettings.resolve(secret.tags, self._environment)

@@ -64,13 +64,18 @@ class SecretsGateway:
 
     def read_current(self, secret_id: str) -> str:
         """The AWSCURRENT string of a secret that must have one (the service-account key)."""
-        with _aws_errors_mapped(f"secret {secret_id!r}"):
-            answer = self._client.get_secret_value(SecretId=secret_id, VersionStage=CURRENT)
-        if "SecretString" not in answer:
+        value = self.read_current_string(secret_id)
+        if value is None:
             raise SecretNotFoundError(
                 f"secret {secret_id!r} holds binary data; store the value as a secret string"
             )
-        return answer["SecretString"]
+        return value
+
+    def read_current_string(self, secret_id: str) -> str | None:
+        """The AWSCURRENT string, or None when the current version holds binary data."""
+        with _aws_errors_mapped(f"secret {secret_id!r}"):
+            answer = self._client.get_secret_value(SecretId=secret_id, VersionStage=CURRENT)
+        return answer.get("SecretString")
 
     def read_pending(self, secret_id: str, version_id: str) -> str | None:
         """The pending version's value, or None while Secrets Manager's placeholder is empty."""

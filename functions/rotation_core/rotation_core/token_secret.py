@@ -3,10 +3,14 @@
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from rotation_core.errors import InvalidTokenSecretError
 
 ACCESS_TOKEN_FIELD = "GOOGLE_ACCESS_TOKEN"
+PLACEHOLDER: Final = json.dumps({ACCESS_TOKEN_FIELD: ""})
+"""The value a token secret is created with and holds until its first rotation (template.yaml's
+TokenSecret is deployed with exactly this string)."""
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -114,6 +118,23 @@ class TokenSecretValue:
                 subject=_required_string(document, "subject") if "subject" in document else None,
             ),
         )
+
+
+def is_token_secret_string(secret_string: str) -> bool:
+    """Whether a secret's value is one the rotation may replace: the placeholder a token secret
+    is created with, or a value the rotation wrote. Anything else belongs to someone else."""
+    try:
+        document = json.loads(secret_string)
+    except (ValueError, RecursionError):
+        # RecursionError: a foreign value may nest deeper than the parser goes.
+        return False
+    if document == json.loads(PLACEHOLDER):
+        return True
+    try:
+        TokenSecretValue.from_secret_string(secret_string)
+    except InvalidTokenSecretError:
+        return False
+    return True
 
 
 def _required_string(document: dict[str, object], field: str) -> str:
