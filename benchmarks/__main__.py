@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks import client_reads, cost
+from benchmarks import baseline, client_reads, cost, scale
 from localcloud.cloud import Deployment, Invocation, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import rotate_on_schedule, start_manual
@@ -51,6 +51,7 @@ def main() -> int:
         rows += manual_rows(cloud, deployment)
         rows += cold_start_rows(deployment, cold)
         measured = cost.measure(cloud, deployment)
+        compared = baseline.compare(cloud, deployment, measured)
     rows += package_rows()
     print("| measure | value | note |\n|---|---|---|")
     for row in rows:
@@ -58,7 +59,11 @@ def main() -> int:
     print()
     print("\n".join(cost.report(measured)))
     print()
+    print("\n".join(baseline.report(compared)))
+    print()
     print("\n".join(client_reads.report(client_reads.run())))  # after the local cloud has stopped
+    print()
+    print("\n".join(scale.report(scale.run())))  # on a local cloud of its own
     return 0
 
 

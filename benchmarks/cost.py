@@ -1,12 +1,11 @@
 """What the expiry-driven refresh costs per secret-month: local-cloud counts, AWS public prices."""
 
-import contextlib
 import json
 import math
 import statistics
-import threading
+import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -192,6 +191,9 @@ class RotationUsage:
     metrics: frozenset[MetricKey]
     """Custom metrics the functions' embedded-metric lines published."""
     failed_executions: tuple[str, ...]
+    rotate_seconds: float | None = None
+    """Wall time of the schedule's RotateSecret call, which on the local cloud returns when the
+    rotation has ended; None in usage made by hand."""
 
 
 @dataclass(frozen=True)
@@ -233,17 +235,32 @@ def measure(
     secrets = tuple(
         sorted(set(template.of_type("AWS::SecretsManager::Secret")) & set(deployment.refs))
     )
-    _rotate(cloud, deployment)
-    usage = [_counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
+    usage = counted_rotations(cloud, deployment, memory, rotations)
     return Measurement(rotations, usage, memory, lead, secrets, standard_alarms(template))
+
+
+def counted_rotations(
+    cloud: "LocalCloud", deployment: Deployment, memory: Mapping[str, int], rotations: int
+) -> list[RotationUsage]:
+    """Rotates `deployment.token_secret_arn` as its schedule would, once to settle what ran
+    before, then `rotations` times, counting each one; `memory` gives the MemorySize of every
+    function in `deployment.functions`."""
+    _rotate(cloud, deployment)
+    return [_counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
 
 
 def standard_alarms(template: Template) -> tuple[str, ...]:
     """The template's alarms, refusing a high-resolution one (it has another price)."""
     alarms = template.of_type("AWS::CloudWatch::Alarm")
     for logical_id, alarm in alarms.items():
-        period = alarm["Properties"].get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS)
-        if min(_possible_values(template, period)) < STANDARD_ALARM_MIN_PERIOD_SECONDS:
+        properties = alarm["Properties"]
+        # A metric-math alarm's periods are its queries'.
+        periods = [query["MetricStat"]["Period"] for query in properties.get("Metrics", [])
+                   if "MetricStat" in query] or [
+            properties.get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS)
+        ]  # fmt: skip
+        possible = [value for period in periods for value in _possible_values(template, period)]
+        if min(possible) < STANDARD_ALARM_MIN_PERIOD_SECONDS:
             raise ValueError(f"{logical_id} is a high-resolution alarm: price it as one")
     return tuple(sorted(alarms))
 
@@ -268,9 +285,14 @@ def _counted_rotation(
     before = {item["executionArn"] for item in listed}
     first_invocation, first_google = len(cloud.invocations), len(cloud.google.requests)
     first_line = len(cloud.logs.lines)
-    with _api_calls_counted() as calls:
+    # Imported here: the pricing arithmetic and its tests need no moto.
+    from localcloud.api_calls import recording  # noqa: PLC0415
+
+    with recording() as recorded:
         # Only this call is the benchmark's own: the one the schedule makes.
+        started = time.perf_counter()
         _rotate(cloud, deployment)
+        rotate_seconds = time.perf_counter() - started
     listed = sfn.list_executions(stateMachineArn=deployment.state_machine_arn)["executions"]
     ran = [summarize(cloud, i["executionArn"]) for i in listed if i["executionArn"] not in before]
     logical_ids = {name: logical_id for logical_id, name in deployment.functions.items()}
@@ -290,12 +312,13 @@ def _counted_rotation(
         invocations=invocations,
         gb_seconds=compute,
         billed_ms=billed,
-        api_calls=calls,
+        api_calls=recorded.counts(),
         google_requests=Counter(r.path for r in cloud.google.requests[first_google:]),
         log_bytes=sum(len(line.encode()) + 1 for line in lines),
         history_events=sum(len(execution.history) for execution in ran),
         metrics=frozenset(key for line in lines for key in embedded_metrics(line)),
         failed_executions=tuple(e.name for e in ran if e.status != "SUCCEEDED"),
+        rotate_seconds=rotate_seconds,
     )
 
 
@@ -319,31 +342,6 @@ def embedded_metrics(line: str) -> list[MetricKey]:
         ]
     except (ValueError, KeyError, TypeError):
         return []
-
-
-@contextlib.contextmanager
-def _api_calls_counted() -> Iterator[Counter[ApiCall]]:
-    """Counts every AWS API call that reaches moto while it runs, from any thread: the Lambda
-    workers', the state machine's (moto's interpreter calls over HTTP too) and the caller's.
-    Calls inside moto (RotateSecret invoking the rotation function) are not API calls and are
-    not seen. moto is restored afterwards."""
-    from moto.core.responses import BaseResponse  # noqa: PLC0415 - see TYPE_CHECKING above
-
-    calls: Counter[ApiCall] = Counter()
-    lock = threading.Lock()
-    original = BaseResponse.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            calls[(str(self.service_name), str(self._get_action()))] += 1
-        return original(self)
-
-    # setattr: mypy refuses assigning to a method, which is the point here.
-    setattr(BaseResponse, "call_action", call_action)  # noqa: B010
-    try:
-        yield calls
-    finally:
-        setattr(BaseResponse, "call_action", original)  # noqa: B010
 
 
 # --- From usage to dollars --------------------------------------------------------------------

@@ -205,7 +205,11 @@ def test_the_report_totals_agree_with_the_arithmetic() -> None:
 
 def test_the_templates_alarms_are_standard_resolution_whatever_the_token_lifetime() -> None:
     """The near-expiry alarm's period comes from a mapping per lifetime: every entry counts."""
-    assert standard_alarms(load_template()) == ("RotationFailuresAlarm", "TokenNearExpiryAlarm")
+    assert standard_alarms(load_template()) == (
+        "RotationEntryFailuresAlarm",
+        "RotationFailuresAlarm",
+        "TokenNearExpiryAlarm",
+    )
 
 
 def test_a_mapped_period_under_a_minute_is_priced_as_high_resolution() -> None:

@@ -1,0 +1,332 @@
+"""The side-by-side pricing of benchmarks/baseline.py: both shapes in shared categories, fixed
+costs per secret or per stack, N secrets per stack, the ratio and what makes the difference."""
+
+import re
+
+import pytest
+
+from benchmarks.baseline import (
+    ALARMS,
+    BASELINE_CODE,
+    BASELINE_FUNCTION,
+    BASELINE_HANDLER,
+    GOAL_RATIO,
+    LAMBDA_STEPS,
+    LAMBDA_WAITING,
+    METRICS,
+    SCHEDULER_INVOCATIONS,
+    SECRETS,
+    SECRETS_PER_STACK,
+    TRACES,
+    TRANSITIONS,
+    Comparison,
+    FixedCost,
+    Shape,
+    baseline_shape,
+    baseline_spec,
+    differences,
+    orchestrated_shape,
+    per_secret_month,
+    report,
+    secret_alarms,
+    variable_items,
+)
+from benchmarks.cost import (
+    CLOUDWATCH_PER_STANDARD_ALARM_MONTH,
+    LONG_TOKEN_LIFETIME_SECONDS,
+    SECRETS_MANAGER_PER_SECRET_MONTH,
+    TOKEN_LIFETIME_SECONDS,
+    Measurement,
+    MetricKey,
+    RotationUsage,
+    fixed_dollars,
+    fixed_items,
+    gb_seconds,
+    line_items,
+    monthly_total,
+    rotations_per_month,
+    variable_dollars,
+)
+from localcloud.template import Template, load_template
+
+ENTRY = "RotationEntryFunction"
+STEPS = ("CreateSecretFunction", "SetSecretFunction", "TestSecretFunction", "FinishSecretFunction")
+TOKEN_LIFE: MetricKey = (
+    "GoogleTokenRotation",
+    "AccessTokenSecondsLeft",
+    (("TokenSecret", "google/access-token"), ("service", "google-token-rotation")),
+)
+STEP_DURATION: MetricKey = (
+    "GoogleTokenRotation",
+    "RotationStepDuration",
+    (("Step", "createSecret"), ("service", "google-token-rotation")),
+)
+SECRET_CALLS = {
+    ("secretsmanager", "DescribeSecret"): 4,
+    ("secretsmanager", "GetSecretValue"): 5,
+    ("secretsmanager", "PutSecretValue"): 1,
+    ("secretsmanager", "UpdateSecretVersionStage"): 1,
+    ("secretsmanager", "TagResource"): 1,
+    ("secretsmanager", "RotateSecret"): 1,
+}
+HOURLY = rotations_per_month(TOKEN_LIFETIME_SECONDS, 900)
+TWELVE_HOURLY = rotations_per_month(LONG_TOKEN_LIFETIME_SECONDS, 900)
+
+
+def _orchestrated_usage(entry_ms: float) -> RotationUsage:
+    return RotationUsage(
+        transitions=25,
+        invocations={ENTRY: 4, **dict.fromkeys(STEPS, 1)},
+        gb_seconds={
+            ENTRY: 4 * gb_seconds(entry_ms, 256),
+            **dict.fromkeys(STEPS, gb_seconds(25, 256)),
+        },
+        billed_ms={ENTRY: 4 * round(entry_ms), **dict.fromkeys(STEPS, 25)},
+        api_calls={
+            **SECRET_CALLS,
+            ("stepfunctions", "StartExecution"): 4,
+            ("stepfunctions", "DescribeExecution"): 8,
+            ("scheduler", "UpdateSchedule"): 1,
+            ("awslambda", "Invoke"): 4,
+        },
+        google_requests={"/token": 1, "/tokeninfo": 1},
+        log_bytes=14_000,
+        history_events=70,
+        metrics=frozenset({TOKEN_LIFE, STEP_DURATION}),
+        failed_executions=(),
+        rotate_seconds=1.2 + entry_ms / 10_000,
+    )
+
+
+def _baseline_usage(ms: float) -> RotationUsage:
+    return RotationUsage(
+        transitions=0,
+        invocations={BASELINE_FUNCTION: 4},
+        gb_seconds={BASELINE_FUNCTION: 4 * gb_seconds(ms, 256)},
+        billed_ms={BASELINE_FUNCTION: 4 * round(ms)},
+        api_calls=SECRET_CALLS,
+        google_requests={"/token": 1, "/tokeninfo": 1},
+        log_bytes=6_000,
+        history_events=0,
+        # The shared step handlers print the token-life line in the baseline too.
+        metrics=frozenset({TOKEN_LIFE}),
+        failed_executions=(),
+        rotate_seconds=ms / 100,
+    )
+
+
+def _orchestrated() -> Measurement:
+    return Measurement(
+        rotations=3,
+        usage=[_orchestrated_usage(250), _orchestrated_usage(300), _orchestrated_usage(900)],
+        memory_mb={ENTRY: 256, **dict.fromkeys(STEPS, 256)},
+        lead_seconds=900,
+        secrets=("ServiceAccountKeySecret", "TokenSecret"),
+        alarms=("RotationFailuresAlarm", "TokenNearExpiryAlarm"),
+    )
+
+
+def _baseline() -> Measurement:
+    return Measurement(
+        rotations=3,
+        usage=[_baseline_usage(30), _baseline_usage(40), _baseline_usage(35)],
+        memory_mb={BASELINE_FUNCTION: 256},
+        lead_seconds=900,
+        secrets=("BaselineTokenSecret", "ServiceAccountKeySecret"),
+        alarms=(),
+    )
+
+
+def _comparison() -> Comparison:
+    return Comparison(
+        orchestrated_shape(_orchestrated(), load_template()), baseline_shape(_baseline())
+    )
+
+
+def _fixed(shape: Shape) -> dict[tuple[str, bool], tuple[str, ...]]:
+    return {(fixed.category, fixed.per_secret): fixed.names for fixed in shape.fixed}
+
+
+def _items(shape: Shape) -> dict[str, float]:
+    return {item.item: item.per_rotation for item in variable_items(shape)}
+
+
+@pytest.mark.parametrize("rotations", [HOURLY, TWELVE_HOURLY])
+def test_the_orchestrated_shape_costs_what_the_cost_table_reports(rotations: float) -> None:
+    measured = _orchestrated()
+    shape = orchestrated_shape(measured, load_template())
+
+    assert variable_dollars(variable_items(shape), rotations) == pytest.approx(
+        variable_dollars(line_items(measured), rotations)
+    )
+    assert sum(fixed.dollars_per_month for fixed in shape.fixed) == pytest.approx(
+        fixed_dollars(fixed_items(measured))
+    )
+    assert sum(per_secret_month(shape, rotations, 1).values()) == pytest.approx(
+        monthly_total(line_items(measured), fixed_items(measured), rotations)
+    )
+
+
+def test_the_entry_functions_billed_wait_is_a_category_of_its_own() -> None:
+    comparison = _comparison()
+    orchestrated, baseline = _items(comparison.orchestrated), _items(comparison.baseline)
+
+    # The median entry invocation waits 300 ms; the steps run 25 ms each.
+    assert orchestrated[LAMBDA_WAITING] == pytest.approx(4 * 0.300 * 0.25)
+    assert orchestrated[LAMBDA_STEPS] == pytest.approx(4 * 0.025 * 0.25)
+    assert baseline[LAMBDA_WAITING] == 0
+    assert baseline[LAMBDA_STEPS] == pytest.approx(4 * 0.035 * 0.25)
+
+
+def test_only_the_orchestrated_shape_has_transitions_and_a_refresh_schedule() -> None:
+    comparison = _comparison()
+    orchestrated, baseline = _items(comparison.orchestrated), _items(comparison.baseline)
+
+    assert (orchestrated[TRANSITIONS], baseline[TRANSITIONS]) == (25, 0)
+    assert (orchestrated[SCHEDULER_INVOCATIONS], baseline[SCHEDULER_INVOCATIONS]) == (1, 0)
+    # One trace per invocation of the function Secrets Manager calls: 4 steps, 4 traces each.
+    assert (orchestrated[TRACES], baseline[TRACES]) == (4, 4)
+
+
+def test_the_stacks_fixed_costs_are_split_per_secret_and_per_stack() -> None:
+    shape = orchestrated_shape(_orchestrated(), load_template())
+
+    assert _fixed(shape) == {
+        (SECRETS, True): ("TokenSecret",),
+        (METRICS, True): ("GoogleTokenRotation/AccessTokenSecondsLeft",),
+        (ALARMS, True): ("TokenNearExpiryAlarm",),
+        (SECRETS, False): ("ServiceAccountKeySecret",),
+        (METRICS, False): ("GoogleTokenRotation/RotationStepDuration (Step=createSecret)",),
+        (ALARMS, False): ("RotationFailuresAlarm",),
+    }
+
+
+def test_the_baseline_pays_for_its_secrets_only_whatever_metric_lines_it_prints() -> None:
+    assert _fixed(baseline_shape(_baseline())) == {
+        (SECRETS, True): ("BaselineTokenSecret",),
+        (SECRETS, False): ("ServiceAccountKeySecret",),
+    }
+
+
+def test_the_templates_alarm_on_the_token_secret_comes_once_per_secret() -> None:
+    assert secret_alarms(load_template()) == {"TokenNearExpiryAlarm"}
+
+
+def test_a_stacks_own_costs_are_shared_by_its_secrets() -> None:
+    shape = orchestrated_shape(_orchestrated(), load_template())
+
+    alone = per_secret_month(shape, HOURLY, 1)
+    shared = per_secret_month(shape, HOURLY, 50)
+
+    assert alone[SECRETS] == pytest.approx(2 * SECRETS_MANAGER_PER_SECRET_MONTH)
+    assert shared[SECRETS] == pytest.approx(SECRETS_MANAGER_PER_SECRET_MONTH * (1 + 1 / 50))
+    assert shared[ALARMS] == pytest.approx(CLOUDWATCH_PER_STANDARD_ALARM_MONTH * (1 + 1 / 50))
+    assert shared[TRANSITIONS] == alone[TRANSITIONS]
+
+
+def test_a_stack_without_secrets_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one secret"):
+        per_secret_month(baseline_shape(_baseline()), HOURLY, 0)
+
+
+def test_differences_come_largest_first_without_the_equal_categories() -> None:
+    assert differences({"a": 1.0, "b": 3.0, "c": 2.0}, {"a": 0.5, "c": 2.0, "d": 0.25}) == [
+        ("b", 3.0),
+        ("a", 0.5),
+        ("d", -0.25),
+    ]
+
+
+def test_the_report_puts_the_shapes_side_by_side_per_rotation() -> None:
+    lines = report(_comparison())
+
+    assert "| wall time (RotateSecret until the rotation ended) | 1.230 s | 0.350 s |" in lines
+    assert "| Step Functions state transitions | 25 | 0 |" in lines
+    assert (
+        "| Lambda invocations | 8: CreateSecretFunction 1, FinishSecretFunction 1, "
+        "RotationEntryFunction 4, SetSecretFunction 1, TestSecretFunction 1 | "
+        "4: BaselineRotationFunction 4 |"
+    ) in lines
+    assert "| AWS API secretsmanager:GetSecretValue | 5 | 5 |" in lines
+    assert (
+        "| AWS API stepfunctions:DescribeExecution (the entry Lambda's; no charge) | 8 | 0 |"
+        in lines
+    )
+    assert "| Google /token | 1 | 1 |" in lines
+    assert any(line.startswith("| EventBridge Scheduler invocations") for line in lines)
+    assert any(line.startswith("| fixed per stack: CloudWatch custom metrics |") for line in lines)
+
+
+def test_the_report_gives_the_ratio_per_secret_month_for_each_lifetime_and_stack_size() -> None:
+    comparison = _comparison()
+    lines = report(comparison)
+
+    rows = [line for line in lines if re.match(r"\| 1\d?-hour token \| \d+ \|", line)]
+    assert len(rows) == 2 * len(SECRETS_PER_STACK)
+    for label, rotations in (("1-hour", HOURLY), ("12-hour", TWELVE_HOURLY)):
+        for secrets in SECRETS_PER_STACK:
+            ours = sum(per_secret_month(comparison.orchestrated, rotations, secrets).values())
+            theirs = sum(per_secret_month(comparison.baseline, rotations, secrets).values())
+            assert any(
+                row.startswith(f"| {label} token | {secrets} | ")
+                and row.endswith(f"| **{ours / theirs:.2f}x** |")
+                for row in rows
+            )
+
+
+def test_each_verdict_says_whether_the_goal_is_met_and_what_dominates() -> None:
+    verdicts = [line for line in report(_comparison()) if line.startswith("- ")]
+
+    assert len(verdicts) == 2 * len(SECRETS_PER_STACK)
+    for verdict in verdicts:
+        ratio = re.search(r": (\d+\.\d+)x, the goal", verdict)
+        assert ratio is not None
+        assert ("**not met**" in verdict) is (float(ratio[1]) > GOAL_RATIO)
+    # A 1-hour token: the state transitions cost the most once a stack's own costs are shared.
+    (shared,) = [v for v in verdicts if v.startswith("- 1-hour token, 50 secrets")]
+    assert shared.split("more per secret-month: ")[1].startswith("Step Functions state transitions")
+
+
+def test_a_shape_beside_itself_meets_the_goal_and_costs_no_more() -> None:
+    shape = baseline_shape(_baseline())
+    verdicts = [line for line in report(Comparison(shape, shape)) if line.startswith("- ")]
+
+    assert verdicts
+    assert all("1.00x" in v and "costs no more" in v and "not met" not in v for v in verdicts)
+
+
+def test_the_baseline_function_is_declared_as_the_step_functions_are() -> None:
+    template = load_template()
+    step = template.functions()["CreateSecretFunction"]
+
+    spec = baseline_spec(template)
+
+    assert (spec.logical_id, spec.code_uri, spec.handler) == (
+        BASELINE_FUNCTION,
+        BASELINE_CODE,
+        BASELINE_HANDLER,
+    )
+    assert (BASELINE_CODE / BASELINE_HANDLER.replace(".lambda_handler", ".py")).is_file()
+    assert spec.environment == step.environment
+    assert (spec.runtime, spec.memory_mb, spec.timeout_seconds, spec.layers) == (
+        step.runtime,
+        step.memory_mb,
+        step.timeout_seconds,
+        step.layers,
+    )
+
+
+def test_the_baseline_is_refused_when_the_step_functions_disagree() -> None:
+    document = load_template().document
+    resources = dict(document["Resources"])
+    resource = dict(resources["SetSecretFunction"])
+    resource["Properties"] = {**resource["Properties"], "MemorySize": 512}
+    resources["SetSecretFunction"] = resource
+
+    with pytest.raises(ValueError, match="SetSecretFunction differ from CreateSecretFunction"):
+        baseline_spec(Template({**document, "Resources": resources}))
+
+
+def test_a_fixed_cost_is_its_count_times_its_price() -> None:
+    alarms = FixedCost(ALARMS, ("A", "B"), CLOUDWATCH_PER_STANDARD_ALARM_MONTH, per_secret=False)
+    assert alarms.dollars_per_month == pytest.approx(0.20)
