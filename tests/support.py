@@ -1,12 +1,13 @@
 """Constants and helpers the tests share (fixtures live in conftest.py)."""
 
 import contextlib
+import os
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,6 +21,9 @@ from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 from rotation_core.token_secret import TokenSecretValue
+
+if TYPE_CHECKING:
+    from localcloud.cloud import LocalCloud
 
 REGION = "us-east-1"
 SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
@@ -115,3 +119,27 @@ def untraced() -> Iterator[None]:
     finally:
         threading.settrace(thread_trace)
         sys.settrace(trace)
+
+
+@contextlib.contextmanager
+def local_cloud_of_its_own() -> Iterator["LocalCloud"]:
+    """A local cloud for one module, with what starting one changes for the whole process (the
+    MOTO_PORT variable, the Lambda dispatcher, the retry clock) put back afterwards. Coverage's
+    tracer is off meanwhile: it would only trace moto's threads."""
+    from localcloud.cloud import LocalCloud  # noqa: PLC0415 - it starts servers when used only
+
+    saved_port = os.environ.get("MOTO_PORT")
+    saved = (fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries)
+    trace = threading.gettrace()
+    threading.settrace(None)
+    try:
+        with LocalCloud(sleep_retries=False) as cloud:
+            yield cloud
+    finally:
+        threading.settrace(trace)
+        fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries = saved
+        fidelity.CORRECTIONS.retry_waits.clear()
+        if saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved_port

@@ -1,14 +1,12 @@
 """SecretCredentials against moto over HTTP: what it reads, when it reads again, how many calls a
 busy process makes, and the errors an application sees. Time moves with time_machine."""
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -32,6 +30,7 @@ from google_token_secret.credentials import (
     LATE_ROTATION_RECHECK_SECONDS,
 )
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from tests.scripted_aws import Answer, ScriptedAws, error_answer, json_answer, scripted_aws
 from tests.support import REGION, SCOPE, TOKEN_SECRET
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -337,53 +336,17 @@ def test_the_token_cannot_be_set_around_the_secret(secretsmanager: SecretsManage
 # --- refusals and outages, as Secrets Manager answers them over HTTP ----------------------------
 
 
-class _ScriptedSecretsManager(ThreadingHTTPServer):
-    """Answers GetSecretValue from a script of AWS JSON-protocol answers, the last one repeating."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.script: list[tuple[int, dict[str, Any]]] = []
-
-    def play(self, *answers: tuple[int, dict[str, Any]]) -> None:
-        self.script = list(answers)
-
-    def next_answer(self) -> tuple[int, dict[str, Any]]:
-        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        server = self.server
-        assert isinstance(server, _ScriptedSecretsManager)
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        status, payload = server.next_answer()
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def scripted_aws() -> Iterator[_ScriptedSecretsManager]:
-    server = _ScriptedSecretsManager()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def scripted() -> Iterator[ScriptedAws]:
+    with scripted_aws() as server:
+        yield server
 
 
-def client_of(server: _ScriptedSecretsManager) -> SecretsManagerClient:
+def client_of(server: ScriptedAws) -> SecretsManagerClient:
     client: SecretsManagerClient = boto3.client(
         "secretsmanager",
         region_name=REGION,
-        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        endpoint_url=server.endpoint_url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         config=Config(retries={"total_max_attempts": 1}),
@@ -391,19 +354,17 @@ def client_of(server: _ScriptedSecretsManager) -> SecretsManagerClient:
     return client
 
 
-def answer(token: str, expires_at: datetime, version: str = "v1") -> tuple[int, dict[str, Any]]:
-    return 200, {
-        "ARN": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{TOKEN_SECRET}-AbCdEf",
-        "Name": TOKEN_SECRET,
-        "VersionId": version,
-        "SecretString": token_value(token, expires_at),
-        "VersionStages": ["AWSCURRENT"],
-        "CreatedDate": 1.0,
-    }
-
-
-def refusal(status: int, error_type: str, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"__type": error_type, "message": message}
+def answer(token: str, expires_at: datetime, version: str = "v1") -> Answer:
+    return json_answer(
+        {
+            "ARN": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{TOKEN_SECRET}-AbCdEf",
+            "Name": TOKEN_SECRET,
+            "VersionId": version,
+            "SecretString": token_value(token, expires_at),
+            "VersionStages": ["AWSCURRENT"],
+            "CreatedDate": 1.0,
+        }
+    )
 
 
 DENIED = (
@@ -420,10 +381,10 @@ DENIED = (
     ],
 )
 def test_a_refusal_names_the_permission_the_role_needs(
-    scripted_aws: _ScriptedSecretsManager, error_type: str, fix: str
+    scripted: ScriptedAws, error_type: str, fix: str
 ) -> None:
-    scripted_aws.play(refusal(400, error_type, DENIED))
-    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted_aws))
+    scripted.play(error_answer(400, error_type, DENIED))
+    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted))
 
     with pytest.raises(TokenSecretAccessDeniedError) as raised:
         _ = credentials.token
@@ -432,16 +393,16 @@ def test_a_refusal_names_the_permission_the_role_needs(
 
 
 def test_an_outage_keeps_serving_the_held_token_until_it_expires(
-    scripted_aws: _ScriptedSecretsManager,
+    scripted: ScriptedAws,
     clock: time_machine.Traveller,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     token = new_token()
-    scripted_aws.play(
+    scripted.play(
         answer(token, START + timedelta(hours=1)),
-        refusal(400, "ThrottlingException", "Rate exceeded"),
+        error_answer(400, "ThrottlingException", "Rate exceeded"),
     )
-    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted_aws))
+    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted))
     assert credentials.token == token
 
     clock.shift(timedelta(minutes=56))
@@ -456,10 +417,10 @@ def test_an_outage_keeps_serving_the_held_token_until_it_expires(
 
 
 def test_a_first_read_during_an_outage_is_retryable(
-    scripted_aws: _ScriptedSecretsManager,
+    scripted: ScriptedAws,
 ) -> None:
-    scripted_aws.play(refusal(503, "ServiceUnavailable", "Service is unavailable"))
-    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted_aws))
+    scripted.play(error_answer(503, "ServiceUnavailable", "Service is unavailable"))
+    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted))
 
     with pytest.raises(TokenSecretUnavailableError, match="retry") as raised:
         _ = credentials.token

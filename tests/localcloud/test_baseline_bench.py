@@ -6,7 +6,6 @@ speed."""
 import dataclasses
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ import pytest
 
 from benchmarks import baseline, cost
 from benchmarks.baseline import BASELINE_CODE, BASELINE_FUNCTION, BASELINE_HANDLER, Comparison
-from localcloud import fidelity
 from localcloud.cloud import Deployment, LocalCloud
 from localcloud.deployment import CURRENT
 from localcloud.operations import token_info, version_stages
 from localcloud.template import load_template
+from tests.support import local_cloud_of_its_own
 
 SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
 
@@ -37,35 +36,22 @@ def bench() -> Iterator[Bench]:
     """One stack with its key stored, measured as `make bench` measures it but with one counted
     rotation per shape. Starting a local cloud sets MOTO_PORT, the Lambda dispatcher and the
     retry clock for the whole process: they are put back after."""
-    saved_port = os.environ.get("MOTO_PORT")
-    saved = (fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries)
-    trace = threading.gettrace()
-    threading.settrace(None)  # coverage would trace moto's threads for nothing
     suffix = uuid.uuid4().hex[:12]
-    try:
-        with LocalCloud(sleep_retries=False) as cloud:
-            deployment = cloud.deploy(
-                {"GoogleScopes": SCOPE, "TokenSecretName": f"bench/{suffix}/token"},
-                stack_name=f"bench-{suffix}",
-            )
-            cloud.store_service_account_key(cloud.google.create_service_account())
-            assert cloud.prewarm() == {}
-            measured = cost.measure(cloud, deployment, rotations=1)
-            comparison = baseline.compare(cloud, deployment, measured, rotations=1)
-            (baseline_secret,) = [
-                secret["ARN"]
-                for secret in cloud.client("secretsmanager").list_secrets()["SecretList"]
-                if secret["Name"] == f"bench/{suffix}/token-baseline"
-            ]
-            yield Bench(cloud, deployment, comparison, baseline_secret)
-    finally:
-        threading.settrace(trace)
-        fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries = saved
-        fidelity.CORRECTIONS.retry_waits.clear()
-        if saved_port is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = saved_port
+    with local_cloud_of_its_own() as cloud:
+        deployment = cloud.deploy(
+            {"GoogleScopes": SCOPE, "TokenSecretName": f"bench/{suffix}/token"},
+            stack_name=f"bench-{suffix}",
+        )
+        cloud.store_service_account_key(cloud.google.create_service_account())
+        assert cloud.prewarm() == {}
+        measured = cost.measure(cloud, deployment, rotations=1)
+        comparison = baseline.compare(cloud, deployment, measured, rotations=1)
+        (baseline_secret,) = [
+            secret["ARN"]
+            for secret in cloud.client("secretsmanager").list_secrets()["SecretList"]
+            if secret["Name"] == f"bench/{suffix}/token-baseline"
+        ]
+        yield Bench(cloud, deployment, comparison, baseline_secret)
 
 
 def _current_token(bench: Bench, secret_arn: str) -> str:

@@ -3,15 +3,12 @@ real ASL runs on the local cloud (moto's interpreter, the real handlers, the Goo
 every execution must enter exactly the states tests/asl_paths.py walks from the ASL, so the
 counts tests/static/test_asl_transitions.py asserts are the ones a deployment is billed."""
 
-import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from localcloud import fidelity
 from localcloud.cloud import Deployment, LocalCloud
 from localcloud.faults import crash_after_put_secret_value
 from localcloud.operations import (
@@ -35,6 +32,7 @@ from tests.asl_paths import (
     transitions,
     walk,
 )
+from tests.support import local_cloud_of_its_own
 
 
 @dataclass
@@ -53,34 +51,21 @@ def local() -> Iterator[Local]:
     """One deployment with a key stored; its first rotation (which creates the secret's refresh
     schedule) is kept for the test of that path. Starting a local cloud sets MOTO_PORT, the
     Lambda dispatcher and the retry clock for the whole process: they are put back after."""
-    saved_port = os.environ.get("MOTO_PORT")
-    saved = (fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries)
-    trace = threading.gettrace()
-    threading.settrace(None)  # coverage would trace moto's threads for nothing
     suffix = uuid.uuid4().hex[:12]
-    try:
-        with LocalCloud(sleep_retries=False) as cloud:
-            deployment = cloud.deploy(
-                {"TokenSecretName": f"transitions/{suffix}/token"},
-                stack_name=f"transitions-{suffix}",
-            )
-            cloud.store_service_account_key(cloud.google.create_service_account())
-            for name in deployment.functions.values():
-                assert cloud.runtime.worker(name).prewarm() is None
-            queue_url = subscribe_queue(cloud, deployment.topic_arn, name=f"transitions-{suffix}")
-            first = rotate_on_schedule(cloud, deployment)
-            yield Local(cloud, deployment, queue_url, first)
-            cloud.client("secretsmanager").delete_secret(
-                SecretId=deployment.token_secret_arn, ForceDeleteWithoutRecovery=True
-            )
-    finally:
-        threading.settrace(trace)
-        fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries = saved
-        fidelity.CORRECTIONS.retry_waits.clear()
-        if saved_port is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = saved_port
+    with local_cloud_of_its_own() as cloud:
+        deployment = cloud.deploy(
+            {"TokenSecretName": f"transitions/{suffix}/token"},
+            stack_name=f"transitions-{suffix}",
+        )
+        cloud.store_service_account_key(cloud.google.create_service_account())
+        for name in deployment.functions.values():
+            assert cloud.runtime.worker(name).prewarm() is None
+        queue_url = subscribe_queue(cloud, deployment.topic_arn, name=f"transitions-{suffix}")
+        first = rotate_on_schedule(cloud, deployment)
+        yield Local(cloud, deployment, queue_url, first)
+        cloud.client("secretsmanager").delete_secret(
+            SecretId=deployment.token_secret_arn, ForceDeleteWithoutRecovery=True
+        )
 
 
 def entered(execution: ExecutionSummary) -> list[str]:

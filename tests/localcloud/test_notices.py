@@ -5,8 +5,6 @@ template.yaml is deployed once for the module; no key is stored, because none of
 reaches Google: they fail on the input, or the notice machinery itself is made to fail."""
 
 import json
-import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from localcloud.operations import (
     version_stages,
 )
 from localcloud.template import PROJECT_ROOT
+from tests.support import local_cloud_of_its_own
 
 PARAMETERS: dict[str, str] = {}
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
@@ -56,32 +55,19 @@ class Local:
 def local() -> Iterator[Local]:
     """One deployment for the module, on a local cloud of its own. Starting one sets MOTO_PORT,
     the Lambda dispatcher and the retry clock for the whole process: they are put back after."""
-    saved_port = os.environ.get("MOTO_PORT")
-    saved = (fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries)
-    trace = threading.gettrace()
-    threading.settrace(None)  # coverage would trace moto's threads for nothing
     suffix = uuid.uuid4().hex[:12]
-    try:
-        with LocalCloud(sleep_retries=False) as cloud:
-            deployment = cloud.deploy(
-                {**PARAMETERS, "TokenSecretName": f"notices/{suffix}/token"},
-                stack_name=f"notices-{suffix}",
-            )
-            for name in deployment.functions.values():
-                assert cloud.runtime.worker(name).prewarm() is None
-            queue_url = subscribe_queue(cloud, deployment.topic_arn, name=f"notices-{suffix}")
-            yield Local(cloud, deployment, queue_url)
-            cloud.client("secretsmanager").delete_secret(
-                SecretId=deployment.token_secret_arn, ForceDeleteWithoutRecovery=True
-            )
-    finally:
-        threading.settrace(trace)
-        fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries = saved
-        fidelity.CORRECTIONS.retry_waits.clear()
-        if saved_port is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = saved_port
+    with local_cloud_of_its_own() as cloud:
+        deployment = cloud.deploy(
+            {**PARAMETERS, "TokenSecretName": f"notices/{suffix}/token"},
+            stack_name=f"notices-{suffix}",
+        )
+        for name in deployment.functions.values():
+            assert cloud.runtime.worker(name).prewarm() is None
+        queue_url = subscribe_queue(cloud, deployment.topic_arn, name=f"notices-{suffix}")
+        yield Local(cloud, deployment, queue_url)
+        cloud.client("secretsmanager").delete_secret(
+            SecretId=deployment.token_secret_arn, ForceDeleteWithoutRecovery=True
+        )
 
 
 @pytest.fixture

@@ -1,11 +1,8 @@
 """How Secrets Manager failures become rotation errors: throttling and outages are transient,
 missing secrets and refusals are permanent. Real botocore exceptions and real HTTP, no mocks."""
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -36,6 +33,7 @@ from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway, _client_failure, _transport_failure
+from tests.scripted_aws import ScriptedAws, error_answer, scripted_aws
 from tests.support import REGION, TOKEN_SECRET, begin_rotation
 
 SUBJECT = "secret 'google/access-token'"
@@ -163,43 +161,10 @@ def test_other_botocore_failures_are_permanent(error: BotoCoreError) -> None:
 # --- the gateway against real HTTP answers -------------------------------------------------------
 
 
-class _FailingSecretsManager(ThreadingHTTPServer):
-    """Answers every call with one fixed AWS JSON-protocol error, as an overloaded region would."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FailingHandler)
-        self.status = 400
-        self.body = b""
-
-    def answer(self, status: int, error_type: str, message: str = "Rate exceeded") -> None:
-        self.status = status
-        self.body = json.dumps({"__type": error_type, "message": message}).encode()
-
-
-class _FailingHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        server = self.server
-        assert isinstance(server, _FailingSecretsManager)
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(server.status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(server.body)))
-        self.end_headers()
-        self.wfile.write(server.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def failing_aws() -> Iterator[_FailingSecretsManager]:
-    server = _FailingSecretsManager()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def failing_aws() -> Iterator[ScriptedAws]:
+    with scripted_aws() as server:
+        yield server
 
 
 def gateway_at(endpoint_url: str) -> SecretsGateway:
@@ -241,14 +206,14 @@ CALLS = ["describe", "read_current", "read_pending", "put_pending", "remove_pend
     ids=["throttled", "throttled-namespaced", "internal-error", "access-denied", "kms-refused"],
 )
 def test_every_gateway_call_maps_real_error_answers(
-    failing_aws: _FailingSecretsManager,
+    failing_aws: ScriptedAws,
     call: str,
     status: int,
     error_type: str,
     expected: type[RotationError],
 ) -> None:
-    failing_aws.answer(status, error_type)
-    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+    failing_aws.play(error_answer(status, error_type))
+    gateway = gateway_at(failing_aws.endpoint_url)
 
     with pytest.raises(expected) as raised:
         every_call(gateway)[call]()
@@ -257,34 +222,35 @@ def test_every_gateway_call_maps_real_error_answers(
 
 
 def test_unknown_error_on_a_5xx_without_json_is_transient(
-    failing_aws: _FailingSecretsManager,
+    failing_aws: ScriptedAws,
 ) -> None:
-    failing_aws.status = 503
-    failing_aws.body = b"<html>Service Unavailable</html>"
-    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+    failing_aws.play((503, b"<html>Service Unavailable</html>"))
+    gateway = gateway_at(failing_aws.endpoint_url)
 
     with pytest.raises(AwsUnavailableError):
         gateway.describe(TOKEN_SECRET)
 
 
 def test_a_concurrent_writers_version_makes_put_pending_report_false(
-    failing_aws: _FailingSecretsManager,
+    failing_aws: ScriptedAws,
 ) -> None:
     """Real Secrets Manager refuses a different value under an existing version id (moto does
     not): createSecret then keeps the other writer's token."""
-    failing_aws.answer(
-        400, "ResourceExistsException", "A resource with the ID you requested exists"
+    failing_aws.play(
+        error_answer(400, "ResourceExistsException", "A resource with the ID you requested exists")
     )
-    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+    gateway = gateway_at(failing_aws.endpoint_url)
 
     assert gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None) is False
 
 
 def test_read_pending_of_a_version_without_the_label_is_none(
-    failing_aws: _FailingSecretsManager,
+    failing_aws: ScriptedAws,
 ) -> None:
-    failing_aws.answer(400, "ResourceNotFoundException", "Secrets Manager can't find it")
-    gateway = gateway_at(f"http://127.0.0.1:{failing_aws.server_address[1]}")
+    failing_aws.play(
+        error_answer(400, "ResourceNotFoundException", "Secrets Manager can't find it")
+    )
+    gateway = gateway_at(failing_aws.endpoint_url)
 
     assert gateway.read_pending(TOKEN_SECRET, VERSION) is None
 
