@@ -9,7 +9,7 @@ from datetime import datetime
 
 from localcloud.operations import rotate_on_schedule
 from localcloud.template import PROJECT_ROOT
-from tests.e2e.stacks import StackFactory
+from tests.e2e.stacks import Stack, StackFactory
 
 README = (PROJECT_ROOT / "README.md").read_text()
 # The README's examples name the template's default token secret.
@@ -24,6 +24,21 @@ def fenced_block(language: str, after: str) -> str:
     return match.group(1)
 
 
+def run_against(stack: Stack, example: str) -> str:
+    """Runs a README block as an application would, against the stack's local cloud: its
+    standard output."""
+    answer = subprocess.run(
+        [sys.executable, "-c", example],
+        env={**os.environ, **stack.cloud.client_environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert answer.returncode == 0, answer.stderr
+    return answer.stdout
+
+
 def test_the_python_example_reads_a_token_google_auth_accepts(
     deploy_stack: StackFactory,
 ) -> None:
@@ -33,17 +48,9 @@ def test_the_python_example_reads_a_token_google_auth_accepts(
     ] * 4
     example = fenced_block("python", "**Python**")
 
-    answer = subprocess.run(
-        [sys.executable, "-c", example],
-        env={**os.environ, **stack.cloud.client_environment()},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    answer = run_against(stack, example)
 
-    assert answer.returncode == 0, answer.stderr
-    valid, expires_at = answer.stdout.split()
+    valid, expires_at = answer.split()
     assert valid == "True"
     assert expires_at == stack.current()["expires_at"]
 
@@ -60,17 +67,9 @@ def test_the_client_package_example_lists_a_calendar_with_the_rotated_token(
         "https://www.googleapis.com/", google.api_root_url
     )
 
-    answer = subprocess.run(
-        [sys.executable, "-c", example],
-        env={**os.environ, **stack.cloud.client_environment()},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    answer = run_against(stack, example)
 
-    assert answer.returncode == 0, answer.stderr
-    status, expiry = answer.stdout.split(maxsplit=1)
+    status, expiry = answer.split(maxsplit=1)
     assert status == "200"
     expires_at = datetime.fromisoformat(stack.current()["expires_at"])
     assert datetime.fromisoformat(expiry.strip()) == expires_at.replace(tzinfo=None)
