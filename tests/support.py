@@ -1,6 +1,7 @@
 """Constants and helpers the tests share (fixtures live in conftest.py)."""
 
 import contextlib
+import importlib
 import os
 import sys
 import threading
@@ -143,3 +144,18 @@ def local_cloud_of_its_own() -> Iterator["LocalCloud"]:
             os.environ.pop("MOTO_PORT", None)
         else:
             os.environ["MOTO_PORT"] = saved_port
+
+
+STEP_MODULES = {
+    Step.CREATE: "create_secret",
+    Step.SET: "set_secret",
+    Step.TEST: "test_secret",
+    Step.FINISH: "finish_secret",
+}
+"""Each step's Lambda handler module, as template.yaml names it."""
+
+
+def invoke_step(step: Step, event: dict[str, object]) -> dict[str, object]:
+    """The step's real Lambda handler, called as Lambda calls it."""
+    handler = importlib.import_module(STEP_MODULES[step]).lambda_handler
+    return cast(dict[str, object], handler(event, lambda_context()))

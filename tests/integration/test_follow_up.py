@@ -39,6 +39,7 @@ from tests.support import (
     TOKEN_SECRET,
     begin_rotation,
     current_value,
+    invoke_step,
     lambda_context,
     stdout_so_far,
 )
@@ -601,18 +602,9 @@ def metric_lines(out: str) -> list[dict[str, Any]]:
     return [document for document in documents if "AccessTokenSecondsLeft" in document]
 
 
-HANDLERS = {
-    Step.CREATE: "create_secret",
-    Step.SET: "set_secret",
-    Step.TEST: "test_secret",
-    Step.FINISH: "finish_secret",
-}
-
-
 def invoke(step: Step, secret_id: str, token: str) -> dict[str, object]:
-    handler = importlib.import_module(HANDLERS[step]).lambda_handler
-    event = {"SecretId": secret_id, "ClientRequestToken": token, "Step": step.value}
-    return cast(dict[str, object], handler(event, lambda_context()))
+    event: dict[str, object] = {"SecretId": secret_id, "ClientRequestToken": token}
+    return invoke_step(step, {**event, "Step": step.value})
 
 
 def seconds_left(document: dict[str, Any]) -> float:

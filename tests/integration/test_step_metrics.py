@@ -1,32 +1,19 @@
 """Every step publishes its duration, and a failure when it fails, as embedded-metric lines per
 step (never per secret), through the real handlers against moto and the Google emulator."""
 
-import importlib
 import json
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from rotation_core.steps import Step
-from tests.support import begin_rotation, lambda_context, stdout_so_far
-
-HANDLERS = {
-    Step.CREATE: "create_secret",
-    Step.SET: "set_secret",
-    Step.TEST: "test_secret",
-    Step.FINISH: "finish_secret",
-}
+from tests.support import begin_rotation, invoke_step, stdout_so_far
 
 
 def step_metric_documents(out: str) -> list[dict[str, Any]]:
     documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return [document for document in documents if "RotationStepDuration" in document]
-
-
-def invoke(step: Step, event: dict[str, object]) -> dict[str, object]:
-    handler = importlib.import_module(HANDLERS[step]).lambda_handler
-    return cast(dict[str, object], handler(event, lambda_context()))
 
 
 def test_each_step_publishes_its_duration_by_step_and_service(
@@ -37,7 +24,7 @@ def test_each_step_publishes_its_duration_by_step_and_service(
     token = begin_rotation(token_secret_arn)
 
     for step in Step:
-        invoke(
+        invoke_step(
             step, {"SecretId": token_secret_arn, "ClientRequestToken": token, "Step": step.value}
         )
     documents = step_metric_documents(stdout_so_far(capsys))
@@ -76,7 +63,7 @@ def test_a_failed_step_counts_one_failure_and_still_its_duration(
     event: dict[str, object],
 ) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the step raises, it is counted
-        invoke(Step.CREATE, event)
+        invoke_step(Step.CREATE, event)
 
     (document,) = step_metric_documents(stdout_so_far(capsys))
     (directive,) = document["_aws"]["CloudWatchMetrics"]
