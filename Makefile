@@ -86,8 +86,8 @@ examples/node/node_modules/.installed: examples/node/package-lock.json
 	cd examples/node && npm ci --no-audit --no-fund
 	touch $@
 
-# pytest keeps about one core busy for minutes, so the lint and template checks run beside it on the
-# other. The checks print first, live; pytest's output waits in a file meanwhile, then is followed
+# pytest runs two workers (the soaks alone take minutes each) and the lint and template checks run
+# beside them, so both cores stay busy to the end. The checks print first, live; pytest's output waits in a file meanwhile, then is followed
 # live from its first line, so the two never mix. Both always finish; either failing fails the run.
 .PHONY: test
 test: venvs examples/node/node_modules/.installed
