@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from localcloud.deployment import ACCOUNT_ID
 from localcloud.remote import SSM_PARAMETER, UpDescription
 from tests.localcloud.up_process import (
     UpProcess,
@@ -247,6 +248,31 @@ def test_a_refresh_schedule_fires_under_up_when_due(
     assert name not in {
         schedule["Name"] for schedule in scheduler_api.list_schedules(GroupName=group)["Schedules"]
     }
+
+
+def test_a_schedule_up_cannot_fire_is_said_not_skipped_silently(
+    up: UpProcess, described: UpDescription
+) -> None:
+    name = f"test-cron-{uuid.uuid4().hex[:8]}"
+    mark = up.mark()
+
+    up.client("scheduler").create_schedule(
+        Name=name,
+        ScheduleExpression="cron(0 8 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/any",
+            "Input": json.dumps({"SecretId": described.refs["TokenSecret"]}),
+        },
+    )
+
+    up.wait_for(
+        rf"^\S+ \[scheduler\]\s+default/{name} is not fired by the local cloud: only at\(\) "
+        r"and rate\(N minutes\|hours\|days\) schedules are fired locally, not cron\(0 8 ",
+        start=mark,
+    )
+    up.client("scheduler").delete_schedule(Name=name)
 
 
 # --- commands in other processes, on the running `up` ----------------------------------------
