@@ -775,3 +775,12 @@ def test_schedule_groups_and_roles_deploy_with_their_refs_and_arns(cloud: LocalC
     assert inline == policy(f"{group}/{group_arn}")
     extra = iam.get_role_policy(RoleName=role, PolicyName="Extra")["PolicyDocument"]
     assert extra == policy(role_arn)
+
+
+def test_a_resource_type_the_local_cloud_cannot_deploy_stops_the_deploy(cloud: LocalCloud) -> None:
+    template = Template(
+        {"Resources": {"Rule": {"Type": "AWS::Events::Rule", "Properties": {"State": "ENABLED"}}}}
+    )
+
+    with pytest.raises(TemplateError, match=r"Rule: cannot deploy AWS::Events::Rule locally"):
+        cloud.deploy(stack_name=f"unknown-{uuid.uuid4().hex[:8]}", template=template)
