@@ -1,5 +1,6 @@
 """One simulated clock for the whole local cloud, so tests can make days pass in seconds."""
 
+import bisect
 import threading
 import time
 
@@ -12,6 +13,9 @@ class SimulatedClock:
     def __init__(self) -> None:
         self._offset = 0.0
         self._lock = threading.Lock()
+        # (real epoch seconds of a move, offset from then on), in real-time order: what the
+        # simulated time was at a past real moment (moto stamps what it stores in real time).
+        self._moves: list[tuple[float, float]] = []
 
     @property
     def offset(self) -> float:
@@ -24,13 +28,19 @@ class SimulatedClock:
         with self._lock:
             return time.time() + self._offset
 
+    def simulated_at(self, real_epoch_seconds: float) -> float:
+        """The simulated time it was at a real moment (moto's CreationDate, say): that moment
+        plus the offset in force then."""
+        with self._lock:
+            index = bisect.bisect_right(self._moves, real_epoch_seconds, key=lambda m: m[0])
+            return real_epoch_seconds + (self._moves[index - 1][1] if index else 0.0)
+
     def advance(self, seconds: float) -> float:
         """Moves simulated time `seconds` forward; returns the new simulated now."""
         if seconds < 0:
             raise ValueError(f"the clock only moves forward: cannot advance by {seconds} s")
         with self._lock:
-            self._offset += seconds
-            return time.time() + self._offset
+            return self._move(time.time(), self._offset + seconds)
 
     def advance_to(self, epoch_seconds: float) -> float:
         """Moves simulated time forward to `epoch_seconds`; returns the new simulated now."""
@@ -42,5 +52,10 @@ class SimulatedClock:
                     f"the clock only moves forward: {epoch_seconds:.3f} is "
                     f"{now - epoch_seconds:.3f} s before simulated now ({now:.3f})"
                 )
-            self._offset = epoch_seconds - real
+            self._move(real, epoch_seconds - real)
             return epoch_seconds
+
+    def _move(self, real: float, offset: float) -> float:
+        self._offset = offset
+        self._moves.append((real, offset))
+        return real + offset

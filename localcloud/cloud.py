@@ -359,6 +359,7 @@ class _Deployer:
             "AWS::SecretsManager::RotationSchedule": self._deploy_rotation_schedule,
             "AWS::CloudWatch::Alarm": self._deploy_alarm,
             "AWS::Scheduler::ScheduleGroup": self._deploy_schedule_group,
+            "AWS::Scheduler::Schedule": self._deploy_schedule,
             "AWS::IAM::Role": self._deploy_role,
             "AWS::IAM::Policy": self._deploy_policy,
         }
@@ -544,6 +545,17 @@ class _Deployer:
         arn = self.cloud.client("scheduler").create_schedule_group(
             Name=name, **({} if tags is None else {"Tags": tags})
         )["ScheduleGroupArn"]
+        self.resolver.refs[logical_id] = name
+        self.resolver.attributes[(logical_id, "Arn")] = arn
+
+    def _deploy_schedule(self, logical_id: str, properties: Any) -> None:
+        """Stored by moto, which never fires it: localcloud.scheduler does. The properties are
+        CreateSchedule's parameters (StartDate and EndDate as ISO 8601 text, which botocore
+        takes); without Name, `<stack>-<logical id>` (CloudFormation adds a random suffix)."""
+        name = properties.get("Name", self._name(logical_id))
+        arn = self.cloud.client("scheduler").create_schedule(
+            **{key: value for key, value in properties.items() if key != "Name"}, Name=name
+        )["ScheduleArn"]
         self.resolver.refs[logical_id] = name
         self.resolver.attributes[(logical_id, "Arn")] = arn
 

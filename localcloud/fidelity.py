@@ -71,10 +71,10 @@ Corrected:
 Not corrected (worked around where it matters):
 - RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
   callers need a long read timeout and no botocore retries (LocalCloud.client).
-- schedules never fire in moto: localcloud.scheduler fires due EventBridge Scheduler at()
-  schedules and rotation schedules on the simulated clock (localcloud.clock) when a test or the
-  soak asks it to. DescribeSecret shows RotationRules {"AutomaticallyAfterDays": 0}, not the
-  schedule.
+- schedules never fire in moto: localcloud.scheduler fires due EventBridge Scheduler at() and
+  rate() schedules and rotation schedules on the simulated clock (localcloud.clock) when a test,
+  the soak or `localcloud up` asks it to. DescribeSecret shows RotationRules
+  {"AutomaticallyAfterDays": 0}, not the schedule.
 - moto keeps real time: what it records (CreatedDate, LastRotatedDate, execution and metric
   times) does not follow the simulated clock that the Lambda workers and Google see.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty

@@ -2,9 +2,10 @@
 
 It deploys template.yaml, stores a key of a new Google service account, warms one sandbox of
 every function, describes itself (state file and SSM parameter, see localcloud.remote), prints
-the banner, and then streams function logs, failure notices and execution ends (localcloud.watch)
-until SIGINT, SIGTERM or SIGHUP, after which it stops its workers, servers and state file and
-exits 0."""
+the banner, and then fires due schedules on the cloud's clock (localcloud.scheduler, checked
+every few seconds in a thread of its own) and streams function logs, failure notices, execution
+ends (localcloud.watch) and schedule firings until SIGINT, SIGTERM or SIGHUP, after which it stops
+its scheduler, workers, servers and state file and exits 0."""
 
 import contextlib
 import json
@@ -16,6 +17,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,11 +39,16 @@ from localcloud.remote import (
     remove_state,
     write_state,
 )
-from localcloud.watch import Console, LogFormat, Watcher
+from localcloud.scheduler import Firing, LocalScheduler, ScheduleKey
+from localcloud.watch import Console, LogFormat, Watcher, short_text
 
 NOTICES_QUEUE: Final = "localcloud-up-notices"
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _MAX_BODY_BYTES: Final = 1 << 16
+SCHEDULER_TICK_SECONDS: Final = 2.0
+"""How often `up` looks for due schedules: AWS fires within the minute a schedule is due."""
+# A firing in flight when `up` stops (a rotation, a sweep) is abandoned after this.
+_SCHEDULER_STOP_SECONDS: Final = 5.0
 
 
 def run_up(
@@ -98,6 +105,7 @@ class _Serving:
         self.out = out
         self.control: _ControlServer | None = None
         self.watcher: Watcher | None = None
+        self.firer: _ScheduleFirer | None = None
 
     def start(self, parameters: dict[str, str], log_format: LogFormat) -> None:
         cloud = self.cloud
@@ -122,10 +130,11 @@ class _Serving:
         cloud.client("ssm").put_parameter(
             Name=SSM_PARAMETER, Value=description.to_json(), Type="String", Overwrite=True
         )
+        console = Console(self.out, [*deployment.functions, "execution", "notice", "scheduler"])
         self.watcher = Watcher(
             cloud,
             deployment,
-            Console(self.out, [*deployment.functions, "execution", "notice"]),
+            console,
             subscribe_logs=cloud.logs.subscribe,
             notices_queue_url=queue_url,
             log_format=log_format,
@@ -141,8 +150,12 @@ class _Serving:
         )
         for name, init_error in init_errors.items():
             print(f"  warning: {name} failed its init phase: {init_error}", file=self.out)
+        self.firer = _ScheduleFirer(LocalScheduler(cloud), console)
+        self.firer.start()
 
     def close(self) -> None:
+        if self.firer is not None:
+            self.firer.stop()
         if self.watcher is not None:
             self.watcher.stop()
         remove_state(self.state_path, os.getpid())
@@ -152,7 +165,8 @@ class _Serving:
 
 
 _READY_LINE: Final = (
-    "Function logs, failure notices and execution ends follow. Ctrl-C or SIGTERM stops the cloud."
+    "Function logs, failure notices, execution ends and schedule firings follow. "
+    "Ctrl-C or SIGTERM stops the cloud."
 )
 
 
@@ -173,6 +187,11 @@ def _print_banner(
         ("state machine", machine),
         ("failure topic", f"{up.refs['FailureTopic']}  (notices are printed here)"),
         ("control", f"{up.control_url}  (POST /begin-rotation; GET / describes this cloud)"),
+        (
+            "schedules",
+            "fire here when due, on this cloud's clock: EventBridge Scheduler schedules of every "
+            f"group and the rotation schedule (checked every {SCHEDULER_TICK_SECONDS:g} s)",
+        ),
         ("state file", f"{state_path}  (removed when `up` stops)"),
     ]
     exports = client_environment(up.endpoint)
@@ -208,6 +227,68 @@ def _python_command() -> str:
         return str(executable.relative_to(Path.cwd()))
     except ValueError:
         return str(executable)
+
+
+class _ScheduleFirer:
+    """Fires due schedules in a thread of its own and says each firing on the console, with
+    what the local cloud cannot fire (once each); it outlives a failed look, saying so once."""
+
+    def __init__(self, scheduler: LocalScheduler, console: Console) -> None:
+        self._scheduler = scheduler
+        self._console = console
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="localcloud-scheduler", daemon=True)
+        self._said_unsupported: dict[ScheduleKey, str] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(_SCHEDULER_STOP_SECONDS)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                firings = self._scheduler.fire_due()
+            except Exception as error:  # `up` goes on serving; the next look may succeed
+                if not failing and not self._stop.is_set():
+                    self._say(f"firing due schedules failed (retrying quietly): {error!r}")
+                failing = True
+            else:
+                failing = False
+                for firing in firings:
+                    self._say(describe_firing(firing))
+                self._say_unsupported()
+            self._stop.wait(SCHEDULER_TICK_SECONDS)
+
+    def _say_unsupported(self) -> None:
+        unsupported = self._scheduler.unsupported
+        for (group, name), reason in unsupported.items():
+            if self._said_unsupported.get((group, name)) != reason:
+                self._say(f"{group}/{name} is not fired by the local cloud: {reason}")
+        self._said_unsupported = dict(unsupported)
+
+    def _say(self, text: str) -> None:
+        if not self._stop.is_set():
+            self._console.line("scheduler", text)
+
+
+def describe_firing(firing: Firing) -> str:
+    """One console line: what fired, which call, when it was due, how the call ended."""
+    due = time.strftime("%H:%M:%S", time.localtime(firing.due_at))
+    what = (
+        f"{firing.group}/{firing.name}"
+        if firing.kind == "schedule"
+        else f"rotation schedule of {firing.name}"
+    )
+    outcome = (
+        f"failed: {firing.error_code}: {short_text(firing.error_message or '')}"
+        if firing.failed
+        else "ok"
+    )
+    return f"{what} fired {firing.target} (due {due}): {outcome}"
 
 
 class _StopRequest:

@@ -99,6 +99,11 @@ def _value(value: object) -> str:
     return _cut(text)
 
 
+def short_text(text: str) -> str:
+    """A message as one console line: on one line, long ones cut."""
+    return _cut(_one_line(text))
+
+
 def _one_line(text: str) -> str:
     """Runs of whitespace with a line break or tab in them become one space."""
     return " ".join(text.split()) if any(c in text for c in "\r\n\t\v\f") else text
@@ -238,7 +243,7 @@ class Watcher:
         described = sfn.describe_execution(executionArn=execution["executionArn"])
         error = described.get("error")
         cause = _cause_message(described.get("cause"))
-        return f"{text}: {error}" + (f": {_cut(_one_line(cause))}" if cause else "")
+        return f"{text}: {error}" + (f": {short_text(cause)}" if cause else "")
 
     # --- notices -----------------------------------------------------------------------------
 

@@ -1,15 +1,18 @@
 """`python -m localcloud up` as a developer watches it, and the commands that run on it from
 other processes: one `up` subprocess for the module, driven through boto3 and the CLI."""
 
+import datetime
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import urllib3
 
+from localcloud.deployment import ACCOUNT_ID
 from localcloud.remote import SSM_PARAMETER, UpDescription
 from tests.localcloud.up_process import (
     UpProcess,
@@ -129,6 +132,7 @@ def test_the_banner_says_where_everything_is_and_what_to_paste(
     assert "invoke CreateSecretFunction -e events/steps/create_secret.json --begin-rotation" in (
         banner
     )
+    assert re.search(r"\n  schedules\s+fire here when due, on this cloud's clock", banner)
 
 
 def test_the_banner_and_the_description_tell_the_truth(
@@ -202,6 +206,73 @@ def test_a_failing_rotation_shows_its_notice_and_its_failed_execution(
     finally:
         secretsmanager.put_secret_value(SecretId=key_secret, SecretString=key_file)
     _assert_no_secret_in_output(up, described)
+
+
+@pytest.mark.usefixtures("clean_secret")
+def test_a_refresh_schedule_fires_under_up_when_due(
+    up: UpProcess, described: UpDescription
+) -> None:
+    """What the state machine upserts after a rotation (a one-time RotateSecret in the stack's
+    refresh group), due in a few seconds: `up` fires it on its clock, unmoved so real, says so,
+    and the rotation runs."""
+    stack = described.stack_name
+    scheduler_api = up.client("scheduler")
+    groups = scheduler_api.list_schedule_groups(NamePrefix=stack)["ScheduleGroups"]
+    (group,) = [found["Name"] for found in groups]
+    role_arn = up.client("iam").get_role(RoleName=f"{stack}-RefreshSchedulerRole")["Role"]["Arn"]
+    name = f"test-refresh-{uuid.uuid4().hex[:8]}"
+    due = datetime.datetime.fromtimestamp(int(time.time()) + 2, datetime.UTC)
+    mark = up.mark()
+
+    scheduler_api.create_schedule(
+        GroupName=group,
+        Name=name,
+        ScheduleExpression=f"at({due:%Y-%m-%dT%H:%M:%S})",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        ActionAfterCompletion="DELETE",
+        Target={
+            "Arn": "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret",
+            "RoleArn": role_arn,
+            "Input": json.dumps({"SecretId": described.refs["TokenSecret"]}),
+        },
+    )
+
+    fired = up.wait_for(
+        rf"^\S+ \[scheduler\]\s+{re.escape(group)}/{name} fired secretsmanager:rotateSecret "
+        rf"\(due {due.astimezone():%H:%M:%S}\): ok$",
+        start=mark,
+    )
+    # RotateSecret runs the rotation inside the call: it had ended when the firing was said.
+    up.wait_for(r"^\S+ \[execution\]\s+finishSecret-\S+ SUCCEEDED in ", start=mark)
+    assert fired > mark
+    assert name not in {
+        schedule["Name"] for schedule in scheduler_api.list_schedules(GroupName=group)["Schedules"]
+    }
+
+
+def test_a_schedule_up_cannot_fire_is_said_not_skipped_silently(
+    up: UpProcess, described: UpDescription
+) -> None:
+    name = f"test-cron-{uuid.uuid4().hex[:8]}"
+    mark = up.mark()
+
+    up.client("scheduler").create_schedule(
+        Name=name,
+        ScheduleExpression="cron(0 8 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/any",
+            "Input": json.dumps({"SecretId": described.refs["TokenSecret"]}),
+        },
+    )
+
+    up.wait_for(
+        rf"^\S+ \[scheduler\]\s+default/{name} is not fired by the local cloud: only at\(\) "
+        r"and rate\(N minutes\|hours\|days\) schedules are fired locally, not cron\(0 8 ",
+        start=mark,
+    )
+    up.client("scheduler").delete_schedule(Name=name)
 
 
 # --- commands in other processes, on the running `up` ----------------------------------------

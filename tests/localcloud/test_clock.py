@@ -68,6 +68,23 @@ def test_the_clock_never_goes_backwards() -> None:
     assert clock.offset == 600
 
 
+def test_the_clock_tells_the_simulated_time_of_a_past_real_moment() -> None:
+    """What moto stamps in real time (a schedule's CreationDate) read as the simulated time it
+    was then: each moment with the offset in force at it, not today's."""
+    clock = SimulatedClock()
+    before_moves = time.time()
+    time.sleep(0.01)
+    clock.advance(3600)
+    after_first = time.time()
+    time.sleep(0.01)
+    clock.advance_to(clock.now() + WEEK)
+
+    assert clock.simulated_at(before_moves) == before_moves
+    assert clock.simulated_at(after_first) == after_first + 3600
+    later = time.time()
+    assert clock.simulated_at(later) == later + clock.offset
+
+
 def test_the_clock_ticks_with_real_time() -> None:
     clock = SimulatedClock()
     clock.advance(WEEK)

@@ -1,5 +1,6 @@
 """The local scheduler fires what moto only stores, on the simulated clock: EventBridge Scheduler
-one-time schedules with universal targets, and the rotation schedules the template deploys."""
+one-time and rate() schedules with universal and Lambda targets, and the rotation schedules the
+template deploys."""
 
 import datetime
 import json
@@ -16,8 +17,9 @@ import urllib3
 
 from localcloud import fidelity
 from localcloud.cloud import ROLE_ARN, LocalCloud
+from localcloud.deployment import Deployment
 from localcloud.intrinsics import TemplateError
-from localcloud.scheduler import Firing, LocalScheduler
+from localcloud.scheduler import LAMBDA_INVOKE, Firing, LocalScheduler
 from localcloud.template import Template
 
 HOUR = 3600.0
@@ -53,6 +55,31 @@ def handler(event, context):
 """
 
 
+RECORDER = """
+import time
+
+
+def handler(event, context):
+    if "fail" in event:
+        raise RuntimeError(event["fail"])
+    return {"event": event, "now": time.time()}
+"""
+TRUST_SCHEDULER = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "scheduler.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+TEMPLATE_INPUT = (
+    '{"from": "${AWS::StackName}", "at": "<aws.scheduler.scheduled-time>", '
+    '"schedule": "<aws.scheduler.schedule-arn>", "attempt": <aws.scheduler.attempt-number>}'
+)
+
+
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     """A local cloud of its own, on an empty moto (schedules other tests left would fire too);
@@ -71,11 +98,16 @@ def scheduler(cloud: LocalCloud) -> LocalScheduler:
 
 
 @pytest.fixture
-def group(cloud: LocalCloud) -> str:
-    """A schedule group of the test's own."""
+def group(cloud: LocalCloud) -> Iterator[str]:
+    """A schedule group of the test's own, emptied after it (its recurring schedules would
+    fire in every later test)."""
     name = f"test-{uuid.uuid4().hex[:8]}"
-    cloud.client("scheduler").create_schedule_group(Name=name)
-    return name
+    scheduler_api = cloud.client("scheduler")
+    scheduler_api.create_schedule_group(Name=name)
+    yield name
+    for page in scheduler_api.get_paginator("list_schedules").paginate(GroupName=name):
+        for schedule in page["Schedules"]:
+            scheduler_api.delete_schedule(GroupName=name, Name=schedule["Name"])
 
 
 @pytest.fixture
@@ -85,6 +117,68 @@ def queue(cloud: LocalCloud) -> str:
         "QueueUrl"
     ]
     return url
+
+
+@pytest.fixture(scope="module")
+def recorder(cloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """A stack of a function that returns the event it got (or fails when asked), and a
+    recurring schedule that invokes it, as template.yaml declares the freshness sweep's."""
+    code = tmp_path_factory.mktemp("recorder")
+    (code / "recorder.py").write_text(textwrap.dedent(RECORDER))
+    return cloud.deploy(
+        stack_name=f"recorder-{uuid.uuid4().hex[:8]}",
+        template=Template(
+            {
+                "Resources": {
+                    "Recorder": {
+                        "Type": "AWS::Serverless::Function",
+                        "Properties": {
+                            "CodeUri": str(code),
+                            "Handler": "recorder.handler",
+                            "Runtime": "python3.12",
+                            "Timeout": 10,
+                        },
+                    },
+                    "RecorderSchedulerRole": {
+                        "Type": "AWS::IAM::Role",
+                        "Properties": {"AssumeRolePolicyDocument": TRUST_SCHEDULER},
+                    },
+                    "RecorderSchedule": {
+                        "Type": "AWS::Scheduler::Schedule",
+                        "Properties": {
+                            "Description": "Invokes the recorder once a day.",
+                            "ScheduleExpression": "rate(1 day)",
+                            "FlexibleTimeWindow": {"Mode": "OFF"},
+                            "State": "ENABLED",
+                            "Target": {
+                                "Arn": {"Fn::GetAtt": "Recorder.Arn"},
+                                "RoleArn": {"Fn::GetAtt": ["RecorderSchedulerRole", "Arn"]},
+                                "Input": {"Fn::Sub": TEMPLATE_INPUT},
+                            },
+                        },
+                    },
+                }
+            }
+        ),
+    )
+
+
+def invoke_recorder(recorder: Deployment, event: dict[str, str]) -> dict[str, str]:
+    return {
+        "Arn": recorder.attributes[("Recorder", "Arn")],
+        "RoleArn": ROLE_ARN,
+        "Input": json.dumps(event),
+    }
+
+
+def recorded(cloud: LocalCloud, key: str, value: str) -> list[dict[str, Any]]:
+    """The events the recorder returned whose `key` is `value`, in order."""
+    events = []
+    for invocation in list(cloud.invocations):
+        result = invocation.result
+        if isinstance(result, dict) and result["event"].get(key) == value:
+            events.append(result["event"])
+    return events
 
 
 def at(epoch_seconds: float) -> str:
@@ -286,14 +380,22 @@ def test_what_cannot_fire_locally_is_reported_once_and_skipped(
     scheduler: LocalScheduler,
     group: str,
     queue: str,
+    recorder: Deployment,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recurring = create(cloud, group, "rate(1 hour)", send_to(queue))
+    cron = create(cloud, group, "cron(0 * * * ? *)", send_to(queue))
+    weekly = create(cloud, group, "rate(1 week)", send_to(queue))
     templated = create(
         cloud,
         group,
         at(cloud.clock.now() + 60),
         {"Arn": "arn:aws:sqs:us-east-1:123456789012:some-queue", "RoleArn": ROLE_ARN},
+    )
+    no_input = create(
+        cloud,
+        group,
+        "rate(5 minutes)",
+        {"Arn": recorder.attributes[("Recorder", "Arn")], "RoleArn": ROLE_ARN},
     )
 
     with caplog.at_level(logging.WARNING, logger="localcloud.scheduler"):
@@ -302,11 +404,14 @@ def test_what_cannot_fire_locally_is_reported_once_and_skipped(
         )
 
     assert fired == []
-    assert set(scheduler.unsupported) >= {(group, recurring), (group, templated)}
-    assert "rate(1 hour)" in scheduler.unsupported[(group, recurring)]
-    assert "universal targets" in scheduler.unsupported[(group, templated)]
+    unsupported = scheduler.unsupported
+    assert set(unsupported) >= {(group, name) for name in (cron, weekly, templated, no_input)}
+    assert "not cron(0 * * * ? *)" in unsupported[(group, cron)]
+    assert "not rate(1 week)" in unsupported[(group, weekly)]
+    assert "universal targets" in unsupported[(group, templated)]
+    assert "give the target an Input" in unsupported[(group, no_input)]
     warned = [record.getMessage() for record in caplog.records if group in record.getMessage()]
-    assert len(warned) == 2, warned
+    assert len(warned) == 4, warned
     assert received(cloud, queue) == []
 
 
@@ -320,6 +425,177 @@ def test_run_until_moves_the_clock_to_the_end_and_refuses_the_past(
     assert end <= cloud.clock.now() < end + SLACK
     with pytest.raises(ValueError, match="simulated past"):
         scheduler.run_until(end - 3600)
+
+
+# --- recurring schedules with Lambda targets ----------------------------------------------------
+
+PERIOD_10_MINUTES = 600.0
+
+
+def iso(epoch_seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def test_a_template_schedule_deploys_resolved_and_invokes_its_function_with_its_input(
+    cloud: LocalCloud, recorder: Deployment, group: str, queue: str
+) -> None:
+    stack = recorder.stack_name
+    name, arn = recorder.refs["RecorderSchedule"], recorder.attributes[("RecorderSchedule", "Arn")]
+    # Another stack's schedule, due now: a scheduler of the recorder's stack leaves it.
+    create(cloud, group, at(cloud.clock.now() - 1), send_to(queue))
+    own = LocalScheduler(cloud, stack=recorder)
+
+    schedule = cloud.client("scheduler").get_schedule(Name=name)
+    (firing,) = own.fire_due()
+
+    assert (name, schedule["GroupName"], schedule["Arn"]) == (
+        f"{stack}-RecorderSchedule",
+        "default",
+        arn,
+    )
+    assert schedule["ScheduleExpression"] == "rate(1 day)"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert schedule["Target"]["Arn"] == recorder.attributes[("Recorder", "Arn")]
+    assert schedule["Target"]["RoleArn"] == recorder.attributes[("RecorderSchedulerRole", "Arn")]
+    assert (firing.name, firing.group, firing.target) == (name, "default", LAMBDA_INVOKE)
+    assert not firing.failed
+    assert received(cloud, queue) == []
+    # The context attributes replaced, as EventBridge Scheduler does.
+    assert recorded(cloud, "from", stack)[-1] == {
+        "from": stack,
+        "at": iso(firing.due_at),
+        "schedule": arn,
+        "attempt": 1,
+    }
+
+
+def test_a_rate_schedule_fires_at_creation_then_after_each_period(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, recorder: Deployment
+) -> None:
+    marker = uuid.uuid4().hex
+    before = cloud.clock.now()
+    create(cloud, group, "rate(10 minutes)", invoke_recorder(recorder, {"test": marker}))
+    after = cloud.clock.now()
+
+    (first,) = of_group(scheduler.fire_due(), group)
+    again_at_once = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(first.due_at + PERIOD_10_MINUTES - 1)
+    before_the_period = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(first.due_at + PERIOD_10_MINUTES)
+    (second,) = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(first.due_at + 2 * PERIOD_10_MINUTES)
+    (third,) = of_group(scheduler.fire_due(), group)
+
+    assert before <= first.due_at <= after
+    assert again_at_once == before_the_period == []
+    assert second.due_at == first.due_at + PERIOD_10_MINUTES
+    assert third.due_at == first.due_at + 2 * PERIOD_10_MINUTES
+    for firing in (first, second, third):
+        assert firing.due_at <= firing.fired_at < firing.due_at + SLACK
+        assert (firing.target, firing.error_code) == (LAMBDA_INVOKE, None)
+    assert recorded(cloud, "test", marker) == [{"test": marker}] * 3
+
+
+def test_a_jump_over_many_periods_fires_once_then_the_schedule_keeps_its_phase(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, recorder: Deployment
+) -> None:
+    marker = uuid.uuid4().hex
+    create(cloud, group, "rate(5 minutes)", invoke_recorder(recorder, {"test": marker}))
+    (created,) = of_group(scheduler.fire_due(), group)
+    start = created.due_at
+
+    cloud.clock.advance_to(start + 10 * 300 + 30)
+    jumped = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(start + 11 * 300 - 1)
+    before_next = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(start + 11 * 300)
+    next_period = of_group(scheduler.fire_due(), group)
+
+    # The first period it missed, once for all ten.
+    assert [firing.due_at for firing in jumped] == [start + 300]
+    assert before_next == []
+    assert [firing.due_at for firing in next_period] == [start + 11 * 300]
+    assert len(recorded(cloud, "test", marker)) == 3
+
+
+def test_a_disabled_rate_schedule_does_not_fire_and_once_enabled_misses_nothing_back(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, recorder: Deployment
+) -> None:
+    marker = uuid.uuid4().hex
+    start = int(cloud.clock.now()) + 60
+    target = invoke_recorder(recorder, {"test": marker})
+    timing = {
+        "ScheduleExpression": "rate(10 minutes)",
+        "StartDate": datetime.datetime.fromtimestamp(start, datetime.UTC),
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+    }
+    name = f"disabled-{marker[:8]}"
+    scheduler_api = cloud.client("scheduler")
+    scheduler_api.create_schedule(
+        GroupName=group, Name=name, Target=target, State="DISABLED", **timing
+    )
+
+    while_disabled = of_group(
+        scheduler.run_until(start + 3 * PERIOD_10_MINUTES + 30, step_seconds=300), group
+    )
+    scheduler_api.update_schedule(GroupName=group, Name=name, Target=target, **timing)
+    once_enabled = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(start + 4 * PERIOD_10_MINUTES)
+    (next_period,) = of_group(scheduler.fire_due(), group)
+
+    assert while_disabled == once_enabled == []
+    assert next_period.due_at == start + 4 * PERIOD_10_MINUTES
+    assert recorded(cloud, "test", marker) == [{"test": marker}]
+
+
+def test_a_deleted_rate_schedule_stops_and_one_created_again_starts_again(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, recorder: Deployment
+) -> None:
+    marker = uuid.uuid4().hex
+    target = invoke_recorder(recorder, {"test": marker})
+    name = f"recreated-{marker[:8]}"
+    scheduler_api = cloud.client("scheduler")
+    timing = {"ScheduleExpression": "rate(10 minutes)", "FlexibleTimeWindow": {"Mode": "OFF"}}
+    scheduler_api.create_schedule(GroupName=group, Name=name, Target=target, **timing)
+    created = of_group(scheduler.fire_due(), group)
+
+    scheduler_api.delete_schedule(GroupName=group, Name=name)
+    deleted = of_group(
+        scheduler.run_until(cloud.clock.now() + 3 * PERIOD_10_MINUTES, step_seconds=300), group
+    )
+    again = cloud.clock.now()
+    scheduler_api.create_schedule(GroupName=group, Name=name, Target=target, **timing)
+    (recreated,) = of_group(scheduler.fire_due(), group)
+
+    assert len(created) == 1
+    assert deleted == []
+    assert again <= recreated.due_at < again + SLACK
+    assert len(recorded(cloud, "test", marker)) == 2
+
+
+def test_a_failing_function_or_a_missing_one_is_a_failed_firing(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, recorder: Deployment
+) -> None:
+    marker = uuid.uuid4().hex
+    failing = create(
+        cloud, group, "rate(1 hour)", invoke_recorder(recorder, {"test": marker, "fail": "no luck"})
+    )
+    missing_arn = recorder.attributes[("Recorder", "Arn")] + "-gone"
+    missing = create(
+        cloud, group, "rate(1 hour)", {"Arn": missing_arn, "RoleArn": ROLE_ARN, "Input": "{}"}
+    )
+
+    firings = {firing.name: firing for firing in of_group(scheduler.fire_due(), group)}
+
+    assert firings[failing].target == LAMBDA_INVOKE
+    assert (firings[failing].error_code, firings[failing].error_message) == (
+        "RuntimeError",
+        "no luck",
+    )
+    assert firings[missing].failed
+    assert firings[missing].error_code == "ResourceNotFoundException"
 
 
 # --- rotation schedules, deployed from a template ----------------------------------------------
@@ -499,3 +775,12 @@ def test_schedule_groups_and_roles_deploy_with_their_refs_and_arns(cloud: LocalC
     assert inline == policy(f"{group}/{group_arn}")
     extra = iam.get_role_policy(RoleName=role, PolicyName="Extra")["PolicyDocument"]
     assert extra == policy(role_arn)
+
+
+def test_a_resource_type_the_local_cloud_cannot_deploy_stops_the_deploy(cloud: LocalCloud) -> None:
+    template = Template(
+        {"Resources": {"Rule": {"Type": "AWS::Events::Rule", "Properties": {"State": "ENABLED"}}}}
+    )
+
+    with pytest.raises(TemplateError, match=r"Rule: cannot deploy AWS::Events::Rule locally"):
+        cloud.deploy(stack_name=f"unknown-{uuid.uuid4().hex[:8]}", template=template)

@@ -17,7 +17,7 @@ from localcloud.deployment import make_client
 from localcloud.remote import UpDescription
 from localcloud.template import PROJECT_ROOT
 
-READY = "Function logs, failure notices and execution ends follow."
+READY = "Function logs, failure notices, execution ends and schedule firings follow."
 START_TIMEOUT_SECONDS = 120.0
 WAIT_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
