@@ -5,6 +5,8 @@ refusal by tokeninfo still blocks. Time moves for the whole process (time_machin
 Google and the steps agree on it."""
 
 import json
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +15,10 @@ import pytest
 import time_machine
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud.deployment import client_environment
 from localcloud.google_emulator import GoogleEmulator
+from localcloud.template import PROJECT_ROOT
+from rotation_core.config import GOOGLE_TOKENINFO_URL
 from rotation_core.errors import (
     GoogleConnectionError,
     GoogleResponseError,
@@ -299,3 +304,45 @@ def test_finish_secret_counts_an_unverified_promotion_in_its_metric(
     assert document["Step"] == "finishSecret"
     [directive] = document["_aws"]["CloudWatchMetrics"]
     assert {"Name": "UnverifiedPromotions", "Unit": "Count"} in directive["Metrics"]
+
+
+def test_the_notices_command_asks_google_about_the_promoted_token(
+    rotation: Rotation,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+    moto_endpoint: str,
+) -> None:
+    """The command the notice gives operators runs as written (the venv's AWS CLI, jq, curl),
+    pointed at moto and the emulator instead of AWS and Google."""
+    request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    create_and_set(rotation, request)
+    google.fail_next("/tokeninfo", **TOKENINFO_DOWN)
+    rotation.test_secret(request)
+    finished = rotation.finish_secret(request)
+    assert finished.follow_up is not None
+    assert finished.follow_up.notice is not None
+    steps = json.loads(finished.follow_up.notice.message)["NextSteps"]
+    command = steps.split("(it stays out of the command line): ", 1)[1].split(" (an answer", 1)[0]
+    assert command.startswith(f"aws secretsmanager get-secret-value --secret-id {TOKEN_SECRET} ")
+
+    local = command.replace("aws ", f"{PROJECT_ROOT / '.venv' / 'bin' / 'aws'} ", 1).replace(
+        GOOGLE_TOKENINFO_URL, google.tokeninfo_url
+    )
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        **client_environment(moto_endpoint),
+    }
+    answer = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", local],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert answer.returncode == 0, answer.stderr
+    info = json.loads(answer.stdout)
+    assert int(info["expires_in"]) > 3000
+    assert SCOPE in info["scope"]

@@ -262,11 +262,11 @@ def compose_unverified(
             "Check that applications reading the secret get no 401 or 403 from Google. The "
             "TestSecret function's log has the warning 'accepted unverified' with the tokeninfo "
             "error and why the token in use was at risk; see https://status.cloud.google.com for "
-            "an outage. To ask Google about the token now: curl -s "
-            'https://oauth2.googleapis.com/tokeninfo --data-urlencode "access_token=$(aws '
-            f"secretsmanager get-secret-value --secret-id {command_id} --query SecretString "
-            '--output text | jq -r .GOOGLE_ACCESS_TOKEN)" (an answer with expires_in: Google '
-            'accepts it; {"error": "invalid_token"}: start a manual rotation with input '
+            "an outage. To ask Google about the token now (it stays out of the command line): "
+            f"aws secretsmanager get-secret-value --secret-id {command_id} --query SecretString "
+            "--output text | jq -j .GOOGLE_ACCESS_TOKEN | curl -s --data-urlencode "
+            "access_token@- https://oauth2.googleapis.com/tokeninfo (an answer with expires_in: "
+            'Google accepts it; {"error": "invalid_token"}: start a manual rotation with input '
             '{"SecretId": "<the secret\'s name or ARN>"} once tokeninfo answers). The next '
             "rotation, at NextRefreshAt, verifies its token as usual."
         ),
