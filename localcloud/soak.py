@@ -235,10 +235,11 @@ class SoakResult:
 
 
 def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
-    """Within a failing streak, failure notices come at most once an hour."""
+    """Within a failing streak, failure notices come at most once an hour. A success ends the
+    streak with one notice: "recovered", or the promotion of an unverified token."""
     last_failure: float | None = None
     for at, subject in notices:
-        if "recovered" in subject:
+        if "recovered" in subject or "promoted an unverified token" in subject:
             last_failure = None
             continue
         if last_failure is not None and at - last_failure < 3600:

@@ -5,9 +5,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from benchmarks.cost import embedded_metrics
 from localcloud.operations import rotate_on_schedule
 from localcloud.scheduler import LocalScheduler
-from rotation_core.refresh import CURRENT_EXPIRES_AT_TAG, FAILED_ATTEMPTS_TAG, schedule_name
+from rotation_core.refresh import (
+    CURRENT_EXPIRES_AT_TAG,
+    FAILED_ATTEMPTS_TAG,
+    STREAK_TAGS,
+    UNVERIFIED_VERSION_TAG,
+    schedule_name,
+)
 from tests.e2e.stacks import Stack
 
 LEAD = timedelta(seconds=900)
@@ -109,3 +116,51 @@ def test_a_failed_rotation_schedules_its_own_retry_until_the_chain_heals(stack: 
     assert FAILED_ATTEMPTS_TAG not in stack.tags()
     assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
     assert firing.error_code is None, "RotateSecret itself was accepted each time"
+
+
+def unverified_promotions(stack: Stack, since_line: int) -> int:
+    return sum(
+        metric == "UnverifiedPromotions"
+        for _, line in stack.cloud.logs.lines[since_line:]
+        for _, metric, _ in embedded_metrics(line)
+    )
+
+
+def google_accepts_current(stack: Stack) -> bool:
+    """Google's verdict on the token applications read now (in-process: no injected failure)."""
+    return stack.cloud.google.token_info(stack.current()["GOOGLE_ACCESS_TOKEN"]) is not None
+
+
+def test_a_tokeninfo_outage_keeps_the_token_valid_by_promoting_unverified(stack: Stack) -> None:
+    """tokeninfo unreachable for hours while the token endpoint mints: the refresh fails while
+    the token in use is healthy; its retry, once that token is within a third of the lead of
+    its expiry, promotes the fresh mint unverified (one notice, one metric). (That some retry
+    always lands in that window: tests/unit/test_unverified.py.)"""
+    cloud, first_line = stack.cloud, len(stack.cloud.logs.lines)
+    rotate_on_schedule(cloud, stack.deployment)
+    first_version, first_expiry = stack.current_version(), expiry_of(stack)
+    cloud.google.fail_during("/tokeninfo", cloud.google.now() + 3 * 3600, status=503)
+    scheduler = scheduler_of(stack)
+
+    advance_to(stack, due_of(schedule_of(stack)))
+    scheduler.fire_due()
+    [failed] = stack.notices()
+    assert (failed["Message"]["Step"], failed["Message"]["Error"]) == (
+        "testSecret",
+        "GoogleUnavailableError",
+    )
+    assert stack.current_version() == first_version
+    assert google_accepts_current(stack)
+
+    advance_to(stack, first_expiry - LEAD / 3)
+    [retry] = scheduler.fire_due()
+
+    assert retry.error_code == "InvalidRequestException", "RotateSecret re-attempts the rotation"
+    assert stack.current_version() != first_version
+    assert google_accepts_current(stack)
+    [notice] = stack.notices()
+    assert notice["Subject"].startswith("Google token rotation promoted an unverified token (")
+    assert notice["Message"]["PromotedVersionId"] == stack.current_version()
+    assert notice["Message"]["FailedAttempts"] == 1
+    assert not {*STREAK_TAGS, UNVERIFIED_VERSION_TAG} & stack.tags().keys()
+    assert unverified_promotions(stack, first_line) == 1

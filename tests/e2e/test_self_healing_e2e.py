@@ -33,7 +33,11 @@ def errors_of(notices: list[dict[str, Any]]) -> list[str]:
 def test_rotation_stuck_after_create_heals_on_its_reattempt_50_minutes_later(
     stack: Stack,
 ) -> None:
-    # tokeninfo unreachable past the state machine's retry budget: testSecret fails.
+    # A healthy token in use, then tokeninfo unreachable past the state machine's retry budget:
+    # testSecret fails (no unverified promotion while the token in use is healthy).
+    assert [e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)] == [
+        "SUCCEEDED"
+    ] * 4
     stack.cloud.google.fail_next("/tokeninfo", status=503, count=50)
     failed = rotate_on_schedule(stack.cloud, stack.deployment)
     assert [e.status for e in failed] == ["SUCCEEDED", "SUCCEEDED", "FAILED"]

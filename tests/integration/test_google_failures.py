@@ -28,7 +28,7 @@ from rotation_core.errors import (
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
-from tests.support import KEY_SECRET, SCOPE, TOKEN_SECRET, begin_rotation, stages
+from tests.support import KEY_SECRET, SCOPE, TOKEN_SECRET, begin_rotation, run_all, stages
 
 KeyFile = dict[str, str]
 EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
@@ -387,12 +387,13 @@ def test_test_secret_rejects_a_token_google_does_not_know(
     assert stages(secretsmanager, TOKEN_SECRET)[token] == []
 
 
-def test_tokeninfo_outage_is_transient(
+def test_tokeninfo_outage_is_transient_while_the_token_in_use_is_healthy(
     rotation: Rotation,
     secretsmanager: SecretsManagerClient,
     token_secret_arn: str,
     google: GoogleEmulator,
 ) -> None:
+    run_all(rotation, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn)))
     token = create(rotation, secretsmanager, token_secret_arn)
     google.fail_next("/tokeninfo", status=503)
 

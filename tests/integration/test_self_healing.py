@@ -94,6 +94,9 @@ def test_reattempt_after_tokeninfo_outage_abandons_the_stale_version_and_next_ro
     later: Later,
     now: Callable[[], Rotation],
 ) -> None:
+    # A healthy token in use: tokeninfo's silence is then a transient failure (no unverified
+    # promotion, docs/unverified-promotion.md).
+    run_all(rotation, RotationRequest(token_secret_arn, begin_rotation(token_secret_arn)))
     stuck = begin_rotation(token_secret_arn)
     rotation.create_secret(RotationRequest(token_secret_arn, stuck))
     google.fail_next("/tokeninfo", status=503)  # past the retry budget, as far as we know

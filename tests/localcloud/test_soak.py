@@ -139,6 +139,13 @@ def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     ]
     assert result.broken_invariants() == []
 
+    result.notices = [
+        (START, "Google token rotation failed"),
+        (START + 600, "Google token rotation promoted an unverified token (google/access-token)"),
+        (START + 1200, "Google token rotation failed"),
+    ]
+    assert result.broken_invariants() == []
+
 
 def test_too_few_reads_break_the_promise() -> None:
     result = SoakResult(seed=1, lifetimes=3, lead_seconds=DEFAULT_LEAD_SECONDS)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
-from rotation_core.refresh import STATUS_TAG_PREFIX
+from rotation_core.refresh import FAILED_ATTEMPTS_TAG, STATUS_TAG_PREFIX, UNVERIFIED_VERSION_TAG
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 from rotation_core.token_secret import PLACEHOLDER
@@ -522,8 +522,24 @@ def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
         condition = statement.get("Condition", {})
         assert not _may_name_tag_key(condition, MANAGED_BY_TAG), f"{owner}: {granted}"
         assert not _may_name_tag_key(condition, f"{TAG_PREFIX}scopes"), f"{owner}: {granted}"
-        assert _may_name_tag_key(condition, f"{STATUS_TAG_PREFIX}failed-attempts"), owner
-    assert taggers == {"FinishSecretFunction", "DescribeFailureFunction"}
+        assert _may_name_tag_key(condition, UNVERIFIED_VERSION_TAG), owner
+    assert taggers == {"FinishSecretFunction", "DescribeFailureFunction", "TestSecretFunction"}
+
+
+def test_test_secret_may_write_no_status_tag_but_its_unverified_acceptance() -> None:
+    """testSecret records that it accepted a token unverified (and removes that record when
+    tokeninfo vouches for the token after all); the streak is not its to write."""
+    [statement] = [
+        statement
+        for owner, statement in all_policies()
+        if owner == "TestSecretFunction" and "secretsmanager:TagResource" in statement["Action"]
+    ]
+    assert statement["Action"] == ["secretsmanager:TagResource", "secretsmanager:UntagResource"]
+    assert limited_to_this_stacks_secrets(statement)
+    condition = statement["Condition"]
+    assert _may_name_tag_key(condition, UNVERIFIED_VERSION_TAG)
+    assert not _may_name_tag_key(condition, FAILED_ATTEMPTS_TAG)
+    assert not _may_name_tag_key(condition, f"{STATUS_TAG_PREFIX}refused-version")
 
 
 def test_the_scheduler_role_may_only_rotate_this_stacks_token_secrets() -> None:

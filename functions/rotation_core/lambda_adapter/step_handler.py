@@ -23,7 +23,7 @@ from lambda_adapter import (
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import RotationError
 from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation, StepOutcome
+from rotation_core.rotation import PROMOTED_UNVERIFIED, Rotation, StepOutcome
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
@@ -40,6 +40,9 @@ STEP_DURATION_METRIC: Final = "RotationStepDuration"
 """Every run of a step, whatever its outcome (its sample count is the number of runs)."""
 STEP_FAILURES_METRIC: Final = "RotationStepFailures"
 """1 for each run that failed; published only then, so a quiet stack pays for no failure series."""
+UNVERIFIED_PROMOTIONS_METRIC: Final = "UnverifiedPromotions"
+"""1 for each token finishSecret promoted without tokeninfo's verdict (tokeninfo unreachable while
+the token in use was bad or about to be); published only then, like the failures."""
 STEP_DIMENSION: Final = "Step"
 
 # Per step, not per secret: a stack's metric count (each one billed monthly) stays fixed however
@@ -87,6 +90,8 @@ def _run(step: Step, event: object) -> dict[str, object]:
     logger.info(f"{step.value} done", extra={"outcome": outcome.as_payload()})
     if step is Step.FINISH:
         _publish_token_life(outcome)
+    if outcome.action == PROMOTED_UNVERIFIED:
+        metrics.add_metric(name=UNVERIFIED_PROMOTIONS_METRIC, unit=MetricUnit.Count, value=1)
     return outcome.as_payload()
 
 

@@ -42,6 +42,7 @@ ABANDONED: Final = RotationAbandonedError.__name__
 _SUBJECT_PREFIX: Final = "Google token rotation failed"
 _REMINDER_PREFIX: Final = "Google token rotation still failing"
 _RECOVERED_PREFIX: Final = "Google token rotation recovered"
+_UNVERIFIED_PREFIX: Final = "Google token rotation promoted an unverified token"
 _NAME_PLACEHOLDER: Final = "<the secret's name or ARN>"
 # Secret names allow letters, digits and /_+=.@- ; an ARN adds colons. Nothing a shell expands.
 _SECRET_ID_CHARS: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -212,6 +213,66 @@ def compose_recovered(
     }
     return Notice(
         subject=subject_line(None, secret.name, _RECOVERED_PREFIX),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def compose_unverified(
+    secret: SecretDescription,
+    version_id: str,
+    streak: FailureStreak | None,
+    now: datetime,
+    expires_at: datetime,
+    next_refresh: datetime,
+) -> Notice:
+    """The one notice of a token promoted without tokeninfo's verdict: what was and was not
+    checked, and what to look at; it also ends the failure streak, if any, in place of
+    "recovered"."""
+    arn = bounded(secret.arn, SECRET_SHOWN_LIMIT)
+    summary = (
+        f"Google's tokeninfo could not be reached when testSecret checked the new token of secret "
+        f"{arn}, and the token then in use was expired, missing, refused by Google or within a "
+        "third of the refresh lead of its expiry. The rotation therefore promoted the new token "
+        "to AWSCURRENT without tokeninfo's verification: applications now read it."
+    )
+    message: dict[str, object] = {"Summary": summary, "SecretId": arn}
+    if streak is not None:
+        lasted = int((now - streak.since).total_seconds()) // 60
+        message["Summary"] = f"{summary} This ends {_attempts(streak)} over {lasted} minutes."
+        message["FailingSince"] = format_timestamp(streak.since)
+        message["FailedAttempts"] = streak.failed_attempts
+    command_id = _command_id(secret.name)
+    message |= {
+        "PromotedVersionId": _version(version_id),
+        "PromotedAt": format_timestamp(now),
+        "CurrentTokenExpiresAt": format_timestamp(expires_at),
+        "NextRefreshAt": format_timestamp(next_refresh),
+        "Checked": (
+            "Without tokeninfo: Google's token endpoint issued the token over TLS to this "
+            "rotation's own credentials; the stored value is a well-formed token secret holding "
+            "an OAuth 2 bearer token; its lifetime is one the credential source can mint and at "
+            "least MinRemainingSeconds of it remain; it was minted for the configured scopes and "
+            "service account."
+        ),
+        "NotChecked": (
+            "Google's own verdict (tokeninfo): that the token is valid, carries the scopes and "
+            "belongs to the expected account."
+        ),
+        "NextSteps": (
+            "Check that applications reading the secret get no 401 or 403 from Google. The "
+            "TestSecret function's log has the warning 'accepted unverified' with the tokeninfo "
+            "error and why the token in use was at risk; see https://status.cloud.google.com for "
+            "an outage. To ask Google about the token now (it stays out of the command line): "
+            f"aws secretsmanager get-secret-value --secret-id {command_id} --query SecretString "
+            "--output text | jq -j .GOOGLE_ACCESS_TOKEN | curl -s --data-urlencode "
+            "access_token@- https://oauth2.googleapis.com/tokeninfo (an answer with expires_in: "
+            'Google accepts it; {"error": "invalid_token"}: start a manual rotation with input '
+            '{"SecretId": "<the secret\'s name or ARN>"} once tokeninfo answers). The next '
+            "rotation, at NextRefreshAt, verifies its token as usual."
+        ),
+    }
+    return Notice(
+        subject=subject_line(None, secret.name, _UNVERIFIED_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
 

@@ -20,10 +20,12 @@ from rotation_core.failure_notice import (
     StreakNote,
     compose_notice,
     compose_recovered,
+    compose_unverified,
 )
 from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
     STREAK_TAGS,
+    UNVERIFIED_VERSION_TAG,
     FailureStreak,
     RotationSchedule,
     after_failure,
@@ -31,7 +33,7 @@ from rotation_core.refresh import (
     next_refresh_at,
     retry_at,
 )
-from rotation_core.secrets import SecretDescription, SecretsGateway
+from rotation_core.secrets import PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import STEP_NAMES
 from rotation_core.token_secret import TokenMetadata, format_timestamp
 
@@ -65,14 +67,27 @@ class FollowUps:
         self._clock = clock
 
     def after_success(
-        self, secret: SecretDescription, current: TokenMetadata, lead_seconds: int
+        self,
+        secret: SecretDescription,
+        version_id: str,
+        current: TokenMetadata,
+        lead_seconds: int,
     ) -> FollowUp:
-        """The next rotation `lead_seconds` before the token in use expires; the streak, if
-        any, ends with one "recovered" notice."""
+        """The next rotation `lead_seconds` before the token in use (`version_id`) expires; one
+        notice when that token was promoted unverified, else one "recovered" notice when it
+        ends a streak of failures."""
         now = self._clock()
         due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
         streak = FailureStreak.from_tags(secret.tags)
         ended = [key for key in STREAK_TAGS if key in secret.tags]
+        recorded = secret.tags.get(UNVERIFIED_VERSION_TAG)
+        unverified = recorded == version_id
+        if recorded is not None and (
+            # Another version's tag is left from a rotation that never finished, unless that
+            # rotation is still pending (a manual run's, say) and may yet be promoted.
+            unverified or PENDING not in secret.version_stages.get(recorded, ())
+        ):
+            ended.append(UNVERIFIED_VERSION_TAG)
         try:
             self._secrets.tag(
                 secret.arn, {CURRENT_EXPIRES_AT_TAG: format_timestamp(current.expires_at)}
@@ -83,7 +98,9 @@ class FollowUps:
             # Status only: the rotation succeeded, and its successor is scheduled all the same.
             logger.warning("the refresh status could not be recorded", extra={"error": str(error)})
         notice = None
-        if streak is not None:
+        if unverified:
+            notice = compose_unverified(secret, version_id, streak, now, current.expires_at, due)
+        elif streak is not None:
             notice = compose_recovered(secret, streak, now, current.expires_at, due)
             logger.info(
                 "the rotation recovered",

@@ -36,6 +36,12 @@ FAILED_ATTEMPTS_TAG: Final = f"{STATUS_TAG_PREFIX}failed-attempts"
 NOTIFIED_AT_TAG: Final = f"{STATUS_TAG_PREFIX}notified-at"
 CURRENT_EXPIRES_AT_TAG: Final = f"{STATUS_TAG_PREFIX}current-expires-at"
 STREAK_TAGS: Final = (FAILING_SINCE_TAG, FAILED_ATTEMPTS_TAG, NOTIFIED_AT_TAG)
+REFUSED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}refused-version"
+"""The AWSCURRENT version whose token Google's tokeninfo refused (revoked, account disabled): the
+sweep writes it; testSecret counts that token as bad."""
+UNVERIFIED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}unverified-version"
+"""The pending version testSecret accepted without tokeninfo's verdict (tokeninfo unreachable while
+the token in use was bad or about to be); finishSecret says so in a notice and removes it."""
 
 _SCHEDULE_NAME_LIMIT: Final = 64
 _DIGEST_LENGTH: Final = 16

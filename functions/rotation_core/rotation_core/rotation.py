@@ -4,7 +4,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from rotation_core.config import MANAGED_BY_TAG, RotationSettings, managed_secret_check
 from rotation_core.credential_sources import credential_source_for
@@ -21,6 +21,7 @@ from rotation_core.errors import (
 from rotation_core.follow_up import Clock, FollowUp, FollowUps
 from rotation_core.freshness import check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
+from rotation_core.refresh import UNVERIFIED_VERSION_TAG
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import Step
@@ -30,8 +31,19 @@ from rotation_core.token_secret import (
     TokenSecretValue,
     is_token_secret_string,
 )
+from rotation_core.unverified import (
+    TOKENINFO_UNREACHABLE,
+    check_without_tokeninfo,
+    current_at_risk,
+)
 
 logger = logging.getLogger(__name__)
+ACCEPTED_UNVERIFIED: Final = "accepted-unverified"
+"""testSecret's action when tokeninfo could not answer and the token in use was bad or about to be:
+the pending token passed every check that needs no tokeninfo."""
+PROMOTED_UNVERIFIED: Final = "promoted-unverified"
+"""finishSecret's action when the token it promoted was accepted unverified (the step handlers
+count these in the UnverifiedPromotions metric)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,10 @@ class Rotation:
         return StepOutcome(Step.SET, secret.arn, request.token, "checked", pending.metadata)
 
     def test_secret(self, request: RotationRequest) -> StepOutcome:
-        """Ask Google whether the pending token is valid, scoped, ours and long-lived enough."""
+        """Ask Google whether the pending token is valid, scoped, ours and long-lived enough.
+        When tokeninfo cannot answer, a token in use that is bad or about to be is worse than
+        an unverified fresh one: the pending token is then accepted on what can be checked
+        without tokeninfo, and the secret's status tag says so (docs/unverified-promotion.md)."""
         secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.TEST):
             return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
@@ -162,10 +177,23 @@ class Rotation:
             raise _no_value(Step.TEST, secret, request.token)
         try:
             pending = fresh_pending_value(stored, settings, self._clock())
-            check_token_info(pending, self._google.token_info(pending.access_token), settings)
+            try:
+                info = self._google.token_info(pending.access_token)
+            except TOKENINFO_UNREACHABLE as unreachable:
+                if not self._accepted_unverified(
+                    secret, request.token, pending, settings, unreachable
+                ):
+                    raise
+                return StepOutcome(
+                    Step.TEST, secret.arn, request.token, ACCEPTED_UNVERIFIED, pending.metadata
+                )
+            check_token_info(pending, info, settings)
         except TokenVerificationError as error:
             # The stored value can never change: a token that fails now never will pass.
             self._abandon(Step.TEST, secret, request.token, str(error))
+        if secret.tags.get(UNVERIFIED_VERSION_TAG) == request.token:
+            # An earlier attempt accepted it unverified; tokeninfo has now vouched for it.
+            self._secrets.untag(secret.arn, [UNVERIFIED_VERSION_TAG])
         return StepOutcome(Step.TEST, secret.arn, request.token, "verified", pending.metadata)
 
     def finish_secret(self, request: RotationRequest) -> StepOutcome:
@@ -179,6 +207,12 @@ class Rotation:
         pending = self._require_fresh_pending(Step.FINISH, secret, request.token, settings)
         previous = secret.version_with(CURRENT)
         self._secrets.promote(secret.arn, request.token, previous)
+        if secret.tags.get(UNVERIFIED_VERSION_TAG) == request.token:
+            logger.warning(
+                "promoted a token to AWSCURRENT that Google's tokeninfo did not verify",
+                extra={"previous": previous, "version_id": request.token},
+            )
+            return self._finished(secret, request, PROMOTED_UNVERIFIED, pending.metadata, previous)
         logger.info("promoted the pending token to AWSCURRENT", extra={"previous": previous})
         return self._finished(secret, request, "promoted", pending.metadata, previous)
 
@@ -199,8 +233,43 @@ class Rotation:
             current,
             previous_version_id=previous,
             secret_name=secret.name,
-            follow_up=self._follow_ups.after_success(secret, current, lead),
+            follow_up=self._follow_ups.after_success(secret, request.token, current, lead),
         )
+
+    def _accepted_unverified(
+        self,
+        secret: SecretDescription,
+        token: str,
+        pending: TokenSecretValue,
+        settings: RotationSettings,
+        unreachable: Exception,
+    ) -> bool:
+        """True when the pending token may be promoted without tokeninfo's verdict, recorded on
+        the secret; False while the token in use is healthy (tokeninfo's silence then stays a
+        transient failure); TokenVerificationError when the pending token fails a check that
+        needs no tokeninfo."""
+        now = self._clock()
+        current_version = secret.version_with(CURRENT)
+        current = None if current_version is None else self._secrets.read_current_string(secret.arn)
+        risk = current_at_risk(
+            current_version, current, secret.tags, settings.refresh_lead_seconds, now
+        )
+        if risk is None:
+            return False
+        check_without_tokeninfo(pending, settings, now)
+        # Before the step reports success: an unverified promotion is never a silent one.
+        self._secrets.tag(secret.arn, {UNVERIFIED_VERSION_TAG: token})
+        logger.warning(
+            "tokeninfo could not answer and the token in use is at risk: the pending token is "
+            "accepted unverified",
+            extra={
+                "version_id": token,
+                "tokeninfo_error": str(unreachable),
+                "token_in_use": risk,
+                **pending.metadata.as_payload(),
+            },
+        )
+        return True
 
     def _describe_managed(self, secret_id: str) -> SecretDescription:
         """Before anything is read or written: the secret must be a token secret of this stack."""
