@@ -75,6 +75,8 @@ REVOCATION_GAP_LIMIT_SECONDS: Final = 10 * MINUTE
 """From a revocation to the first valid read after it, at most: one sweep interval (5 min), one
 rotation, and the minute to the next read (issue 17: "within one sweep interval plus one
 rotation")."""
+MIN_REMAINING_SECONDS: Final = 900
+"""template.yaml's MinRemainingSeconds: a pending token with less is stale, and may be dropped."""
 SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
 """template.yaml's FreshnessSweepSchedule: rate(5 minutes)."""
 
@@ -302,6 +304,9 @@ class SoakResult:
     """The freshness sweep's firings."""
     operators: Counter[str] = field(default_factory=Counter)
     """How operators' console runs and rotate-secret calls ended."""
+    live_pending_dropped: list[float] = field(default_factory=list)
+    """When a pending version Google would still accept was found dropped unpromoted: a second
+    rotation started while one was in progress."""
 
     def counted(self) -> list[Read]:
         """Reads outside the reported outages (faults that outlived the token in use) and
@@ -367,6 +372,12 @@ class SoakResult:
         sweep = self._sweep_trouble()
         if sweep:
             broken.append(sweep)
+        if self.live_pending_dropped:
+            broken.append(
+                f"{len(self.live_pending_dropped)} rotations in progress were replaced by another "
+                f"(a live pending version dropped, first at "
+                f"+{self._hours(self.live_pending_dropped[0]):.2f} h)"
+            )
         return broken
 
     def _hours(self, at: float) -> float:
@@ -498,6 +509,8 @@ class Soak:
         """What a fault does some time after it began (a group recreated, an old key deleted)."""
         self._pending_patches: list[Fault] = []
         self._seen_versions: set[str] = set()
+        self._dropped_versions: set[str] = set()
+        """Versions that lost every label without ever being AWSCURRENT: dropped pendings."""
         self._notices_seen = 0
 
     def run(self) -> SoakResult:
@@ -542,6 +555,7 @@ class Soak:
                 self._later.pop(0)[1]()
             while plan and plan[0].at <= cloud.clock.now():
                 self._inject(plan.pop(0))
+                self._after_events()
             with self._armed_patch():
                 for firing in scheduler.fire_due():
                     self.result.firings[firing.kind] += 1
@@ -743,12 +757,32 @@ class Soak:
             if "AWSCURRENT" in stages and version not in self._seen_versions:
                 self._seen_versions.add(version)
                 self.result.rotations += 1
+            elif not stages and version not in self._seen_versions | self._dropped_versions:
+                self._dropped_versions.add(version)
+                if self._live(version):
+                    self.result.live_pending_dropped.append(self.cloud.clock.now())
         topic = get_backend("sns")[ACCOUNT_ID][REGION].topics[self.deployment.topic_arn]
         sent = topic.sent_notifications
         for _, _, subject, *_ in sent[self._notices_seen :]:
             self.result.notices.append((self.cloud.clock.now(), str(subject)))
             self.say(f"  +{self._hours():6.2f} h  notice: {subject}")
         self._notices_seen = len(sent)
+
+    def _live(self, version: str) -> bool:
+        """Whether a version's token is one a rotation in progress could still promote: Google
+        accepts it and it has more than MinRemainingSeconds left (by a tick, as it was seen up
+        to a tick late). Only a second rotation started beside it drops such a version."""
+        assert self.deployment is not None
+        try:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.deployment.token_secret_arn, VersionId=version
+            )
+        except ClientError:
+            return False
+        token = json.loads(answer.get("SecretString") or "{}").get("GOOGLE_ACCESS_TOKEN")
+        info = self.cloud.google.token_info(token) if isinstance(token, str) else None
+        remaining = float(info["exp"]) - self.cloud.clock.now() if info is not None else 0.0
+        return remaining > MIN_REMAINING_SECONDS + TICK_SECONDS
 
     def _read(self) -> None:
         """An application's read: GetSecretValue without VersionStage, then Google's verdict."""

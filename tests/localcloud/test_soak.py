@@ -318,6 +318,16 @@ def test_the_sweep_must_fire_every_five_minutes_from_start_to_end() -> None:
     assert result.broken_invariants() == ["the freshness sweep never fired"]
 
 
+def test_a_live_pending_version_dropped_is_a_second_rotation_started_beside_one() -> None:
+    result = a_result(3)
+    result.live_pending_dropped = [START + HOUR]
+
+    assert result.broken_invariants() == [
+        "1 rotations in progress were replaced by another (a live pending version dropped, "
+        "first at +1.00 h)"
+    ]
+
+
 # --- a short soak ----------------------------------------------------------------------------
 
 
@@ -346,6 +356,10 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert result.broken_invariants() == []
     assert len(result.reads) >= SHORT_SOAK_LIFETIMES * 60
     assert {fault.kind for fault in result.faults} == set(FaultKind)
+    assert result.revocations, "a token was revoked (and replaced within the limit: invariants)"
+    assert {outcome.split()[0] for outcome in result.operators} == {"console", "rotate-secret"}
+    # Reads at random moments of each minute, not right after the scheduler looked.
+    assert len({int(read.at) % 60 for read in result.reads}) >= 30
     match = LAST_LINE.fullmatch(result.line())
     assert match is not None
     valid, counted = int(match[1]), int(match[2])
