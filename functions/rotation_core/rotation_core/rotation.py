@@ -366,7 +366,10 @@ class Rotation:
     def _why_stale(
         self, secret: SecretDescription, version: str, settings: RotationSettings
     ) -> str | None:
-        stored = self._secrets.read_pending(secret.arn, version)
+        try:
+            stored = self._secrets.read_pending(secret.arn, version)
+        except NotPendingVersionError:
+            return "lost its AWSPENDING label meanwhile (its own run or another took it off)"
         if stored is None:
             return "holds no token (its createSecret never stored one)"
         try:
