@@ -180,8 +180,8 @@ def test_each_added_secret_rotates_with_its_own_scopes_and_on_its_own_schedule(
     assert due_of(stack, stack.secret_arn) == expiry_of(stack, stack.secret_arn) - STACK_LEAD
 
     # No alarm per secret: the stack's own alarms, its one freshness alarm among them, are all.
-    alarms = cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]
-    assert sorted(a["AlarmName"] for a in alarms) == sorted(
+    alarms = cloud.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{stack_name}-")
+    assert sorted(a["AlarmName"] for a in alarms["MetricAlarms"]) == sorted(
         f"{stack_name}-{logical_id}" for logical_id in load_template().of_type(ALARM)
     )
 
