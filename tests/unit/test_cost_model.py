@@ -146,21 +146,21 @@ def test_an_embedded_metric_line_names_its_metric_by_its_dimension_values() -> N
                 "CloudWatchMetrics": [
                     {
                         "Namespace": "GoogleTokenRotation",
-                        "Dimensions": [["TokenSecret", "service"]],
-                        "Metrics": [{"Name": "AccessTokenSecondsLeft", "Unit": "Seconds"}],
+                        "Dimensions": [["Stack", "service"]],
+                        "Metrics": [{"Name": "LeastSecondsLeft", "Unit": "Seconds"}],
                     }
                 ],
             },
-            "TokenSecret": "google/access-token",
+            "Stack": "google-token-rotation",
             "service": "google-token-rotation",
-            "AccessTokenSecondsLeft": [3599.0],
+            "LeastSecondsLeft": [2699.0],
         }
     )
     assert embedded_metrics(line) == [
         (
             "GoogleTokenRotation",
-            "AccessTokenSecondsLeft",
-            (("TokenSecret", "google/access-token"), ("service", "google-token-rotation")),
+            "LeastSecondsLeft",
+            (("Stack", "google-token-rotation"), ("service", "google-token-rotation")),
         )
     ]
     assert embedded_metrics('{"level": "INFO", "message": "done"}') == []
@@ -180,7 +180,7 @@ def _usage(entry_ms: float) -> RotationUsage:
         google_requests={"/token": 1},
         log_bytes=10_000,
         history_events=70,
-        metrics=frozenset({("GoogleTokenRotation", "AccessTokenSecondsLeft", ())}),
+        metrics=frozenset({("GoogleTokenRotation", "UnverifiedPromotions", ())}),
         failed_executions=(),
     )
 
