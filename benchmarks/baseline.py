@@ -52,19 +52,20 @@ GOAL_RATIO: Final = 1.5
 """Issues #12 and #17: the orchestrated stack should cost at most 1.5 times the baseline per
 secret-month."""
 
+NAMESPACE: Final = "GoogleTokenRotation"
+
 # What the stack paid for monitoring before issue #17, beside what it pays now.
 PREVIOUS_STEP_METRICS: Final = tuple(
-    f"GoogleTokenRotation/RotationStepDuration (Step={step})"
+    f"{NAMESPACE}/RotationStepDuration (Step={step})"
     for step in ("createSecret", "setSecret", "testSecret", "finishSecret")
 )
 """A duration metric per step and stack (RotationStepFailures only when a step failed)."""
-PREVIOUS_SECRET_METRICS: Final = ("GoogleTokenRotation/AccessTokenSecondsLeft",)
+PREVIOUS_SECRET_METRICS: Final = (f"{NAMESPACE}/AccessTokenSecondsLeft",)
 """finishSecret's token-life metric, with the secret's name as a dimension: one per secret."""
 PREVIOUS_SECRET_ALARMS: Final = {"TokenNearExpiryAlarm": 1}
 """The near-expiry alarm on that metric: one per secret (tools/add-token-secret --alarm-topic)."""
 FRESHNESS_ALARM: Final = "TokenFreshnessAlarm"
 """The one alarm per stack that replaced it."""
-NAMESPACE: Final = "GoogleTokenRotation"
 
 # The cost categories both shapes are priced in, so that their difference can be taken line by
 # line.
