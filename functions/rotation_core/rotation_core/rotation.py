@@ -57,7 +57,6 @@ class StepOutcome:
     metadata: TokenMetadata | None = None
     previous_version_id: str | None = None
     superseded_version_id: str | None = None
-    secret_name: str | None = None
     follow_up: FollowUp | None = None
     """finishSecret only: what the state machine does next (schedule, notice)."""
 
@@ -232,7 +231,6 @@ class Rotation:
             action,
             current,
             previous_version_id=previous,
-            secret_name=secret.name,
             follow_up=self._follow_ups.after_success(secret, request.token, current, lead),
         )
 
