@@ -5,7 +5,11 @@ shape: one function that Secrets Manager invokes once per step, running the step
 with the stack's own step handlers and core. It is deployed into the stack on the same local
 cloud and rotates a second token secret, made as the template makes TokenSecret; both are
 measured the same way (benchmarks/cost.py) and priced with the same prices and the same
-rotations a month."""
+rotations a month.
+
+The stack is priced twice: as it is (after issue #17: the freshness sweep and one freshness
+alarm per stack) and as it was before (a metric and an alarm per secret, a metric per step), the
+same measured rotation under both."""
 
 import dataclasses
 import json
@@ -43,10 +47,25 @@ SECRET_DIMENSION: Final = "TokenSecret"
 exists once per secret, one without it once per stack."""
 AWS_SCHEDULE_MIN_INTERVAL_SECONDS: Final = 4 * 3_600
 """Secrets Manager's own rotation schedule runs at most every 4 hours."""
-SECRETS_PER_STACK: Final = (1, 50)
+SECRETS_PER_STACK: Final = (1, 50, 2_500)
 GOAL_RATIO: Final = 1.5
-"""Issue #12: the orchestrated stack should cost at most 1.5 times the baseline per
+"""Issues #12 and #17: the orchestrated stack should cost at most 1.5 times the baseline per
 secret-month."""
+
+NAMESPACE: Final = "GoogleTokenRotation"
+
+# What the stack paid for monitoring before issue #17, beside what it pays now.
+PREVIOUS_STEP_METRICS: Final = tuple(
+    f"{NAMESPACE}/RotationStepDuration (Step={step})"
+    for step in ("createSecret", "setSecret", "testSecret", "finishSecret")
+)
+"""A duration metric per step and stack (RotationStepFailures only when a step failed)."""
+PREVIOUS_SECRET_METRICS: Final = (f"{NAMESPACE}/AccessTokenSecondsLeft",)
+"""finishSecret's token-life metric, with the secret's name as a dimension: one per secret."""
+PREVIOUS_SECRET_ALARMS: Final = {"TokenNearExpiryAlarm": 1}
+"""The near-expiry alarm on that metric: one per secret (tools/add-token-secret --alarm-topic)."""
+FRESHNESS_ALARM: Final = "TokenFreshnessAlarm"
+"""The one alarm per stack that replaced it."""
 
 # The cost categories both shapes are priced in, so that their difference can be taken line by
 # line.
@@ -60,8 +79,10 @@ LOGS: Final = "CloudWatch Logs ingestion"
 TRACES: Final = "X-Ray traces"
 SECRETS: Final = "Secrets Manager secrets"
 METRICS: Final = "CloudWatch custom metrics"
-ALARMS: Final = "CloudWatch standard alarms"
+ALARMS: Final = "CloudWatch alarm metrics"
 MONITORING: Final = frozenset({METRICS, ALARMS})
+SWEEP: Final = "freshness sweep"
+"""The sweep's running costs, each its own category: "freshness sweep, <item>"."""
 
 
 @dataclass(frozen=True)
@@ -70,14 +91,19 @@ class FixedCost:
     stack and shared by all the secrets it rotates."""
 
     category: str
-    names: tuple[str, ...]
-    """What is paid for (secrets and alarms by logical id, metrics by name), one unit each."""
+    units: Mapping[str, int]
+    """What is paid for (secrets and alarms by logical id, metrics by name), each with its
+    billed units (an alarm's alarm metrics; 1 for the rest)."""
     monthly_price: float
     per_secret: bool
 
     @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.units)
+
+    @property
     def dollars_per_month(self) -> float:
-        return len(self.names) * self.monthly_price
+        return sum(self.units.values()) * self.monthly_price
 
 
 @dataclass(frozen=True)
@@ -94,12 +120,16 @@ class Shape:
     """The refresh schedule firing RotateSecret, per rotation (by design: the local cloud's
     scheduler does not run in the benchmark)."""
     fixed: tuple[FixedCost, ...]
+    sweeps: bool = False
+    """Whether a freshness sweep runs per stack (priced from cost.sweep_items)."""
 
 
 @dataclass(frozen=True)
 class Comparison:
     orchestrated: Shape
     baseline: Shape
+    before: Shape
+    """The stack as it was before issue #17, on the same measured rotation."""
 
 
 # --- The arithmetic ---------------------------------------------------------------------------
@@ -141,27 +171,36 @@ def variable_items(shape: Shape) -> list[LineItem]:
 
 
 def fixed_costs(
-    measured: Measurement, token_secret: str, secret_alarms: Collection[str]
+    measured: Measurement,
+    token_secret: str,
+    secret_alarms: Collection[str],
+    stack_metrics: Sequence[str] = (),
+    secret_metrics: Sequence[str] = (),
 ) -> tuple[FixedCost, ...]:
-    """The secrets, custom metrics and alarms of a measured shape, each per secret (the token
-    secret, a metric with the secret's dimension, an alarm in `secret_alarms`) or per stack
-    (the rest: the key secret, per-step metrics, the state machine's alarm)."""
+    """The secrets, custom metrics and alarm metrics of a measured shape, each per secret (the
+    token secret, a metric with the secret's dimension or in `secret_metrics`, an alarm in
+    `secret_alarms`) or per stack (the rest: the key secret, per-step metrics, `stack_metrics`
+    that no rotation prints, the stack's alarms)."""
     metrics: set[MetricKey] = set().union(*(usage.metrics for usage in measured.usage))
     costs = []
     for per_secret in (True, False):
-        secrets = tuple(s for s in measured.secrets if (s == token_secret) is per_secret)
-        metric_names = tuple(
-            _metric_name(metric)
-            for metric in sorted(metrics)
-            if (SECRET_DIMENSION in dict(metric[2])) is per_secret
+        secrets = {s: 1 for s in measured.secrets if (s == token_secret) is per_secret}
+        metric_names = dict.fromkeys(
+            [
+                _metric_name(metric)
+                for metric in sorted(metrics)
+                if (SECRET_DIMENSION in dict(metric[2])) is per_secret
+            ]
+            + list(secret_metrics if per_secret else stack_metrics),
+            1,
         )
-        alarms = tuple(a for a in measured.alarms if (a in secret_alarms) is per_secret)
+        alarms = {a: n for a, n in measured.alarms.items() if (a in secret_alarms) is per_secret}
         costs += [
             FixedCost(SECRETS, secrets, cost.SECRETS_MANAGER_PER_SECRET_MONTH, per_secret),
             FixedCost(METRICS, metric_names, cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH, per_secret),
-            FixedCost(ALARMS, alarms, cost.CLOUDWATCH_PER_STANDARD_ALARM_MONTH, per_secret),
+            FixedCost(ALARMS, alarms, cost.CLOUDWATCH_PER_ALARM_METRIC_MONTH, per_secret),
         ]
-    return tuple(fixed for fixed in costs if fixed.names)
+    return tuple(fixed for fixed in costs if fixed.units)
 
 
 def _metric_name(metric: MetricKey) -> str:
@@ -187,13 +226,18 @@ def secret_alarms(template: Template) -> frozenset[str]:
 
 def per_secret_month(shape: Shape, rotations: float, secrets_per_stack: int) -> dict[str, float]:
     """Dollars per secret-month by category: the rotations' costs, the per-secret fixed costs,
-    and a `secrets_per_stack`-th of the per-stack ones."""
+    and a `secrets_per_stack`-th of the per-stack ones and of the sweep's."""
     if secrets_per_stack < 1:
         raise ValueError(f"a stack rotates at least one secret, not {secrets_per_stack}")
     dollars = {item.item: item.dollars_per_month(rotations) for item in variable_items(shape)}
     for fixed in shape.fixed:
         share = fixed.dollars_per_month / (1 if fixed.per_secret else secrets_per_stack)
         dollars[fixed.category] = dollars.get(fixed.category, 0.0) + share
+    if shape.sweeps:
+        runs = cost.sweep_runs_per_month()
+        for item in cost.sweep_items(secrets_per_stack):
+            category = f"{SWEEP}, {cost.short_name(item)}"
+            dollars[category] = item.dollars_per_month(runs) / secrets_per_stack
     return dollars
 
 
@@ -227,20 +271,52 @@ def compare(
     `rotations` warm scheduled rotations of it, and prices both shapes."""
     template = load_template()
     baseline = measure_baseline(cloud, deployment, orchestrated, rotations, template)
-    return Comparison(orchestrated_shape(orchestrated, template), baseline_shape(baseline))
+    return Comparison(
+        orchestrated_shape(orchestrated, template),
+        baseline_shape(baseline),
+        previous_shape(orchestrated),
+    )
 
 
 def orchestrated_shape(measured: Measurement, template: Template) -> Shape:
     """The stack: Secrets Manager invokes the entry function, which waits on the executions;
-    the refresh schedule fires once per rotation; the alarms that watch the token secret come
-    once per secret."""
+    the refresh schedule fires once per rotation; the freshness sweep runs per stack and
+    publishes its metrics once per stack; an alarm that watches a token secret would come once
+    per secret."""
     return Shape(
         name="orchestrated (this stack)",
         measured=measured,
         rotation_function=cost.ENTRY_FUNCTION,
         waiting_functions=frozenset({cost.ENTRY_FUNCTION}),
         schedule_invocations=1,
-        fixed=fixed_costs(measured, TOKEN_SECRET, secret_alarms(template)),
+        fixed=fixed_costs(
+            measured,
+            TOKEN_SECRET,
+            secret_alarms(template),
+            stack_metrics=[f"{NAMESPACE}/{name}" for name in cost.SWEEP_METRICS],
+        ),
+        sweeps=True,
+    )
+
+
+def previous_shape(measured: Measurement) -> Shape:
+    """The stack before issue #17, on the same measured rotation: no sweep; a duration metric
+    per step; a token-life metric and a near-expiry alarm per secret instead of the one
+    freshness alarm per stack; the failure alarms as they are."""
+    alarms = {a: n for a, n in measured.alarms.items() if a != FRESHNESS_ALARM}
+    return Shape(
+        name="before (a metric and an alarm per secret)",
+        measured=measured,
+        rotation_function=cost.ENTRY_FUNCTION,
+        waiting_functions=frozenset({cost.ENTRY_FUNCTION}),
+        schedule_invocations=1,
+        fixed=fixed_costs(
+            dataclasses.replace(measured, alarms={**alarms, **PREVIOUS_SECRET_ALARMS}),
+            TOKEN_SECRET,
+            PREVIOUS_SECRET_ALARMS,
+            stack_metrics=PREVIOUS_STEP_METRICS,
+            secret_metrics=PREVIOUS_SECRET_METRICS,
+        ),
     )
 
 
@@ -345,7 +421,7 @@ def measure_baseline(
     if failed or not current.get("GOOGLE_ACCESS_TOKEN"):
         raise RuntimeError(f"the baseline's rotations failed ({', '.join(failed) or 'no token'})")
     secrets = tuple(sorted({BASELINE_SECRET, *orchestrated.secrets} - {TOKEN_SECRET}))
-    return Measurement(rotations, usage, memory, orchestrated.lead_seconds, secrets, alarms=())
+    return Measurement(rotations, usage, memory, orchestrated.lead_seconds, secrets, alarms={})
 
 
 # --- The report -------------------------------------------------------------------------------
@@ -353,8 +429,10 @@ def measure_baseline(
 
 def report(comparison: Comparison) -> list[str]:
     """Markdown: both shapes per rotation, then per secret-month at 1-hour and 12-hour tokens and
-    1 or 50 secrets per stack, their ratio, and what the difference is made of."""
+    1, 50 or 2,500 secrets per stack, the stack before and after issue #17 against the
+    baseline, whole bill and like for like, and what the difference is made of."""
     orchestrated, baseline = comparison.orchestrated, comparison.baseline
+    before = comparison.before
     lead = orchestrated.measured.lead_seconds
     hourly = cost.rotations_per_month(cost.TOKEN_LIFETIME_SECONDS, lead)
     lifetimes = {
@@ -382,39 +460,70 @@ def report(comparison: Comparison) -> list[str]:
         "with 1-hour tokens the baseline needs a trigger it does not have (counted here as "
         "free), with 12-hour tokens its own schedule will do.",
         "",
-        f"| $ per month | {orchestrated.name} | {baseline.name} |",
-        "|---|---|---|",
+        "Before and after issue #17: the same measured rotation, priced with the monitoring "
+        "the stack had (a token-life metric and a near-expiry alarm per secret, a duration "
+        "metric per step) and with what it has (the freshness sweep, its metrics and one "
+        "freshness alarm per stack; the steps publish no metric: AWS/Lambda's free Duration and "
+        "Errors per step function say the same). Alarms are priced per alarm metric, a "
+        "metric-math alarm per metric it retrieves, before and after alike.",
+        "",
+        f"| $ per month | {before.name} | {orchestrated.name} | {baseline.name} |",
+        "|---|---|---|---|",
     ]
+    shapes = (before, orchestrated, baseline)
     for label, rotations in lifetimes.items():
         lines.append(
-            f"| rotations, {label} ({rotations:.1f} a month) | "
-            f"{_dollars(cost.variable_dollars(variable_items(orchestrated), rotations))} | "
-            f"{_dollars(cost.variable_dollars(variable_items(baseline), rotations))} |"
+            _row(
+                f"rotations, {label} ({rotations:.1f} a month)",
+                [_dollars(cost.variable_dollars(variable_items(s), rotations)) for s in shapes],
+            )
         )
-    lines += _fixed_rows(orchestrated, baseline)
+    lines += _fixed_rows(shapes)
+    lines += [
+        _row(
+            f"freshness sweep per stack, {secrets:,} secret{'s' if secrets > 1 else ''}",
+            [_dollars(cost.sweep_dollars(secrets)) if shape.sweeps else "none" for shape in shapes],
+        )
+        for secrets in SECRETS_PER_STACK
+    ]
     lines += [
         "",
-        f"| $ per secret-month | secrets per stack | {orchestrated.name} | {baseline.name} | "
-        "orchestrated / baseline | orchestrated without its metrics and alarms | like for "
-        "like |",
-        "|---|---|---|---|---|---|---|",
+        "| $ per secret-month | secrets per stack | single Lambda | before | before / "
+        "baseline | like for like | after | after / baseline | like for like |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for label, rotations in lifetimes.items():
         for secrets in SECRETS_PER_STACK:
-            ours = per_secret_month(orchestrated, rotations, secrets)
             theirs = per_secret_month(baseline, rotations, secrets)
-            ratio = sum(ours.values()) / sum(theirs.values())
-            rotating = sum(without_monitoring(ours).values())
-            like_for_like = rotating / sum(theirs.values())
-            lines.append(
-                f"| {label} | {secrets} | {_dollars(sum(ours.values()))} | "
-                f"{_dollars(sum(theirs.values()))} | **{ratio:.2f}x** | {_dollars(rotating)} | "
-                f"**{like_for_like:.2f}x** |"
-            )
-            verdicts.append(_verdict(label, secrets, ratio, ours, theirs, like_for_like))
-    lines += ["", *verdicts, "", _entry_wait_note(comparison, hourly)]
+            cells = [_dollars(sum(theirs.values()))]
+            for shape in (before, orchestrated):
+                ours = per_secret_month(shape, rotations, secrets)
+                ratio, like_for_like = _ratios(ours, theirs)
+                cells += [
+                    _dollars(sum(ours.values())),
+                    f"**{ratio:.2f}x**",
+                    f"**{like_for_like:.2f}x**",
+                ]
+            lines.append(_row(f"{label} | {secrets:,}", cells))
+            ours = per_secret_month(orchestrated, rotations, secrets)
+            verdicts.append(_verdict(label, secrets, *_ratios(ours, theirs), ours, theirs))
+    lines += [
+        "",
+        *verdicts,
+        "",
+        _sweep_metrics_note(comparison, hourly),
+        "",
+        _entry_wait_note(comparison, hourly),
+    ]
     return lines
+
+
+def _ratios(ours: Mapping[str, float], theirs: Mapping[str, float]) -> tuple[float, float]:
+    """The whole bill against the baseline's, and like for like: without the metrics and alarms
+    the baseline lacks (the sweep's running costs stay: it keeps tokens fresh, not only looks)."""
+    total = sum(theirs.values())
+    return sum(ours.values()) / total, sum(without_monitoring(ours).values()) / total
 
 
 def _usage_rows(orchestrated: Shape, baseline: Shape) -> list[str]:
@@ -500,10 +609,8 @@ def _compute(shape: Shape) -> str:
     return text
 
 
-def _fixed_rows(orchestrated: Shape, baseline: Shape) -> list[str]:
-    shown = [
-        {(f.category, f.per_secret): f for f in shape.fixed} for shape in (orchestrated, baseline)
-    ]
+def _fixed_rows(shapes: Sequence[Shape]) -> list[str]:
+    shown = [{(f.category, f.per_secret): f for f in shape.fixed} for shape in shapes]
     rows = []
     for per_secret in (True, False):
         for category in (SECRETS, METRICS, ALARMS):
@@ -511,28 +618,32 @@ def _fixed_rows(orchestrated: Shape, baseline: Shape) -> list[str]:
             if any(found):
                 where = "per secret" if per_secret else "per stack"
                 cells = [
-                    "none"
-                    if f is None
-                    else f"{_dollars(f.dollars_per_month)}: {', '.join(f.names)}"
+                    "none" if f is None else f"{_dollars(f.dollars_per_month)}: {_names(f)}"
                     for f in found
                 ]
                 rows.append(_row(f"fixed {where}: {category}", cells))
     return rows
 
 
+def _names(fixed: FixedCost) -> str:
+    return ", ".join(
+        name + (f" ({units} metrics)" if units > 1 else "") for name, units in fixed.units.items()
+    )
+
+
 def _verdict(
     label: str,
     secrets: int,
     ratio: float,
+    like_for_like: float,
     orchestrated: Mapping[str, float],
     baseline: Mapping[str, float],
-    like_for_like: float,
 ) -> str:
     met = "met" if ratio <= GOAL_RATIO else "**not met**"
     met_alike = "met" if like_for_like <= GOAL_RATIO else "**not met**"
     gap = sum(orchestrated.values()) - sum(baseline.values())
     verdict = (
-        f"- {label}, {secrets} secret{'s' if secrets > 1 else ''} per stack: {ratio:.2f}x, the "
+        f"- {label}, {secrets:,} secret{'s' if secrets > 1 else ''} per stack: {ratio:.2f}x, the "
         f"goal of {GOAL_RATIO}x {met} ({like_for_like:.2f}x like for like, without the "
         f"monitoring the baseline lacks: {met_alike})"
     )
@@ -543,6 +654,21 @@ def _verdict(
         for category, dollars in differences(orchestrated, baseline)[:3]
     )
     return f"{verdict}; of the {_dollars(gap)} more per secret-month: {largest}."
+
+
+def _sweep_metrics_note(comparison: Comparison, rotations: float) -> str:
+    """What the sweep's metrics weigh where they weigh most: a stack of one secret."""
+    theirs = sum(per_secret_month(comparison.baseline, rotations, 1).values())
+    ours = sum(per_secret_month(comparison.orchestrated, rotations, 1).values())
+    extra = (len(cost.SWEEP_METRICS) - 1) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
+    return (
+        f"The sweep's {len(cost.SWEEP_METRICS)} metrics cost "
+        f"{_dollars(len(cost.SWEEP_METRICS) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH)} a "
+        f"stack-month. The alarm needs {cost.SWEEP_METRICS[0]} alone; with the others sent only "
+        "when not zero (a metric is billed only for the hours it is sent), a 1-secret stack of "
+        f"1-hour tokens would cost {_dollars(ours - extra)} a month, "
+        f"{(ours - extra) / theirs:.2f}x the baseline instead of {ours / theirs:.2f}x."
+    )
 
 
 def _entry_wait_note(comparison: Comparison, rotations: float) -> str:

@@ -1,4 +1,4 @@
-"""What the expiry-driven refresh costs per secret-month: local-cloud counts, AWS public prices."""
+"""What the expiry-driven refresh and the freshness sweep cost: local-cloud counts, AWS prices."""
 
 import json
 import math
@@ -28,9 +28,14 @@ if TYPE_CHECKING:
 # - verified on AWS's own page: the Step Functions transition price, the X-Ray trace price.
 # - AWS's own pages render their rate tables client-side, so these were found only in
 #   transcriptions of them and third-party guides (all agreeing): Lambda arm64 GB-s and
-#   requests, Secrets Manager per secret and per 10,000 calls, EventBridge Scheduler per
-#   invocation (one guide even calls Scheduler free), CloudWatch custom metric, standard
-#   alarm, Logs ingestion.
+#   requests, Secrets Manager per secret and per 10,000 calls, CloudWatch custom metric,
+#   standard alarm metric, Logs ingestion.
+# - EventBridge Scheduler: AWS's price list (a public transcription of its rows) says "$0 for the
+#   first 14 million scheduled invocations" a month, then a price per million by Region
+#   ($1.25 in Tokyo); us-east-1's $1.00 per million from the pricing page's transcriptions.
+# - that a metric-math alarm is billed per metric it evaluates: CloudWatch's price is "per alarm
+#   metric", and infracost (a cost estimator) counts one alarm metric per metric an alarm's
+#   queries retrieve; AWS's own sentence on it was not found.
 # - not verified at all: that Step Functions and EventBridge Scheduler charge nothing for their
 #   API calls (StartExecution, DescribeExecution, UpdateSchedule). Neither pricing page lists
 #   a price for them; one third-party guide says Scheduler's create and update are included.
@@ -52,13 +57,15 @@ SECRETS_MANAGER_PER_API_CALL: Final = 0.05 / 10_000
 """Secrets Manager, per API call ($0.05 per 10,000), every action alike.
 https://aws.amazon.com/secrets-manager/pricing/"""
 SCHEDULER_PER_INVOCATION: Final = 1.00 / 1_000_000
-"""EventBridge Scheduler, per schedule invocation ($1.00 per 1M; 14M a month are free, not
-applied). https://aws.amazon.com/eventbridge/pricing/"""
+"""EventBridge Scheduler, per schedule invocation ($1.00 per 1M in us-east-1; the first 14M a
+month are free, not applied). https://aws.amazon.com/eventbridge/pricing/"""
 CLOUDWATCH_PER_CUSTOM_METRIC_MONTH: Final = 0.30
 """CloudWatch, per custom metric (namespace, name and dimension values) a month, first 10,000
-(embedded-metric lines count as custom metrics). https://aws.amazon.com/cloudwatch/pricing/"""
-CLOUDWATCH_PER_STANDARD_ALARM_MONTH: Final = 0.10
-"""CloudWatch, per standard-resolution alarm metric a month (period of 60 s or more).
+(embedded-metric lines count as custom metrics; prorated by the hour, metered only while the
+metric is sent). https://aws.amazon.com/cloudwatch/pricing/"""
+CLOUDWATCH_PER_ALARM_METRIC_MONTH: Final = 0.10
+"""CloudWatch, per standard-resolution alarm metric a month (period of 60 s or more): an alarm
+on one metric is one, a metric-math alarm one per metric it retrieves.
 https://aws.amazon.com/cloudwatch/pricing/"""
 CLOUDWATCH_LOGS_PER_GB_INGESTED: Final = 0.50
 """CloudWatch Logs, Standard log class, per GB ingested (Lambda logs: the first tier).
@@ -82,6 +89,41 @@ LONG_TOKEN_LIFETIME_SECONDS: Final = 43_200
 STANDARD_ALARM_MIN_PERIOD_SECONDS: Final = 60
 ROTATIONS_MEASURED: Final = 7
 ENTRY_FUNCTION: Final = "RotationEntryFunction"
+
+# --- The freshness sweep (issue #17), per stack -----------------------------------------------
+# Not measured here yet: what one run does is stated below as assumptions, each to replace with
+# a measurement once the sweep runs on the local cloud.
+
+SWEEP_INTERVAL_SECONDS: Final = 300
+"""The sweep's schedule: rate(5 minutes), no flexible window."""
+SWEEP_MEMORY_MB: Final = 256
+"""The sweep inherits the template's Globals MemorySize, as every function of the stack."""
+SWEEP_RUN_MS: Final = 300.0
+"""Assumed: one warm run's own work whatever the secrets (the metric line, a summary line, the
+first ListSecrets page), as a step function's run on the local cloud."""
+SWEEP_CHECK_MS: Final = 120.0
+"""Assumed: one secret's check, GetSecretValue in-Region then tokeninfo over the internet."""
+SWEEP_CONCURRENCY: Final = 10
+"""Assumed: checks run this many at once (bounded concurrency), so each adds a tenth of its time
+to the run's billed duration."""
+SWEEP_LIST_PAGE: Final = 100
+"""ListSecrets returns at most 100 secrets a call (its MaxResults): the managed secrets, with
+their tags, stages and rotation dates, in one call per 100."""
+SWEEP_READS_PER_SECRET: Final = 1
+"""Assumed: one GetSecretValue of AWSCURRENT per secret and run (its expires_at, and the token
+tokeninfo is asked about); ListSecrets gives the rest. A DescribeSecret as well would double it."""
+SWEEP_LOG_BYTES_PER_RUN: Final = 2_000
+"""Assumed: a summary line and the metric line a run; a line per secret only for a decision."""
+SWEEP_METRICS: Final = (
+    "LeastSecondsLeft",
+    "SecretsWithoutValidToken",
+    "SweepRotationsStarted",
+    "SweepRotationsDeferred",
+    "SweepGoogleCalls",
+)
+"""What the sweep publishes every run, each once per stack (dimension Stack): a custom metric a
+month each. UnverifiedPromotions (testSecret) is sent only when a token is promoted unverified,
+and a metric is billed only for the hours it is sent: not priced."""
 
 
 # --- The arithmetic ---------------------------------------------------------------------------
@@ -115,11 +157,11 @@ def gb_seconds(duration_ms: float, memory_mb: int) -> float:
 
 @dataclass(frozen=True)
 class LineItem:
-    """A cost that grows with the number of rotations."""
+    """A cost that grows with the number of runs: rotations, or the sweep's runs."""
 
     item: str
     per_rotation: float
-    """Units per rotation (calls, transitions, GB-s, bytes, ...)."""
+    """Units per run (calls, transitions, GB-s, bytes, ...): per rotation, or per sweep run."""
     unit_price: float
     """Dollars per unit."""
     unit: str = ""
@@ -162,6 +204,44 @@ def median_by_key[K: Hashable](samples: Sequence[Mapping[K, float]]) -> dict[K, 
     (a call that one rotation did not make)."""
     keys = {key for sample in samples for key in sample}
     return {key: statistics.median(sample.get(key, 0) for sample in samples) for key in keys}
+
+
+def sweep_runs_per_month(month_seconds: float = MONTH_SECONDS) -> float:
+    """The sweep runs every SWEEP_INTERVAL_SECONDS, whatever the secrets."""
+    return month_seconds / SWEEP_INTERVAL_SECONDS
+
+
+def sweep_items(secrets: int) -> list[LineItem]:
+    """What one sweep run of a stack with `secrets` token secrets uses, priced: per_rotation is
+    per run (sweep_runs_per_month() of them a month)."""
+    if secrets < 1:
+        raise ValueError(f"a stack rotates at least one secret, not {secrets}")
+    run_ms = SWEEP_RUN_MS + secrets * SWEEP_CHECK_MS / SWEEP_CONCURRENCY
+    pages = math.ceil(secrets / SWEEP_LIST_PAGE)
+    return [
+        LineItem("Lambda requests (one a run)", 1, LAMBDA_PER_REQUEST),
+        LineItem(
+            f"Lambda duration: {SWEEP_MEMORY_MB} MB arm64, ~{run_ms:,.0f} ms a run",
+            gb_seconds(run_ms, SWEEP_MEMORY_MB),
+            LAMBDA_ARM64_PER_GB_SECOND,
+            "GB-s",
+        ),
+        LineItem(
+            f"Secrets Manager: {pages} ListSecrets, {secrets * SWEEP_READS_PER_SECRET:,} "
+            "GetSecretValue a run",
+            pages + secrets * SWEEP_READS_PER_SECRET,
+            SECRETS_MANAGER_PER_API_CALL,
+        ),
+        LineItem("EventBridge Scheduler invocations (one a run)", 1, SCHEDULER_PER_INVOCATION),
+        LineItem(
+            "CloudWatch Logs ingestion",
+            SWEEP_LOG_BYTES_PER_RUN / 1e9,
+            CLOUDWATCH_LOGS_PER_GB_INGESTED,
+            "GB",
+        ),
+        LineItem("X-Ray traces (Tracing: Active; one a run)", 1, XRAY_PER_TRACE_RECORDED),
+        LineItem(f"Google tokeninfo requests ({secrets:,} a run; no charge)", secrets, NO_CHARGE),
+    ]
 
 
 # --- What one rotation uses, on the local cloud -----------------------------------------------
@@ -208,8 +288,9 @@ class Measurement:
     """RefreshLeadSeconds as deployed (finishSecret's REFRESH_LEAD_SECONDS)."""
     secrets: tuple[str, ...]
     """Logical ids of the secrets the deployment created."""
-    alarms: tuple[str, ...]
-    """Logical ids of the template's alarms, each a standard-resolution alarm on one metric."""
+    alarms: Mapping[str, int]
+    """The template's alarms by logical id, each with the standard-resolution alarm metrics it
+    is billed for."""
 
     def median(self, value: Callable[[RotationUsage], float]) -> float:
         return statistics.median(value(usage) for usage in self.usage)
@@ -236,7 +317,7 @@ def measure(
         sorted(set(template.of_type("AWS::SecretsManager::Secret")) & set(deployment.refs))
     )
     usage = counted_rotations(cloud, deployment, memory, rotations)
-    return Measurement(rotations, usage, memory, lead, secrets, standard_alarms(template))
+    return Measurement(rotations, usage, memory, lead, secrets, alarm_metrics(template))
 
 
 def counted_rotations(
@@ -249,20 +330,24 @@ def counted_rotations(
     return [_counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
 
 
-def standard_alarms(template: Template) -> tuple[str, ...]:
-    """The template's alarms, refusing a high-resolution one (it has another price)."""
+def alarm_metrics(template: Template) -> dict[str, int]:
+    """The template's alarms, each with the alarm metrics it is billed for: 1, or for a
+    metric-math alarm the metrics its queries retrieve. Refuses a high-resolution alarm (it has
+    another price)."""
     alarms = template.of_type("AWS::CloudWatch::Alarm")
-    for logical_id, alarm in alarms.items():
+    billed = {}
+    for logical_id, alarm in sorted(alarms.items()):
         properties = alarm["Properties"]
         # A metric-math alarm's periods are its queries'.
-        periods = [query["MetricStat"]["Period"] for query in properties.get("Metrics", [])
-                   if "MetricStat" in query] or [
+        retrieved = [q["MetricStat"] for q in properties.get("Metrics", []) if "MetricStat" in q]
+        periods = [stat["Period"] for stat in retrieved] or [
             properties.get("Period", STANDARD_ALARM_MIN_PERIOD_SECONDS)
-        ]  # fmt: skip
+        ]
         possible = [value for period in periods for value in _possible_values(template, period)]
         if min(possible) < STANDARD_ALARM_MIN_PERIOD_SECONDS:
             raise ValueError(f"{logical_id} is a high-resolution alarm: price it as one")
-    return tuple(sorted(alarms))
+        billed[logical_id] = len(retrieved) or 1
+    return billed
 
 
 def _possible_values(template: Template, value: Any) -> list[int]:
@@ -432,8 +517,15 @@ def line_items(measured: Measurement) -> list[LineItem]:
 
 
 def fixed_items(measured: Measurement) -> list[FixedItem]:
-    """The monthly costs that do not depend on how often the secret rotates."""
+    """The monthly costs that do not depend on how often the secret rotates: the secrets, the
+    custom metrics (the rotation's own metric lines, measured, and the sweep's) and the alarm
+    metrics."""
     metrics: set[MetricKey] = set().union(*(usage.metrics for usage in measured.usage))
+    measured_names = ", ".join(f"{ns}/{name}" for ns, name, _ in sorted(metrics)) or "none"
+    alarms = ", ".join(
+        f"{logical_id}{f' ({count} metrics)' if count > 1 else ''}"
+        for logical_id, count in measured.alarms.items()
+    )
     return [
         FixedItem(
             f"Secrets Manager secrets: {', '.join(measured.secrets)} (no key secret when "
@@ -442,32 +534,48 @@ def fixed_items(measured: Measurement) -> list[FixedItem]:
             SECRETS_MANAGER_PER_SECRET_MONTH,
         ),
         FixedItem(
-            "CloudWatch custom metrics (the embedded-metric lines: "
-            + ", ".join(f"{ns}/{name}" for ns, name, _ in sorted(metrics))
-            + ")",
+            f"CloudWatch custom metrics, the rotation's own metric lines: {measured_names}",
             len(metrics),
             CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
         ),
         FixedItem(
-            f"CloudWatch standard alarms: {', '.join(measured.alarms)}",
-            len(measured.alarms),
-            CLOUDWATCH_PER_STANDARD_ALARM_MONTH,
+            "CloudWatch custom metrics, the freshness sweep's every run (assumed: "
+            f"{', '.join(SWEEP_METRICS)})",
+            len(SWEEP_METRICS),
+            CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
+        ),
+        FixedItem(
+            f"CloudWatch alarm metrics (standard resolution): {alarms}",
+            sum(measured.alarms.values()),
+            CLOUDWATCH_PER_ALARM_METRIC_MONTH,
         ),
     ]
+
+
+def short_name(item: LineItem) -> str:
+    """An item's name without its figures: "Lambda duration", "Secrets Manager", ..."""
+    return item.item.split(":", maxsplit=1)[0].split(" (", maxsplit=1)[0]
+
+
+def sweep_dollars(secrets: int) -> float:
+    """The freshness sweep's running costs per stack-month (its metrics are fixed items)."""
+    return variable_dollars(sweep_items(secrets), sweep_runs_per_month())
 
 
 # --- The report -------------------------------------------------------------------------------
 
 
 def report(measured: Measurement) -> list[str]:
-    """Markdown: the per-rotation table with its monthly total, the fixed costs, the total per
-    secret-month for a 1-hour and a 12-hour token, and what was not priced."""
+    """Markdown: the per-rotation table with its monthly total, the fixed costs, the sweep's
+    costs, the total per secret-month for a 1-hour and a 12-hour token at one secret per stack,
+    and what was not priced."""
     items, fixed = line_items(measured), fixed_items(measured)
     lead = measured.lead_seconds
     rotations = rotations_per_month(TOKEN_LIFETIME_SECONDS, lead)
     long_rotations = rotations_per_month(LONG_TOKEN_LIFETIME_SECONDS, lead)
     variable, fixed_total = variable_dollars(items, rotations), fixed_dollars(fixed)
     long_variable = variable_dollars(items, long_rotations)
+    sweep = sweep_dollars(1)
     lines = [
         f"Cost per secret-month (us-east-1 on-demand prices, no free tier): a "
         f"{TOKEN_LIFETIME_SECONDS} s token refreshed {lead} s before expiry rotates every "
@@ -496,16 +604,49 @@ def report(measured: Measurement) -> list[str]:
     lines += [
         f"| **fixed** | | **{_dollars(fixed_total)}** |",
         "",
-        "| token lifetime | rotations per month | rotations $ | fixed $ | **total $ per "
-        "secret-month** |",
-        "|---|---|---|---|---|",
+        *_sweep_lines(),
+        "",
+        "| token lifetime | rotations per month | rotations $ | sweep $ | fixed $ | **total $ "
+        "per secret-month, one secret per stack** |",
+        "|---|---|---|---|---|---|",
         f"| 1 hour ({TOKEN_LIFETIME_SECONDS} s) | {rotations:.1f} | {_dollars(variable)} | "
-        f"{_dollars(fixed_total)} | **{_dollars(variable + fixed_total)}** |",
+        f"{_dollars(sweep)} | {_dollars(fixed_total)} | "
+        f"**{_dollars(variable + sweep + fixed_total)}** |",
         f"| 12 hours ({LONG_TOKEN_LIFETIME_SECONDS} s) | {long_rotations:.1f} | "
-        f"{_dollars(long_variable)} | {_dollars(fixed_total)} | "
-        f"**{_dollars(long_variable + fixed_total)}** |",
+        f"{_dollars(long_variable)} | {_dollars(sweep)} | {_dollars(fixed_total)} | "
+        f"**{_dollars(long_variable + sweep + fixed_total)}** |",
         "",
         *_notes(measured),
+    ]
+    return lines
+
+
+def _sweep_lines() -> list[str]:
+    """The sweep's running costs by item, per stack-month, at 1, 50 and 2,500 secrets."""
+    runs = sweep_runs_per_month()
+    sizes = (1, 50, 2_500)
+    lines = [
+        f"The freshness sweep runs every {SWEEP_INTERVAL_SECONDS} s, {runs:,.0f} times a month, "
+        "whatever the secrets; what a run uses is assumed (SWEEP_* in benchmarks/cost.py), not "
+        "measured yet.",
+        "",
+        "| sweep, $ per stack-month | "
+        + " | ".join(f"{n:,} secret{'s' if n > 1 else ''}" for n in sizes)
+        + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    by_size = [sweep_items(n) for n in sizes]
+    for index, item in enumerate(by_size[0]):
+        label = short_name(item)
+        cells = [_dollars(items[index].dollars_per_month(runs)) for items in by_size]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    lines += [
+        "| **sweep, per stack** | "
+        + " | ".join(f"**{_dollars(sweep_dollars(n))}**" for n in sizes)
+        + " |",
+        "| **sweep, per secret** | "
+        + " | ".join(f"**{_dollars(sweep_dollars(n) / n)}**" for n in sizes)
+        + " |",
     ]
     return lines
 
@@ -516,7 +657,9 @@ def _notes(measured: Measurement) -> list[str]:
         "Not priced: SNS (failure notices only), KMS requests behind the secrets "
         "(aws/secretsmanager key), Logs storage, the platform's START/END/REPORT lines and the "
         f"state machine's execution log (Level ALL: {events:g} history events per rotation, "
-        "their size not measured here).",
+        "their size not measured here); the sweep's RotateSecret calls, made only to repair a "
+        "lost trigger or replace a refused token, and the metrics sent only when not zero "
+        "(UnverifiedPromotions), billed for the hours they are sent.",
         "The entry Lambda's billed wait is the local execution time plus polling (first poll "
         "0.25 s); each extra second per entry invocation adds about "
         f"{_dollars(_extra_wait_dollars(measured))} a month at 1-hour tokens.",

@@ -520,7 +520,10 @@ class _Deployer:
         rules = properties.get("RotationRules", {})
         expression, period = _rotation_period(logical_id, rules)
         fidelity.configure_rotation(
-            self.cloud.secrets_backend(), properties["SecretId"], properties["RotationLambdaARN"]
+            self.cloud.secrets_backend(),
+            properties["SecretId"],
+            properties["RotationLambdaARN"],
+            rules,
         )
         self.cloud.rotation_rules.append(
             RotationRule(
@@ -597,9 +600,6 @@ class _Deployer:
         self.resolver.refs[logical_id] = self._name(logical_id)
 
 
-_RATE = re.compile(r"rate\((?P<count>[1-9][0-9]*) (?P<unit>hours?|days?)\)")
-
-
 def _rotation_period(logical_id: str, rules: Mapping[str, Any]) -> tuple[str, float]:
     """RotationRules as (expression, period in seconds): rate(N hours|days) or
     AutomaticallyAfterDays; Secrets Manager's cron() schedules cannot be fired locally."""
@@ -609,14 +609,13 @@ def _rotation_period(logical_id: str, rules: Mapping[str, Any]) -> tuple[str, fl
             raise TemplateError(f"{logical_id}: RotationRules has no schedule")
         days = int(rules["AutomaticallyAfterDays"])
         return f"AutomaticallyAfterDays={days}", days * 86400.0
-    match = _RATE.fullmatch(str(expression).strip())
-    if match is None:
+    hours = fidelity.rate_hours(str(expression))
+    if hours is None:
         raise TemplateError(
             f"{logical_id}: the local cloud fires rate(N hours|days) rotation schedules only, "
             f"not {expression!r}"
         )
-    unit_seconds = 3600 if match["unit"].startswith("hour") else 86400
-    return str(expression), float(int(match["count"]) * unit_seconds)
+    return str(expression), hours * 3600.0
 
 
 def _policy_text(document: Any) -> str:

@@ -37,11 +37,17 @@ Corrected:
   for AutomaticallyAfterDays only: with a ScheduleExpression, as `aws secretsmanager
   rotate-secret --rotation-rules ScheduleExpression=...` sends, the steps found rotation off and
   refused with RotationNotEnabledError).
+- RotationRules are kept as given and DescribeSecret and ListSecrets show them (moto showed
+  {"AutomaticallyAfterDays": 0} for a ScheduleExpression); a RotateSecret without rules keeps
+  them. Rules AWS refuses are refused with InvalidParameterException before anything changes:
+  a rate() more often than every 4 hours or longer than 999 days, a rate() in other units, an
+  expression that is neither rate() nor cron(), and AutomaticallyAfterDays together with a
+  ScheduleExpression (moto accepted them all).
 - rotation events name the secret by ARN and carry a RotationToken (moto: name, no token).
 - `configure_rotation` is what AWS::SecretsManager::RotationSchedule leaves: rotation
-  enabled with the function's ARN, nothing rotated yet (moto drops a ScheduleExpression and
-  shows rotation disabled). `begin_rotation` makes the empty AWSPENDING version Secrets Manager
-  creates before createSecret (no API does that).
+  enabled with the function's ARN and its rules, nothing rotated yet (moto drops a
+  ScheduleExpression and shows rotation disabled). `begin_rotation` makes the empty AWSPENDING
+  version Secrets Manager creates before createSecret (no API does that).
 - RotateSecret(RotateImmediately=false) runs testSecret alone on an AWSPENDING version with no
   value and then removes that label whatever the outcome (moto copied the current value into
   the version and left the label, which locked the secret).
@@ -76,8 +82,10 @@ Not corrected (worked around where it matters):
   callers need a long read timeout and no botocore retries (LocalCloud.client).
 - schedules never fire in moto: localcloud.scheduler fires due EventBridge Scheduler at() and
   rate() schedules and rotation schedules on the simulated clock (localcloud.clock) when a test,
-  the soak or `localcloud up` asks it to. DescribeSecret shows RotationRules
-  {"AutomaticallyAfterDays": 0}, not the schedule.
+  the soak or `localcloud up` asks it to; it fires the rotation schedules a deploy made, not rules
+  a later RotateSecret set.
+- cron() schedules are kept as given but not checked (AWS refuses one more often than every 4
+  hours); nor is RotationRules.Duration checked against the schedule.
 - moto keeps real time: what it records (CreatedDate, LastRotatedDate, execution and metric
   times) does not follow the simulated clock that the Lambda workers and Google see.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty
@@ -97,7 +105,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
@@ -109,7 +117,11 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.backends import get_backend
 from moto.scheduler.models import EventBridgeSchedulerBackend
 from moto.scheduler.responses import EventBridgeSchedulerResponse
-from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
+from moto.secretsmanager.exceptions import (
+    InvalidParameterException,
+    InvalidRequestException,
+    ResourceExistsException,
+)
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSInvalidParameter
 from moto.sns.models import SNSBackend
@@ -251,6 +263,7 @@ _DEFAULT_VERSION = PatchTarget(
 _MAKE_CURRENT = PatchTarget(
     FakeSecret, "reset_default_version", ("self", "secret_version", "version_id")
 )
+_SECRET_DESCRIPTION = PatchTarget(FakeSecret, "to_dict", ("self",))
 _START_EXECUTION = PatchTarget(
     StepFunctionBackend, "start_execution", ("self", "state_machine_arn", "name", "execution_input")
 )
@@ -306,6 +319,7 @@ PATCH_TARGETS: Final = (
     _CHECK_VERSIONS,
     _DEFAULT_VERSION,
     _MAKE_CURRENT,
+    _SECRET_DESCRIPTION,
     _START_EXECUTION,
     _START_EXECUTION_EXECUTING,
     _RETRY_TIME,
@@ -349,6 +363,7 @@ def apply() -> Corrections:
     _patch(_CHECK_VERSIONS, _refuse_rewriting_pending)
     _patch(_DEFAULT_VERSION, property(_current_version_id, _ignore_default_version))
     _patch(_MAKE_CURRENT, _make_current)
+    _patch(_SECRET_DESCRIPTION, _description_with_rules_as_given)
     _patch(_START_EXECUTION, _start_execution_as_aws(_START_EXECUTION))
     _patch(_START_EXECUTION_EXECUTING, _start_execution_as_aws(_START_EXECUTION_EXECUTING))
     _patch(_RETRY_TIME, _RetryClock())
@@ -377,13 +392,20 @@ def _qualified_name(owner: type | ModuleType) -> str:
 
 
 def configure_rotation(
-    backend: SecretsManagerBackend, secret_id: str, rotation_lambda_arn: str
+    backend: SecretsManagerBackend,
+    secret_id: str,
+    rotation_lambda_arn: str,
+    rotation_rules: Mapping[str, object] | None = None,
 ) -> None:
     """AWS::SecretsManager::RotationSchedule: rotation switched on with a schedule. moto accepts
     a ScheduleExpression and drops it (rotation shows disabled), and RotateSecret would rotate at
-    once; this only records the configuration, as a schedule does."""
+    once; this only records the configuration, as a schedule does. Rules AWS refuses raise
+    InvalidParameterException, as the resource's RotateSecret would fail."""
     secret = backend.secrets[secret_id]
     assert isinstance(secret, FakeSecret)
+    if rotation_rules:
+        _check_rotation_rules(rotation_rules)
+        _keep_rotation_rules(secret, rotation_rules)
     secret.rotation_lambda_arn = rotation_lambda_arn
     secret.rotation_enabled = True
     secret.rotation_requested = True
@@ -464,6 +486,8 @@ def _rotate_secret_as_aws(
     is not AWSCURRENT (moto checks the opposite); treats AWSPENDING left on the current version as
     finished; keeps the configured rotation function when none is given (moto forgets it); stops
     at the first failing step and leaves AWSPENDING for the retry (moto goes on regardless)."""
+    if rotation_rules:
+        _check_rotation_rules(rotation_rules)
     secret = self.secrets.get(secret_id)
     if isinstance(secret, FakeSecret):
         for version_id, version in list(secret.versions.items()):
@@ -480,6 +504,7 @@ def _rotate_secret_as_aws(
         if rotation_rules:
             # Before the steps run: each one checks DescribeSecret's RotationEnabled first.
             secret.rotation_enabled = True
+            _keep_rotation_rules(secret, rotation_rules)
     if not rotate_immediately and isinstance(secret, FakeSecret):
         return _test_rotation_configuration(
             self, secret, client_request_token, rotation_lambda_arn, rotation_rules
@@ -509,6 +534,66 @@ def _rotate_secret_as_aws(
 
 
 STEP_EVENTS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
+_RATE: Final = re.compile(r"rate\((?P<count>[0-9]+) (?P<unit>hours?|days?)\)")
+SHORTEST_ROTATION_HOURS: Final = 4
+"""Secrets Manager rotates a secret at most every four hours (its user guide, "Rotation
+schedules", and the RotationRulesType reference)."""
+LONGEST_ROTATION_DAYS: Final = 999
+"""The longest rotation period the user guide ("Rotation schedules") allows."""
+_ROTATION_RULES_ATTRIBUTE: Final = "_localcloud_rotation_rules"
+
+
+def rate_hours(expression: str) -> int | None:
+    """The interval of a Secrets Manager rate() expression, rate(<value> hour|hours|day|days),
+    in hours; None for anything else."""
+    rate = _RATE.fullmatch(expression.strip())
+    if rate is None:
+        return None
+    return int(rate["count"]) * (1 if rate["unit"].startswith("hour") else 24)
+
+
+def _check_rotation_rules(rules: Mapping[str, object]) -> None:
+    """Raises InvalidParameterException for RotationRules Secrets Manager refuses. The code is
+    RotateSecret's for invalid parameters; the first message is AWS's own (quoted in
+    hashicorp/terraform-provider-aws#33329), the others are ours: AWS's wording is unverified."""
+    expression = rules.get("ScheduleExpression")
+    if expression is None:
+        return
+    if "AutomaticallyAfterDays" in rules:
+        raise InvalidParameterException(
+            "You cannot specify both rotation frequency and schedule expression together."
+        )
+    text = str(expression).strip()
+    if text.startswith("cron(") and text.endswith(")"):
+        return
+    hours = rate_hours(text)
+    if hours is None:
+        raise InvalidParameterException(
+            f"Invalid ScheduleExpression {expression!r}: use rate(<value> hours|days) or "
+            "cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)."
+        )
+    if not SHORTEST_ROTATION_HOURS <= hours <= LONGEST_ROTATION_DAYS * 24:
+        raise InvalidParameterException(
+            f"Invalid ScheduleExpression {expression!r}: Secrets Manager rotates a secret at "
+            f"most every {SHORTEST_ROTATION_HOURS} hours and at least every "
+            f"{LONGEST_ROTATION_DAYS} days."
+        )
+
+
+def _keep_rotation_rules(secret: FakeSecret, rules: Mapping[str, object]) -> None:
+    setattr(secret, _ROTATION_RULES_ATTRIBUTE, dict(rules))
+
+
+def _description_with_rules_as_given(self: FakeSecret) -> dict[str, Any]:
+    """DescribeSecret and ListSecrets show RotationRules as RotateSecret or the rotation
+    schedule gave them; moto showed {"AutomaticallyAfterDays": 0} for a ScheduleExpression.
+    (AWS also computes AutomaticallyAfterDays from a schedule after each rotation: unverified
+    for which schedules, so it is not added.)"""
+    description: dict[str, Any] = _original(_SECRET_DESCRIPTION)(self)
+    rules = getattr(self, _ROTATION_RULES_ATTRIBUTE, None)
+    if rules is not None and "RotationRules" in description:
+        description["RotationRules"] = dict(rules)
+    return description
 
 
 def _reattempt(backend: SecretsManagerBackend, secret: FakeSecret, version_id: str) -> None:

@@ -179,6 +179,26 @@ def test_a_late_rotation_keeps_the_token_and_asks_again_every_half_minute(
     assert second not in caplog.text
 
 
+def test_a_token_found_with_seconds_left_is_never_handed_out_past_its_expiry(
+    secretsmanager: SecretsManagerClient, calls: Calls, clock: time_machine.Traveller
+) -> None:
+    """A late rotation found the held token with 10 s left: the next use comes at its
+    expires_at at the latest, not a whole recheck (30 s) later, so it reads the secret again."""
+    token = new_token()
+    make_secret(secretsmanager, token_value(token, START + timedelta(hours=1)))
+    credentials = SecretCredentials(TOKEN_SECRET, client=secretsmanager)
+    assert credentials.token == token
+
+    clock.shift(timedelta(minutes=59, seconds=50))
+    assert credentials.token == token  # still the newest version: the rotation is late
+    assert len(calls) == 2
+    clock.shift(timedelta(seconds=15))
+
+    with pytest.raises(ExpiredTokenError, match="expired at 2026-11-26T09:00:00Z"):
+        _ = credentials.token
+    assert len(calls) == 3
+
+
 def test_an_expired_newest_token_says_the_rotation_fails_and_where_to_look(
     secretsmanager: SecretsManagerClient, calls: Calls, clock: time_machine.Traveller
 ) -> None:
@@ -414,6 +434,27 @@ def test_an_outage_keeps_serving_the_held_token_until_it_expires(
     assert raised.value.retryable
     assert isinstance(raised.value, google_exceptions.TransportError)
     assert token not in caplog.text
+
+
+def test_a_token_kept_through_an_outage_with_seconds_left_is_never_served_expired(
+    scripted: ScriptedAws, clock: time_machine.Traveller
+) -> None:
+    """Secrets Manager unreachable when the held token has 10 s left: it is kept until its
+    expires_at, not for a whole recheck (30 s)."""
+    token = new_token()
+    scripted.play(
+        answer(token, START + timedelta(hours=1)),
+        error_answer(400, "ThrottlingException", "Rate exceeded"),
+    )
+    credentials = SecretCredentials(TOKEN_SECRET, client=client_of(scripted))
+    assert credentials.token == token
+
+    clock.shift(timedelta(minutes=59, seconds=50))
+    assert credentials.token == token
+    clock.shift(timedelta(seconds=15))
+
+    with pytest.raises(TokenSecretUnavailableError, match="ThrottlingException"):
+        _ = credentials.token
 
 
 def test_a_first_read_during_an_outage_is_retryable(

@@ -47,13 +47,6 @@ def test_twelve_hour_impersonated_tokens_rotate_and_refresh_11_hours_45_later(
     )
     due = expires - timedelta(seconds=900)
     assert schedule["ScheduleExpression"] == f"at({due:%Y-%m-%dT%H:%M:%S})"
-    [alarm] = [
-        alarm
-        for alarm in cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]
-        if alarm["AlarmName"].startswith(stack.deployment.stack_name)
-        and alarm.get("MetricName") == "AccessTokenSecondsLeft"
-    ]
-    assert alarm["Period"] * alarm["EvaluationPeriods"] == TWELVE_HOURS - 300
 
 
 AUDIENCE = (

@@ -14,7 +14,14 @@ from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
-from tests.support import TOKEN_SECRET, begin_rotation, current_value, run_all
+from tests.support import (
+    TOKEN_SECRET,
+    begin_rotation,
+    current_value,
+    run_all,
+    stages,
+    tokens_minted,
+)
 
 USER = "calendar-owner@example.com"
 EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
@@ -92,3 +99,34 @@ def test_a_tag_may_name_only_a_subject_the_deployer_allows(
     assert google.issued_tokens() == [] or all(
         t.subject != "ceo@example.com" for t in google.issued_tokens()
     )
+
+
+def test_a_subject_tag_is_refused_when_the_deployer_configured_no_delegation(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    service_account: ServiceAccountKey,
+    token_secret_arn: str,
+) -> None:
+    """Neither DELEGATED_SUBJECT nor ALLOWED_DELEGATED_SUBJECTS is set: an empty allow-list
+    must never mean "any subject". Google would grant it, so only the ceiling stops it."""
+    google.allow_domain_wide_delegation(service_account.client_email)
+    assert "DELEGATED_SUBJECT" not in environment
+    assert "ALLOWED_DELEGATED_SUBJECTS" not in environment
+    secretsmanager.tag_resource(
+        SecretId=token_secret_arn, Tags=[{"Key": DELEGATED_SUBJECT.tag, "Value": "ceo@example.com"}]
+    )
+    rotation = Rotation(
+        SecretsGateway(secretsmanager),
+        GoogleClient(GoogleEndpoints.from_environment(environment)),
+        environment,
+    )
+    token = begin_rotation(token_secret_arn)
+
+    with pytest.raises(ConfigurationError, match="outside the deployer's ceiling") as refused:
+        rotation.run(Step.CREATE, RotationRequest(token_secret_arn, token))
+
+    assert "names ceo@example.com" in str(refused.value)
+    assert "the allowed values (none;" in str(refused.value)
+    assert tokens_minted(google) == 0
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == ["AWSPENDING"]

@@ -13,7 +13,6 @@ from moto.secretsmanager.models import SecretsManagerBackend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator
-from localcloud.template import load_template
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import UnknownRotationTokenError
 from rotation_core.failure_notice import FailureReport, StagesUnreadable
@@ -40,9 +39,7 @@ from tests.support import (
     TOKEN_SECRET,
     begin_rotation,
     current_value,
-    invoke_step,
     lambda_context,
-    stdout_so_far,
 )
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:rotation:createSecret-x-1"
@@ -650,110 +647,3 @@ def test_describe_failure_always_returns_both_the_notice_and_the_schedule_key(
     assert unreadable["Notice"]["Subject"].startswith("Google token rotation failed")
     assert unreadable["Schedule"] is None
     assert status_tags(secretsmanager, token_secret_arn)[FAILED_ATTEMPTS_TAG] == "2"
-
-
-def metric_lines(out: str) -> list[dict[str, Any]]:
-    """The embedded-metric-format documents of the token-life metric among the JSON lines (every
-    step also publishes its own duration, in a document of its own)."""
-    documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return [document for document in documents if "AccessTokenSecondsLeft" in document]
-
-
-def invoke(step: Step, secret_id: str, token: str) -> dict[str, object]:
-    event: dict[str, object] = {"SecretId": secret_id, "ClientRequestToken": token}
-    return invoke_step(step, {**event, "Step": step.value})
-
-
-def seconds_left(document: dict[str, Any]) -> float:
-    value = document["AccessTokenSecondsLeft"]
-    return float(value[0] if isinstance(value, list) else value)
-
-
-def test_only_finish_secret_publishes_the_token_life_metric_once_per_run(
-    lambda_environment: dict[str, str],
-    secretsmanager: SecretsManagerClient,
-    token_secret_arn: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    token = begin_rotation(token_secret_arn)
-    lines: dict[Step, list[dict[str, Any]]] = {}
-    stdout_so_far(capsys)
-
-    for step in Step:
-        invoke(step, token_secret_arn, token)
-        lines[step] = metric_lines(stdout_so_far(capsys))
-
-    assert [len(lines[step]) for step in Step] == [0, 0, 0, 1]
-    (document,) = lines[Step.FINISH]
-    (directive,) = document["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == "GoogleTokenRotation"
-    assert directive["Metrics"] == [{"Name": "AccessTokenSecondsLeft", "Unit": "Seconds"}]
-    assert all("TokenSecret" in dimensions for dimensions in directive["Dimensions"])
-    assert document["TokenSecret"] == TOKEN_SECRET
-    left = current_value(secretsmanager).metadata.expires_at - datetime.now(UTC)
-    assert abs(seconds_left(document) - left.total_seconds()) < 5
-
-
-def test_the_metric_is_the_current_tokens_remaining_life_not_its_lifetime(
-    lambda_environment: dict[str, str],
-    secretsmanager: SecretsManagerClient,
-    token_secret_arn: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """A finishSecret retry on an AWSCURRENT token minted 40 minutes ago reports 20 minutes."""
-    now = whole_second_now()
-    value = {
-        "GOOGLE_ACCESS_TOKEN": "ya29." + "c" * 20 + "-" + "d" * 20,
-        "token_type": "Bearer",
-        "issued_at": iso(now - timedelta(minutes=40)),
-        "expires_at": iso(now + timedelta(minutes=20)),
-        "scopes": [SCOPE],
-        "service_account": "rotation@project.iam.gserviceaccount.com",
-        "service_account_client_id": "123456789",
-    }
-    current = secretsmanager.put_secret_value(
-        SecretId=token_secret_arn, SecretString=json.dumps(value), VersionStages=["AWSCURRENT"]
-    )["VersionId"]
-    begin_rotation(token_secret_arn)  # rotation enabled, as Secrets Manager retries
-    stdout_so_far(capsys)
-
-    output = invoke(Step.FINISH, token_secret_arn, current)
-
-    assert output["Action"] == "already-current"
-    (document,) = metric_lines(stdout_so_far(capsys))
-    expected = (now + timedelta(minutes=20) - datetime.now(UTC)).total_seconds()
-    assert abs(seconds_left(document) - expected) < 5
-
-
-def test_the_metric_has_exactly_the_dimensions_the_near_expiry_alarm_watches(
-    lambda_environment: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    secretsmanager: SecretsManagerClient,
-    token_secret_arn: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """CloudWatch matches a metric by its whole dimension set: one dimension more than the alarm
-    names and the alarm sees no data at all, and (missing data breaching) fires for ever."""
-    template = load_template()
-    alarm = template.resources["TokenNearExpiryAlarm"]["Properties"]
-    (finish,) = [s for s in template.functions().values() if s.module_name == "finish_secret"]
-    for name, setting in finish.environment.items():
-        if name.startswith("POWERTOOLS_") and isinstance(setting, str):
-            monkeypatch.setenv(name, setting)  # as deployed: POWERTOOLS_SERVICE_NAME among them
-    token = begin_rotation(token_secret_arn)
-    for step in (Step.CREATE, Step.SET, Step.TEST):
-        invoke(step, token_secret_arn, token)
-    stdout_so_far(capsys)
-
-    invoke(Step.FINISH, token_secret_arn, token)
-
-    (document,) = metric_lines(stdout_so_far(capsys))
-    (directive,) = document["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == alarm["Namespace"]
-    assert [metric["Name"] for metric in directive["Metrics"]] == [alarm["MetricName"]]
-    watched = sorted(dimension["Name"] for dimension in alarm["Dimensions"])
-    assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [watched]
-    for dimension in alarm["Dimensions"]:
-        if isinstance(dimension["Value"], str):  # a literal, not the secret name's !Ref
-            assert document[dimension["Name"]] == dimension["Value"]
-    assert document["TokenSecret"] == TOKEN_SECRET

@@ -379,6 +379,75 @@ def test_many_failed_attempts_never_lock_the_rotation(sfn: "SFNClient", failed: 
     assert len(execution_names(sfn, machine)) == failed + 1
 
 
+class FailedAttempts:
+    """Step Functions answered as it stands after attempts 1..n of a step ended FAILED, without
+    running them: DescribeExecution knows exactly those (and what the client starts, which
+    succeeds at once); StartExecution refuses a taken name with ExecutionAlreadyExists."""
+
+    def __init__(self, sfn: "SFNClient") -> None:
+        self.statuses: dict[int, str] = {}
+        self.started: list[str] = []
+        answer(sfn, "DescribeExecution", self._describe)
+        answer(sfn, "StartExecution", self._start)
+
+    def leave(self, failed: int) -> None:
+        self.statuses = dict.fromkeys(range(1, failed + 1), "FAILED")
+        self.started = []
+
+    def _describe(self, request: AWSPreparedRequest, **_: object) -> AWSResponse:
+        arn = json.loads(cast(bytes, request.body))["executionArn"]
+        machine, name = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)
+        status = self.statuses.get(_attempt(name))
+        if status is None:
+            return crafted_response(
+                request, 400, {"__type": "ExecutionDoesNotExist", "message": f"no {arn}"}
+            )
+        body = {
+            "executionArn": arn,
+            "stateMachineArn": machine,
+            "name": name,
+            "status": status,
+            "startDate": time.time() - 60,
+            "stopDate": time.time(),
+            "input": "{}",
+        }
+        return crafted_response(request, 200, body)
+
+    def _start(self, request: AWSPreparedRequest, **_: object) -> AWSResponse:
+        parameters = json.loads(cast(bytes, request.body))
+        name = parameters["name"]
+        self.started.append(name)
+        if _attempt(name) in self.statuses:
+            return crafted_response(
+                request, 400, {"__type": "ExecutionAlreadyExists", "message": f"{name} exists"}
+            )
+        self.statuses[_attempt(name)] = "SUCCEEDED"
+        arn = f"{parameters['stateMachineArn'].replace(':stateMachine:', ':execution:')}:{name}"
+        return crafted_response(request, 200, {"executionArn": arn, "startDate": time.time()})
+
+
+def _attempt(execution_name: str) -> int:
+    return int(execution_name.rsplit("-", 1)[1])
+
+
+def test_the_newest_attempt_is_found_after_any_number_of_failed_ones(sfn: "SFNClient") -> None:
+    """Every count from 1 to 40, odd ones included: a search that stops one step early lands
+    on an older attempt for some counts, and then starts attempts that already exist."""
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:rotation-attempts"
+    attempts = FailedAttempts(sfn)
+    wrong: dict[int, tuple[int, list[str]]] = {}
+
+    for failed in range(1, 41):
+        attempts.leave(failed)
+        event = rotation_event()
+        result = run(sfn, machine, event, clock=FakeClock())
+        assert result.status == "SUCCEEDED"
+        if (result.attempt, attempts.started) != (failed + 1, [name_of(event, failed + 1)]):
+            wrong[failed] = (result.attempt, attempts.started)
+
+    assert wrong == {}
+
+
 @pytest.mark.parametrize("failed", [1, 5, 7])
 def test_the_newest_attempt_s_success_is_reported_without_starting_anything(
     sfn: "SFNClient", failed: int

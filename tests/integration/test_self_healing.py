@@ -17,8 +17,8 @@ from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     ConfigurationError,
     GoogleUnavailableError,
+    NotPendingVersionError,
     RotationAbandonedError,
-    RotationError,
     RotationInProgressError,
     SecretNotFoundError,
     TokenVerificationError,
@@ -390,21 +390,49 @@ def test_steps_refuse_a_secret_this_stack_does_not_manage_before_reading_it(
     assert tokens_minted(google) == 0
 
 
+@pytest.mark.parametrize("step", list(Step), ids=[step.value for step in Step])
 def test_a_step_never_promotes_a_version_superseded_after_its_describe(
-    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+    rotation: Rotation,
+    secretsmanager: SecretsManagerClient,
+    google: GoogleEmulator,
+    token_secret_arn: str,
+    step: Step,
 ) -> None:
     """Reads name VersionStage=AWSPENDING: a version that lost the label since the step's
-    DescribeSecret is not read as if it were still pending."""
+    DescribeSecret (RotateSecret and a manual run at the same moment: one must lose) is not read
+    as if it were still pending, and the loser reports the lost race, not an access error."""
     token = begin_rotation(token_secret_arn)
     request = RotationRequest(token_secret_arn, token)
-    for step in (Step.CREATE, Step.SET, Step.TEST):
-        rotation.run(step, request)
+    for earlier in list(Step)[: list(Step).index(step)]:
+        rotation.run(earlier, request)
+    minted = tokens_minted(google)
+    current_before = secretsmanager.get_secret_value(SecretId=TOKEN_SECRET)["SecretString"]
 
     with (
         pending_label_moved_after_describe(token_secret_arn, token) as race,
-        pytest.raises(RotationError, match="not associated"),
+        pytest.raises(NotPendingVersionError, match="lost its AWSPENDING label") as raised,
     ):
-        rotation.finish_secret(request)
+        rotation.run(step, request)
 
     assert race.fired
+    assert f"version {token} of {token_secret_arn!r}" in str(raised.value)
     assert stages(secretsmanager, TOKEN_SECRET)[token] == []
+    assert secretsmanager.get_secret_value(SecretId=TOKEN_SECRET)["SecretString"] == current_before
+    assert tokens_minted(google) == minted
+
+
+def test_a_manual_run_goes_on_when_the_stale_rotation_it_supersedes_loses_its_label_meanwhile(
+    rotation: Rotation, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Between the manual run's DescribeSecret and its look at the blocking version, that
+    version's own run (or another manual one) took its AWSPENDING off: nothing blocks any more."""
+    stale = begin_rotation(token_secret_arn)
+    manual = RotationRequest(token_secret_arn, str(uuid.uuid4()), manual=True)
+
+    with pending_label_moved_after_describe(token_secret_arn, stale) as race:
+        created = rotation.create_secret(manual)
+
+    assert race.fired
+    assert created.action == "created"
+    assert stages(secretsmanager, TOKEN_SECRET)[stale] == []
+    assert stages(secretsmanager, TOKEN_SECRET)[manual.token] == ["AWSPENDING"]

@@ -171,7 +171,8 @@ def test_the_side_by_side_table_has_a_row_for_each_figure(bench: Bench) -> None:
         "| Google /tokeninfo",
         "| **$ per rotation**",
         "| fixed per secret: Secrets Manager secrets",
-        "| fixed per stack: CloudWatch standard alarms",
+        "| fixed per stack: CloudWatch alarm metrics",
+        "| freshness sweep per stack, 2,500 secrets",
     ):
         assert label in labels
     assert f"| Step Functions state transitions | {usage.transitions} | 0 |" in lines

@@ -6,6 +6,7 @@ by `FakeLambdas`, attached as the dispatcher moto's Lambda hands every invocatio
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -20,7 +21,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
 from moto.backends import get_backend
+from moto.secretsmanager.exceptions import InvalidParameterException
 from mypy_boto3_secretsmanager import SecretsManagerClient
+from mypy_boto3_secretsmanager.type_defs import RotationRulesTypeTypeDef
 
 from localcloud import fidelity
 from localcloud.cloud import ROLE_ARN, ensure_lambda_role
@@ -352,6 +355,110 @@ def test_rotation_schedule_enables_rotation_without_rotating(
     assert description["VersionIdsToStages"] == {first: [CURRENT]}
     assert lambdas.events == []
     assert value(aws.secrets, VersionStage=CURRENT) == FIRST_VALUE
+
+
+def rotation_rules(secrets: SecretsManagerClient) -> tuple[Any, Any]:
+    """RotationRules as DescribeSecret and as ListSecrets show them."""
+    described = secrets.describe_secret(SecretId=SECRET_NAME)["RotationRules"]
+    [listed] = secrets.list_secrets(Filters=[{"Key": "name", "Values": [SECRET_NAME]}])[
+        "SecretList"
+    ]
+    return described, listed["RotationRules"]
+
+
+def test_rotation_rules_keep_their_schedule_expression(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str]
+) -> None:
+    """moto showed {"AutomaticallyAfterDays": 0} for a ScheduleExpression, as if there were no
+    schedule. AWS keeps the rules as given, and a RotateSecret without rules (the schedule's,
+    a retry's) keeps them."""
+    rules: RotationRulesTypeTypeDef = {"ScheduleExpression": "rate(12 hours)", "Duration": "2h"}
+
+    aws.secrets.rotate_secret(SecretId=SECRET_NAME, RotationRules=rules)
+
+    assert rotation_rules(aws.secrets) == (rules, rules)
+    assert aws.secrets.describe_secret(SecretId=SECRET_NAME)["RotationEnabled"] is True
+    assert lambdas.steps() == STEPS
+    aws.secrets.rotate_secret(SecretId=SECRET_NAME)
+    assert rotation_rules(aws.secrets) == (rules, rules)
+    assert lambdas.steps() == STEPS * 2
+
+
+def test_the_rotation_schedule_keeps_its_rules(aws: Aws, lambdas: FakeLambdas) -> None:
+    """What AWS::SecretsManager::RotationSchedule leaves: its rules, shown as given."""
+    aws.create_secret()
+    rules = {"ScheduleExpression": "rate(4 hours)", "Duration": "1h"}
+
+    fidelity.configure_rotation(secrets_backend(), SECRET_NAME, aws.create_function(ROTATOR), rules)
+
+    assert rotation_rules(aws.secrets) == (rules, rules)
+    assert lambdas.events == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "refusal"),
+    [
+        ({"ScheduleExpression": "rate(1 hours)"}, "at most every 4 hours"),
+        ({"ScheduleExpression": "rate(3 hours)"}, "at most every 4 hours"),
+        ({"ScheduleExpression": "rate(0 days)"}, "at most every 4 hours"),
+        ({"ScheduleExpression": "rate(1000 days)"}, "at least every 999 days"),
+        ({"ScheduleExpression": "rate(30 minutes)"}, "use rate(<value> hours|days) or cron("),
+        ({"ScheduleExpression": "every 4 hours"}, "use rate(<value> hours|days) or cron("),
+        (
+            {"ScheduleExpression": "rate(4 hours)", "AutomaticallyAfterDays": 1},
+            "You cannot specify both rotation frequency and schedule expression together.",
+        ),
+    ],
+    ids=[
+        "hourly",
+        "three-hourly",
+        "zero-days",
+        "over-999-days",
+        "minutes",
+        "not-an-expression",
+        "both-forms",
+    ],
+)
+def test_rotation_rules_secrets_manager_refuses_are_refused_before_anything_changes(
+    aws: Aws,
+    lambdas: FakeLambdas,
+    rotating_secret: tuple[str, str],
+    rules: RotationRulesTypeTypeDef,
+    refusal: str,
+) -> None:
+    """moto accepted a schedule more often than every 4 hours (Secrets Manager's shortest) and
+    any other expression. Refused as RotateSecret refuses invalid parameters: nothing rotated,
+    the rules in place kept."""
+    aws.secrets.rotate_secret(SecretId=SECRET_NAME, RotationRules={"AutomaticallyAfterDays": 1})
+    before = stages(aws.secrets, SECRET_NAME)
+
+    with pytest.raises(ClientError) as refused:
+        aws.secrets.rotate_secret(SecretId=SECRET_NAME, RotationRules=rules)
+
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert refusal in refused.value.response["Error"]["Message"]
+    assert lambdas.steps() == STEPS
+    assert stages(aws.secrets, SECRET_NAME) == before
+    assert rotation_rules(aws.secrets) == ({"AutomaticallyAfterDays": 1},) * 2
+    # The same rules in a RotationSchedule: its RotateSecret would fail alike.
+    function_arn = secrets_backend().secrets[SECRET_NAME].rotation_lambda_arn
+    with pytest.raises(InvalidParameterException, match=re.escape(refusal)):
+        fidelity.configure_rotation(secrets_backend(), SECRET_NAME, function_arn, rules)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["rate(4 hours)", "rate(1 day)", "rate(999 days)", "cron(0 4/12 * * ? *)"],
+)
+def test_the_shortest_and_longest_schedules_and_cron_are_accepted(
+    aws: Aws, lambdas: FakeLambdas, rotating_secret: tuple[str, str], expression: str
+) -> None:
+    aws.secrets.rotate_secret(
+        SecretId=SECRET_NAME, RotationRules={"ScheduleExpression": expression}
+    )
+
+    assert rotation_rules(aws.secrets) == ({"ScheduleExpression": expression},) * 2
+    assert lambdas.steps() == STEPS
 
 
 def test_put_secret_value_fills_the_pending_placeholder_once(aws: Aws) -> None:

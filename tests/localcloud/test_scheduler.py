@@ -641,14 +641,13 @@ def test_a_rotation_schedule_rotates_every_period_of_simulated_time(
     cloud: LocalCloud, scheduler: LocalScheduler, tmp_path: Path
 ) -> None:
     (tmp_path / "rotator.py").write_text(textwrap.dedent(ROTATOR))
+    rules = {"ScheduleExpression": "rate(4 hours)", "Duration": "1h"}
     deployment = cloud.deploy(
-        stack_name=f"rotation-{uuid.uuid4().hex[:8]}",
-        template=rotation_template(
-            tmp_path, {"ScheduleExpression": "rate(4 hours)", "Duration": "1h"}
-        ),
+        stack_name=f"rotation-{uuid.uuid4().hex[:8]}", template=rotation_template(tmp_path, rules)
     )
     secret = deployment.refs["Secret"]
     (rule,) = [rule for rule in cloud.rotation_rules if rule.secret_arn == secret]
+    assert cloud.client("secretsmanager").describe_secret(SecretId=secret)["RotationRules"] == rules
 
     firings = scheduler.run_until(rule.deployed_at + 3 * PERIOD + 60, step_seconds=600)
 
@@ -661,6 +660,8 @@ def test_a_rotation_schedule_rotates_every_period_of_simulated_time(
         firing.due_at <= firing.fired_at < firing.due_at + 600 + SLACK for firing in rotations
     )
     assert [firing.error_code for firing in rotations] == [None] * 3
+    # The schedule's own RotateSecret (no rules) keeps the rules it fires by.
+    assert cloud.client("secretsmanager").describe_secret(SecretId=secret)["RotationRules"] == rules
     # The last rotation's token was minted by the Lambda at the simulated time it ran.
     minted_at = current_value(cloud, secret)["minted_at"]
     assert rotations[-1].fired_at <= minted_at < rotations[-1].fired_at + 60

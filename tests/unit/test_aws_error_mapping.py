@@ -26,6 +26,7 @@ from rotation_core.errors import (
     AwsAccessError,
     AwsUnavailableError,
     ConfigurationError,
+    NotPendingVersionError,
     RotationError,
     SecretNotFoundError,
 )
@@ -33,11 +34,16 @@ from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretsGateway, _client_failure, _transport_failure
-from tests.scripted_aws import ScriptedAws, error_answer, scripted_aws
-from tests.support import REGION, TOKEN_SECRET, begin_rotation
+from tests.scripted_aws import Answer, ScriptedAws, error_answer, json_answer, scripted_aws
+from tests.support import ACCOUNT_ID, REGION, TOKEN_SECRET, begin_rotation, stages
 
 SUBJECT = "secret 'google/access-token'"
 VERSION = "5f0d1c2b-3a4e-4f60-9b8a-7c6d5e4f3a21"
+OTHER_VERSION = "0b9e8d7c-6f5a-4b3c-8d2e-1f0a9b8c7d6e"
+LABEL_MOVED = "lost its AWSPENDING label after this step's DescribeSecret"
+STAGE_NOT_ON_VERSION = (
+    "You provided a VersionStage that is not associated to the provided VersionId."
+)
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=2)
 
 
@@ -244,15 +250,71 @@ def test_a_concurrent_writers_version_makes_put_pending_report_false(
     assert gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None) is False
 
 
-def test_read_pending_of_a_version_without_the_label_is_none(
-    failing_aws: ScriptedAws,
-) -> None:
+def described(version_stages: dict[str, list[str]]) -> Answer:
+    """DescribeSecret's answer for the token secret with those versions and labels."""
+    arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{TOKEN_SECRET}-AbCdEf"
+    return json_answer({"ARN": arn, "Name": TOKEN_SECRET, "VersionIdsToStages": version_stages})
+
+
+def test_read_pending_of_an_empty_placeholder_is_none(failing_aws: ScriptedAws) -> None:
+    """Secrets Manager's answer while createSecret has not stored a value yet; the labels,
+    asked again, show the version is still pending."""
     failing_aws.play(
-        error_answer(400, "ResourceNotFoundException", "Secrets Manager can't find it")
+        error_answer(
+            400,
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret value for staging label: AWSPENDING",
+        ),
+        described({VERSION: ["AWSPENDING"], OTHER_VERSION: ["AWSCURRENT"]}),
     )
     gateway = gateway_at(failing_aws.endpoint_url)
 
     assert gateway.read_pending(TOKEN_SECRET, VERSION) is None
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [error_answer(400, "InvalidRequestException", STAGE_NOT_ON_VERSION)],
+        [
+            error_answer(
+                400,
+                "ResourceNotFoundException",
+                f"Secrets Manager can't find the specified secret value for VersionId: {VERSION}",
+            ),
+            described({OTHER_VERSION: ["AWSCURRENT", "AWSPENDING"]}),
+        ],
+    ],
+    ids=["stage-not-associated", "version-not-found"],
+)
+def test_read_pending_after_the_label_moved_is_the_race_not_an_access_error(
+    failing_aws: ScriptedAws, answers: list[Answer]
+) -> None:
+    """Either answer AWS may give when AWSPENDING left the version between the step's
+    DescribeSecret and this read: a lost race, never a permission problem."""
+    failing_aws.play(*answers)
+    gateway = gateway_at(failing_aws.endpoint_url)
+
+    with pytest.raises(NotPendingVersionError, match=LABEL_MOVED) as raised:
+        gateway.read_pending(TOKEN_SECRET, VERSION)
+    assert f"version {VERSION} of {TOKEN_SECRET!r}" in str(raised.value)
+    assert "superseded this one, or it was abandoned" in str(raised.value)
+
+
+def test_read_pending_keeps_other_invalid_requests_as_access_errors(
+    failing_aws: ScriptedAws,
+) -> None:
+    failing_aws.play(
+        error_answer(
+            400,
+            "InvalidRequestException",
+            "You can't perform this operation on the secret because it was marked for deletion.",
+        )
+    )
+    gateway = gateway_at(failing_aws.endpoint_url)
+
+    with pytest.raises(AwsAccessError, match="InvalidRequestException: You can't perform"):
+        gateway.read_pending(TOKEN_SECRET, VERSION)
 
 
 @pytest.fixture
@@ -274,10 +336,66 @@ def test_unreachable_secrets_manager_is_transient(closed_port: int, call: str) -
 # --- the gateway against moto --------------------------------------------------------------------
 
 
-def test_read_pending_of_an_absent_version_is_none(
+def test_read_pending_of_secrets_managers_empty_placeholder_is_none(
     secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
-    assert SecretsGateway(secretsmanager).read_pending(token_secret_arn, VERSION) is None
+    token = begin_rotation(token_secret_arn)
+
+    assert SecretsGateway(secretsmanager).read_pending(token_secret_arn, token) is None
+
+
+def test_read_pending_of_a_version_the_label_left_is_the_race(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """moto keeps the unlabelled version and answers InvalidRequestException."""
+    gateway = SecretsGateway(secretsmanager)
+    token = begin_rotation(token_secret_arn)
+    gateway.remove_pending(token_secret_arn, token)
+
+    with pytest.raises(NotPendingVersionError, match=LABEL_MOVED):
+        gateway.read_pending(token_secret_arn, token)
+
+
+def test_read_pending_of_a_version_gone_from_the_secret_is_the_race(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """AWS drops an unlabelled version from DescribeSecret; moto answers ResourceNotFound."""
+    with pytest.raises(NotPendingVersionError, match=LABEL_MOVED):
+        SecretsGateway(secretsmanager).read_pending(token_secret_arn, VERSION)
+
+
+def test_remove_pending_of_a_version_the_label_already_left_is_done(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Two runs abandoning or superseding the same stale version: the second finds the label
+    gone, which is what it asked for."""
+    gateway = SecretsGateway(secretsmanager)
+    token = begin_rotation(token_secret_arn)
+    gateway.remove_pending(token_secret_arn, token)
+    before = stages(secretsmanager, token_secret_arn)
+
+    gateway.remove_pending(token_secret_arn, token)
+
+    assert stages(secretsmanager, token_secret_arn) == before
+    assert before[token] == []
+
+
+def test_promote_of_a_version_superseded_by_a_promoted_one_is_the_race(
+    secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """A rotation that superseded this one finished first: AWSCURRENT is no longer on the
+    version this one described, and this version lost AWSPENDING."""
+    gateway = SecretsGateway(secretsmanager)
+    described_current = gateway.describe(token_secret_arn).version_with("AWSCURRENT")
+    loser = begin_rotation(token_secret_arn)
+    assert gateway.put_pending(token_secret_arn, loser, '{"loser": true}', None)
+    winner = begin_rotation(token_secret_arn)
+    assert gateway.put_pending(token_secret_arn, winner, '{"winner": true}', None)
+    gateway.promote(token_secret_arn, winner, described_current)
+
+    with pytest.raises(NotPendingVersionError, match=LABEL_MOVED):
+        gateway.promote(token_secret_arn, loser, described_current)
+    assert "AWSCURRENT" in stages(secretsmanager, token_secret_arn)[winner]
 
 
 def test_promote_without_naming_the_current_version_is_an_access_error(

@@ -1,21 +1,33 @@
-"""The cost model's arithmetic (benchmarks/cost.py): rotations a month, billed GB-s, dollars."""
+"""The cost model's arithmetic (benchmarks/cost.py): rotations a month, billed GB-s, dollars,
+the freshness sweep's runs and calls, alarms billed per alarm metric."""
 
 import json
+import math
 
 import pytest
 
 from benchmarks.cost import (
+    CLOUDWATCH_PER_ALARM_METRIC_MONTH,
     CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
-    CLOUDWATCH_PER_STANDARD_ALARM_MONTH,
     LAMBDA_ARM64_PER_GB_SECOND,
     LAMBDA_PER_REQUEST,
+    SCHEDULER_PER_INVOCATION,
     SECRETS_MANAGER_PER_API_CALL,
     SECRETS_MANAGER_PER_SECRET_MONTH,
     STEP_FUNCTIONS_PER_TRANSITION,
+    SWEEP_CHECK_MS,
+    SWEEP_CONCURRENCY,
+    SWEEP_INTERVAL_SECONDS,
+    SWEEP_LIST_PAGE,
+    SWEEP_MEMORY_MB,
+    SWEEP_METRICS,
+    SWEEP_READS_PER_SECRET,
+    SWEEP_RUN_MS,
     FixedItem,
     LineItem,
     Measurement,
     RotationUsage,
+    alarm_metrics,
     billed_ms,
     embedded_metrics,
     fixed_items,
@@ -25,7 +37,10 @@ from benchmarks.cost import (
     monthly_total,
     report,
     rotations_per_month,
-    standard_alarms,
+    short_name,
+    sweep_dollars,
+    sweep_items,
+    sweep_runs_per_month,
 )
 from localcloud.template import Template, load_template
 
@@ -81,6 +96,8 @@ def test_gb_seconds_are_the_rounded_duration_times_the_memory_in_gib() -> None:
         (LAMBDA_PER_REQUEST, 1_000_000, 0.20),
         (SECRETS_MANAGER_PER_API_CALL, 10_000, 0.05),
         (LAMBDA_ARM64_PER_GB_SECOND, 1, 0.0000133334),
+        (SCHEDULER_PER_INVOCATION, 1_000_000, 1.00),
+        (CLOUDWATCH_PER_ALARM_METRIC_MONTH, 1, 0.10),
     ],
 )
 def test_each_price_per_unit_adds_up_to_the_published_price_per_block(
@@ -100,7 +117,7 @@ def test_a_line_item_scales_with_the_rotations() -> None:
 
 def test_fixed_items_do_not_depend_on_the_rotations() -> None:
     secrets = FixedItem("secrets", 2, SECRETS_MANAGER_PER_SECRET_MONTH)
-    alarms = FixedItem("alarms", 2, CLOUDWATCH_PER_STANDARD_ALARM_MONTH)
+    alarms = FixedItem("alarms", 2, CLOUDWATCH_PER_ALARM_METRIC_MONTH)
     assert secrets.dollars_per_month == pytest.approx(0.80)
     assert monthly_total([], [secrets, alarms], 1_000) == pytest.approx(1.00)
     assert monthly_total([], [secrets, alarms], 10) == pytest.approx(1.00)
@@ -129,21 +146,21 @@ def test_an_embedded_metric_line_names_its_metric_by_its_dimension_values() -> N
                 "CloudWatchMetrics": [
                     {
                         "Namespace": "GoogleTokenRotation",
-                        "Dimensions": [["TokenSecret", "service"]],
-                        "Metrics": [{"Name": "AccessTokenSecondsLeft", "Unit": "Seconds"}],
+                        "Dimensions": [["Stack", "service"]],
+                        "Metrics": [{"Name": "LeastSecondsLeft", "Unit": "Seconds"}],
                     }
                 ],
             },
-            "TokenSecret": "google/access-token",
+            "Stack": "google-token-rotation",
             "service": "google-token-rotation",
-            "AccessTokenSecondsLeft": [3599.0],
+            "LeastSecondsLeft": [2699.0],
         }
     )
     assert embedded_metrics(line) == [
         (
             "GoogleTokenRotation",
-            "AccessTokenSecondsLeft",
-            (("TokenSecret", "google/access-token"), ("service", "google-token-rotation")),
+            "LeastSecondsLeft",
+            (("Stack", "google-token-rotation"), ("service", "google-token-rotation")),
         )
     ]
     assert embedded_metrics('{"level": "INFO", "message": "done"}') == []
@@ -163,7 +180,7 @@ def _usage(entry_ms: float) -> RotationUsage:
         google_requests={"/token": 1},
         log_bytes=10_000,
         history_events=70,
-        metrics=frozenset({("GoogleTokenRotation", "AccessTokenSecondsLeft", ())}),
+        metrics=frozenset({("GoogleTokenRotation", "UnverifiedPromotions", ())}),
         failed_executions=(),
     )
 
@@ -175,7 +192,7 @@ def _measurement() -> Measurement:
         memory_mb={"RotationEntryFunction": 256, "CreateSecretFunction": 256},
         lead_seconds=900,
         secrets=("ServiceAccountKeySecret", "TokenSecret"),
-        alarms=("RotationFailuresAlarm", "TokenNearExpiryAlarm"),
+        alarms={"RotationFailuresAlarm": 3, "TokenFreshnessAlarm": 1},
     )
 
 
@@ -189,10 +206,13 @@ def test_the_line_items_price_the_median_rotation() -> None:
     assert items["Lambda requests"].per_rotation == 5
 
 
-def test_the_fixed_items_count_the_secrets_metrics_and_alarms() -> None:
+def test_the_fixed_items_count_the_secrets_metrics_and_alarm_metrics() -> None:
     fixed = fixed_items(_measurement())
-    assert [item.count for item in fixed] == [2, 1, 2]
-    assert sum(item.dollars_per_month for item in fixed) == pytest.approx(0.80 + 0.30 + 0.20)
+    # Two secrets; the rotation's one metric line; the sweep's metrics; 3 + 1 alarm metrics.
+    assert [item.count for item in fixed] == [2, 1, len(SWEEP_METRICS), 4]
+    assert sum(item.dollars_per_month for item in fixed) == pytest.approx(
+        2 * 0.40 + (1 + len(SWEEP_METRICS)) * 0.30 + 4 * 0.10
+    )
 
 
 def test_the_report_totals_agree_with_the_arithmetic() -> None:
@@ -200,20 +220,103 @@ def test_the_report_totals_agree_with_the_arithmetic() -> None:
     rotations = rotations_per_month(3_600, 900)
     total = monthly_total(line_items(measured), fixed_items(measured), rotations)
     hour_row = next(line for line in report(measured) if line.startswith("| 1 hour"))
-    assert hour_row.endswith(f"**${total:,.2f}** |")
+    assert hour_row.endswith(f"**${total + sweep_dollars(1):,.2f}** |")
 
 
-def test_the_templates_alarms_are_standard_resolution_whatever_the_token_lifetime() -> None:
-    """The near-expiry alarm's period comes from a mapping per lifetime: every entry counts."""
-    assert standard_alarms(load_template()) == (
-        "RotationEntryFailuresAlarm",
-        "RotationFailuresAlarm",
-        "TokenNearExpiryAlarm",
-    )
+def test_the_templates_alarms_are_billed_per_metric_they_evaluate() -> None:
+    """One freshness alarm per stack on one metric; the failure alarms' metric math retrieves
+    3 and 2 metrics, each an alarm metric on the bill."""
+    assert alarm_metrics(load_template()) == {
+        "RotationEntryFailuresAlarm": 2,
+        "RotationFailuresAlarm": 3,
+        "TokenFreshnessAlarm": 1,
+    }
 
 
 def test_a_mapped_period_under_a_minute_is_priced_as_high_resolution() -> None:
     document = dict(load_template().document)
-    document["Mappings"] = {"NearExpiryAlarm": {"3600": {"Period": 10, "Periods": 5}}}
-    with pytest.raises(ValueError, match="TokenNearExpiryAlarm is a high-resolution alarm"):
-        standard_alarms(Template(document))
+    resources = dict(document["Resources"])
+    alarm = dict(resources["TokenFreshnessAlarm"])
+    alarm["Properties"] = {
+        **alarm["Properties"],
+        "Period": {"Fn::FindInMap": ["Periods", {"Ref": "TokenLifetimeSeconds"}, "Period"]},
+    }
+    resources["TokenFreshnessAlarm"] = alarm
+    document["Resources"] = resources
+    document["Mappings"] = {"Periods": {"3600": {"Period": 60}, "43200": {"Period": 10}}}
+    with pytest.raises(ValueError, match="TokenFreshnessAlarm is a high-resolution alarm"):
+        alarm_metrics(Template(document))
+
+
+# --- The freshness sweep ----------------------------------------------------------------------
+
+
+def test_the_sweep_runs_every_five_minutes_of_the_month() -> None:
+    assert SWEEP_INTERVAL_SECONDS == 300
+    assert sweep_runs_per_month() == pytest.approx(MONTH / 300)
+    assert sweep_runs_per_month(30 * 86_400) == pytest.approx(8_640)
+
+
+def _sweep(secrets: int) -> dict[str, LineItem]:
+    return {short_name(item): item for item in sweep_items(secrets)}
+
+
+@pytest.mark.parametrize("secrets", [1, 99, 100, 101, 2_500])
+def test_a_sweep_run_lists_the_secrets_by_pages_and_reads_each_once(secrets: int) -> None:
+    calls = _sweep(secrets)["Secrets Manager"]
+    pages = math.ceil(secrets / SWEEP_LIST_PAGE)
+    assert calls.per_rotation == pages + secrets * SWEEP_READS_PER_SECRET
+    assert calls.unit_price == SECRETS_MANAGER_PER_API_CALL
+    assert _sweep(secrets)["Google tokeninfo requests"].per_rotation == secrets
+
+
+def test_a_sweep_run_is_one_invocation_one_schedule_firing_and_one_trace() -> None:
+    items = _sweep(2_500)
+    assert items["Lambda requests"].per_rotation == 1
+    assert items["EventBridge Scheduler invocations"].per_rotation == 1
+    assert items["X-Ray traces"].per_rotation == 1
+
+
+def test_a_sweep_runs_longer_by_a_concurrent_share_of_each_check() -> None:
+    for secrets in (1, 2_500):
+        run_ms = SWEEP_RUN_MS + secrets * SWEEP_CHECK_MS / SWEEP_CONCURRENCY
+        assert _sweep(secrets)["Lambda duration"].per_rotation == pytest.approx(
+            gb_seconds(run_ms, SWEEP_MEMORY_MB)
+        )
+
+
+def test_the_sweep_costs_a_stack_its_runs_plus_a_read_per_secret_and_run() -> None:
+    """What grows with the secrets is the reads (and a little duration): 2,500 secrets cost the
+    stack 2,499 more reads a run than one secret, and 24 more list pages."""
+    runs = sweep_runs_per_month()
+    grown = sweep_dollars(2_500) - sweep_dollars(1)
+    reads = (2_499 * SWEEP_READS_PER_SECRET + 24) * runs * SECRETS_MANAGER_PER_API_CALL
+    duration = (
+        (
+            gb_seconds(SWEEP_RUN_MS + 2_500 * SWEEP_CHECK_MS / SWEEP_CONCURRENCY, SWEEP_MEMORY_MB)
+            - gb_seconds(SWEEP_RUN_MS + SWEEP_CHECK_MS / SWEEP_CONCURRENCY, SWEEP_MEMORY_MB)
+        )
+        * runs
+        * LAMBDA_ARM64_PER_GB_SECOND
+    )
+    assert grown == pytest.approx(reads + duration)
+
+
+def test_a_stack_without_secrets_has_no_sweep_to_price() -> None:
+    with pytest.raises(ValueError, match="at least one secret"):
+        sweep_items(0)
+
+
+def test_the_report_prices_the_sweep_per_stack_and_per_secret() -> None:
+    lines = report(_measurement())
+
+    def dollars(row: str) -> list[float]:
+        line = next(line for line in lines if line.startswith(row))
+        return [float(cell.strip(" *$").replace(",", "")) for cell in line.split("|")[2:-1]]
+
+    header = next(line for line in lines if line.startswith("| sweep, $ per stack-month"))
+    assert header.split("|")[2:-1] == [" 1 secret ", " 50 secrets ", " 2,500 secrets "]
+    for secrets, shown in zip((1, 50, 2_500), dollars("| **sweep, per stack**"), strict=True):
+        assert shown == pytest.approx(sweep_dollars(secrets), abs=0.005)
+    for secrets, shown in zip((1, 50, 2_500), dollars("| **sweep, per secret**"), strict=True):
+        assert shown == pytest.approx(sweep_dollars(secrets) / secrets, rel=0.01)

@@ -62,6 +62,15 @@ def test_scopes_tag_wider_than_the_deployers_is_refused(asked: str) -> None:
     assert_outside_ceiling(raised.value, SCOPES, f"asks for {extra}", f"{CALENDAR}, {DRIVE}")
 
 
+def test_a_read_write_scope_is_refused_under_a_read_only_ceiling() -> None:
+    """The read-write scope is a prefix, and a substring, of the read-only one the deployer
+    allows: only an exact match of a whole scope may pass."""
+    read_write = "https://www.googleapis.com/auth/calendar"
+    with pytest.raises(ConfigurationError) as raised:
+        resolve({SCOPES.tag: read_write}, GOOGLE_SCOPES=CALENDAR)
+    assert_outside_ceiling(raised.value, SCOPES, f"asks for {read_write}", f"the scopes {CALENDAR}")
+
+
 @pytest.mark.parametrize(
     ("asked", "expected"),
     [

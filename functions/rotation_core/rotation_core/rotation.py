@@ -57,7 +57,6 @@ class StepOutcome:
     metadata: TokenMetadata | None = None
     previous_version_id: str | None = None
     superseded_version_id: str | None = None
-    secret_name: str | None = None
     follow_up: FollowUp | None = None
     """finishSecret only: what the state machine does next (schedule, notice)."""
 
@@ -232,7 +231,6 @@ class Rotation:
             action,
             current,
             previous_version_id=previous,
-            secret_name=secret.name,
             follow_up=self._follow_ups.after_success(secret, request.token, current, lead),
         )
 
@@ -366,7 +364,10 @@ class Rotation:
     def _why_stale(
         self, secret: SecretDescription, version: str, settings: RotationSettings
     ) -> str | None:
-        stored = self._secrets.read_pending(secret.arn, version)
+        try:
+            stored = self._secrets.read_pending(secret.arn, version)
+        except NotPendingVersionError:
+            return "lost its AWSPENDING label meanwhile (its own run or another took it off)"
         if stored is None:
             return "holds no token (its createSecret never stored one)"
         try:

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Final
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 from rotation_core.aws_errors import error_code
-from rotation_core.errors import AwsAccessError, AwsUnavailableError, SecretNotFoundError
+from rotation_core.errors import (
+    AwsAccessError,
+    AwsUnavailableError,
+    NotPendingVersionError,
+    SecretNotFoundError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -26,6 +31,14 @@ _THROTTLING_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
+_STAGE_NOT_ON_VERSION: Final = "not associated to the provided VersionId"
+"""What GetSecretValue(VersionId, VersionStage) answers, as InvalidRequestException, once the
+label left that version (moto's text; README "AWS behaviours we rely on")."""
+_LABEL_MOVED_CODES: Final = frozenset(
+    {"InvalidRequestException", "InvalidParameterException", "ResourceNotFoundException"}
+)
+"""The codes a call naming a version and a label may get once the label moved: moto answers
+InvalidParameterException to UpdateSecretVersionStage; AWS's own codes there are unverified."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +91,23 @@ class SecretsGateway:
         return answer.get("SecretString")
 
     def read_pending(self, secret_id: str, version_id: str) -> str | None:
-        """The pending version's value, or None while Secrets Manager's placeholder is empty."""
+        """The pending version's value, or None while Secrets Manager's placeholder is empty.
+        NotPendingVersionError when the version lost AWSPENDING after the caller's
+        DescribeSecret: another rotation superseded this one, or it was abandoned."""
         try:
             answer = self._client.get_secret_value(
                 SecretId=secret_id, VersionId=version_id, VersionStage=PENDING
             )
         except ClientError as error:
-            if error_code(error) == "ResourceNotFoundException":
-                return None
+            code = error_code(error)
+            if code == "InvalidRequestException" and _STAGE_NOT_ON_VERSION in _message(error):
+                raise _label_moved(secret_id, version_id) from None
+            if code == "ResourceNotFoundException":
+                # The answer to an empty placeholder, and perhaps to a version the label left
+                # (AWS drops a version without labels): only the labels tell them apart.
+                if self._still_pending(secret_id, version_id):
+                    return None
+                raise _label_moved(secret_id, version_id) from None
             raise _client_failure(error, f"pending version {version_id} of {secret_id!r}") from None
         except BotoCoreError as error:
             raise _transport_failure(error) from None
@@ -114,11 +136,20 @@ class SecretsGateway:
 
     def remove_pending(self, secret_id: str, version_id: str) -> None:
         """Take AWSPENDING off a version that can never pass, so that the secret is free to
-        rotate again; the version's value stays, unlabelled, as Secrets Manager keeps it."""
-        with _aws_errors_mapped(f"secret {secret_id!r}"):
+        rotate again; the version's value stays, unlabelled, as Secrets Manager keeps it. Done
+        also when the label already left the version (another run took it off first)."""
+        try:
             self._client.update_secret_version_stage(
                 SecretId=secret_id, VersionStage=PENDING, RemoveFromVersionId=version_id
             )
+        except ClientError as error:
+            if error_code(error) in _LABEL_MOVED_CODES and not self._still_pending(
+                secret_id, version_id
+            ):
+                return
+            raise _client_failure(error, f"secret {secret_id!r}") from None
+        except BotoCoreError as error:
+            raise _transport_failure(error) from None
 
     def tag(self, secret_id: str, tags: dict[str, str]) -> None:
         with _aws_errors_mapped(f"secret {secret_id!r}"):
@@ -130,12 +161,27 @@ class SecretsGateway:
             self._client.untag_resource(SecretId=secret_id, TagKeys=keys)
 
     def promote(self, secret_id: str, version_id: str, current_version_id: str | None) -> None:
-        """Move AWSCURRENT to `version_id`; Secrets Manager labels the old one AWSPREVIOUS."""
+        """Move AWSCURRENT to `version_id`; Secrets Manager labels the old one AWSPREVIOUS.
+        NotPendingVersionError when Secrets Manager refuses because the version lost
+        AWSPENDING after the caller's DescribeSecret (a rotation that superseded this one
+        moved AWSCURRENT too)."""
         extra = {"RemoveFromVersionId": current_version_id} if current_version_id else {}
-        with _aws_errors_mapped(f"secret {secret_id!r}"):
+        try:
             self._client.update_secret_version_stage(
                 SecretId=secret_id, VersionStage=CURRENT, MoveToVersionId=version_id, **extra
             )
+        except ClientError as error:
+            if error_code(error) in _LABEL_MOVED_CODES and not self._still_pending(
+                secret_id, version_id
+            ):
+                raise _label_moved(secret_id, version_id) from None
+            raise _client_failure(error, f"secret {secret_id!r}") from None
+        except BotoCoreError as error:
+            raise _transport_failure(error) from None
+
+    def _still_pending(self, secret_id: str, version_id: str) -> bool:
+        """Whether AWSPENDING is on the version now: a DescribeSecret after a refused call."""
+        return PENDING in self.describe(secret_id).version_stages.get(version_id, ())
 
 
 @contextmanager
@@ -148,9 +194,21 @@ def _aws_errors_mapped(subject: str) -> Iterator[None]:
         raise _transport_failure(error) from None
 
 
+def _label_moved(secret_id: str, version_id: str) -> NotPendingVersionError:
+    return NotPendingVersionError(
+        f"version {version_id} of {secret_id!r} lost its AWSPENDING label after this step's "
+        "DescribeSecret: another rotation (RotateSecret or a manual run at the same moment) "
+        "superseded this one, or it was abandoned; nothing to do for it"
+    )
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
 def _client_failure(error: ClientError, subject: str) -> Exception:
     code = error_code(error)
-    message = str(error.response.get("Error", {}).get("Message", ""))
+    message = _message(error)
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
     if code in _THROTTLING_CODES or status >= 500:
         return AwsUnavailableError(f"Secrets Manager is busy or failing ({code}); try again later")
