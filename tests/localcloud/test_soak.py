@@ -147,6 +147,26 @@ def test_p01_below_half_the_lead_breaks_the_promise() -> None:
     assert any("p0.1 remaining" in broken for broken in result.broken_invariants())
 
 
+def test_reads_while_tokeninfo_is_unreachable_count_but_are_left_out_of_p01() -> None:
+    """The unverified promotion waits for a third of the lead by design: those reads must be
+    valid, and their low remaining life is reported apart from p0.1."""
+    result = a_result(3)
+    outage = Fault(FaultKind.TOKENINFO_OUTAGE, START + HOUR, 1800, TOKENINFO_ROUTE, "reset")
+    result.faults = [outage]
+    for n in range(80, 85):
+        result.reads[n] = Read(result.reads[n].at, "v", True, 250.0)
+
+    assert result.broken_invariants() == []
+    assert result.percentile_remaining(0.001) == 3000
+    assert result.verification_line().startswith(
+        "tokeninfo unreachable: 1 outages; 48 reads inside them and their recovery, 48 valid, "
+        "min remaining 250 s"
+    )
+
+    result.reads[82] = Read(result.reads[82].at, "v", False, -5.0)
+    assert result.broken_invariants()[0].startswith("1 reads outside reported outages")
+
+
 def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     result = a_result(3)
     result.notices = [(START, "Google token rotation failed"), (START + 3599, "still failing")]
