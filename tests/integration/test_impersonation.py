@@ -1,53 +1,26 @@
 """The impersonation source: the key's account mints another account's token through IAM
 Credentials generateAccessToken, up to 12 hours, and Google's refusals say what fixes them."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
-from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     GoogleGrantRejectedError,
     GoogleUnavailableError,
     SecretNotFoundError,
 )
-from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
-from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
+from tests.minting_sources import impersonating, impersonation_target
 from tests.support import begin_rotation, current_value, run_all, stages
 
 
 @pytest.fixture
 def target(google: GoogleEmulator, service_account: ServiceAccountKey) -> str:
-    """A keyless account whose tokens the key's account may mint (the token-creator role)."""
-    email = f"reader-{uuid.uuid4().hex[:8]}@demo-project.iam.gserviceaccount.com"
-    google.create_keyless_service_account(email)
-    google.grant_token_creator(email, service_account.client_email)
-    return email
-
-
-def impersonating(
-    secretsmanager: SecretsManagerClient,
-    environment: dict[str, str],
-    google: GoogleEmulator,
-    target: str,
-    **settings: str,
-) -> Rotation:
-    env = {
-        **environment,
-        "CREDENTIAL_SOURCE": "impersonation",
-        "IMPERSONATED_SERVICE_ACCOUNT": target,
-        "GOOGLE_IAM_CREDENTIALS_URL": google.generate_access_token_url("{}"),
-        **settings,
-    }
-    return Rotation(
-        SecretsGateway(secretsmanager), GoogleClient(GoogleEndpoints.from_environment(env)), env
-    )
+    return impersonation_target(google, service_account)
 
 
 def test_an_impersonated_token_belongs_to_the_target_and_google_accepts_it(

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import time_machine
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.deployment import client_environment
-from localcloud.google_emulator import GoogleEmulator
+from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
 from localcloud.template import PROJECT_ROOT
 from rotation_core.config import GOOGLE_TOKENINFO_URL
 from rotation_core.errors import (
@@ -30,6 +31,13 @@ from rotation_core.refresh import REFUSED_VERSION_TAG, UNVERIFIED_VERSION_TAG
 from rotation_core.rotation import ACCEPTED_UNVERIFIED, PROMOTED_UNVERIFIED, Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
+from rotation_core.token_secret import TokenSecretValue
+from tests.minting_sources import (
+    federated_target,
+    impersonating,
+    impersonation_target,
+    keyless,
+)
 from tests.support import (
     SCOPE,
     TOKEN_SECRET,
@@ -346,3 +354,166 @@ def test_the_notices_command_asks_google_about_the_promoted_token(
     info = json.loads(answer.stdout)
     assert int(info["expires_in"]) > 3000
     assert SCOPE in info["scope"]
+
+
+# --- Impersonation and keyless federation ------------------------------------------------------
+# Their createSecret asks tokeninfo for the target's client id; while tokeninfo is silent the id
+# stored with the token in use (the same account's) stands in, so their mints reach testSecret.
+
+NewSource = Callable[[], tuple[Rotation, str]]
+
+
+@pytest.fixture(params=["impersonation", "workload-identity-federation"])
+def new_source(
+    request: pytest.FixtureRequest,
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    google: GoogleEmulator,
+    service_account: ServiceAccountKey,
+    moto_endpoint: str,
+) -> NewSource:
+    """Each call: a new target account, and a rotation of the token secret that mints its
+    tokens through the source."""
+
+    def impersonation() -> tuple[Rotation, str]:
+        target = impersonation_target(google, service_account)
+        return impersonating(secretsmanager, environment, google, target), target
+
+    def federation() -> tuple[Rotation, str]:
+        target = federated_target(google, moto_endpoint)
+        return keyless(secretsmanager, environment, google, target), target
+
+    return impersonation if request.param == "impersonation" else federation
+
+
+def brief_outage(google: GoogleEmulator, advance: Advance, during: Callable[[], None]) -> None:
+    """tokeninfo is unreachable while `during` runs, and answers again afterwards."""
+    google.fail_during("/tokeninfo", google.now() + 60, **TOKENINFO_DOWN)
+    during()
+    advance(120)
+
+
+def test_an_impersonated_or_federated_mint_is_stored_and_promoted_through_a_tokeninfo_outage(
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+    advance: Advance,
+    tokeninfo_down: Callable[[], None],
+    new_source: NewSource,
+) -> None:
+    rotation, target = new_source()
+    first = promote_first(rotation, token_secret_arn)
+    client_id = current_value(secretsmanager).metadata.service_account_client_id
+    tokeninfo_down()
+
+    # A lead before the expiry the mint is stored, and testSecret waits as before.
+    advance(HOUR - LEAD)
+    stuck = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    assert rotation.create_secret(stuck).action == "created"
+    rotation.set_secret(stuck)
+    with pytest.raises(GoogleUnavailableError, match="tokeninfo endpoint answered HTTP 503"):
+        rotation.test_secret(stuck)
+    assert current_version(secretsmanager) == first
+    assert status(secretsmanager, UNVERIFIED_VERSION_TAG) is None
+
+    # Within a third of the lead of the expiry, it is promoted unverified.
+    advance(LEAD - LEAD // 3)
+    assert rotation.test_secret(stuck).action == ACCEPTED_UNVERIFIED
+    assert rotation.finish_secret(stuck).action == PROMOTED_UNVERIFIED
+    promoted = current_value(secretsmanager)
+    assert current_version(secretsmanager) == stuck.token
+    assert promoted.metadata.service_account == target
+    assert promoted.metadata.service_account_client_id == client_id
+    info = google.token_info(promoted.access_token)
+    assert info is not None
+    assert info["azp"] == client_id
+
+    # No trigger fires until the promoted token has expired: the whole rotation goes through.
+    advance(HOUR + 60)
+    late = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    assert run_all(rotation, late) == [
+        "created",
+        "checked",
+        ACCEPTED_UNVERIFIED,
+        PROMOTED_UNVERIFIED,
+    ]
+    assert google.token_info(current_value(secretsmanager).access_token) is not None
+
+
+def test_tokeninfos_refusal_still_blocks_an_impersonated_or_federated_mint(
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+    advance: Advance,
+    new_source: NewSource,
+) -> None:
+    rotation, _ = new_source()
+    first = promote_first(rotation, token_secret_arn)
+    advance(HOUR + 60)
+    request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    brief_outage(google, advance, lambda: create_and_set(rotation, request))
+    google.fail_next(
+        "/tokeninfo",
+        status=400,
+        body={"error": "invalid_token", "error_description": "Invalid Value"},
+    )
+
+    with pytest.raises(RotationAbandonedError, match="tokeninfo says is not valid"):
+        rotation.test_secret(request)
+    assert current_version(secretsmanager) == first
+    assert status(secretsmanager, UNVERIFIED_VERSION_TAG) is None
+
+
+@pytest.mark.parametrize("new_source", ["impersonation"], indirect=True)
+def test_a_stale_client_id_stored_during_an_outage_costs_one_version_then_is_learned_again(
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    google: GoogleEmulator,
+    advance: Advance,
+    new_source: NewSource,
+) -> None:
+    """An account deleted and created again under its email gets a new client id: the token in
+    use still holds the old one. (The lookup is the same for both sources: one is enough.)"""
+    rotation, _ = new_source()
+    promote_first(rotation, token_secret_arn)
+    in_use = current_value(secretsmanager)
+    real_id = in_use.metadata.service_account_client_id
+    stale = replace(in_use.metadata, service_account_client_id="100000000000000000001")
+    secretsmanager.put_secret_value(
+        SecretId=TOKEN_SECRET,
+        SecretString=TokenSecretValue(in_use.access_token, stale).to_secret_string(),
+    )
+    advance(HOUR + 60)
+    request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    brief_outage(google, advance, lambda: create_and_set(rotation, request))
+
+    with pytest.raises(RotationAbandonedError, match=f"issued to client {real_id}, not to"):
+        rotation.test_secret(request)  # tokeninfo names the account's real client
+
+    retry = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    assert run_all(rotation, retry) == ["created", "checked", "verified", "promoted"]
+    assert current_value(secretsmanager).metadata.service_account_client_id == real_id
+
+
+@pytest.mark.parametrize("new_source", ["impersonation"], indirect=True)
+def test_without_a_client_id_of_the_target_the_mint_waits_for_tokeninfo(
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+    advance: Advance,
+    tokeninfo_down: Callable[[], None],
+    new_source: NewSource,
+) -> None:
+    """The token in use is another account's (the target setting changed): its client id is
+    not the new target's, so nothing is stored until tokeninfo answers."""
+    rotation, _ = new_source()
+    promote_first(rotation, token_secret_arn)
+    moved, _ = new_source()
+    advance(HOUR + 60)
+    tokeninfo_down()
+    token = begin_rotation(token_secret_arn)
+
+    with pytest.raises(GoogleUnavailableError, match="tokeninfo endpoint answered HTTP 503"):
+        moved.create_secret(RotationRequest(token_secret_arn, token))
+    assert stages(secretsmanager, TOKEN_SECRET)[token] == ["AWSPENDING"]
+    with pytest.raises(RotationError, match="has no value"):
+        moved.set_secret(RotationRequest(token_secret_arn, token))

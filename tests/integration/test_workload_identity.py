@@ -2,7 +2,6 @@
 aws.Credentials signs a GetCallerIdentity that Google sends to AWS), and the federated token
 impersonates the target account. No key is read, or needed, anywhere."""
 
-import uuid
 from datetime import timedelta
 
 import boto3
@@ -10,54 +9,20 @@ import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator
-from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     ConfigurationError,
     GoogleGrantRejectedError,
     GoogleUnavailableError,
 )
-from rotation_core.google_client import GoogleClient
-from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
-from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
-from tests.support import ACCOUNT_ID, KEY_SECRET, REGION, begin_rotation, current_value, run_all
-
-AUDIENCE = (
-    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/"
-    "providers/aws-provider"
-)
+from tests.minting_sources import AUDIENCE, federated_target, keyless
+from tests.support import KEY_SECRET, REGION, begin_rotation, current_value, run_all
 
 
 @pytest.fixture
 def federated(google: GoogleEmulator, moto_endpoint: str) -> str:
-    """A keyless target account that this AWS identity may impersonate through the pool."""
-    google.aws_endpoint_url = moto_endpoint
-    google.register_workload_identity_provider(AUDIENCE, ACCOUNT_ID)
-    target = f"reader-{uuid.uuid4().hex[:8]}@demo-project.iam.gserviceaccount.com"
-    google.create_keyless_service_account(target)
-    caller = boto3.client("sts", region_name=REGION, endpoint_url=moto_endpoint)
-    google.grant_token_creator(target, caller.get_caller_identity()["Arn"])
-    return target
-
-
-def keyless(
-    secretsmanager: SecretsManagerClient,
-    environment: dict[str, str],
-    google: GoogleEmulator,
-    target: str,
-    audience: str = AUDIENCE,
-) -> Rotation:
-    env = {
-        **{k: v for k, v in environment.items() if k != "SERVICE_ACCOUNT_KEY_SECRET_ID"},
-        "CREDENTIAL_SOURCE": "workload-identity-federation",
-        "WORKLOAD_IDENTITY_AUDIENCE": audience,
-        "IMPERSONATED_SERVICE_ACCOUNT": target,
-        "GOOGLE_STS_URL": google.sts_url,
-        "GOOGLE_IAM_CREDENTIALS_URL": google.generate_access_token_url("{}"),
-    }
-    client = GoogleClient(GoogleEndpoints.from_environment(env))
-    return Rotation(SecretsGateway(secretsmanager), client, env)
+    return federated_target(google, moto_endpoint)
 
 
 def test_a_keyless_rotation_promotes_the_targets_token_without_any_key(

@@ -1,5 +1,7 @@
 """Where access tokens come from: one seam, so impersonation and federation can join the key."""
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -18,6 +20,9 @@ from rotation_core.google_client import GoogleClient
 from rotation_core.secrets import SecretsGateway
 from rotation_core.service_account_key import parse_service_account_key
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from rotation_core.unverified import TOKENINFO_UNREACHABLE
+
+logger = logging.getLogger(__name__)
 
 
 class CredentialSource(Protocol):
@@ -74,6 +79,8 @@ class ImpersonationSource:
     delegates: tuple[str, ...]
     secrets: SecretsGateway
     google: GoogleClient
+    known_client_ids: Mapping[str, str]
+    """Accounts' OAuth client ids this rotation stored before (see `_client_id`)."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
         key = parse_service_account_key(
@@ -87,7 +94,9 @@ class ImpersonationSource:
             lifetime=self.lifetime_seconds,
             iam_endpoint_override=self.google.endpoints.iam_credentials_url.format(self.target),
         )
-        return _impersonated_token(self.google, impersonating, self.target, scopes)
+        return _impersonated_token(
+            self.google, impersonating, self.target, scopes, self.known_client_ids
+        )
 
 
 AWS_CALLER_IDENTITY_URL: Final = (
@@ -106,6 +115,8 @@ class WorkloadIdentitySource:
     target: str
     lifetime_seconds: int
     google: GoogleClient
+    known_client_ids: Mapping[str, str]
+    """Accounts' OAuth client ids this rotation stored before (see `_client_id`)."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
         endpoints = self.google.endpoints
@@ -126,7 +137,9 @@ class WorkloadIdentitySource:
             },
             scopes=list(scopes),
         )
-        return _impersonated_token(self.google, federated, self.target, scopes)
+        return _impersonated_token(
+            self.google, federated, self.target, scopes, self.known_client_ids
+        )
 
 
 def _impersonated_token(
@@ -134,17 +147,46 @@ def _impersonated_token(
     credentials: google_credentials.Credentials,
     target: str,
     scopes: tuple[str, ...],
+    known_client_ids: Mapping[str, str],
 ) -> TokenSecretValue:
-    """Mints through IAM Credentials (after the source's own token: a key's grant, or STS) and
-    asks tokeninfo for the account's client id, which generateAccessToken does not give."""
+    """Mints through IAM Credentials (after the source's own token: a key's grant, or STS); the
+    account is the target by construction (generateAccessToken's URL names it)."""
     issued_at = datetime.now(UTC).replace(microsecond=0)
     google.impersonate(credentials, target)
     if not credentials.token or credentials.expiry is None:
         raise GoogleResponseError(
             "Google's IAM Credentials endpoint answered without an accessToken or expireTime"
         )
-    client_id = google.token_info(credentials.token).authorized_party
+    client_id = _client_id(google, credentials.token, target, known_client_ids)
     return _token_value(credentials.token, credentials.expiry, issued_at, scopes, target, client_id)
+
+
+def _client_id(
+    google: GoogleClient, access_token: str, target: str, known_client_ids: Mapping[str, str]
+) -> str:
+    """The target's OAuth client id, which testSecret compares with tokeninfo's azp;
+    generateAccessToken does not return it, so tokeninfo is asked about the fresh token.
+
+    While tokeninfo is silent, the id stored with the token in use stands in when that token is
+    the same account's (an account's client id is fixed when the account is created): the mint
+    is stored, and testSecret's rules for a tokeninfo outage apply to it as to a key's token
+    (docs/unverified-promotion.md). tokeninfo stays the first source, not the stored id: an
+    account deleted and created again under its email has a new id, which the next mint learns
+    (a stale id stored during an outage costs at most one version, abandoned by testSecret once
+    tokeninfo answers). Leaving the id unknown at the mint is no option: a stored version
+    never changes, so testSecret could not fill it in."""
+    try:
+        return google.token_info(access_token).authorized_party
+    except TOKENINFO_UNREACHABLE as silence:
+        known = known_client_ids.get(target)
+        if known is None:
+            raise
+        logger.warning(
+            "tokeninfo could not answer: the minted token is stored with the client id of the "
+            "token in use, the same account's",
+            extra={"service_account": target, "tokeninfo_error": str(silence)},
+        )
+        return known
 
 
 def _token_value(
@@ -172,8 +214,14 @@ def _token_value(
 
 
 def credential_source_for(
-    settings: RotationSettings, secrets: SecretsGateway, google: GoogleClient
+    settings: RotationSettings,
+    secrets: SecretsGateway,
+    google: GoogleClient,
+    in_use: TokenMetadata | None,
 ) -> CredentialSource:
+    """The configured source; `in_use` is the token applications read now, if it is one this
+    rotation stored (its account's client id may stand in for tokeninfo's)."""
+    known = {} if in_use is None else {in_use.service_account: in_use.service_account_client_id}
     source, key, target = (
         settings.credential_source,
         settings.key_secret_id,
@@ -183,8 +231,9 @@ def credential_source_for(
         return ServiceAccountKeySource(key, secrets, google, settings.delegated_subject)
     if source == IMPERSONATION_SOURCE and key and target:
         lifetime, delegates = settings.token_lifetime_seconds, settings.delegates
-        return ImpersonationSource(key, target, lifetime, delegates, secrets, google)
+        return ImpersonationSource(key, target, lifetime, delegates, secrets, google, known)
     audience = settings.workload_identity_audience
     if source == WORKLOAD_IDENTITY_SOURCE and audience and target:
-        return WorkloadIdentitySource(audience, target, settings.token_lifetime_seconds, google)
+        lifetime = settings.token_lifetime_seconds
+        return WorkloadIdentitySource(audience, target, lifetime, google, known)
     raise ConfigurationError(f"credential source {settings.credential_source!r} is not supported")

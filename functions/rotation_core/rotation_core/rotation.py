@@ -9,6 +9,7 @@ from typing import Final, NoReturn
 from rotation_core.config import MANAGED_BY_TAG, RotationSettings, managed_secret_check
 from rotation_core.credential_sources import credential_source_for
 from rotation_core.errors import (
+    InvalidTokenSecretError,
     NotPendingVersionError,
     RotationAbandonedError,
     RotationInProgressError,
@@ -107,7 +108,7 @@ class Rotation:
     def create_secret(self, request: RotationRequest) -> StepOutcome:
         """Mint a token and store it as AWSPENDING, unless this rotation already did."""
         secret = self._describe_managed(request.secret_id)
-        self._refuse_a_foreign_value(secret)
+        in_use = self._refuse_a_foreign_value(secret)
         settings = self._settings(secret)
         superseded = None
         if request.manual and request.token not in secret.version_stages:
@@ -123,7 +124,8 @@ class Rotation:
                 return StepOutcome(
                     Step.CREATE, secret.arn, request.token, "already-created", existing.metadata
                 )
-        minted = credential_source_for(settings, self._secrets, self._google).mint(settings.scopes)
+        source = credential_source_for(settings, self._secrets, self._google, in_use)
+        minted = source.mint(settings.scopes)
         _check_account(minted.metadata.service_account, settings)
         written = self._secrets.put_pending(
             secret.arn, request.token, minted.to_secret_string(), request.rotation_token
@@ -275,18 +277,22 @@ class Rotation:
         managed_secret_check(secret.arn, secret.name, secret.tags, self._environment)
         return secret
 
-    def _refuse_a_foreign_value(self, secret: SecretDescription) -> None:
+    def _refuse_a_foreign_value(self, secret: SecretDescription) -> TokenMetadata | None:
         """The tag alone does not make a token secret: before anything is written, AWSCURRENT
         must hold the placeholder or a token the rotation stored. Otherwise whoever may tag a
         secret could have the rotation overwrite a value it never wrote (README "Trust
-        boundary"). The value is never shown."""
+        boundary"). The value is never shown. Returns the stored token's metadata (None for the
+        placeholder)."""
         current = (
             None
             if secret.version_with(CURRENT) is None
             else self._secrets.read_current_string(secret.arn)
         )
         if current is not None and is_token_secret_string(current):
-            return
+            try:
+                return TokenSecretValue.from_secret_string(current).metadata
+            except InvalidTokenSecretError:
+                return None
         raise UnmanagedSecretError(
             f"createSecret: secret {secret.name!r} carries the tag "
             f"{MANAGED_BY_TAG}={secret.tags[MANAGED_BY_TAG]} but is not a token secret: its "
