@@ -56,14 +56,6 @@ ROUTES_OF: Final = {
     FEDERATION_SOURCE: ("/sts", "/generateAccessToken", "/tokeninfo"),
 }
 """The Google routes each source's rotation calls, the one that mints first."""
-MINT_ROUTES: Final = {
-    KEY_SOURCE: ("/token",),
-    IMPERSONATION_SOURCE: ("/token", "/generateAccessToken", "/tokeninfo"),
-    FEDERATION_SOURCE: ("/sts", "/generateAccessToken", "/tokeninfo"),
-}
-"""The routes without which a source mints nothing. Impersonation and federation ask tokeninfo
-for the target account's client id while minting (generateAccessToken does not give it), so for
-them tokeninfo unreachable is a mint outage, past which no unverified promotion can go."""
 TOKENINFO_ROUTE: Final = "/tokeninfo"
 """The one Google route no rotation mints on: its outages stop verification, not minting."""
 SOAK_AUDIENCE: Final = (
@@ -510,18 +502,13 @@ def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
     return None
 
 
-def excused_outages(
-    faults_: list[Fault], reads: list[Read], mint_routes: tuple[str, ...] = ("/token",)
-) -> list[tuple[float, float, Fault]]:
-    """Each fault that stopped minting (a blocking fault or a tokeninfo outage on one of the
-    source's `mint_routes`) and outlived the token in use when it began, from its start to its
-    end plus one recovery. Reads there are reported apart. Where the source mints without
-    tokeninfo, a tokeninfo outage never is: the unverified promotion must keep the token
-    valid."""
+def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
+    """Each blocking fault that outlived the token in use when it began, from its start to its
+    end plus one recovery. Reads there are reported apart. A fault on tokeninfo alone never is:
+    Google still mints, and the unverified promotion must keep the token valid."""
     excused = []
     for fault in faults_:
-        stops_minting = fault.kind in BLOCKING | {FaultKind.TOKENINFO_OUTAGE}
-        if not stops_minting or fault.route not in mint_routes:
+        if fault.kind not in BLOCKING or fault.route == TOKENINFO_ROUTE:
             continue
         before = [read for read in reads if read.at <= fault.at]
         if not before:
@@ -617,9 +604,7 @@ class Soak:
             self._read()
             tick += TICK_SECONDS
         self.result.failed_executions = self._failed_executions()
-        self.result.excused = excused_outages(
-            self.result.faults, self.result.reads, MINT_ROUTES[self.source]
-        )
+        self.result.excused = excused_outages(self.result.faults, self.result.reads)
         self.result.wall_seconds = time.monotonic() - started
         return self.result
 

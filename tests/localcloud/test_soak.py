@@ -18,7 +18,6 @@ from localcloud.soak import (
     IMPERSONATION_SOURCE,
     KEY_SOURCE,
     KEYED,
-    MINT_ROUTES,
     OLD_KEY_DELETED_AFTER_SECONDS,
     RECOVERY_SECONDS,
     REVOCATION_GAP_LIMIT_SECONDS,
@@ -288,17 +287,6 @@ def test_a_tokeninfo_outage_is_never_excused_a_mint_outage_is(route: str) -> Non
 
     assert excused_outages([tokeninfo], reads) == []
     assert bool(excused_outages([outage], reads)) is (route != TOKENINFO_ROUTE)
-
-
-@pytest.mark.parametrize("source", [IMPERSONATION_SOURCE, FEDERATION_SOURCE])
-def test_a_tokeninfo_outage_is_a_mint_outage_where_minting_asks_tokeninfo(source: str) -> None:
-    """Impersonation and federation ask tokeninfo for the client id while minting."""
-    reads = reads_every_minute(4, remaining=1800)
-    tokeninfo = Fault(FaultKind.TOKENINFO_OUTAGE, START + HOUR, 2 * HOUR, TOKENINFO_ROUTE)
-
-    assert excused_outages([tokeninfo], reads, MINT_ROUTES[source]) == [
-        (tokeninfo.at, tokeninfo.until + RECOVERY_SECONDS, tokeninfo)
-    ]
 
 
 def revoked_at(result: SoakResult, minute: int, refused_minutes: int) -> float:
