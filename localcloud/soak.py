@@ -82,6 +82,12 @@ SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
 """template.yaml's FreshnessSweepSchedule: rate(5 minutes)."""
 
 
+FAILURE_NOTICES: Final = ("Google token rotation failed", "Google token rotation still failing")
+"""How a failing streak's notices begin: its first, and its hourly reminders."""
+STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified token")
+"""The one notice that ends a streak."""
+
+
 class FaultKind(StrEnum):
     GOOGLE_STORM = "google storm"
     GOOGLE_OUTAGE = "google outage"
@@ -302,6 +308,8 @@ class SoakResult:
     faults: list[Fault] = field(default_factory=list)
     notices: list[tuple[float, str]] = field(default_factory=list)
     rotations: int = 0
+    promotions: list[float] = field(default_factory=list)
+    """When a new version was seen AWSCURRENT (simulated epoch seconds)."""
     failed_executions: int = 0
     excused: list[tuple[float, float, Fault]] = field(default_factory=list)
     firings: Counter[str] = field(default_factory=Counter)
@@ -367,7 +375,7 @@ class SoakResult:
                 f"p0.1 remaining {self.percentile_remaining(0.001):.0f} s is below half the "
                 f"lead ({self.lead_seconds / 2:.0f} s)"
             )
-        storm = _notice_storm(self.notices)
+        storm = _notice_storm(self.notices, self.promotions)
         if storm:
             broken.append(storm)
         for revoked, replaced in self.revocation_gaps():
@@ -488,15 +496,27 @@ class SoakResult:
         )
 
 
-def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
+def _notice_storm(
+    notices: list[tuple[float, str]], promotions: list[float] | None = None
+) -> str | None:
     """Within a failing streak, failure notices come at most once an hour. A success ends the
-    streak with one notice: "recovered", or the promotion of an unverified token."""
+    streak with one notice: "recovered", or the promotion of an unverified token. Other notices
+    (the sweep's word on a refused token) belong to no streak. A failure notice within the hour
+    after another with a promotion between means the streak's end went unannounced."""
     last_failure: float | None = None
     for at, subject in notices:
-        if "recovered" in subject or "promoted an unverified token" in subject:
+        if any(end in subject for end in STREAK_ENDS):
             last_failure = None
             continue
+        if not subject.startswith(FAILURE_NOTICES):
+            continue
         if last_failure is not None and at - last_failure < 3600:
+            if any(last_failure < promoted <= at for promoted in promotions or ()):
+                return (
+                    f"a failure streak ended without its notice: a token was promoted after the "
+                    f"failure notice {(at - last_failure) / MINUTE:.0f} min before {subject!r}, "
+                    "and no recovered (or unverified) notice came"
+                )
             return f"two failure notices within an hour of a streak ({subject!r})"
         last_failure = at
     return None
@@ -792,6 +812,7 @@ class Soak:
             if "AWSCURRENT" in stages and version not in self._seen_versions:
                 self._seen_versions.add(version)
                 self.result.rotations += 1
+                self.result.promotions.append(self.cloud.clock.now())
             elif not stages and version not in self._seen_versions | self._dropped_versions:
                 self._dropped_versions.add(version)
                 if self._live(version):

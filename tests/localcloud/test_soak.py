@@ -172,7 +172,10 @@ def test_reads_while_tokeninfo_is_unreachable_count_but_are_left_out_of_p01() ->
 
 def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     result = a_result(3)
-    result.notices = [(START, "Google token rotation failed"), (START + 3599, "still failing")]
+    result.notices = [
+        (START, "Google token rotation failed"),
+        (START + 3599, "Google token rotation still failing"),
+    ]
     assert any("within an hour" in broken for broken in result.broken_invariants())
 
     result.notices = [
@@ -189,6 +192,32 @@ def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
         (START + 1200, "Google token rotation failed"),
     ]
     assert result.broken_invariants() == []
+
+
+def test_the_sweeps_notice_of_a_refused_token_belongs_to_no_streak() -> None:
+    result = a_result(3)
+    result.notices = [
+        (START, "Google refused the token in use, replacing it (google/access-token)"),
+        (START + 60, "Google token rotation failed at createSecret (google/access-token)"),
+        (START + 120, "Google refused the token in use, replacing it (google/access-token)"),
+    ]
+
+    assert result.broken_invariants() == []
+
+
+def test_a_streak_ended_by_a_promotion_without_its_notice_is_named() -> None:
+    """A promotion between two failure notices of the hour: the streak's end went unannounced
+    (the "recovered" notice lost), not a reminder storm."""
+    result = a_result(3)
+    result.notices = [
+        (START, "Google token rotation failed at testSecret (google/access-token)"),
+        (START + 600, "Google token rotation failed at finishSecret (google/access-token)"),
+    ]
+    result.promotions = [START + 600]
+
+    [broken] = result.broken_invariants()
+
+    assert broken.startswith("a failure streak ended without its notice: a token was promoted")
 
 
 def test_too_few_reads_break_the_promise() -> None:
