@@ -564,6 +564,7 @@ class Soak:
         """What a fault does some time after it began (a group recreated, an old key deleted)."""
         self._pending_patches: list[Fault] = []
         self._seen_versions: set[str] = set()
+        self._were_current: set[str] = set()
         self._dropped_versions: set[str] = set()
         """Versions that lost every label without ever being AWSCURRENT: dropped pendings."""
         self._notices_seen = 0
@@ -813,7 +814,10 @@ class Soak:
                 self._seen_versions.add(version)
                 self.result.rotations += 1
                 self.result.promotions.append(self.cloud.clock.now())
-            elif not stages and version not in self._seen_versions | self._dropped_versions:
+            if {"AWSCURRENT", "AWSPREVIOUS"} & set(stages):
+                # AWSPREVIOUS too: two promotions between two looks leave the first there.
+                self._were_current.add(version)
+            elif not stages and version not in self._were_current | self._dropped_versions:
                 self._dropped_versions.add(version)
                 if self._live(version):
                     self.result.live_pending_dropped.append(self.cloud.clock.now())
@@ -841,11 +845,18 @@ class Soak:
         return remaining > MIN_REMAINING_SECONDS + TICK_SECONDS
 
     def _read(self) -> None:
-        """An application's read: GetSecretValue without VersionStage, then Google's verdict."""
+        """An application's read: GetSecretValue without VersionStage, then Google's verdict. A
+        read Secrets Manager refuses (no version holds AWSCURRENT) got no token at all."""
         assert self.deployment is not None
-        answer = self.cloud.client("secretsmanager").get_secret_value(
-            SecretId=self.deployment.token_secret_arn
-        )
+        try:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.deployment.token_secret_arn
+            )
+        except ClientError as error:
+            if not self.result.reads or self.result.reads[-1].version_id:
+                self.say(f"  +{self._hours():6.2f} h  the read failed: {error}")
+            self.result.reads.append(Read(self.cloud.clock.now(), "", False, -math.inf))
+            return
         value = json.loads(answer["SecretString"])
         now = self.cloud.clock.now()
         info = self.cloud.google.token_info(str(value.get("GOOGLE_ACCESS_TOKEN", "")))
