@@ -84,6 +84,9 @@ SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
 
 FAILURE_NOTICES: Final = ("Google token rotation failed", "Google token rotation still failing")
 """How a failing streak's notices begin: its first, and its hourly reminders."""
+NOTICE_STAMP_SLACK_SECONDS: Final = 30
+"""How much later than it was sent the driver may stamp a notice (the rest of the firing that
+sent it); the hourly rule is checked with this much slack."""
 STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified token")
 """The one notice that ends a streak."""
 
@@ -510,7 +513,8 @@ def _notice_storm(
             continue
         if not subject.startswith(FAILURE_NOTICES):
             continue
-        if last_failure is not None and at - last_failure < 3600:
+        # Stamped when the driver sees them, after the firing that sent them: a few seconds late.
+        if last_failure is not None and at - last_failure < 3600 - NOTICE_STAMP_SLACK_SECONDS:
             if any(last_failure < promoted <= at for promoted in promotions or ()):
                 return (
                     f"a failure streak ended without its notice: a token was promoted after the "
