@@ -28,6 +28,7 @@ from rotation_core.refresh import (
     RotationSchedule,
     after_failure,
     current_expiry,
+    first_refresh_spread,
     next_refresh_at,
     retry_at,
 )
@@ -67,10 +68,13 @@ class FollowUps:
     def after_success(
         self, secret: SecretDescription, current: TokenMetadata, lead_seconds: int
     ) -> FollowUp:
-        """The next rotation `lead_seconds` before the token in use expires; the streak, if
-        any, ends with one "recovered" notice."""
+        """The next rotation `lead_seconds` before the token in use expires (after the secret's
+        first token, which no expiry was recorded before, at the secret's own moment before
+        that: first_refresh_spread); the streak, if any, ends with one "recovered" notice."""
         now = self._clock()
-        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
+        first = CURRENT_EXPIRES_AT_TAG not in secret.tags
+        spread = first_refresh_spread(secret.arn) if first else 1.0
+        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now, spread)
         streak = FailureStreak.from_tags(secret.tags)
         ended = [key for key in STREAK_TAGS if key in secret.tags]
         try:
