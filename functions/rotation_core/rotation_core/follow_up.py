@@ -30,6 +30,7 @@ from rotation_core.refresh import (
     RotationSchedule,
     after_failure,
     current_expiry,
+    first_refresh_spread,
     next_refresh_at,
     retry_at,
 )
@@ -73,11 +74,14 @@ class FollowUps:
         current: TokenMetadata,
         lead_seconds: int,
     ) -> FollowUp:
-        """The next rotation `lead_seconds` before the token in use (`version_id`) expires; one
-        notice when that token was promoted unverified, else one "recovered" notice when it
-        ends a streak of failures."""
+        """The next rotation `lead_seconds` before the token in use (`version_id`) expires
+        (after the secret's first token, which no expiry was recorded before, at the secret's own
+        moment before that: first_refresh_spread); one notice when that token was promoted
+        unverified, else one "recovered" notice when it ends a streak of failures."""
         now = self._clock()
-        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
+        first = CURRENT_EXPIRES_AT_TAG not in secret.tags
+        spread = first_refresh_spread(secret.arn) if first else 1.0
+        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now, spread)
         streak = FailureStreak.from_tags(secret.tags)
         ended = [key for key in STREAK_TAGS if key in secret.tags]
         recorded = secret.tags.get(UNVERIFIED_VERSION_TAG)
