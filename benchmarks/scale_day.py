@@ -863,8 +863,8 @@ class Bound:
         return math.floor((self.large if large else self.other) / per_secret)
 
 
-def bounds(lambda_seconds_per_rotation: float) -> list[Bound]:
-    """Every quota a rotation spends, with the calls per rotation the sweep's pacing assumes
+def api_bounds() -> list[Bound]:
+    """Every API quota a rotation spends, with the calls per rotation the sweep's pacing assumes
     (Step Functions) or the scale run measured (the others)."""
     large, other = limits(DEFAULT_REGION), limits(OTHER_REGION)
 
@@ -888,9 +888,19 @@ def bounds(lambda_seconds_per_rotation: float) -> list[Bound]:
         bound(Api.SECRETS_MANAGER_READS, "Secrets Manager GetSecretValue + DescribeSecret "
               "(applications' reads not counted)", sum(STEP_READS.values()),
               SWEEP_READS_PER_SECRET),
-        Bound("Lambda concurrent executions", lambda_seconds_per_rotation, 0.0,
-              LAMBDA_CONCURRENCY, LAMBDA_CONCURRENCY, f"default: {LAMBDA_SOURCE}"),
     ]  # fmt: skip
+
+
+def lambda_bound(seconds_per_rotation: float) -> Bound:
+    """Lambda's concurrency: invocations running at once, `seconds_per_rotation` each."""
+    return Bound(
+        "Lambda concurrent executions",
+        seconds_per_rotation,
+        0.0,
+        LAMBDA_CONCURRENCY,
+        LAMBDA_CONCURRENCY,
+        f"default: {LAMBDA_SOURCE}",
+    )
 
 
 def sweep_alone(lifetime_seconds: int, *, large: bool) -> int:
@@ -904,7 +914,7 @@ def sweep_alone(lifetime_seconds: int, *, large: bool) -> int:
 def capacity_report(figures: DayFigures) -> list[str]:
     """Markdown: secrets per account and Region before each quota binds."""
     lambda_seconds = figures.lambda_seconds / max(figures.rotations, 1)
-    rows = bounds(lambda_seconds)
+    rows = [*api_bounds(), lambda_bound(lambda_seconds)]
     lines = [
         f"Secrets per account and Region before a quota binds (tokens refreshed {LEAD_SECONDS} s "
         "before expiry, rotations spread out as the pacing spreads them; calls per rotation: "
@@ -1041,12 +1051,14 @@ def _throttled(figure: ApiFigures) -> str:
     return f"{figure.throttled:,} (minutes {first // 60}-{last // 60})"
 
 
-def check_report(region: str = OTHER_REGION, hours: float = 6.0) -> list[str]:
-    """The capacity table's first bound, checked: `hours` below it and above it in `region`.
+def check_report(
+    region: str = OTHER_REGION, hours: float = 6.0, shares: Sequence[float] = (0.75, 1.15)
+) -> list[str]:
+    """The capacity table's first bound, checked: `hours` at `shares` of it in `region`.
     Throttled calls are counted apart from the first RAMP_HOURS, in which the first tokens
     arrive, so that the steady state shows."""
     large = region in LARGE_REGIONS
-    bound = min(bounds(0.0), key=lambda b: b.secrets(TOKEN_LIFETIME_SECONDS, large=large))
+    bound = min(api_bounds(), key=lambda b: b.secrets(TOKEN_LIFETIME_SECONDS, large=large))
     limit = bound.secrets(TOKEN_LIFETIME_SECONDS, large=large)
     lines = [
         f"The first bound checked in {region} ({bound.name}: {limit:,} secrets of 1-hour tokens), "
@@ -1056,7 +1068,7 @@ def check_report(region: str = OTHER_REGION, hours: float = 6.0) -> list[str]:
         "invocations failed | replay |",
         "|---|---|---|---|---|",
     ]
-    for share in (0.75, 1.15):
+    for share in shares:
         scenario = Scenario(secrets=round(limit * share), hours=hours, region=region)
         figures = simulate(scenario)
         ramp = sum(sum(api.throttled_hours[:RAMP_HOURS]) for api in figures.apis.values())

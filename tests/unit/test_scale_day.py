@@ -12,17 +12,25 @@ import pytest
 from botocore.config import Config
 
 from benchmarks import scale_day
+from benchmarks.scale import (
+    DESCRIBE_EXECUTION_LARGE_REGIONS,
+    DESCRIBE_EXECUTION_OTHER_REGIONS,
+    START_EXECUTION_LARGE_REGIONS,
+    START_EXECUTION_OTHER_REGIONS,
+)
 from benchmarks.scale_day import (
     ENTRY_SETTINGS,
     Api,
     DayFigures,
     Scenario,
     Trigger,
-    bounds,
+    api_bounds,
     capacity_report,
+    check_report,
     entry_waits,
     peak_window,
     report,
+    sfn_quotas,
     simulate,
     sweep_alone,
 )
@@ -109,7 +117,7 @@ def test_the_report_gives_the_verdict_the_figures_and_the_replay(paced: DayFigur
 def test_the_capacity_table_divides_each_quota_by_what_a_secret_asks_of_it(
     paced: DayFigures,
 ) -> None:
-    describe = bounds(6.0)[0]
+    describe = api_bounds()[0]
     assert describe.per_rotation == DESCRIBE_EXECUTION_CALLS_PER_ROTATION == 14
     # 15 calls/s in large Regions (10 elsewhere), a rotation every 3,600 - 900 s.
     assert describe.secrets(3_600, large=True) == 15 * 2_700 // 14 == 2_892
@@ -119,6 +127,18 @@ def test_the_capacity_table_divides_each_quota_by_what_a_secret_asks_of_it(
     text = "\n".join(capacity_report(paced))
     assert "large Regions, 1-hour tokens: 2,892 (Step Functions DescribeExecution)" in text
     assert "other Regions, 12-hour tokens: 30,214 (Step Functions DescribeExecution)" in text
+
+
+def test_the_check_simulates_secrets_at_shares_of_the_first_bound() -> None:
+    lines = check_report(hours=0.1, shares=(0.05,))
+    assert lines[0].startswith(
+        "The first bound checked in eu-central-1 (Step Functions DescribeExecution: 1,928 "
+    )
+    assert lines[-1].startswith("| 96 (5%) | ")
+    assert lines[-1].endswith(
+        "`python -m benchmarks.scale_day --secrets 96 --hours 0.1 --seed 17 "
+        "--region eu-central-1` |"
+    )
 
 
 @pytest.mark.parametrize("execution_seconds", [0.1, 1.0, 20.0])
@@ -190,3 +210,18 @@ def test_the_command_line_names_a_bad_option(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         scale_day.main(["--secrets", "0"])
     assert "secrets: at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_scale_runs_quota_table_agrees_with_the_sweeps_constants() -> None:
+    """benchmarks/scale.py names the same Step Functions quotas for its own report."""
+    for region in ("us-east-1", "eu-central-1"):
+        describe, start = sfn_quotas(region)
+        large = region == "us-east-1"
+        table = {
+            (DESCRIBE_EXECUTION_LARGE_REGIONS if large else DESCRIBE_EXECUTION_OTHER_REGIONS),
+            (START_EXECUTION_LARGE_REGIONS if large else START_EXECUTION_OTHER_REGIONS),
+        }
+        assert {(q.bucket, q.per_second) for q in table} == {
+            (describe.burst, describe.refill_per_second),
+            (start.burst, start.refill_per_second),
+        }
