@@ -359,6 +359,7 @@ class _Deployer:
             "AWS::SecretsManager::RotationSchedule": self._deploy_rotation_schedule,
             "AWS::CloudWatch::Alarm": self._deploy_alarm,
             "AWS::Scheduler::ScheduleGroup": self._deploy_schedule_group,
+            "AWS::Scheduler::Schedule": self._deploy_schedule,
             "AWS::IAM::Role": self._deploy_role,
             "AWS::IAM::Policy": self._deploy_policy,
         }
@@ -544,6 +545,25 @@ class _Deployer:
         arn = self.cloud.client("scheduler").create_schedule_group(
             Name=name, **({} if tags is None else {"Tags": tags})
         )["ScheduleGroupArn"]
+        self.resolver.refs[logical_id] = name
+        self.resolver.attributes[(logical_id, "Arn")] = arn
+
+    def _deploy_schedule(self, logical_id: str, properties: Any) -> None:
+        """Created as CloudFormation creates it (a name of its own when none is given); moto
+        stores it, and localcloud.scheduler decides what it fires."""
+        name = properties.get("Name", self._name(logical_id))
+        optional = {
+            key: properties[key]
+            for key in ("GroupName", "Description", "State", "ScheduleExpressionTimezone")
+            if key in properties
+        }
+        arn = self.cloud.client("scheduler").create_schedule(
+            Name=name,
+            ScheduleExpression=properties["ScheduleExpression"],
+            FlexibleTimeWindow=properties["FlexibleTimeWindow"],
+            Target=properties["Target"],
+            **optional,
+        )["ScheduleArn"]
         self.resolver.refs[logical_id] = name
         self.resolver.attributes[(logical_id, "Arn")] = arn
 

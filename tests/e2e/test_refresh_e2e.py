@@ -1,10 +1,12 @@
 """The refresh chain on the local cloud, across simulated time: every rotation schedules the next
-a lead before its token expires, a failure schedules its own retry, and the chain heals."""
+a lead before its token expires, a failure schedules its own retry, the chain heals, and the
+freshness sweep repairs a lost schedule."""
 
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from benchmarks.cost import embedded_metrics
 from localcloud.operations import rotate_on_schedule
 from localcloud.scheduler import LocalScheduler
 from rotation_core.refresh import (
@@ -14,6 +16,7 @@ from rotation_core.refresh import (
     next_refresh_at,
     schedule_name,
 )
+from rotation_core.sweep import SCHEDULE_GRACE
 from tests.e2e.stacks import Stack
 
 LEAD = timedelta(seconds=900)
@@ -125,3 +128,40 @@ def test_a_failed_rotation_schedules_its_own_retry_until_the_chain_heals(stack: 
     assert FAILED_ATTEMPTS_TAG not in stack.tags()
     assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
     assert firing.error_code is None, "RotateSecret itself was accepted each time"
+
+
+def test_a_deleted_refresh_schedule_is_repaired_by_the_deployed_sweep(stack: Stack) -> None:
+    """With the secret's refresh schedule deleted and the clock past its due moment and the
+    grace, one invocation of the deployed FreshnessSweepFunction replaces the token."""
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    first_version = stack.current_version()
+    expires = datetime.fromisoformat(stack.current()["expires_at"])
+    stack.cloud.client("scheduler").delete_schedule(
+        GroupName=stack.deployment.refs["RefreshScheduleGroup"],
+        Name=schedule_name(stack.secret_arn),
+    )
+    stack.cloud.clock.advance_to((expires - LEAD + SCHEDULE_GRACE).timestamp())
+
+    answer = stack.cloud.client("lambda").invoke(
+        FunctionName=stack.deployment.functions["FreshnessSweepFunction"], Payload=b"{}"
+    )
+
+    assert "FunctionError" not in answer
+    summary = json.loads(answer["Payload"].read())
+    assert summary["Actions"] == {"rotate": 1}
+    assert summary["RotationsStarted"] == 1
+    assert stack.current_version() != first_version
+    new = stack.current()
+    assert datetime.fromisoformat(new["expires_at"]) > expires
+    assert stack.cloud.google.token_info(new["GOOGLE_ACCESS_TOKEN"]) is not None
+    now = datetime.fromtimestamp(stack.cloud.clock.now(), UTC)
+    assert datetime.fromisoformat(new["issued_at"]) >= now - timedelta(minutes=1)
+    # The run's freshness metric, per stack: what the stack's alarm watches.
+    published = {
+        (namespace, metric, dimensions)
+        for _, line in stack.cloud.logs.lines
+        for namespace, metric, dimensions in embedded_metrics(line)
+    }
+    stack_name = stack.deployment.stack_name
+    dimensions = (("Stack", stack_name), ("service", "google-token-rotation"))
+    assert ("GoogleTokenRotation", "LeastSecondsLeft", dimensions) in published
