@@ -80,6 +80,7 @@ from benchmarks.scale import (  # noqa: E402
 )
 from lambda_adapter import AWS_CLIENT_CONFIG  # noqa: E402
 from localcloud.template import load_template  # noqa: E402
+from rotation_core import sweep_run  # noqa: E402
 from rotation_core.refresh import first_refresh_spread, next_refresh_at  # noqa: E402
 from rotation_core.steps import Step  # noqa: E402
 from rotation_core.sweep import (  # noqa: E402
@@ -146,11 +147,14 @@ STEP_READS: Final = {Step.CREATE: 3, Step.SET: 2, Step.TEST: 2, Step.FINISH: 3}
 6); their split between the steps is modelled."""
 WRITES_PER_ROTATION: Final = 2
 """PutSecretValue (createSecret) and UpdateSecretVersionStage (finishSecret): the scale run."""
-SWEEP_READS_PER_SECRET: Final = 2
-"""What a sweep run reads of each managed secret: its description (stages, tags) and the
-AWSCURRENT value's expires_at (modelled)."""
-SWEEP_READS_PER_SECOND: Final = 160.0
-"""How fast a run reads them: 8 at once (the sweep's concurrency), 50 ms each (modelled)."""
+SWEEP_READS_PER_SECRET: Final = 1
+"""What a sweep run reads of each managed secret (rotation_core.sweep_run): its AWSCURRENT value,
+for expires_at; the descriptions come from ListSecrets pages of 100 (a quota of its own, not
+modelled)."""
+SWEEP_READ_SECONDS: Final = 0.05
+"""One GetSecretValue's round trip from the sweep function (modelled)."""
+SWEEP_READS_PER_SECOND: Final = sweep_run.MAX_CONCURRENCY / SWEEP_READ_SECONDS
+"""How fast a run reads: sweep_run.MAX_CONCURRENCY at once (8), 160 a second."""
 SM_REATTEMPT_SECONDS: Final = 50 * 60
 """Secrets Manager re-attempts a failed rotation about 50 minutes later (README "Self-healing";
 how often, unverified)."""
@@ -824,7 +828,9 @@ def _api_figures(calls: _Calls, api: Api) -> ApiFigures:
         peak_second=max(attempted),
         peak_minute=peak_window(attempted, 60),
         throttled_between=(seconds[0], seconds[-1]) if seconds else None,
-        throttled_hours=tuple(sum(throttled[h : h + 3600]) for h in range(0, len(throttled), 3600)),
+        throttled_hours=tuple(
+            sum(throttled[start : start + 3600]) for start in range(0, len(throttled) - 1, 3600)
+        ),
         limit=calls.limits[api],
     )
 
@@ -1048,7 +1054,8 @@ def _throttled(figure: ApiFigures) -> str:
     if figure.throttled_between is None:
         return "0"
     first, last = figure.throttled_between
-    return f"{figure.throttled:,} (minutes {first // 60}-{last // 60})"
+    hours = " ".join(f"{count:,}" for count in figure.throttled_hours)
+    return f"{figure.throttled:,} (minutes {first // 60}-{last // 60}; per hour: {hours})"
 
 
 def check_report(

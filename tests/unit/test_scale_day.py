@@ -12,12 +12,6 @@ import pytest
 from botocore.config import Config
 
 from benchmarks import scale_day
-from benchmarks.scale import (
-    DESCRIBE_EXECUTION_LARGE_REGIONS,
-    DESCRIBE_EXECUTION_OTHER_REGIONS,
-    START_EXECUTION_LARGE_REGIONS,
-    START_EXECUTION_OTHER_REGIONS,
-)
 from benchmarks.scale_day import (
     ENTRY_SETTINGS,
     Api,
@@ -30,7 +24,6 @@ from benchmarks.scale_day import (
     entry_waits,
     peak_window,
     report,
-    sfn_quotas,
     simulate,
     sweep_alone,
 )
@@ -210,18 +203,3 @@ def test_the_command_line_names_a_bad_option(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         scale_day.main(["--secrets", "0"])
     assert "secrets: at least 1, got 0" in capsys.readouterr().err
-
-
-def test_the_scale_runs_quota_table_agrees_with_the_sweeps_constants() -> None:
-    """benchmarks/scale.py names the same Step Functions quotas for its own report."""
-    for region in ("us-east-1", "eu-central-1"):
-        describe, start = sfn_quotas(region)
-        large = region == "us-east-1"
-        table = {
-            (DESCRIBE_EXECUTION_LARGE_REGIONS if large else DESCRIBE_EXECUTION_OTHER_REGIONS),
-            (START_EXECUTION_LARGE_REGIONS if large else START_EXECUTION_OTHER_REGIONS),
-        }
-        assert {(q.bucket, q.per_second) for q in table} == {
-            (describe.burst, describe.refill_per_second),
-            (start.burst, start.refill_per_second),
-        }
