@@ -3,11 +3,12 @@ on a model of AWS's calls and quotas, to show whether pacing keeps every read va
 under its quota, and how many secrets one account and Region holds before a quota binds.
 
 `python -m benchmarks.scale_day [--secrets N] [--hours H] [--seed S] [--region R]
-[--creators-rotate] [--unpaced]` runs one simulated day (by default 2,500 secrets with 1-hour
-tokens, all put under management within one minute, for 25 hours: a day after the first hour) on
-a simulated clock, in a minute or so, and prints its table, what is real and what is modelled,
-and the capacity table. The same seed replays the same run. `python -m benchmarks` runs it too;
-tests/unit/test_scale_day.py runs short versions.
+[--creators-rotate] [--unpaced] [--check-capacity]` runs one simulated day (by default 2,500
+secrets with 1-hour tokens, all put under management within one minute, for 25 hours: a day after
+the first hour) on a simulated clock, in about half a minute, and prints its table, what is real
+and what is modelled, and the capacity table. The same seed replays the same run. `python -m
+benchmarks` runs it too; tests/unit/test_scale_day.py runs short versions; docs/scale.md shows
+and explains the figures.
 
 Real: the product's rules, imported and called, never re-implemented.
 - rotation_core.sweep: every SWEEP_INTERVAL a run builds each secret's `SecretState`, `decide`s,
@@ -19,7 +20,7 @@ Real: the product's rules, imported and called, never re-implemented.
   by `EntrySettings.from_environment` from template.yaml (first poll 0.25 s, growing by
   POLL_GROWTH to a 5 s cap, a 10 s deadline margin) and its Timeout; `next_poll_interval`,
   `throttle_backoff`, and its newest-attempt search (mirrored: `_EntryInvocation`, checked
-  against the real function by tests/integration/test_scale_day_entry.py); botocore's standard
+  against the real run_step_execution by tests/unit/test_scale_day.py); botocore's standard
   retry mode with the attempts lambda_adapter.AWS_CLIENT_CONFIG sets.
 
 Modelled: AWS's side, each number with its source (the constants below).
@@ -74,6 +75,7 @@ from benchmarks.scale import (  # noqa: E402
     SECRETS_MANAGER_TAGGING,
     SECRETS_MANAGER_WRITES,
     SFN_ARCHIVED_SOURCE,
+    SFN_STATUS,
     STATE_TRANSITIONS_LARGE_REGIONS,
     STATE_TRANSITIONS_OTHER_REGIONS,
     Quota,
@@ -199,12 +201,10 @@ class Limit:
     source: str
 
     def shown(self) -> str:
+        """As the report's table shows it."""
         if self.burst == self.per_second:
             return f"{self.per_second:,.0f}/s"
         return f"{self.burst:,.0f} / {self.per_second:,.0f} per s"
-
-
-_SFN_STATUS: Final = "AWS's archived guide (2022-06-28); current page unverified"
 
 
 def sfn_quotas(region: str) -> tuple[ApiQuota, ApiQuota]:
@@ -217,7 +217,7 @@ def limits(region: str) -> dict[Api, Limit]:
     """Every counted API's default quota in `region`."""
     describe, start = sfn_quotas(region)
     transitions = _transitions(region)
-    sfn = f"rotation_core.sweep ({_SFN_STATUS}: {SFN_ARCHIVED_SOURCE})"
+    sfn = f"rotation_core.sweep ({SFN_STATUS}: {SFN_ARCHIVED_SOURCE})"
     plain: dict[Api, Quota] = {
         Api.ROTATE_SECRET: SECRETS_MANAGER_ROTATIONS,
         Api.SECRETS_MANAGER_WRITES: SECRETS_MANAGER_WRITES,
@@ -256,6 +256,8 @@ class Trigger(StrEnum):
 
 @dataclass(frozen=True)
 class Scenario:
+    """What one simulated day is: how many secrets, how long, which quotas, which rules."""
+
     secrets: int = DEFAULT_SECRETS
     hours: float = DEFAULT_HOURS
     seed: int = DEFAULT_SEED
@@ -336,7 +338,8 @@ class _Calls:
         self._filled_at = dict.fromkeys(limits, 0.0)
 
     def take(self, api: Api, now: float, count: int = 1) -> bool:
-        """`count` calls at `now`: True when the bucket held them all, else none is served."""
+        """`count` calls at `now`: True when the bucket held them all, else none is served.
+        Calls come in the order of the simulated clock (the event loop's)."""
         limit = self.limits[api]
         elapsed = now - self._filled_at[api]
         tokens = min(limit.burst, self._tokens[api] + elapsed * limit.per_second)
@@ -367,6 +370,8 @@ class _Rotation:
 
 @dataclass(eq=False)
 class _Secret:
+    """One token secret: its current token's times, its rotation in progress, its schedule."""
+
     index: int
     arn: str
     created_at: float
@@ -381,6 +386,8 @@ class _Secret:
 
 @dataclass(frozen=True)
 class ApiFigures:
+    """One API's calls over the day, against its quota."""
+
     calls: int
     throttled: int
     peak_second: int
