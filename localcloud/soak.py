@@ -8,7 +8,8 @@ settings; only the idle minutes between events are skipped, so a week passes in 
 
 Each simulated minute the driver injects the faults that are due, lets the local scheduler fire
 what is due (the expiry-driven schedules and Secrets Manager's own schedule, each a real
-RotateSecret), and reads the token as an application does: GetSecretValue with no VersionStage.
+RotateSecret), every 5 minutes invokes the freshness sweep as its schedule would, and reads the
+token as an application does: GetSecretValue with no VersionStage.
 Every token read is checked with the emulator's tokeninfo rules on the shared clock.
 """
 
@@ -33,6 +34,8 @@ from localcloud.deployment import Deployment
 from localcloud.scheduler import LocalScheduler
 
 MINUTE: Final = 60
+SWEEP_INTERVAL_SECONDS: Final = 5 * MINUTE
+"""template.yaml's FreshnessSweepSchedule, which the local scheduler does not fire."""
 TICK_SECONDS: Final = MINUTE
 """One read per simulated minute, and the scheduler looks as often (it fires within a minute)."""
 DEFAULT_LEAD_SECONDS: Final = 900
@@ -319,6 +322,7 @@ class Soak:
         # What the template's RotationSchedule does on deploy (RotateImmediatelyOnUpdate).
         self._rotate_now()
         tick = start
+        next_sweep = start + SWEEP_INTERVAL_SECONDS
         while tick < end:
             ahead = tick - cloud.clock.now()
             if ahead > 0:
@@ -327,6 +331,9 @@ class Soak:
                 self._inject(plan.pop(0))
             with self._armed_patch():
                 self.result.firings.update(firing.kind for firing in scheduler.fire_due())
+                if cloud.clock.now() >= next_sweep:
+                    self._sweep()
+                    next_sweep += SWEEP_INTERVAL_SECONDS
             self._after_events()
             self._read()
             tick += TICK_SECONDS
@@ -334,6 +341,13 @@ class Soak:
         self.result.excused = excused_outages(self.result.faults, self.result.reads)
         self.result.wall_seconds = time.monotonic() - started
         return self.result
+
+    def _sweep(self) -> None:
+        """What the template's FreshnessSweepSchedule does every 5 minutes."""
+        assert self.deployment is not None
+        self.cloud.client("lambda").invoke(
+            FunctionName=self.deployment.functions["FreshnessSweepFunction"], Payload=b"{}"
+        )
 
     def _target(self, suffix: str) -> str:
         return f"soak-{suffix}@demo-project.iam.gserviceaccount.com"

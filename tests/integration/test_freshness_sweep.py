@@ -4,7 +4,7 @@ steps in this process, with the sweep's, the rotation's and Google's clocks move
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from rotation_core.secrets import SecretsGateway
 from rotation_core.steps import Step
 from rotation_core.sweep import SCHEDULE_GRACE, STUCK_AFTER, Action, Reason
 from rotation_core.sweep_run import (
+    DEADLINE_MARGIN,
     GOOGLE_FAILURES_TO_STOP,
     MAX_CONCURRENCY,
     FreshnessSweep,
@@ -92,7 +93,9 @@ class Stack:
     rotation_function: str
     sleeps: list[float] = field(default_factory=list)
 
-    def sweep(self, budget: int = 10) -> SweepReport:
+    def sweep(
+        self, budget: int = 10, remaining_seconds: Callable[[], float] | None = None
+    ) -> SweepReport:
         google = GoogleClient(GoogleEndpoints.from_environment(self.environment), MAX_CONCURRENCY)
         topic = NoticeTopic(self.clients.client("sns"), self.topic_arn)
         return FreshnessSweep(
@@ -104,6 +107,7 @@ class Stack:
             budget=budget,
             spacing=SPACING,
             sleep=self.sleeps.append,
+            remaining_seconds=remaining_seconds,
         ).run()
 
     def token_secret(self, name: str, value: str = PLACEHOLDER, owner: str = MANAGING_STACK) -> str:
@@ -342,6 +346,22 @@ def test_a_run_starts_the_earliest_expiries_within_its_budget_and_skips_what_is_
         "LeastSecondsLeft": 0,
         "SecretsWithoutValidToken": 3,
     }
+
+
+def test_a_run_near_its_deadline_starts_one_action_and_defers_the_rest(
+    stack: Stack, token_secret_arn: str
+) -> None:
+    """Less than a spacing and the margin left after the first start: the rest waits for the
+    next run, which the schedule starts within the interval."""
+    expired = stack.token_secret(
+        "sweep/expired", fake_token(stack.world.now() - timedelta(hours=2))
+    )
+
+    report = stack.sweep(remaining_seconds=DEADLINE_MARGIN.total_seconds)
+
+    assert [acted.decision.secret_arn for acted in report.acted] == [expired]
+    assert [decision.secret_arn for decision in report.deferred] == [token_secret_arn]
+    assert stack.sleeps == []
 
 
 def test_when_tokeninfo_cannot_answer_nothing_rotates_for_it_and_the_run_stops_asking(

@@ -340,11 +340,11 @@ class FreshnessSweep:
         """The planned actions, `spacing` apart; what no longer fits before the deadline is
         deferred to the next run."""
         acted: list[Acted] = []
-        pending = list(started)
-        for index, decision in enumerate(pending):
+        planned = list(started)
+        for index, decision in enumerate(planned):
             if index:
                 if not self._time_for_another():
-                    return acted, pending[index:]
+                    return acted, planned[index:]
                 self._sleep(self._spacing.total_seconds())
             acted.append(self._act_on(decision, states[decision.secret_arn], now))
         return acted, []
