@@ -706,10 +706,10 @@ class _Day:
 
 
 class _EntryInvocation:
-    """One invocation of the entry function as step_execution._Invocation runs it: the
-    newest-attempt search, StartExecution, then polls growing from the first interval to the
-    cap, a throttled call backing off with full jitter, and a deadline DEADLINE_MARGIN_SECONDS
-    before the function's timeout."""
+    """One invocation of the entry function as step_execution._Invocation runs it: StartExecution
+    of attempt 1 (the newest-attempt search only when that one has closed), then polls growing
+    from the first interval to the cap, a throttled call backing off with full jitter, and a
+    deadline DEADLINE_MARGIN_SECONDS before the function's timeout."""
 
     def __init__(self, day: _Day, secret: _Secret, rotation: _Rotation, step: Step) -> None:
         self._day = day
@@ -723,16 +723,19 @@ class _EntryInvocation:
         self.describes = 0
 
     def run(self) -> Process:
-        existing = 1 if self._step in self._rotation.ends else 0
-        yield from self._newest_attempt(existing)
-        if existing:
-            end = self._rotation.ends[self._step]
-            if end > self._day.now:
-                yield from self._wait(end)
-            return
+        end = self._rotation.ends.get(self._step)
         if not (yield from self._day.call(Api.START_EXECUTION)):
             raise _EntryError("StartExecution throttled")
-        yield from self._wait(self._day.start_execution(self._secret, self._rotation, self._step))
+        if end is None:
+            yield from self._wait(
+                self._day.start_execution(self._secret, self._rotation, self._step)
+            )
+        elif end > self._day.now:
+            # Attempt 1 runs with this input: StartExecution answered with it, so it is watched.
+            yield from self._wait(end)
+        else:
+            # Attempt 1 has closed (ExecutionAlreadyExists): the search finds the newest attempt.
+            yield from self._newest_attempt(1)
 
     def _newest_attempt(self, existing: int) -> Process:
         """Probes attempts 1, 2, 4, ... then bisects: one DescribeExecution each."""

@@ -30,7 +30,7 @@ from benchmarks.scale_day import (
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.sweep import DESCRIBE_EXECUTION_CALLS_PER_ROTATION
 from step_execution import run_step_execution
-from tests.scripted_aws import error_answer, json_answer, scripted_aws
+from tests.scripted_aws import json_answer, scripted_aws
 
 SECRETS = 250
 HOURS = 2.0
@@ -111,25 +111,25 @@ def test_the_capacity_table_divides_each_quota_by_what_a_secret_asks_of_it(
     paced: DayFigures,
 ) -> None:
     describe = api_bounds()[0]
-    assert describe.per_rotation == DESCRIBE_EXECUTION_CALLS_PER_ROTATION == 14
+    assert describe.per_rotation == DESCRIBE_EXECUTION_CALLS_PER_ROTATION == 10
     # 15 calls/s in large Regions (10 elsewhere), a rotation every 3,600 - 900 s.
-    assert describe.secrets(3_600, large=True) == 15 * 2_700 // 14 == 2_892
-    assert describe.secrets(43_200, large=False) == 10 * 42_300 // 14
-    # The sweep alone: 128 rotations a run in large Regions, a run every 300 s.
-    assert sweep_alone(3_600, large=True) == 128 * 2_700 // 300
+    assert describe.secrets(3_600, large=True) == 15 * 2_700 // 10 == 4_050
+    assert describe.secrets(43_200, large=False) == 10 * 42_300 // 10
+    # The sweep alone: 180 rotations a run in large Regions, a run every 300 s.
+    assert sweep_alone(3_600, large=True) == 180 * 2_700 // 300
     text = "\n".join(capacity_report(paced))
-    assert "large Regions, 1-hour tokens: 2,892 (Step Functions DescribeExecution)" in text
-    assert "other Regions, 12-hour tokens: 30,214 (Step Functions DescribeExecution)" in text
+    assert "large Regions, 1-hour tokens: 4,050 (Step Functions DescribeExecution)" in text
+    assert "other Regions, 12-hour tokens: 42,300 (Step Functions DescribeExecution)" in text
 
 
 def test_the_check_simulates_secrets_at_shares_of_the_first_bound() -> None:
     lines = check_report(hours=0.1, shares=(0.05,))
     assert lines[0].startswith(
-        "The first bound checked in eu-central-1 (Step Functions DescribeExecution: 1,928 "
+        "The first bound checked in eu-central-1 (Step Functions DescribeExecution: 2,700 "
     )
-    assert lines[-1].startswith("| 96 (5%) | ")
+    assert lines[-1].startswith("| 135 (5%) | ")
     assert lines[-1].endswith(
-        "`python -m benchmarks.scale_day --secrets 96 --hours 0.1 --seed 17 "
+        "`python -m benchmarks.scale_day --secrets 135 --hours 0.1 --seed 17 "
         "--region eu-central-1` |"
     )
 
@@ -143,7 +143,6 @@ def test_the_model_entry_waits_as_the_real_entry_function_does(execution_seconds
     running = {"executionArn": "x", "stateMachineArn": machine, "startDate": 0.0}
     with scripted_aws() as server:
         server.play(
-            error_answer(400, "ExecutionDoesNotExist", "no such execution"),
             json_answer({"executionArn": "x", "startDate": 0.0}),
             *[json_answer({**running, "status": "RUNNING"})] * (len(pauses) - 1),
             json_answer({**running, "status": "SUCCEEDED"}),

@@ -383,7 +383,7 @@ def test_the_quotas_are_the_published_figures_the_large_regions_higher() -> None
 
 
 @pytest.mark.parametrize(
-    ("region", "budget"), [(None, 85), ("eu-central-1", 85), ("us-west-2", 128)]
+    ("region", "budget"), [(None, 120), ("eu-central-1", 120), ("us-west-2", 180)]
 )
 def test_a_run_starts_at_most_what_keeps_half_of_each_refill_for_the_schedules(
     region: str | None, budget: int
@@ -406,10 +406,12 @@ def test_a_runs_starts_are_spaced_to_stay_under_the_share_at_every_moment(
     spacing = start_spacing(region).total_seconds()
 
     for quota in quotas(region):
-        assert quota.calls_per_rotation / spacing <= quota.refill_per_second * SWEEP_SHARE + 1e-9
+        assert quota.calls_per_rotation / spacing <= quota.refill_per_second * SWEEP_SHARE * (
+            1 + 1e-6
+        )
     assert run_budget(region) * spacing <= PACING_WINDOW.total_seconds()
     assert PACING_WINDOW < SWEEP_INTERVAL
-    assert math.isclose(start_spacing().total_seconds(), 2.8)
+    assert math.isclose(start_spacing().total_seconds(), 2.0)
 
 
 @pytest.mark.parametrize("share", [0.0, -0.5, 1.5])

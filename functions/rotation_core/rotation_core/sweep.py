@@ -52,9 +52,10 @@ class ApiQuota:
     calls_per_rotation: int
 
 
-DESCRIBE_EXECUTION_CALLS_PER_ROTATION: Final = 14
-"""The entry function polls each of a rotation's 4 executions: 12.6-13.5 DescribeExecution calls
-per rotation in the scale run (README "Many token secrets per stack"), rounded up."""
+DESCRIBE_EXECUTION_CALLS_PER_ROTATION: Final = 10
+"""The entry function polls each of a rotation's 4 executions (it starts attempt 1 before it looks
+for older attempts): 7.5-11 DescribeExecution calls per rotation on the local cloud's recorder
+(`python -m benchmarks.scale`), rounded up; 4 more before the entry started attempt 1 first."""
 START_EXECUTION_CALLS_PER_ROTATION: Final = 4
 """One execution per rotation step."""
 DESCRIBE_EXECUTION_QUOTA: Final = ApiQuota(
@@ -191,7 +192,7 @@ def quotas(region: str | None = None) -> tuple[ApiQuota, ...]:
 def run_budget(region: str | None = None, share: float = SWEEP_SHARE) -> int:
     """Rotations one run may start: its rotations' calls, spread over PACING_WINDOW, use at most
     `share` of each quota's refill, so over one interval the entry functions stay under the
-    refill rates with the rest left to the schedules. 85 outside the large Regions, 128 in them
+    refill rates with the rest left to the schedules. 120 outside the large Regions, 180 in them
     (DescribeExecution binds)."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be above 0 and at most 1, got {share}")
@@ -204,8 +205,8 @@ def run_budget(region: str | None = None, share: float = SWEEP_SHARE) -> int:
 
 def start_spacing(region: str | None = None, share: float = SWEEP_SHARE) -> timedelta:
     """The pause between two starts of a run, so that at every moment (not only on average) its
-    rotations call each API at most `share` of its refill rate: 2.8 s outside the large Regions,
-    1.87 s in them."""
+    rotations call each API at most `share` of its refill rate: 2 s outside the large Regions,
+    1.33 s in them."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be above 0 and at most 1, got {share}")
     return timedelta(
