@@ -14,6 +14,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator
 from rotation_core.config import GoogleEndpoints
+from rotation_core.errors import UnknownRotationTokenError
 from rotation_core.failure_notice import FailureReport, StagesUnreadable
 from rotation_core.follow_up import FollowUp, FollowUps
 from rotation_core.google_client import GoogleClient
@@ -380,6 +381,62 @@ def test_a_retry_never_waits_past_half_the_life_of_the_token_in_use(
     assert capped.schedule.due == near + timedelta(minutes=2)
     assert expired.schedule is not None
     assert expired.schedule.due == expires + timedelta(minutes=1 + 15)
+
+
+def superseded_rotation(rotation: Rotation, secret_arn: str) -> tuple[str, str]:
+    """Secrets Manager begins a rotation; before its createSecret runs, a manual run supersedes
+    its empty pending version and promotes its own. Returns (the loser's, the winner's) versions."""
+    loser = begin_rotation(secret_arn)
+    winner = str(uuid.uuid4())
+    manual = RotationRequest(secret_arn, winner, manual=True)
+    outcomes = [rotation.run(step, manual) for step in Step]
+    assert outcomes[0].superseded_version_id == loser
+    assert outcomes[-1].action == "promoted"
+    return loser, winner
+
+
+def test_a_rotation_superseded_by_one_that_succeeded_sends_nothing_and_schedules_nothing(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+) -> None:
+    moment = whole_second_now()
+    loser, winner = superseded_rotation(rotation_at(moment), token_secret_arn)
+    tags_before = tags_of(secretsmanager, token_secret_arn)
+    with pytest.raises(UnknownRotationTokenError):
+        rotation_at(moment).create_secret(RotationRequest(token_secret_arn, loser))
+    event = failure_event(token_secret_arn)
+    event["Request"]["ClientRequestToken"] = loser
+    event["Failure"]["Error"] = UnknownRotationTokenError.__name__
+
+    follow_up = fail(moment + timedelta(seconds=1), event)
+
+    assert follow_up == FollowUp(None, None)
+    assert follow_up.as_payload() == {"Notice": None, "Schedule": None}
+    assert tags_of(secretsmanager, token_secret_arn) == tags_before
+    assert not set(STREAK_TAGS) & tags_before.keys()
+    stages = SecretsGateway(secretsmanager).describe(token_secret_arn).version_stages
+    assert set(stages[winner]) == {"AWSCURRENT", "AWSPENDING"}
+
+
+def test_a_rotation_that_lost_its_label_to_one_still_running_is_still_a_failure(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Until the winner promotes, nobody knows it will: the loser's failure keeps the chain."""
+    loser = begin_rotation(token_secret_arn)
+    secretsmanager.update_secret_version_stage(
+        SecretId=token_secret_arn, VersionStage="AWSPENDING", RemoveFromVersionId=loser
+    )
+    begin_rotation(token_secret_arn)
+    event = failure_event(token_secret_arn, step="setSecret")
+    event["Request"]["ClientRequestToken"] = loser
+
+    follow_up = fail(whole_second_now(), event)
+
+    assert follow_up.notice is not None
+    assert follow_up.schedule is not None
+    assert FAILING_SINCE_TAG in status_tags(secretsmanager, token_secret_arn)
 
 
 def assert_notice_without_schedule_or_tags(

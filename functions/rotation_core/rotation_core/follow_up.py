@@ -21,6 +21,7 @@ from rotation_core.failure_notice import (
     compose_notice,
     compose_recovered,
     compose_unverified,
+    superseding_version,
 )
 from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
@@ -110,8 +111,9 @@ class FollowUps:
 
     def after_failure(self, report: FailureReport, reading: StageReading) -> FollowUp:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
-        streak rules say so; any other failure (bad input, a secret not ours) always notifies
-        and schedules nothing."""
+        streak rules say so; one superseded by a rotation that succeeded is no failure (logged,
+        nothing sent, scheduled or recorded); any other failure (bad input, a secret not ours)
+        always notifies and schedules nothing."""
         if (
             not isinstance(reading, SecretDescription)
             or report.step not in STEP_NAMES
@@ -124,6 +126,15 @@ class FollowUps:
             managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
         except RotationError:
             return FollowUp(compose_notice(report, reading), None)
+        winner = superseding_version(report, reading)
+        if winner is not None:
+            # Not a failure: the winner's own follow-up scheduled the next refresh and ends any
+            # streak with its "recovered" notice. A message from here would only repeat it.
+            logger.info(
+                "superseded by a rotation that succeeded: nothing to do",
+                extra={"version_id": report.version_id, "current_version_id": winner},
+            )
+            return FollowUp(None, None)
         now = self._clock()
         kind, streak = after_failure(FailureStreak.from_tags(reading.tags), now)
         due = retry_at(streak.failed_attempts, now, current_expiry(reading.tags))
