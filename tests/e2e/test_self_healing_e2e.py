@@ -115,6 +115,41 @@ def test_manual_run_refuses_while_a_live_rotation_holds_a_fresh_pending_token(
     assert stack.current_version() == token
 
 
+def test_a_rotation_a_manual_run_superseded_and_promoted_ends_without_notice_or_retry(
+    stack: Stack,
+) -> None:
+    """RotateSecret and a manual run at once: the manual run takes over the empty pending
+    version and promotes its own; the rotation's late createSecret finds its version gone."""
+    token = str(uuid.uuid4())
+    stack.cloud.begin_rotation(stack.secret_arn, token)
+    manual = start_manual(stack.cloud, stack.deployment)
+    assert manual.status == "SUCCEEDED", manual.error
+    assert manual.output is not None
+    assert manual.output["CreateSecret"]["Outcome"]["SupersededVersionId"] == token
+    scheduler = stack.cloud.client("scheduler")
+    where = {"GroupName": stack.deployment.refs["RefreshScheduleGroup"]}
+    [schedule] = scheduler.list_schedules(**where)["Schedules"]
+    where["Name"] = schedule["Name"]
+    planned = scheduler.get_schedule(**where)["ScheduleExpression"]
+    entry = stack.worker("RotationEntryFunction")
+
+    late = entry.invoke(
+        {"Step": "createSecret", "SecretId": stack.secret_arn, "ClientRequestToken": token}
+    )
+
+    assert late.error is not None
+    assert late.error["errorType"] == "StepExecutionFailedError"
+    [lost] = [e for e in stack.executions() if e.input.get("ClientRequestToken") == token]
+    assert lost.error == "UnknownRotationTokenError"
+    visited = [name for name, _ in lost.states]
+    assert "DescribeFailure" in visited
+    assert not {"NotifyFailure", "ScheduleRetry", "CreateRetrySchedule"} & set(visited)
+    assert stack.notices() == []
+    assert scheduler.get_schedule(**where)["ScheduleExpression"] == planned
+    assert not [key for key in stack.tags() if key.startswith("token-rotation-status:fail")]
+    assert stack.current_version() == manual.output["CreateSecret"]["Outcome"]["VersionId"]
+
+
 def test_twelve_failed_attempts_do_not_lock_the_step_once_the_cause_is_fixed(
     stack: Stack,
 ) -> None:

@@ -12,8 +12,10 @@ from moto.secretsmanager.exceptions import SecretsManagerClientError
 from moto.secretsmanager.models import SecretsManagerBackend
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from localcloud.faults import SecretsManagerThrottledError, secrets_manager_throttled
 from localcloud.google_emulator import GoogleEmulator
 from rotation_core.config import GoogleEndpoints
+from rotation_core.errors import UnknownRotationTokenError
 from rotation_core.failure_notice import FailureReport, StagesUnreadable
 from rotation_core.follow_up import FollowUp, FollowUps
 from rotation_core.google_client import GoogleClient
@@ -47,6 +49,8 @@ EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:rotation:createSecr
 LEAD = timedelta(seconds=900)
 RotationAt = Callable[..., Rotation]
 Fail = Callable[..., FollowUp]
+THROTTLED = 100
+"""More refused writes than any client retries: the write fails."""
 
 
 def iso(moment: datetime) -> str:
@@ -406,6 +410,62 @@ def test_a_retry_never_waits_past_half_the_life_of_the_token_in_use(
     assert expired.schedule.due == expires + timedelta(minutes=1 + 15)
 
 
+def superseded_rotation(rotation: Rotation, secret_arn: str) -> tuple[str, str]:
+    """Secrets Manager begins a rotation; before its createSecret runs, a manual run supersedes
+    its empty pending version and promotes its own. Returns (the loser's, the winner's) versions."""
+    loser = begin_rotation(secret_arn)
+    winner = str(uuid.uuid4())
+    manual = RotationRequest(secret_arn, winner, manual=True)
+    outcomes = [rotation.run(step, manual) for step in Step]
+    assert outcomes[0].superseded_version_id == loser
+    assert outcomes[-1].action == "promoted"
+    return loser, winner
+
+
+def test_a_rotation_superseded_by_one_that_succeeded_sends_nothing_and_schedules_nothing(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+) -> None:
+    moment = whole_second_now()
+    loser, winner = superseded_rotation(rotation_at(moment), token_secret_arn)
+    tags_before = tags_of(secretsmanager, token_secret_arn)
+    with pytest.raises(UnknownRotationTokenError):
+        rotation_at(moment).create_secret(RotationRequest(token_secret_arn, loser))
+    event = failure_event(token_secret_arn)
+    event["Request"]["ClientRequestToken"] = loser
+    event["Failure"]["Error"] = UnknownRotationTokenError.__name__
+
+    follow_up = fail(moment + timedelta(seconds=1), event)
+
+    assert follow_up == FollowUp(None, None)
+    assert follow_up.as_payload() == {"Notice": None, "Schedule": None}
+    assert tags_of(secretsmanager, token_secret_arn) == tags_before
+    assert not set(STREAK_TAGS) & tags_before.keys()
+    stages = SecretsGateway(secretsmanager).describe(token_secret_arn).version_stages
+    assert set(stages[winner]) == {"AWSCURRENT", "AWSPENDING"}
+
+
+def test_a_rotation_that_lost_its_label_to_one_still_running_is_still_a_failure(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Until the winner promotes, nobody knows it will: the loser's failure keeps the chain."""
+    loser = begin_rotation(token_secret_arn)
+    secretsmanager.update_secret_version_stage(
+        SecretId=token_secret_arn, VersionStage="AWSPENDING", RemoveFromVersionId=loser
+    )
+    begin_rotation(token_secret_arn)
+    event = failure_event(token_secret_arn, step="setSecret")
+    event["Request"]["ClientRequestToken"] = loser
+
+    follow_up = fail(whole_second_now(), event)
+
+    assert follow_up.notice is not None
+    assert follow_up.schedule is not None
+    assert FAILING_SINCE_TAG in status_tags(secretsmanager, token_secret_arn)
+
+
 def assert_notice_without_schedule_or_tags(
     follow_up: FollowUp,
     secretsmanager: SecretsManagerClient,
@@ -508,6 +568,15 @@ def deny_tag_resource(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(SecretsManagerBackend, "tag_resource", denied)
 
 
+def throttle_tag_resource(patch: pytest.MonkeyPatch) -> None:
+    """TagResource refused as over Secrets Manager's rate, however often it is tried."""
+
+    def throttled(self: SecretsManagerBackend, arn: str, tags: dict[str, str]) -> None:
+        raise SecretsManagerThrottledError()
+
+    patch.setattr(SecretsManagerBackend, "tag_resource", throttled)
+
+
 def test_a_failure_that_would_be_held_back_speaks_when_its_streak_cannot_be_recorded(
     fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
@@ -528,6 +597,79 @@ def test_a_failure_that_would_be_held_back_speaks_when_its_streak_cannot_be_reco
     assert second.schedule is not None
     assert second.schedule.due == t0 + timedelta(minutes=5 + 2)
     assert status_tags(secretsmanager, token_secret_arn) == recorded
+
+
+def test_failures_while_aws_throttles_the_streak_write_never_notify_more_than_the_rules_say(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Issue #21, item 3: a held-back failure whose write was throttled used to speak, so every
+    retry during the throttling reminded. The record on the secret still holds the last notice:
+    the next failure decides on it again."""
+    t0 = whole_second_now()
+    assert fail(t0, failure_event(token_secret_arn)).notice is not None
+    recorded = status_tags(secretsmanager, token_secret_arn)
+
+    with secrets_manager_throttled(token_secret_arn, times=THROTTLED) as refusals:
+        throttled = [
+            fail(t0 + timedelta(minutes=minutes), failure_event(token_secret_arn))
+            for minutes in (1, 3, 7)
+        ]
+
+    assert refusals.refused > 3
+    assert [follow_up.notice for follow_up in throttled] == [None, None, None]
+    assert all(follow_up.schedule is not None for follow_up in throttled)
+    assert status_tags(secretsmanager, token_secret_arn) == recorded
+    assert fail(t0 + timedelta(minutes=22), failure_event(token_secret_arn)).notice is None
+    reminder = fail(t0 + timedelta(minutes=61), failure_event(token_secret_arn))
+    assert reminder.notice is not None
+    assert reminder.notice.subject.startswith("Google token rotation still failing")
+
+
+def test_a_first_notice_whose_streak_write_is_throttled_goes_out_with_the_next_failure(
+    fail: Fail, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """Sent unrecorded, it would go out again with the next failure: two "failed" notices."""
+    t0 = whole_second_now()
+
+    with secrets_manager_throttled(token_secret_arn, times=THROTTLED):
+        deferred = fail(t0, failure_event(token_secret_arn))
+
+    assert deferred.notice is None
+    assert deferred.schedule is not None
+    assert deferred.schedule.due == t0 + timedelta(minutes=1)
+    assert not set(STREAK_TAGS) & status_tags(secretsmanager, token_secret_arn).keys()
+    first = fail(t0 + timedelta(minutes=1), failure_event(token_secret_arn))
+    assert first.notice is not None
+    assert first.notice.subject.startswith("Google token rotation failed at createSecret")
+    assert "could not be recorded" not in message_of(first)["Streak"]
+    assert fail(t0 + timedelta(minutes=3), failure_event(token_secret_arn)).notice is None
+
+
+def test_a_success_ends_the_streak_even_when_its_expiry_tag_is_throttled(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+) -> None:
+    """Left on record, the ended streak would make the next failure "still failing"."""
+    t0 = whole_second_now()
+    fail(t0, failure_event(token_secret_arn))
+    request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
+    rotation = rotation_at(t0 + timedelta(minutes=1))
+    for step in (Step.CREATE, Step.SET, Step.TEST):
+        rotation.run(step, request)
+
+    with pytest.MonkeyPatch.context() as patch:
+        throttle_tag_resource(patch)
+        finish = rotation.finish_secret(request)
+
+    assert finish.action == "promoted"
+    assert finish.follow_up is not None
+    assert finish.follow_up.notice is not None
+    assert not set(STREAK_TAGS) & status_tags(secretsmanager, token_secret_arn).keys()
+    later = fail(t0 + timedelta(hours=2), failure_event(token_secret_arn))
+    assert later.notice is not None
+    assert later.notice.subject.startswith("Google token rotation failed at createSecret")
 
 
 def test_the_rotation_writes_only_status_tags_and_leaves_the_deployers_tags_alone(

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import pytest
 
 from localcloud.cloud import Deployment, LocalCloud
-from localcloud.faults import crash_after_put_secret_value
 from localcloud.operations import (
     ExecutionSummary,
     drain_notices,
@@ -121,17 +120,22 @@ def test_a_manual_rotation_enters_the_states_the_asl_walk_predicts(local: Local)
 def test_a_failed_rotation_and_the_one_that_recovers_enter_the_walked_states(
     local: Local,
 ) -> None:
-    """A crash fails createSecret (one notice, a retry scheduled); Secrets Manager's retry of
-    the same rotation then succeeds and, ending the streak, sends the one recovered notice."""
+    """A key file that is not one fails createSecret (one notice, a retry scheduled); once it
+    is stored again, Secrets Manager's retry of the same rotation succeeds and, ending the
+    streak, sends the one recovered notice."""
     drain_notices(local.cloud, local.queue_url)
-    worker = local.cloud.runtime.worker(local.deployment.functions["CreateSecretFunction"])
-    with crash_after_put_secret_value(worker, local.deployment.token_secret_arn) as crash:
+    keys = local.cloud.client("secretsmanager")
+    key_secret = local.deployment.key_secret_arn
+    key_file = keys.get_secret_value(SecretId=key_secret)["SecretString"]
+    keys.put_secret_value(SecretId=key_secret, SecretString="{}")
+    try:
         [failed] = local.rotate()
+    finally:
+        keys.put_secret_value(SecretId=key_secret, SecretString=key_file)
 
-    assert crash.fired
     assert (step_of(failed), failed.status) == ("createSecret", "FAILED")
     failing = Outcomes(
-        {"DescribeFailure": describe_result()}, {"CreateSecret": "Runtime.ExitError"}
+        {"DescribeFailure": describe_result()}, {"CreateSecret": "InvalidServiceAccountKeyError"}
     )
     failure_walk = walk(failed.input, failing)
     assert entered(failed) == failure_walk.states

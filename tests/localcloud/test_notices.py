@@ -162,8 +162,8 @@ def test_an_unknown_step_fails_with_one_notice_that_never_copies_it(
     assert message["SecretId"] == fresh.secret_arn
     assert message["Stages"] == (
         "Checked with DescribeSecret when this notice was composed: AWSCURRENT is on version "
-        f"{current}, not on this rotation's version {token}: applications still read the token "
-        "they had. No version carries AWSPENDING."
+        f"{current}; this rotation's version {token} carries neither AWSCURRENT nor AWSPENDING. "
+        "No version carries AWSPENDING."
     )
     assert message["NextSteps"].startswith("Nothing was started.")
     assert step not in json.dumps(notice, ensure_ascii=False)

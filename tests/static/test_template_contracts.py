@@ -42,6 +42,8 @@ AWS_LAMBDA_TRANSIENT = frozenset(
         "Lambda.ClientExecutionTimeoutException",
     }
 )
+AWS_LAMBDA_CRASH = "Runtime.ExitError"
+"""Lambda's errorType when the function's process exits before it answers (a crash)."""
 AWS_STATES_ERRORS = frozenset({"States.ALL", "States.TaskFailed"})
 # What the optimized arn:aws:states:::sns:publish integration fails with: "SNS." + the SDK's
 # exception name. Throttled (HTTP 429) and InternalError (500) are SNS's own codes in botocore's
@@ -137,6 +139,7 @@ def test_every_error_name_is_a_core_error_or_a_documented_aws_error() -> None:
         error_names(TransientRotationError)
         | error_names(PermanentRotationError)
         | AWS_LAMBDA_TRANSIENT
+        | {AWS_LAMBDA_CRASH}
         | AWS_STATES_ERRORS
         | AWS_SNS_TRANSIENT
         | AWS_SCHEDULER_TRANSIENT
@@ -157,7 +160,13 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
     tasks = {name: tasks[name] for name in STEP_TASKS | step_twins}
     for name, task in tasks.items():
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
-        assert retried == error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT, name
+        expected = error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT | {AWS_LAMBDA_CRASH}
+        assert retried == expected, name
+        # Every step is idempotent: a crash, even after its write, runs it again at once.
+        [crash] = [rule for rule in task["Retry"] if AWS_LAMBDA_CRASH in rule["ErrorEquals"]]
+        assert crash["ErrorEquals"] == [AWS_LAMBDA_CRASH]
+        assert crash["MaxAttempts"] >= 1
+        assert crash["MaxDelaySeconds"] <= 4
         for rule in task["Retry"]:
             assert isinstance(rule["BackoffRate"], float)
             assert rule["JitterStrategy"] == "FULL"

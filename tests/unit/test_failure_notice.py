@@ -20,6 +20,7 @@ from rotation_core.failure_notice import (
     compose_notice,
     compose_refused,
     subject_line,
+    superseding_version,
 )
 from rotation_core.secrets import SecretDescription
 
@@ -249,6 +250,98 @@ def test_pending_on_another_rotation_and_no_pending_are_told_apart() -> None:
     assert nowhere["Stages"].endswith("No version carries AWSPENDING.")
 
 
+def test_a_version_that_lost_its_label_is_not_said_to_leave_applications_their_token() -> None:
+    _, message = notice_of(payload(), described({OTHER: ("AWSCURRENT",), OLD: ("AWSPREVIOUS",)}))
+
+    assert message["Stages"] == (
+        "Checked with DescribeSecret when this notice was composed: AWSCURRENT is on version "
+        f"{OTHER}; this rotation's version {THIS} carries neither AWSCURRENT nor AWSPENDING. "
+        "No version carries AWSPENDING."
+    )
+
+
+# Superseded: another rotation took AWSPENDING after this one and promoted its version.
+
+
+def failed(step: str, error: str) -> FailureReport:
+    return FailureReport.from_payload(
+        payload(
+            Request={"Step": step, "SecretId": ARN, "ClientRequestToken": THIS},
+            FailedStep=step,
+            Failure={"Error": error, "Cause": "x"},
+        )
+    )
+
+
+WINNER_PROMOTED = {OTHER: ("AWSCURRENT", "AWSPENDING"), OLD: ("AWSPREVIOUS",)}
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        ("createSecret", "UnknownRotationTokenError"),
+        ("createSecret", "NotPendingVersionError"),
+        ("createSecret", "RotationInProgressError"),
+        ("setSecret", "UnknownRotationTokenError"),
+        ("testSecret", "GoogleUnavailableError"),
+        ("finishSecret", "AwsAccessError"),
+    ],
+)
+def test_a_rotation_whose_label_a_promoted_version_took_is_superseded_by_it(
+    step: str, error: str
+) -> None:
+    assert superseding_version(failed(step, error), described(WINNER_PROMOTED)) == OTHER
+    # The same once Secrets Manager pruned this rotation's unlabelled version from the list.
+    left = described({**WINNER_PROMOTED, THIS: ()})
+    assert superseding_version(failed(step, error), left) == OTHER
+    # ... or when it still carries an older label (it was promoted, then superseded).
+    previous = described({OTHER: ("AWSCURRENT", "AWSPENDING"), THIS: ("AWSPREVIOUS",)})
+    assert superseding_version(failed(step, error), previous) == OTHER
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        {OLD: ("AWSCURRENT",), OTHER: ("AWSPENDING",)},
+        {OLD: ("AWSCURRENT",)},
+        {OLD: ("AWSCURRENT",), THIS: ("AWSPENDING",)},
+        {THIS: ("AWSCURRENT", "AWSPENDING"), OLD: ("AWSPREVIOUS",)},
+        {THIS: ("AWSCURRENT",), OTHER: ("AWSPENDING",)},
+        {OTHER: ("AWSPENDING",)},
+    ],
+    ids=[
+        "winner-still-in-progress",
+        "abandoned-no-label-anywhere",
+        "this-still-pending",
+        "this-promoted",
+        "this-promoted-another-pending",
+        "no-current",
+    ],
+)
+def test_anything_but_a_promoted_winner_stays_a_failure(stages: dict[str, tuple[str, ...]]) -> None:
+    for step, error in [("setSecret", "UnknownRotationTokenError"), ("createSecret", "X")]:
+        assert superseding_version(failed(step, error), described(stages)) is None
+
+
+@pytest.mark.parametrize(
+    "error", ["GoogleGrantRejectedError", "GoogleUnavailableError", "Runtime.ExitError"]
+)
+def test_a_create_secret_failing_for_its_own_reason_is_never_superseded(error: str) -> None:
+    """A manual run's version exists only once createSecret stores it: one that failed before
+    (Google down, say) never held AWSPENDING, so a promoted version beside it may be older."""
+    assert superseding_version(failed("createSecret", error), described(WINNER_PROMOTED)) is None
+
+
+def test_without_a_version_or_a_step_nothing_is_superseded() -> None:
+    no_token = FailureReport.from_payload(
+        payload(Request={"Step": "setSecret", "SecretId": ARN}, FailedStep="setSecret")
+    )
+    refused = failed(UNKNOWN_STEP, "UnknownRotationStep")
+
+    assert superseding_version(no_token, described(WINNER_PROMOTED)) is None
+    assert superseding_version(refused, described(WINNER_PROMOTED)) is None
+
+
 def test_unreadable_stages_say_so_and_give_the_command_to_check() -> None:
     reading = StagesUnreadable("AwsUnavailableError", "Secrets Manager is busy")
 
@@ -295,7 +388,7 @@ def test_an_abandoned_rotation_says_so_and_that_the_next_one_starts_fresh() -> N
     assert message["Rotation"].startswith("Abandoned:")
     assert "next rotation starts fresh" in message["Rotation"]
     assert message["Stages"].endswith("No version carries AWSPENDING.")
-    assert f"AWSCURRENT is on version {OLD}, not on this rotation's version" in message["Stages"]
+    assert f"AWSCURRENT is on version {OLD}; this rotation's version" in message["Stages"]
     assert "starts with a fresh token" in message["NextSteps"]
     assert message["Cause"] == f"the pending token of version {THIS} expired"
     assert notice.subject == "Google token rotation failed at testSecret (google/access-token)"

@@ -71,7 +71,7 @@ def reminder_note(recorded: bool = True) -> StreakNote:
 
 
 def held_back_note() -> StreakNote:
-    """A failure the rules held back, whose streak could not be recorded: it speaks anyway."""
+    """A failure the rules held back, whose streak write was refused: it speaks anyway."""
     streak = FailureStreak(since=T0, failed_attempts=2, notified_at=T0)
     now = T0 + timedelta(minutes=5)
     kind, streak = after_failure(streak, now)

@@ -1,5 +1,6 @@
 """Pure refresh rules: when a secret rotates next, how failures back off and when they notify."""
 
+import itertools
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,11 +19,13 @@ from rotation_core.refresh import (
     FailureStreak,
     NoticeKind,
     RotationSchedule,
+    StreakWrite,
     after_failure,
     at_expression,
     current_expiry,
     first_refresh_spread,
     next_refresh_at,
+    notifies,
     refresh_due,
     retry_at,
     schedule_name,
@@ -267,6 +270,69 @@ def walk_streak(failures: list[datetime]) -> list[tuple[datetime, NoticeKind]]:
         if kind is not None:
             notices.append((moment, kind))
     return notices
+
+
+@pytest.mark.parametrize(
+    ("kind", "write", "expected"),
+    [
+        (NoticeKind.FIRST, StreakWrite.RECORDED, True),
+        (NoticeKind.REMINDER, StreakWrite.RECORDED, True),
+        (None, StreakWrite.RECORDED, False),
+        (NoticeKind.FIRST, StreakWrite.UNAVAILABLE, False),
+        (NoticeKind.REMINDER, StreakWrite.UNAVAILABLE, False),
+        (None, StreakWrite.UNAVAILABLE, False),
+        (NoticeKind.FIRST, StreakWrite.REFUSED, True),
+        (NoticeKind.REMINDER, StreakWrite.REFUSED, True),
+        (None, StreakWrite.REFUSED, True),
+    ],
+)
+def test_a_throttled_write_defers_the_notice_and_a_refused_one_always_speaks(
+    kind: NoticeKind | None, write: StreakWrite, expected: bool
+) -> None:
+    assert notifies(kind, write) is expected
+
+
+def walk_with_lost_writes(failures: list[datetime], lost: set[int]) -> list[datetime]:
+    """The notices a run of failures gives when AWS throttles the streak's write at the failures
+    numbered in `lost`: the record on the secret then stays as it was."""
+    tags: dict[str, str] = {}
+    notices = []
+    for number, moment in enumerate(failures):
+        kind, streak = after_failure(FailureStreak.from_tags(tags), moment)
+        write = StreakWrite.UNAVAILABLE if number in lost else StreakWrite.RECORDED
+        if write is StreakWrite.RECORDED:
+            tags = streak.as_tags()
+        if notifies(kind, write):
+            notices.append(moment)
+    return notices
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [set(), {0}, {0, 1}, {4, 5}, {5, 6, 7}, {4}, set(range(1, 13)), {1, 3, 5, 7, 9, 11}],
+    ids=[
+        "none",
+        "first",
+        "first-two",
+        "reminder",
+        "around-reminder",
+        "before-reminder",
+        "all-but-first",
+        "every-other",
+    ],
+)
+def test_throttled_writes_never_bring_two_notices_within_an_hour(lost: set[int]) -> None:
+    """Issue #21, item 3: failures every 16 minutes for over three hours (the capped backoff),
+    some of their writes throttled: still at most one notice an hour, and the first one late by
+    at most the lost writes' retries."""
+    failures = [T0 + minutes(16 * i) for i in range(14)]
+
+    notices = walk_with_lost_writes(failures, lost)
+
+    assert notices
+    assert all(later - earlier >= HOUR for earlier, later in itertools.pairwise(notices))
+    first_recorded = min(set(range(len(failures))) - lost)
+    assert notices[0] == failures[first_recorded]
 
 
 def test_six_hours_of_failures_every_five_minutes_give_one_notice_and_six_reminders() -> None:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from rotation_core.errors import RotationAbandonedError
+from rotation_core.errors import (
+    NotPendingVersionError,
+    RotationAbandonedError,
+    RotationInProgressError,
+    UnknownRotationTokenError,
+)
 from rotation_core.redaction import (
     bounded,
     describe_kind,
@@ -24,7 +29,7 @@ from rotation_core.redaction import (
 from rotation_core.refresh import FailureStreak, NoticeKind
 from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription
-from rotation_core.steps import STEP_NAMES
+from rotation_core.steps import STEP_NAMES, Step
 from rotation_core.token_secret import format_timestamp
 
 SUBJECT_LIMIT: Final = 100
@@ -38,6 +43,15 @@ UNKNOWN_STEP: Final = "unknown step"
 STEP_LABELS: Final = (*STEP_NAMES, INPUT_VALIDATION, UNKNOWN_STEP)
 """The closed set of step labels a notice may name; anything else becomes UNKNOWN_STEP."""
 ABANDONED: Final = RotationAbandonedError.__name__
+LABEL_TAKEN_ERRORS: Final = frozenset(
+    {
+        UnknownRotationTokenError.__name__,
+        NotPendingVersionError.__name__,
+        RotationInProgressError.__name__,
+    }
+)
+"""createSecret's errors that say another rotation held AWSPENDING: only these prove that a
+manual run had begun before the label moved, since its version exists only once it is stored."""
 
 _SUBJECT_PREFIX: Final = "Google token rotation failed"
 _REMINDER_PREFIX: Final = "Google token rotation still failing"
@@ -187,6 +201,30 @@ def compose_notice(
         subject=subject_line(report.step, name, _REMINDER_PREFIX if reminding else _SUBJECT_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
+
+
+def superseding_version(report: FailureReport, secret: SecretDescription) -> str | None:
+    """The version that superseded this failed rotation, when a rotation that began after it has
+    since succeeded; None when this is a failure to report.
+
+    AWSPENDING is one label that only ever moves onto the version of the rotation that began
+    last (RotateSecret makes it, createSecret's PutSecretValue stores it), and finishSecret leaves
+    it on the version it promotes until the next rotation begins. So AWSCURRENT and AWSPENDING on
+    one version other than this rotation's mean: that rotation took the label after this one
+    held it, and it succeeded (its finishSecret scheduled the next refresh). This rotation's
+    version, carrying neither label, can never be promoted: nothing is left to retry or fix.
+    Anything else (the winner still in progress, no label anywhere) stays a failure."""
+    token = report.version_id
+    if token is None or report.step not in STEP_NAMES:
+        return None
+    if report.step == Step.CREATE and report.error not in LABEL_TAKEN_ERRORS:
+        # A manual run's createSecret may have failed before it stored its version.
+        return None
+    own = secret.version_stages.get(token, ())
+    current = secret.version_with(CURRENT)
+    if CURRENT in own or PENDING in own or current is None or current == token:
+        return None
+    return current if PENDING in secret.version_stages[current] else None
 
 
 def compose_recovered(
@@ -393,10 +431,16 @@ def _stages(report: FailureReport, reading: StageReading) -> str:
             f"AWSCURRENT is on version {_version(current)}, this rotation's version: "
             "the new token is in use."
         )
-    else:
+    elif PENDING in reading.version_stages.get(token, ()):
         said.append(
             f"AWSCURRENT is on version {_version(current)}, not on this rotation's version "
             f"{token}: applications still read the token they had."
+        )
+    else:
+        # This rotation lost its label: whether another one promoted since is not known here.
+        said.append(
+            f"AWSCURRENT is on version {_version(current)}; this rotation's version {token} "
+            "carries neither AWSCURRENT nor AWSPENDING."
         )
     if pending is None:
         said.append("No version carries AWSPENDING.")

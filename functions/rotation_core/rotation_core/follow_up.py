@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rotation_core.config import managed_secret_check
-from rotation_core.errors import RotationError, UnmanagedSecretError
+from rotation_core.errors import AwsUnavailableError, RotationError, UnmanagedSecretError
 from rotation_core.failure_notice import (
     FailureReport,
     Notice,
@@ -21,6 +21,7 @@ from rotation_core.failure_notice import (
     compose_notice,
     compose_recovered,
     compose_unverified,
+    superseding_version,
 )
 from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
@@ -28,10 +29,12 @@ from rotation_core.refresh import (
     UNVERIFIED_VERSION_TAG,
     FailureStreak,
     RotationSchedule,
+    StreakWrite,
     after_failure,
     current_expiry,
     first_refresh_spread,
     next_refresh_at,
+    notifies,
     retry_at,
 )
 from rotation_core.secrets import PENDING, SecretDescription, SecretsGateway
@@ -92,14 +95,20 @@ class FollowUps:
             unverified or PENDING not in secret.version_stages.get(recorded, ())
         ):
             ended.append(UNVERIFIED_VERSION_TAG)
-        try:
-            self._secrets.tag(
-                secret.arn, {CURRENT_EXPIRES_AT_TAG: format_timestamp(current.expires_at)}
-            )
-            if ended:
+        # Status only, each write on its own: the rotation succeeded, and its successor is
+        # scheduled all the same. What ended goes first: a streak left on record would make
+        # the next failure a reminder of it.
+        if ended:
+            try:
                 self._secrets.untag(secret.arn, ended)
+            except RotationError as error:
+                logger.warning(
+                    "ended status tags could not be removed", extra={"error": str(error)}
+                )
+        try:
+            expires_at = format_timestamp(current.expires_at)
+            self._secrets.tag(secret.arn, {CURRENT_EXPIRES_AT_TAG: expires_at})
         except RotationError as error:
-            # Status only: the rotation succeeded, and its successor is scheduled all the same.
             logger.warning("the refresh status could not be recorded", extra={"error": str(error)})
         notice = None
         if unverified:
@@ -114,8 +123,9 @@ class FollowUps:
 
     def after_failure(self, report: FailureReport, reading: StageReading) -> FollowUp:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
-        streak rules say so; any other failure (bad input, a secret not ours) always notifies
-        and schedules nothing."""
+        streak rules say so; one superseded by a rotation that succeeded is no failure (logged,
+        nothing sent, scheduled or recorded); any other failure (bad input, a secret not ours)
+        always notifies and schedules nothing."""
         if (
             not isinstance(reading, SecretDescription)
             or report.step not in STEP_NAMES
@@ -128,23 +138,41 @@ class FollowUps:
             managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
         except RotationError:
             return FollowUp(compose_notice(report, reading), None)
+        winner = superseding_version(report, reading)
+        if winner is not None:
+            # Not a failure: the winner's own follow-up scheduled the next refresh and ends any
+            # streak with its "recovered" notice. A message from here would only repeat it.
+            logger.info(
+                "superseded by a rotation that succeeded: nothing to do",
+                extra={"version_id": report.version_id, "current_version_id": winner},
+            )
+            return FollowUp(None, None)
         now = self._clock()
         kind, streak = after_failure(FailureStreak.from_tags(reading.tags), now)
         due = retry_at(streak.failed_attempts, now, current_expiry(reading.tags))
         schedule = RotationSchedule(reading.arn, due)
-        recorded = True
-        try:
-            self._secrets.tag(reading.arn, streak.as_tags())
-        except RotationError as error:
-            # Without the streak on record the next failure would look like a first one: say so
-            # now rather than stay silent.
-            logger.warning("the failure streak could not be recorded", extra={"error": str(error)})
-            recorded = False
-        if kind is None and recorded:
+        write = self._record(reading.arn, streak)
+        if not notifies(kind, write):
             logger.info(
-                "failure notice held back: the streak was notified within the hour",
+                "failure notice held back: the streak was notified within the hour"
+                if kind is None
+                else "failure notice deferred to the next failure: its streak is not on record",
                 extra={"failed_attempts": streak.failed_attempts},
             )
             return FollowUp(None, schedule)
-        note = StreakNote(kind, streak, due, recorded)
+        note = StreakNote(kind, streak, due, write is StreakWrite.RECORDED)
         return FollowUp(compose_notice(report, reading, note), schedule)
+
+    def _record(self, secret_arn: str, streak: FailureStreak) -> StreakWrite:
+        try:
+            self._secrets.tag(secret_arn, streak.as_tags())
+        except AwsUnavailableError as error:
+            logger.warning(
+                "the failure streak could not be recorded now: the record on the secret stands",
+                extra={"error": str(error)},
+            )
+            return StreakWrite.UNAVAILABLE
+        except RotationError as error:
+            logger.warning("the failure streak could not be recorded", extra={"error": str(error)})
+            return StreakWrite.REFUSED
+        return StreakWrite.RECORDED

@@ -55,6 +55,16 @@ class NoticeKind(StrEnum):
     REMINDER = "reminder"
 
 
+class StreakWrite(StrEnum):
+    """How the write of a failure's streak to the status tags went."""
+
+    RECORDED = "recorded"
+    UNAVAILABLE = "unavailable"
+    """Throttled or failing on AWS's side: the record already on the secret stands."""
+    REFUSED = "refused"
+    """Denied, or the secret is gone: no record will be written for a while."""
+
+
 @dataclass(frozen=True)
 class FailureStreak:
     """Failed rotation attempts since the last success, as the secret's status tags record it."""
@@ -101,6 +111,20 @@ def after_failure(
     if streak.notified_at is None or now - streak.notified_at >= REMINDER_INTERVAL:
         return NoticeKind.REMINDER, FailureStreak(streak.since, attempts, now)
     return None, FailureStreak(streak.since, attempts, streak.notified_at)
+
+
+def notifies(kind: NoticeKind | None, write: StreakWrite) -> bool:
+    """Whether this failure sends its notice, given how the streak's write went.
+
+    Recorded: when the rules say so. Unavailable: never now, since the record on the secret is
+    what the next failure decides on: a notice held back stays held back (its hour is still on
+    record), and a notice that was due is due again at the next failure, which records it. Were
+    it sent now, the unrecorded notice would go out again at every failure until a write lands:
+    the reminders every retry that AWS throttling caused. Refused: always, since no record will
+    stop the next one either and silence would hide the failures."""
+    if write is StreakWrite.UNAVAILABLE:
+        return False
+    return kind is not None or write is StreakWrite.REFUSED
 
 
 def current_expiry(tags: Mapping[str, str]) -> datetime | None:
