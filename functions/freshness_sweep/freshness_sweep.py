@@ -33,7 +33,6 @@ WITHOUT_VALID_TOKEN_METRIC: Final = "SecretsWithoutValidToken"
 """Managed secrets whose token is missing, expired or refused by Google."""
 ROTATIONS_STARTED_METRIC: Final = "SweepRotationsStarted"
 ROTATIONS_DEFERRED_METRIC: Final = "SweepRotationsDeferred"
-GOOGLE_CALLS_METRIC: Final = "SweepGoogleCalls"
 TOPIC_VARIABLE: Final = "FAILURE_TOPIC_ARN"
 
 # Per stack: a stack pays for these whatever its number of secrets.
@@ -81,8 +80,10 @@ def lambda_handler(_event: Any, context: LambdaContext) -> dict[str, object]:
 
 def _publish_metrics(report: SweepReport) -> None:
     """The two freshness metrics every run (an alarm on them needs a point every interval, and
-    treats none as breaching); the activity counts only when not 0, so that a quiet stack pays
-    for no series of zeros (CloudWatch bills a custom metric for the hours it is published)."""
+    treats none as breaching); the repair counts only when not 0, so that a quiet stack pays for
+    no series of zeros (CloudWatch bills a custom metric for the hours it is published). The
+    Google calls are no metric: a quiet run makes them too (it asks tokeninfo about each fresh
+    token), so that metric would be billed every hour; the summary line carries the count."""
     metrics.add_dimension(name=STACK_DIMENSION, value=managed_by(os.environ))
     least = report.freshness.least_seconds_left
     if least is not None:
@@ -92,11 +93,10 @@ def _publish_metrics(report: SweepReport) -> None:
         unit=MetricUnit.Count,
         value=report.freshness.without_valid_token,
     )
-    activity = {
+    repairs = {
         ROTATIONS_STARTED_METRIC: report.rotations_started,
         ROTATIONS_DEFERRED_METRIC: len(report.deferred),
-        GOOGLE_CALLS_METRIC: report.google_calls,
     }
-    for name, value in activity.items():
+    for name, value in repairs.items():
         if value:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

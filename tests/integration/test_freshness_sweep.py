@@ -16,6 +16,7 @@ from moto.awslambda.models import LambdaFunction
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 import freshness_sweep
+from lambda_adapter import logger
 from localcloud import fidelity
 from localcloud.cloud import ROLE_ARN, ensure_lambda_role
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
@@ -386,40 +387,56 @@ def test_when_tokeninfo_cannot_answer_nothing_rotates_for_it_and_the_run_stops_a
     assert report.freshness.without_valid_token == 1, "the template's secret, no token yet"
 
 
+def published_metrics(stdout: str) -> dict[str, list[float]]:
+    """The sweep's embedded-metric line, checked to be per stack: metric name to values."""
+    documents = [json.loads(line) for line in stdout.splitlines() if '"_aws"' in line]
+    [document] = [d for d in documents if "SecretsWithoutValidToken" in d]
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "GoogleTokenRotation"
+    assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [["Stack", "service"]]
+    assert (document["Stack"], document["service"]) == (MANAGING_STACK, "google-token-rotation")
+    return {metric["Name"]: document[metric["Name"]] for metric in directive["Metrics"]}
+
+
 def test_the_handler_sweeps_and_publishes_the_stacks_freshness_by_stack(
     stack: Stack,
     token_secret_arn: str,
     lambda_environment: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The Lambda as the schedule invokes it: one run, its summary returned, its metrics per
-    stack (never per secret) as one embedded-metric line: the two freshness metrics always,
-    the activity counts only when not 0."""
+    """The Lambda as the schedule invokes it: one run, its summary returned and logged, its
+    metrics per stack (never per secret) as one embedded-metric line: the two freshness metrics
+    always, the repair counts only when not 0. The run after, quiet, publishes the two alone:
+    its Google call is counted in the summary line only (docs/monitoring.md's query)."""
     monkeypatch.setenv("FAILURE_TOPIC_ARN", stack.topic_arn)
     freshness_sweep._sweep_parts.cache_clear()
 
     summary = freshness_sweep.lambda_handler({}, lambda_context())
+    repairing = stdout_so_far(capsys)
+    quiet_summary = freshness_sweep.lambda_handler({}, lambda_context())
+    # stdout_so_far puts back what it read: the quiet run's output is what follows.
+    quiet = stdout_so_far(capsys).removeprefix(repairing)
 
     freshness_sweep._sweep_parts.cache_clear()
     assert summary["Actions"] == {"rotate": 1}
     assert summary["RotationsStarted"] == 1
     assert stack.current(token_secret_arn)[1].metadata.expires_at > stack.world.now()
-    documents = [
-        json.loads(line) for line in stdout_so_far(capsys).splitlines() if '"_aws"' in line
-    ]
-    [document] = [d for d in documents if "SecretsWithoutValidToken" in d]
-    [directive] = document["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == "GoogleTokenRotation"
-    assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [["Stack", "service"]]
-    assert (document["Stack"], document["service"]) == (MANAGING_STACK, "google-token-rotation")
-    published = {metric["Name"]: document[metric["Name"]] for metric in directive["Metrics"]}
-    assert published == {
+    assert published_metrics(repairing) == {
         "LeastSecondsLeft": [0.0],
         "SecretsWithoutValidToken": [1.0],
         "SweepRotationsStarted": [1.0],
     }
-    assert token_secret_arn not in json.dumps(document)
+    assert token_secret_arn not in repairing
+    assert quiet_summary["Actions"] == {"nothing": 1}
+    assert set(published_metrics(quiet)) == {"LeastSecondsLeft", "SecretsWithoutValidToken"}
+    # The quiet run's summary line as the function prints it (its handler's stream is not
+    # capsys's): what a Logs Insights query over the sweep's log group reads.
+    done = [r for r in caplog.records if r.getMessage() == "freshness sweep done"]
+    line = json.loads(logger.registered_formatter.format(done[-1]))
+    assert line["message"] == "freshness sweep done"
+    assert (line["summary"]["Secrets"], line["summary"]["GoogleCalls"]) == (1, 1)
 
 
 # A run that fails before it ends has no metric to publish: powertools warns, and that is all.
