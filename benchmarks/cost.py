@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from localcloud.deployment import Deployment
 from localcloud.operations import summarize
 from localcloud.template import Template, load_template
+from rotation_core.sweep_run import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     # Types only: importing localcloud.cloud imports moto, which the arithmetic (and its unit
@@ -103,9 +104,9 @@ SWEEP_RUN_MS: Final = 300.0
 first ListSecrets page), as a step function's run on the local cloud."""
 SWEEP_CHECK_MS: Final = 120.0
 """Assumed: one secret's check, GetSecretValue in-Region then tokeninfo over the internet."""
-SWEEP_CONCURRENCY: Final = 10
-"""Assumed: checks run this many at once (bounded concurrency), so each adds a tenth of its time
-to the run's billed duration."""
+SWEEP_CONCURRENCY: Final = MAX_CONCURRENCY
+"""The sweep checks this many secrets at once (rotation_core.sweep_run), so each check adds that
+fraction of its time to the run's billed duration."""
 SWEEP_LIST_PAGE: Final = 100
 """ListSecrets returns at most 100 secrets a call (its MaxResults): the managed secrets, with
 their tags, stages and rotation dates, in one call per 100."""
