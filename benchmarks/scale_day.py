@@ -136,11 +136,11 @@ STEP_SECONDS: Final = {
 """How long each step's execution runs, drawn uniformly between these bounds. Modelled, not
 measured on AWS (a Standard execution's Choice and Lambda task: createSecret mints at Google's
 token endpoint and writes the pending version, testSecret asks tokeninfo, finishSecret moves
-AWSCURRENT, tags and upserts the schedule). Chosen so that the entry function's real poll rule
-makes about 13.5 DescribeExecution calls per rotation: the scale run's figure for 50 secrets at
-once on the local cloud (README "Many token secrets per stack": 12.6-13.5; 8 for one rotation on
-a quiet machine, 19.8 for 10 at once on a loaded one), which rotation_core.sweep rounds up to
-DESCRIBE_EXECUTION_CALLS_PER_ROTATION. The capacity table scales with that count."""
+AWSCURRENT, tags and upserts the schedule). Chosen, when the entry function still searched before it
+started, so that its real poll rule made about 13.5 DescribeExecution calls per rotation (the scale
+run's figure for 50 secrets at once on the local cloud); with attempt 1 started first the model
+makes 9.6, which rotation_core.sweep rounds up to DESCRIBE_EXECUTION_CALLS_PER_ROTATION. The
+capacity table scales with that count."""
 STEP_TRANSITIONS: Final = {Step.CREATE: 2, Step.SET: 2, Step.TEST: 2, Step.FINISH: 4}
 """State transitions per step's execution, 10 per rotation: ValidateAndRoute and the step's Task,
 and finishSecret's RecoveredNoticeDue and ScheduleNextRotation (the scale run's histories)."""
