@@ -76,6 +76,9 @@ Corrected:
 - UpdateSchedule replaces the whole schedule, as AWS does: it sets ActionAfterCompletion as
   asked, and a State or ActionAfterCompletion left out is ENABLED or NONE (moto ignored
   ActionAfterCompletion, keeping CreateSchedule's, and left State empty, which no API shows).
+- CreateSchedule in a schedule group that does not exist (deleted, say) answers
+  ResourceNotFoundException "Schedule group <name> does not exist.", as UpdateSchedule and
+  GetSchedule already did (moto failed with a KeyError: HTTP 500).
 
 Not corrected (worked around where it matters):
 - RotateSecret runs the whole rotation inside the API call (AWS: in the background), so
@@ -115,6 +118,7 @@ import moto
 from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.backends import get_backend
+from moto.scheduler.models import EventBridgeSchedulerBackend
 from moto.scheduler.responses import EventBridgeSchedulerResponse
 from moto.secretsmanager.exceptions import (
     InvalidParameterException,
@@ -294,6 +298,25 @@ _AWS_SDK_TASK_ERROR = PatchTarget(
     state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_from_error", ("self", "env", "ex")
 )
 _UPDATE_SCHEDULE = PatchTarget(EventBridgeSchedulerResponse, "update_schedule", ("self",))
+_CREATE_SCHEDULE = PatchTarget(
+    EventBridgeSchedulerBackend,
+    "create_schedule",
+    (
+        "self",
+        "description",
+        "end_date",
+        "flexible_time_window",
+        "group_name",
+        "kms_key_arn",
+        "name",
+        "schedule_expression",
+        "schedule_expression_timezone",
+        "start_date",
+        "state",
+        "target",
+        "action_after_completion",
+    ),
+)
 
 PATCH_TARGETS: Final = (
     _LAMBDA_INVOKE,
@@ -310,6 +333,7 @@ PATCH_TARGETS: Final = (
     _SNS_PUBLISH,
     _AWS_SDK_TASK_ERROR,
     _UPDATE_SCHEDULE,
+    _CREATE_SCHEDULE,
 )
 """Every moto attribute `apply()` replaces."""
 
@@ -354,6 +378,7 @@ def apply() -> Corrections:
     _patch(_SNS_PUBLISH, _publish_with_a_valid_subject)
     _patch(_AWS_SDK_TASK_ERROR, _aws_sdk_task_error)
     _patch(_UPDATE_SCHEDULE, _update_whole_schedule)
+    _patch(_CREATE_SCHEDULE, _create_schedule_in_an_existing_group)
     return CORRECTIONS
 
 
@@ -803,3 +828,13 @@ def _update_whole_schedule(self: EventBridgeSchedulerResponse) -> str:
     schedule.state = self._get_param("State") or "ENABLED"
     schedule.action_after_completion = self._get_param("ActionAfterCompletion") or "NONE"
     return response
+
+
+def _create_schedule_in_an_existing_group(
+    self: EventBridgeSchedulerBackend, *args: Any, **kwargs: Any
+) -> Any:
+    """CreateSchedule as AWS answers it in a missing group: ResourceNotFoundException."""
+    request = inspect.signature(_original(_CREATE_SCHEDULE)).bind(self, *args, **kwargs)
+    # Raises moto's own ResourceNotFoundException for a missing group.
+    self.get_schedule_group(request.arguments["group_name"])
+    return _original(_CREATE_SCHEDULE)(self, *args, **kwargs)

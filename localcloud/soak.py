@@ -7,13 +7,17 @@ real time at its real speed. Tokens keep their real 1-hour life and the template
 settings; only the idle minutes between events are skipped, so a week passes in minutes.
 
 Each simulated minute the driver injects the faults that are due, lets the local scheduler fire
-what is due (the expiry-driven schedules and Secrets Manager's own schedule, each a real
-RotateSecret), every 5 minutes invokes the freshness sweep as its schedule would, and reads the
-token as an application does: GetSecretValue with no VersionStage.
-Every token read is checked with the emulator's tokeninfo rules on the shared clock.
+what is due (the freshness sweep every 5 minutes, the expiry-driven schedules and Secrets
+Manager's own schedule, each a real RotateSecret or Lambda invocation), then moves the clock to a
+random second of the minute and reads the token as an application does: GetSecretValue with no
+VersionStage. Every token read is checked with the emulator's tokeninfo rules on the shared clock.
+Besides Google's and AWS's failures, the faults are what operators and Google do in real life:
+schedules deleted, the token revoked, the key rolled over, console runs and rotate-secret calls.
 """
 
+import bisect
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -26,16 +30,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
 from moto.backends import get_backend
 
-from localcloud import faults
+from localcloud import faults, operations
 from localcloud.cloud import ACCOUNT_ID, REGION, LocalCloud
 from localcloud.deployment import Deployment
-from localcloud.scheduler import LocalScheduler
+from localcloud.google_emulator import ServiceAccountKey
+from localcloud.scheduler import LAMBDA_INVOKE, Firing, LocalScheduler
 
 MINUTE: Final = 60
-SWEEP_INTERVAL_SECONDS: Final = 5 * MINUTE
-"""template.yaml's FreshnessSweepSchedule, which the local scheduler does not fire."""
 TICK_SECONDS: Final = MINUTE
 """One read per simulated minute, and the scheduler looks as often (it fires within a minute)."""
 DEFAULT_LEAD_SECONDS: Final = 900
@@ -52,11 +56,36 @@ ROUTES_OF: Final = {
     FEDERATION_SOURCE: ("/sts", "/generateAccessToken", "/tokeninfo"),
 }
 """The Google routes each source's rotation calls, the one that mints first."""
+TOKENINFO_ROUTE: Final = "/tokeninfo"
+"""The one Google route no rotation mints on: its outages stop verification, not minting."""
 SOAK_AUDIENCE: Final = (
     "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/soak/"
     "providers/aws"
 )
 WORKER_GOOGLE_TIMEOUT_SECONDS: Final = 1.0
+TOKENINFO_OUTAGE_SECONDS: Final = 2 * 3600
+"""tokeninfo unreachable for 2 hours while the token endpoint keeps minting (issue 17)."""
+OLD_KEY_DELETED_AFTER_SECONDS: Final = 5 * MINUTE
+"""An operator's key rollover: the new key stored, the old one deleted at Google this much later."""
+GROUP_RECREATED_AFTER_MINUTES: Final = (5, 30)
+"""A deleted refresh schedule group comes back, empty, this many minutes later (drawn), as in a
+stack update that replaces it: every schedule in it is gone. Until it is back no per-secret
+schedule can be written: a rotation then promotes its token and fails to schedule the next one
+(a "failed at finishSecret" notice), and only the sweep and the 4-hour backstop rotate."""
+REVOCATION_GAP_LIMIT_SECONDS: Final = 10 * MINUTE
+"""From a revocation to the first valid read after it, at most: one sweep interval (5 min), one
+rotation, and the minute to the next read (issue 17: "within one sweep interval plus one
+rotation")."""
+MIN_REMAINING_SECONDS: Final = 900
+"""template.yaml's MinRemainingSeconds: a pending token with less is stale, and may be dropped."""
+SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
+"""template.yaml's FreshnessSweepSchedule: rate(5 minutes)."""
+
+
+FAILURE_NOTICES: Final = ("Google token rotation failed", "Google token rotation still failing")
+"""How a failing streak's notices begin: its first, and its hourly reminders."""
+STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified token")
+"""The one notice that ends a streak."""
 
 
 class FaultKind(StrEnum):
@@ -67,13 +96,28 @@ class FaultKind(StrEnum):
     AWS_THROTTLING = "aws throttling"
     CRASH_AFTER_PUT = "crash after PutSecretValue"
     CRASH_AFTER_STAGE_MOVE = "crash after the stage move"
+    TOKENINFO_OUTAGE = "tokeninfo outage"
+    SCHEDULE_DELETED = "refresh schedule deleted"
+    GROUP_DELETED = "refresh schedule group deleted"
+    TOKEN_REVOKED = "token revoked at Google"
+    KEY_ROLLED_OVER = "key rolled over"
+    MANUAL_RUN = "console run"
+    ROTATE_SECRET_CALL = "rotate-secret call"
 
 
 BLOCKING: Final = frozenset(
     {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.KEY_DISABLED}
 )
-"""Faults that stop every rotation while they last (the others hit one attempt)."""
-GOOGLE_ANSWERS: Final = frozenset({FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE})
+"""Faults that stop every rotation while they last (the others hit one attempt); on
+/tokeninfo only verification stops, which the unverified promotion gets past."""
+GOOGLE_ANSWERS: Final = frozenset(
+    {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.TOKENINFO_OUTAGE}
+)
+GOOGLE_SIDE: Final = BLOCKING | {FaultKind.GOOGLE_HANG, FaultKind.TOKENINFO_OUTAGE}
+"""Faults that keep Google from answering: a revocation is planned clear of them, so that its gap
+measures the sweep, not an outage that hides the refusal or stops the replacement."""
+KEYED: Final = frozenset({FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER})
+"""Faults on a service-account key: none for keyless federation."""
 STORM_ANSWERS: Final = (500, 502, 503, 429, "reset")
 _PER_DAY: Final = {
     FaultKind.GOOGLE_STORM: 4.0,
@@ -83,6 +127,22 @@ _PER_DAY: Final = {
     FaultKind.CRASH_AFTER_STAGE_MOVE: 1.0,
 }
 _PER_WEEK: Final = {FaultKind.GOOGLE_OUTAGE: 1.0, FaultKind.KEY_DISABLED: 1.0}
+EVENTS_PER_DAY: Final = {
+    FaultKind.SCHEDULE_DELETED: 2.0,
+    FaultKind.TOKEN_REVOKED: 1.0,
+    FaultKind.MANUAL_RUN: 3.0,
+    FaultKind.ROTATE_SECRET_CALL: 3.0,
+}
+"""What operators and Google do between the rotations, a day: each at least once in any run."""
+EVENTS_PER_WEEK: Final = {
+    FaultKind.TOKENINFO_OUTAGE: 1.0,
+    FaultKind.GROUP_DELETED: 1.0,
+    FaultKind.KEY_ROLLED_OVER: 2.0,
+}
+"""The same, a week."""
+EVENTS: Final = frozenset(EVENTS_PER_DAY) | frozenset(EVENTS_PER_WEEK)
+QUIET_EVENTS: Final = (FaultKind.GROUP_DELETED, FaultKind.TOKEN_REVOKED)
+"""Planned last, at moments clear of Google's faults (quiet_spans)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +161,12 @@ class Fault:
         return self.at + self.seconds
 
     def describe(self) -> str:
-        lasting = f" for {self.seconds / MINUTE:.0f} min" if self.seconds else ""
+        minutes = f"{self.seconds / MINUTE:.0f} min"
+        lasting = f" for {minutes}" if self.seconds else ""
+        if self.kind is FaultKind.KEY_ROLLED_OVER:
+            lasting = f" (the old key deleted at Google {minutes} later)"
+        elif self.kind is FaultKind.GROUP_DELETED:
+            lasting = f" (recreated empty {minutes} later)"
         target = f" on {self.route} ({self.answer})" if self.kind in GOOGLE_ANSWERS else ""
         return f"{self.kind}{target}{lasting}"
 
@@ -147,7 +212,82 @@ def plan_faults(
             planned.append(
                 Fault(kind, when(seconds), seconds=seconds, route=routes[0], answer=answer)
             )
+    planned += plan_events(rng, start, end, planned)
     return sorted(planned, key=lambda fault: fault.at)
+
+
+def plan_events(rng: random.Random, start: float, end: float, faults_: list[Fault]) -> list[Fault]:
+    """What operators and Google do at random moments, around the planned `faults_`: schedules
+    and the schedule group deleted, tokeninfo unreachable for 2 hours, the key rolled over,
+    console runs and rotate-secret calls, and the token in use revoked; a revocation and a
+    group deletion at a quiet moment (see `quiet_spans`). At least one of each, however short
+    the run, except these two in a run with no quiet moment left."""
+    days = (end - start) / 86400
+    planned: list[Fault] = []
+    earliest = start + 10 * MINUTE
+
+    def when(margin: float = 0.0) -> float:
+        return rng.uniform(earliest, max(earliest, end - margin))
+
+    per_day = {**EVENTS_PER_DAY, **{kind: rate / 7 for kind, rate in EVENTS_PER_WEEK.items()}}
+    quiet_ones = {kind: per_day.pop(kind) for kind in QUIET_EVENTS}
+    for kind, rate in per_day.items():
+        for _ in range(max(1, round(rate * days))):
+            if kind is FaultKind.TOKENINFO_OUTAGE:
+                seconds = TOKENINFO_OUTAGE_SECONDS
+                at = when(seconds)
+                planned.append(
+                    Fault(kind, at, seconds=seconds, route=TOKENINFO_ROUTE, answer="reset")
+                )
+            elif kind is FaultKind.KEY_ROLLED_OVER:
+                planned.append(Fault(kind, when(), seconds=OLD_KEY_DELETED_AFTER_SECONDS))
+            else:
+                planned.append(Fault(kind, when()))
+    # Last, around everything else on Google's side.
+    for kind, rate in quiet_ones.items():
+        for _ in range(max(1, round(rate * days))):
+            lasting = 0.0
+            clear_for = float(REVOCATION_GAP_LIMIT_SECONDS)
+            if kind is FaultKind.GROUP_DELETED:
+                lasting = clear_for = float(rng.randint(*GROUP_RECREATED_AFTER_MINUTES) * MINUTE)
+            quiet = quiet_spans([*faults_, *planned], earliest, end - clear_for, clear_for)
+            if quiet:
+                planned.append(Fault(kind, _uniform_within(rng, quiet), seconds=lasting))
+    return planned
+
+
+def quiet_spans(
+    faults_: list[Fault], start: float, end: float, clear_for: float
+) -> list[tuple[float, float]]:
+    """The moments in [start, end] that meet no fault on Google's side in the `clear_for`
+    seconds after them, nor one that ended less than a recovery before them (the retry chain
+    may still be backing off). A revocation there measures the sweep, not an outage that hides
+    the refusal or stops the replacement; a group deletion there meets no failure streak that
+    ends while the group is gone (a promotion whose schedule upsert fails loses the streak's
+    "recovered" notice: a product defect of its own, not what this fault is for)."""
+    busy = sorted(
+        (fault.at - clear_for, fault.until + RECOVERY_SECONDS)
+        for fault in faults_
+        if fault.kind in GOOGLE_SIDE
+    )
+    spans = []
+    free_from = start
+    for begin, finish in busy:
+        if begin > free_from:
+            spans.append((free_from, min(begin, end)))
+        free_from = max(free_from, finish)
+    spans.append((free_from, end))
+    return [(begin, finish) for begin, finish in spans if finish > begin]
+
+
+def _uniform_within(rng: random.Random, spans: list[tuple[float, float]]) -> float:
+    """A moment drawn uniformly from the union of disjoint `spans`."""
+    left = rng.uniform(0, sum(finish - begin for begin, finish in spans))
+    for begin, finish in spans:
+        if left <= finish - begin:
+            return begin + left
+        left -= finish - begin
+    return spans[-1][1]
 
 
 @dataclass(frozen=True)
@@ -168,21 +308,52 @@ class SoakResult:
     faults: list[Fault] = field(default_factory=list)
     notices: list[tuple[float, str]] = field(default_factory=list)
     rotations: int = 0
+    promotions: list[float] = field(default_factory=list)
+    """When a new version was seen AWSCURRENT (simulated epoch seconds)."""
     failed_executions: int = 0
     excused: list[tuple[float, float, Fault]] = field(default_factory=list)
     firings: Counter[str] = field(default_factory=Counter)
     """What the local scheduler fired, by kind: expiry-driven schedules, the 4-hour backstop."""
     wall_seconds: float = 0.0
+    revocations: list[float] = field(default_factory=list)
+    """When the driver revoked the token applications read (simulated epoch seconds)."""
+    sweeps: list[Firing] = field(default_factory=list)
+    """The freshness sweep's firings."""
+    operators: Counter[str] = field(default_factory=Counter)
+    """How operators' console runs and rotate-secret calls ended."""
+    live_pending_dropped: list[float] = field(default_factory=list)
+    """When a pending version Google would still accept was found dropped unpromoted: a second
+    rotation started while one was in progress."""
 
     def counted(self) -> list[Read]:
-        """Reads outside the reported outages (faults that outlived the token in use)."""
-        return [read for read in self.reads if not self._excused(read.at)]
+        """Reads outside the reported outages (faults that outlived the token in use) and
+        outside the gaps after a revocation (reported, and bounded, apart)."""
+        gaps = self.revocation_gaps()
+        return [
+            read
+            for read in self.reads
+            if not self._excused(read.at) and not any(begin <= read.at < end for begin, end in gaps)
+        ]
+
+    def revocation_gaps(self) -> list[tuple[float, float]]:
+        """Each revocation with the moment of the first valid read after it (infinity: none):
+        the reads between got the revoked token, as nothing can notice a revocation sooner
+        than the sweep asks Google."""
+        valid = [read.at for read in self.reads if read.valid]
+        gaps = []
+        for revoked in self.revocations:
+            after = bisect.bisect_left(valid, revoked)
+            gaps.append((revoked, valid[after] if after < len(valid) else math.inf))
+        return gaps
 
     def _excused(self, at: float) -> bool:
         return any(begin <= at <= end for begin, end, _ in self.excused)
 
     def percentile_remaining(self, fraction: float) -> float:
-        remaining = sorted(read.remaining for read in self.counted())
+        """Of the counted reads outside tokeninfo outages (see `verification_line`)."""
+        remaining = sorted(
+            read.remaining for read in self.counted() if not self._unverifiable(read.at)
+        )
         if not remaining:
             return math.nan
         return remaining[min(len(remaining) - 1, int(fraction * len(remaining)))]
@@ -204,10 +375,98 @@ class SoakResult:
                 f"p0.1 remaining {self.percentile_remaining(0.001):.0f} s is below half the "
                 f"lead ({self.lead_seconds / 2:.0f} s)"
             )
-        storm = _notice_storm(self.notices)
+        storm = _notice_storm(self.notices, self.promotions)
         if storm:
             broken.append(storm)
+        for revoked, replaced in self.revocation_gaps():
+            if replaced == math.inf:
+                broken.append(
+                    f"the token revoked at +{self._hours(revoked):.2f} h was never replaced"
+                )
+            elif replaced - revoked > REVOCATION_GAP_LIMIT_SECONDS:
+                broken.append(
+                    f"the token revoked at +{self._hours(revoked):.2f} h was still read "
+                    f"{(replaced - revoked) / MINUTE:.1f} min later (at most "
+                    f"{REVOCATION_GAP_LIMIT_SECONDS / MINUTE:.0f})"
+                )
+        sweep = self._sweep_trouble()
+        if sweep:
+            broken.append(sweep)
+        if self.live_pending_dropped:
+            broken.append(
+                f"{len(self.live_pending_dropped)} rotations in progress were replaced by another "
+                f"(a live pending version dropped, first at "
+                f"+{self._hours(self.live_pending_dropped[0]):.2f} h)"
+            )
         return broken
+
+    def _hours(self, at: float) -> float:
+        return (at - self.reads[0].at) / 3600 if self.reads else 0.0
+
+    def _sweep_trouble(self) -> str | None:
+        """The freshness sweep fired for every 5-minute period of the run, within two reads."""
+        if not self.reads:
+            return None
+        if not self.sweeps:
+            return "the freshness sweep never fired"
+        dues = [firing.due_at for firing in self.sweeps]
+        begun, ended = self.reads[0].at, self.reads[-1].at
+        if dues[0] - begun > SWEEP_PERIOD_SECONDS or ended - dues[-1] > SWEEP_PERIOD_SECONDS:
+            return "the freshness sweep did not fire from the run's start to its end"
+        for before, after in itertools.pairwise(dues):
+            if abs(after - before - SWEEP_PERIOD_SECONDS) > 1:
+                return f"the freshness sweep skipped a period at +{self._hours(before):.2f} h"
+        late = max(self.sweeps, key=lambda firing: firing.fired_at - firing.due_at)
+        if late.fired_at - late.due_at > 2 * TICK_SECONDS:
+            return (
+                f"the freshness sweep fired {late.fired_at - late.due_at:.0f} s late at "
+                f"+{self._hours(late.due_at):.2f} h"
+            )
+        return None
+
+    def revocation_line(self) -> str:
+        gaps = self.revocation_gaps()
+        worst = max((replaced - revoked for revoked, replaced in gaps), default=0.0)
+        inside = sum(any(begin <= read.at < end for begin, end in gaps) for read in self.reads)
+        return (
+            f"revoked: {len(gaps)} tokens, worst gap {worst / MINUTE:.1f} min (at most "
+            f"{REVOCATION_GAP_LIMIT_SECONDS / MINUTE:.0f}), {inside} reads inside the gaps "
+            "(refused, reported here, not counted below)"
+        )
+
+    def triggers_line(self) -> str:
+        failed = sum(firing.failed for firing in self.sweeps)
+        refresh = self.firings["schedule"] - len(self.sweeps)
+        operators = ", ".join(
+            f"{count} {outcome}" for outcome, count in sorted(self.operators.items())
+        )
+        return (
+            f"triggers: sweeps {len(self.sweeps)} ({failed} failed), refresh schedules {refresh}, "
+            f"backstop {self.firings['rotation']}; operators: {operators or 'none'}"
+        )
+
+    def _unverifiable(self, at: float) -> bool:
+        """Within a tokeninfo outage or the recovery after it."""
+        return any(
+            fault.at <= at <= fault.until + RECOVERY_SECONDS
+            for fault in self.faults
+            if fault.kind is FaultKind.TOKENINFO_OUTAGE
+        )
+
+    def verification_line(self) -> str:
+        """Reads while tokeninfo is unreachable count for validity like any other; their
+        remaining life is reported here and left out of p0.1: by design the rotation promotes a
+        token unverified only once the token in use is within a third of the lead of its
+        expiry (docs/unverified-promotion.md), so these reads go lower than half the lead."""
+        outages = sum(fault.kind is FaultKind.TOKENINFO_OUTAGE for fault in self.faults)
+        inside = [read for read in self.counted() if self._unverifiable(read.at)]
+        lowest = min((read.remaining for read in inside), default=math.nan)
+        return (
+            f"tokeninfo unreachable: {outages} outages; {len(inside)} reads inside them and "
+            f"their recovery, {sum(read.valid for read in inside)} valid, min remaining "
+            f"{lowest:.0f} s (a token is promoted unverified within a third of the lead: "
+            "not in p0.1)"
+        )
 
     def outage_line(self) -> str:
         inside = [read for read in self.reads if self._excused(read.at)]
@@ -237,15 +496,27 @@ class SoakResult:
         )
 
 
-def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
+def _notice_storm(
+    notices: list[tuple[float, str]], promotions: list[float] | None = None
+) -> str | None:
     """Within a failing streak, failure notices come at most once an hour. A success ends the
-    streak with one notice: "recovered", or the promotion of an unverified token."""
+    streak with one notice: "recovered", or the promotion of an unverified token. Other notices
+    (the sweep's word on a refused token) belong to no streak. A failure notice within the hour
+    after another with a promotion between means the streak's end went unannounced."""
     last_failure: float | None = None
     for at, subject in notices:
-        if "recovered" in subject or "promoted an unverified token" in subject:
+        if any(end in subject for end in STREAK_ENDS):
             last_failure = None
             continue
+        if not subject.startswith(FAILURE_NOTICES):
+            continue
         if last_failure is not None and at - last_failure < 3600:
+            if any(last_failure < promoted <= at for promoted in promotions or ()):
+                return (
+                    f"a failure streak ended without its notice: a token was promoted after the "
+                    f"failure notice {(at - last_failure) / MINUTE:.0f} min before {subject!r}, "
+                    "and no recovered (or unverified) notice came"
+                )
             return f"two failure notices within an hour of a streak ({subject!r})"
         last_failure = at
     return None
@@ -253,10 +524,11 @@ def _notice_storm(notices: list[tuple[float, str]]) -> str | None:
 
 def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
     """Each blocking fault that outlived the token in use when it began, from its start to its
-    end plus one recovery. Reads there are reported apart."""
+    end plus one recovery. Reads there are reported apart. A fault on tokeninfo alone never is:
+    Google still mints, and the unverified promotion must keep the token valid."""
     excused = []
     for fault in faults_:
-        if fault.kind not in BLOCKING:
+        if fault.kind not in BLOCKING or fault.route == TOKENINFO_ROUTE:
             continue
         before = [read for read in reads if read.at <= fault.at]
         if not before:
@@ -287,8 +559,14 @@ class Soak:
         self.result = SoakResult(seed=seed, lifetimes=lifetimes, lead_seconds=DEFAULT_LEAD_SECONDS)
         self.deployment: Deployment | None = None
         self.key_id = ""
+        self.key: ServiceAccountKey | None = None
+        self._later: list[tuple[float, Callable[[], None]]] = []
+        """What a fault does some time after it began (a group recreated, an old key deleted)."""
         self._pending_patches: list[Fault] = []
         self._seen_versions: set[str] = set()
+        self._were_current: set[str] = set()
+        self._dropped_versions: set[str] = set()
+        """Versions that lost every label without ever being AWSCURRENT: dropped pendings."""
         self._notices_seen = 0
 
     def run(self) -> SoakResult:
@@ -306,49 +584,50 @@ class Soak:
         )
         if self.source != FEDERATION_SOURCE:
             account = cloud.google.create_service_account()
+            self.key = account
             self.key_id = account.private_key_id
             cloud.store_service_account_key(account)
             if self.source == IMPERSONATION_SOURCE:
                 cloud.google.grant_token_creator(self._target(suffix), account.client_email)
         cloud.prewarm()
-        scheduler = LocalScheduler(cloud, group=self.deployment.refs["RefreshScheduleGroup"])
+        # The stack's own schedules: the refresh group's and the sweep's (in the default group).
+        scheduler = LocalScheduler(cloud, stack=self.deployment)
         start = cloud.clock.now()
         end = start + self.result.lifetimes * cloud.google.token_lifetime_seconds
         plan = [
             fault
             for fault in plan_faults(self.rng, start, end, ROUTES_OF[self.source])
-            # Keyless: there is no key to disable.
-            if not (self.source == FEDERATION_SOURCE and fault.kind is FaultKind.KEY_DISABLED)
+            # Keyless: there is no key to disable or roll over.
+            if not (self.source == FEDERATION_SOURCE and fault.kind in KEYED)
         ]
         # What the template's RotationSchedule does on deploy (RotateImmediatelyOnUpdate).
         self._rotate_now()
         tick = start
-        next_sweep = start + SWEEP_INTERVAL_SECONDS
         while tick < end:
             ahead = tick - cloud.clock.now()
             if ahead > 0:
                 cloud.clock.advance(ahead)
+            while self._later and self._later[0][0] <= cloud.clock.now():
+                self._later.pop(0)[1]()
             while plan and plan[0].at <= cloud.clock.now():
                 self._inject(plan.pop(0))
+                self._after_events()
             with self._armed_patch():
-                self.result.firings.update(firing.kind for firing in scheduler.fire_due())
-                if cloud.clock.now() >= next_sweep:
-                    self._sweep()
-                    next_sweep += SWEEP_INTERVAL_SECONDS
+                for firing in scheduler.fire_due():
+                    self.result.firings[firing.kind] += 1
+                    if firing.target == LAMBDA_INVOKE:
+                        self.result.sweeps.append(firing)
             self._after_events()
+            # Applications read at any moment, not just after the scheduler looked.
+            ahead = tick + self.rng.uniform(0, TICK_SECONDS) - cloud.clock.now()
+            if ahead > 0:
+                cloud.clock.advance(ahead)
             self._read()
             tick += TICK_SECONDS
         self.result.failed_executions = self._failed_executions()
         self.result.excused = excused_outages(self.result.faults, self.result.reads)
         self.result.wall_seconds = time.monotonic() - started
         return self.result
-
-    def _sweep(self) -> None:
-        """What the template's FreshnessSweepSchedule does every 5 minutes."""
-        assert self.deployment is not None
-        self.cloud.client("lambda").invoke(
-            FunctionName=self.deployment.functions["FreshnessSweepFunction"], Payload=b"{}"
-        )
 
     def _target(self, suffix: str) -> str:
         return f"soak-{suffix}@demo-project.iam.gserviceaccount.com"
@@ -386,8 +665,113 @@ class Soak:
             google.fail_next(fault.route, hang_seconds=LONG_HANG_SECONDS)
         elif fault.kind is FaultKind.KEY_DISABLED:
             google.disable_key(self.key_id, until_epoch=fault.until)
+        elif fault.kind in EVENTS:
+            self._event(fault)
         else:
             self._pending_patches.append(fault)
+
+    def _event(self, fault: Fault) -> None:
+        """One of what operators and Google do between the rotations (plan_events)."""
+        actions: dict[FaultKind, Callable[[], None]] = {
+            FaultKind.TOKENINFO_OUTAGE: lambda: self.cloud.google.fail_during(
+                TOKENINFO_ROUTE, fault.until, reset_connection=True
+            ),
+            FaultKind.SCHEDULE_DELETED: self._delete_refresh_schedules,
+            FaultKind.GROUP_DELETED: lambda: self._delete_refresh_group(fault.until),
+            FaultKind.TOKEN_REVOKED: self._revoke_current_token,
+            FaultKind.KEY_ROLLED_OVER: lambda: self._roll_key_over(fault.until),
+            FaultKind.MANUAL_RUN: self._console_run,
+            FaultKind.ROTATE_SECRET_CALL: self._rotate_secret_call,
+        }
+        actions[fault.kind]()
+
+    def _later_at(self, at: float, action: Callable[[], None]) -> None:
+        self._later.append((at, action))
+        self._later.sort(key=lambda later: later[0])
+
+    def _delete_refresh_schedules(self) -> None:
+        """An operator (or a failed upsert) leaves the secret without its one-time schedule."""
+        scheduler = self.cloud.client("scheduler")
+        group = self._refresh_group()
+        names = [
+            schedule["Name"]
+            for page in scheduler.get_paginator("list_schedules").paginate(GroupName=group)
+            for schedule in page["Schedules"]
+        ]
+        for name in names:
+            scheduler.delete_schedule(GroupName=group, Name=name)
+        self.say(f"             deleted {len(names)} schedule(s) of {group}")
+
+    def _delete_refresh_group(self, recreated_at: float) -> None:
+        """The group goes with every schedule in it, as on AWS; it comes back empty later."""
+        scheduler = self.cloud.client("scheduler")
+        group = self._refresh_group()
+        scheduler.delete_schedule_group(Name=group)
+
+        def recreate() -> None:
+            scheduler.create_schedule_group(Name=group)
+            self.say(f"  +{self._hours():6.2f} h  the schedule group {group} is back, empty")
+
+        self._later_at(recreated_at, recreate)
+
+    def _refresh_group(self) -> str:
+        assert self.deployment is not None
+        return self.deployment.refs["RefreshScheduleGroup"]
+
+    def _revoke_current_token(self) -> None:
+        """What an operator does with a leaked token: revoke it at Google. Applications read the
+        revoked token until the sweep notices and a rotation replaces it."""
+        assert self.deployment is not None
+        answer = self.cloud.client("secretsmanager").get_secret_value(
+            SecretId=self.deployment.token_secret_arn
+        )
+        token = json.loads(answer["SecretString"]).get("GOOGLE_ACCESS_TOKEN")
+        if not isinstance(token, str) or self.cloud.google.token_info(token) is None:
+            self.say("             nothing to revoke: the token in use is not valid")
+            return
+        self.cloud.google.revoke_token(token)
+        self.result.revocations.append(self.cloud.clock.now())
+
+    def _roll_key_over(self, old_deleted_at: float) -> None:
+        """An operator's rollover: a new key of the same account stored as the key secret's new
+        AWSCURRENT, the old key deleted at Google a few minutes later."""
+        assert self.key is not None
+        google = self.cloud.google
+        new = google.create_service_account(self.key.client_email)
+        self.cloud.store_service_account_key(new)
+        old = self.key_id
+        self.key, self.key_id = new, new.private_key_id
+
+        def delete_old() -> None:
+            google.revoke_key(old)
+            self.say(f"  +{self._hours():6.2f} h  the old key is deleted at Google")
+
+        self._later_at(old_deleted_at, delete_old)
+
+    def _console_run(self) -> None:
+        """An operator starts the state machine from the console, {"SecretId": ...}."""
+        assert self.deployment is not None
+        run = operations.start_manual(self.cloud, self.deployment)
+        outcome = (
+            "console run succeeded" if run.status == "SUCCEEDED" else f"console run {run.error}"
+        )
+        self._operator(outcome)
+
+    def _rotate_secret_call(self) -> None:
+        """An operator's `aws secretsmanager rotate-secret --secret-id ...`."""
+        assert self.deployment is not None
+        try:
+            self.cloud.client("secretsmanager").rotate_secret(
+                SecretId=self.deployment.token_secret_arn
+            )
+        except ClientError as error:
+            self._operator(f"rotate-secret refused ({error.response['Error']['Code']})")
+        else:
+            self._operator("rotate-secret accepted")
+
+    def _operator(self, outcome: str) -> None:
+        self.result.operators[outcome] += 1
+        self.say(f"             {outcome}")
 
     @contextlib.contextmanager
     def _armed_patch(self) -> Iterator[None]:
@@ -429,6 +813,14 @@ class Soak:
             if "AWSCURRENT" in stages and version not in self._seen_versions:
                 self._seen_versions.add(version)
                 self.result.rotations += 1
+                self.result.promotions.append(self.cloud.clock.now())
+            if {"AWSCURRENT", "AWSPREVIOUS"} & set(stages):
+                # AWSPREVIOUS too: two promotions between two looks leave the first there.
+                self._were_current.add(version)
+            elif not stages and version not in self._were_current | self._dropped_versions:
+                self._dropped_versions.add(version)
+                if self._live(version):
+                    self.result.live_pending_dropped.append(self.cloud.clock.now())
         topic = get_backend("sns")[ACCOUNT_ID][REGION].topics[self.deployment.topic_arn]
         sent = topic.sent_notifications
         for _, _, subject, *_ in sent[self._notices_seen :]:
@@ -436,12 +828,35 @@ class Soak:
             self.say(f"  +{self._hours():6.2f} h  notice: {subject}")
         self._notices_seen = len(sent)
 
-    def _read(self) -> None:
-        """An application's read: GetSecretValue without VersionStage, then Google's verdict."""
+    def _live(self, version: str) -> bool:
+        """Whether a version's token is one a rotation in progress could still promote: Google
+        accepts it and it has more than MinRemainingSeconds left (by a tick, as it was seen up
+        to a tick late). Only a second rotation started beside it drops such a version."""
         assert self.deployment is not None
-        answer = self.cloud.client("secretsmanager").get_secret_value(
-            SecretId=self.deployment.token_secret_arn
-        )
+        try:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.deployment.token_secret_arn, VersionId=version
+            )
+        except ClientError:
+            return False
+        token = json.loads(answer.get("SecretString") or "{}").get("GOOGLE_ACCESS_TOKEN")
+        info = self.cloud.google.token_info(token) if isinstance(token, str) else None
+        remaining = float(info["exp"]) - self.cloud.clock.now() if info is not None else 0.0
+        return remaining > MIN_REMAINING_SECONDS + TICK_SECONDS
+
+    def _read(self) -> None:
+        """An application's read: GetSecretValue without VersionStage, then Google's verdict. A
+        read Secrets Manager refuses (no version holds AWSCURRENT) got no token at all."""
+        assert self.deployment is not None
+        try:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.deployment.token_secret_arn
+            )
+        except ClientError as error:
+            if not self.result.reads or self.result.reads[-1].version_id:
+                self.say(f"  +{self._hours():6.2f} h  the read failed: {error}")
+            self.result.reads.append(Read(self.cloud.clock.now(), "", False, -math.inf))
+            return
         value = json.loads(answer["SecretString"])
         now = self.cloud.clock.now()
         info = self.cloud.google.token_info(str(value.get("GOOGLE_ACCESS_TOKEN", "")))
@@ -488,7 +903,10 @@ def run_soak(
     say(f"wall time {result.wall_seconds:.0f} s for {len(result.reads)} reads")
     for broken in result.broken_invariants():
         say(f"BROKEN: {broken}")
+    say(result.triggers_line())
     say(result.outage_line())
+    say(result.verification_line())
+    say(result.revocation_line())
     say(result.line())
     return result
 

@@ -31,6 +31,7 @@ EXPECTED_TARGETS = {
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
     "state_task_service_aws_sdk.StateTaskServiceAwsSdk._from_error",
     "moto.scheduler.responses.EventBridgeSchedulerResponse.update_schedule",
+    "moto.scheduler.models.EventBridgeSchedulerBackend.create_schedule",
 }
 
 

@@ -130,6 +130,30 @@ def test_creating_an_existing_schedule_is_caught_as_scheduler_conflict(cloud: Lo
     assert output["caught"]["Error"] == "Scheduler.ConflictException"
 
 
+def test_creating_a_schedule_in_a_deleted_group_is_caught_as_scheduler_resource_not_found(
+    cloud: LocalCloud,
+) -> None:
+    """As AWS answers it (moto failed with HTTP 500): the refresh schedule's upsert after its
+    group was deleted ends in the state machine's Catch, not in an internal error."""
+    group = f"gone-{uuid.uuid4().hex[:8]}"
+    scheduler = cloud.client("scheduler")
+    scheduler.create_schedule_group(Name=group)
+    scheduler.delete_schedule_group(Name=group)
+
+    output = run_task(
+        cloud,
+        CREATE,
+        {
+            **schedule_request(f"sdk-{uuid.uuid4().hex[:8]}", "2030-01-01T00:00:00"),
+            "GroupName": group,
+        },
+        ["Scheduler.ResourceNotFoundException"],
+    )
+
+    assert output["caught"]["Error"] == "Scheduler.ResourceNotFoundException"
+    assert f"Schedule group {group} does not exist." in output["caught"]["Cause"]
+
+
 def test_a_code_without_the_exception_suffix_gets_it(cloud: LocalCloud) -> None:
     """SNS answers a missing topic with the code NotFound: Step Functions says
     Sns.NotFoundException."""

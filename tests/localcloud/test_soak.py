@@ -9,14 +9,22 @@ import pytest
 
 from localcloud import fidelity
 from localcloud.cloud import LocalCloud
+from localcloud.scheduler import LAMBDA_INVOKE, Firing
 from localcloud.soak import (
     BLOCKING,
     DEFAULT_LEAD_SECONDS,
     FEDERATION_SOURCE,
+    GOOGLE_SIDE,
     IMPERSONATION_SOURCE,
     KEY_SOURCE,
+    KEYED,
+    OLD_KEY_DELETED_AFTER_SECONDS,
     RECOVERY_SECONDS,
+    REVOCATION_GAP_LIMIT_SECONDS,
     ROUTES_OF,
+    SWEEP_PERIOD_SECONDS,
+    TOKENINFO_OUTAGE_SECONDS,
+    TOKENINFO_ROUTE,
     WORKER_GOOGLE_TIMEOUT_SECONDS,
     Fault,
     FaultKind,
@@ -24,7 +32,9 @@ from localcloud.soak import (
     Soak,
     SoakResult,
     excused_outages,
+    plan_events,
     plan_faults,
+    quiet_spans,
 )
 from tests.support import untraced
 
@@ -42,6 +52,19 @@ REPLAY_SEED = "SOAK_SEED"
 
 def reads_every_minute(hours: float, remaining: float = 3000.0) -> list[Read]:
     return [Read(START + 60 * n, "v", True, remaining) for n in range(int(hours * 60))]
+
+
+def sweep_firing(due_at: float) -> Firing:
+    return Firing("schedule", "sweep", "default", LAMBDA_INVOKE, due_at, due_at + 30, None, None)
+
+
+def a_result(hours: int) -> SoakResult:
+    """A run's record with a read every minute and the sweep every 5 minutes, nothing wrong."""
+    result = SoakResult(seed=1, lifetimes=hours, lead_seconds=DEFAULT_LEAD_SECONDS)
+    result.reads = reads_every_minute(hours)
+    periods = int(hours * HOUR / SWEEP_PERIOD_SECONDS)
+    result.sweeps = [sweep_firing(START + SWEEP_PERIOD_SECONDS * n) for n in range(periods)]
+    return result
 
 
 # --- accounting -------------------------------------------------------------------------------
@@ -94,8 +117,7 @@ def test_faults_that_hit_one_attempt_are_never_excused() -> None:
 
 
 def test_reads_inside_an_excused_outage_are_reported_apart() -> None:
-    result = SoakResult(seed=1, lifetimes=3, lead_seconds=DEFAULT_LEAD_SECONDS)
-    result.reads = reads_every_minute(3)
+    result = a_result(3)
     result.reads[90] = Read(result.reads[90].at, "v", False, -5.0)
     outage = Fault(FaultKind.KEY_DISABLED, START + 80 * 60, seconds=20 * 60)
     result.excused = [(outage.at, outage.until, outage)]
@@ -128,10 +150,32 @@ def test_p01_below_half_the_lead_breaks_the_promise() -> None:
     assert any("p0.1 remaining" in broken for broken in result.broken_invariants())
 
 
+def test_reads_while_tokeninfo_is_unreachable_count_but_are_left_out_of_p01() -> None:
+    """The unverified promotion waits for a third of the lead by design: those reads must be
+    valid, and their low remaining life is reported apart from p0.1."""
+    result = a_result(3)
+    outage = Fault(FaultKind.TOKENINFO_OUTAGE, START + HOUR, 1800, TOKENINFO_ROUTE, "reset")
+    result.faults = [outage]
+    for n in range(80, 85):
+        result.reads[n] = Read(result.reads[n].at, "v", True, 250.0)
+
+    assert result.broken_invariants() == []
+    assert result.percentile_remaining(0.001) == 3000
+    assert result.verification_line().startswith(
+        "tokeninfo unreachable: 1 outages; 48 reads inside them and their recovery, 48 valid, "
+        "min remaining 250 s"
+    )
+
+    result.reads[82] = Read(result.reads[82].at, "v", False, -5.0)
+    assert result.broken_invariants()[0].startswith("1 reads outside reported outages")
+
+
 def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
-    result = SoakResult(seed=1, lifetimes=3, lead_seconds=DEFAULT_LEAD_SECONDS)
-    result.reads = reads_every_minute(3)
-    result.notices = [(START, "Google token rotation failed"), (START + 3599, "still failing")]
+    result = a_result(3)
+    result.notices = [
+        (START, "Google token rotation failed"),
+        (START + 3599, "Google token rotation still failing"),
+    ]
     assert any("within an hour" in broken for broken in result.broken_invariants())
 
     result.notices = [
@@ -148,6 +192,32 @@ def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
         (START + 1200, "Google token rotation failed"),
     ]
     assert result.broken_invariants() == []
+
+
+def test_the_sweeps_notice_of_a_refused_token_belongs_to_no_streak() -> None:
+    result = a_result(3)
+    result.notices = [
+        (START, "Google refused the token in use, replacing it (google/access-token)"),
+        (START + 60, "Google token rotation failed at createSecret (google/access-token)"),
+        (START + 120, "Google refused the token in use, replacing it (google/access-token)"),
+    ]
+
+    assert result.broken_invariants() == []
+
+
+def test_a_streak_ended_by_a_promotion_without_its_notice_is_named() -> None:
+    """A promotion between two failure notices of the hour: the streak's end went unannounced
+    (the "recovered" notice lost), not a reminder storm."""
+    result = a_result(3)
+    result.notices = [
+        (START, "Google token rotation failed at testSecret (google/access-token)"),
+        (START + 600, "Google token rotation failed at finishSecret (google/access-token)"),
+    ]
+    result.promotions = [START + 600]
+
+    [broken] = result.broken_invariants()
+
+    assert broken.startswith("a failure streak ended without its notice: a token was promoted")
 
 
 def test_too_few_reads_break_the_promise() -> None:
@@ -168,6 +238,146 @@ def test_the_last_line_has_the_issues_format() -> None:
     match = LAST_LINE.fullmatch(line)
     assert match is not None, line
     assert match.groups() == ("180", "180", "100.00", "3000", "3000", "4", "1", "1", "1")
+
+
+def test_a_week_plans_what_operators_and_google_do_at_their_rates() -> None:
+    plan = plan_faults(random.Random(1), START, START + 168 * HOUR)
+    kinds = [fault.kind for fault in plan]
+
+    assert kinds.count(FaultKind.SCHEDULE_DELETED) == 14
+    assert kinds.count(FaultKind.TOKEN_REVOKED) == 7
+    assert kinds.count(FaultKind.MANUAL_RUN) == 21
+    assert kinds.count(FaultKind.ROTATE_SECRET_CALL) == 21
+    assert kinds.count(FaultKind.KEY_ROLLED_OVER) == 2
+    [tokeninfo] = [fault for fault in plan if fault.kind is FaultKind.TOKENINFO_OUTAGE]
+    assert (tokeninfo.route, tokeninfo.seconds) == (TOKENINFO_ROUTE, TOKENINFO_OUTAGE_SECONDS)
+    assert tokeninfo.until <= START + 168 * HOUR
+    [group] = [fault for fault in plan if fault.kind is FaultKind.GROUP_DELETED]
+    assert 5 * 60 <= group.seconds <= 30 * 60
+    rollovers = [fault for fault in plan if fault.kind is FaultKind.KEY_ROLLED_OVER]
+    assert all(fault.seconds == OLD_KEY_DELETED_AFTER_SECONDS for fault in rollovers)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_short_plan_holds_every_kind_and_its_quiet_events_are_clear_of_google_faults(
+    seed: int,
+) -> None:
+    """Whatever the seed (the short soak draws one), ten lifetimes hold every kind of fault, and
+    no fault on Google's side starts within the gap limit after a revocation (or while the
+    schedule group is gone) or ended less than a recovery before it."""
+    end = START + 10 * HOUR
+    plan = plan_faults(random.Random(seed), START, end)
+
+    assert {fault.kind for fault in plan} == set(FaultKind)
+    quiet = [
+        (fault.at, max(fault.until, fault.at + REVOCATION_GAP_LIMIT_SECONDS))
+        for fault in plan
+        if fault.kind in {FaultKind.TOKEN_REVOKED, FaultKind.GROUP_DELETED}
+    ]
+    for begin, clear_until in quiet:
+        assert clear_until <= end
+        for fault in plan:
+            if fault.kind in GOOGLE_SIDE:
+                assert fault.until + RECOVERY_SECONDS < begin or clear_until < fault.at, fault
+
+
+def test_quiet_spans_leave_out_google_faults_with_their_margins() -> None:
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=HOUR)
+    crash = Fault(FaultKind.CRASH_AFTER_PUT, START + 4 * HOUR)
+
+    spans = quiet_spans([outage, crash], START, START + 5 * HOUR, REVOCATION_GAP_LIMIT_SECONDS)
+
+    assert spans == [
+        (START, outage.at - REVOCATION_GAP_LIMIT_SECONDS),
+        (outage.until + RECOVERY_SECONDS, START + 5 * HOUR),
+    ]
+
+
+def test_no_revocation_is_planned_where_google_is_never_quiet() -> None:
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START, seconds=3 * HOUR)
+
+    events = plan_events(random.Random(3), START, START + 3 * HOUR, [outage])
+
+    assert FaultKind.TOKEN_REVOKED not in {fault.kind for fault in events}
+    assert FaultKind.MANUAL_RUN in {fault.kind for fault in events}
+
+
+def test_keyless_runs_have_no_key_faults() -> None:
+    assert {FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER} == KEYED
+
+
+@pytest.mark.parametrize("route", [TOKENINFO_ROUTE, "/token"])
+def test_a_tokeninfo_outage_is_never_excused_a_mint_outage_is(route: str) -> None:
+    """Google still mints while tokeninfo is down: the unverified promotion must keep the token
+    valid, so even a tokeninfo outage longer than the token's life excuses no read."""
+    reads = reads_every_minute(4, remaining=1800)
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=2 * HOUR, route=route)
+    tokeninfo = Fault(FaultKind.TOKENINFO_OUTAGE, START + HOUR, 2 * HOUR, TOKENINFO_ROUTE)
+
+    assert excused_outages([tokeninfo], reads) == []
+    assert bool(excused_outages([outage], reads)) is (route != TOKENINFO_ROUTE)
+
+
+def revoked_at(result: SoakResult, minute: int, refused_minutes: int) -> float:
+    """Revokes the token a second before the read of `minute`; that read and the next ones,
+    `refused_minutes` in all, get the revoked token."""
+    revoked = result.reads[minute].at - 1
+    result.revocations.append(revoked)
+    for n in range(minute, minute + refused_minutes):
+        result.reads[n] = Read(result.reads[n].at, "v", False, 2000.0)
+    return revoked
+
+
+def test_the_reads_after_a_revocation_are_reported_apart_with_the_gap() -> None:
+    result = a_result(3)
+    revoked_at(result, 60, refused_minutes=6)
+
+    assert len(result.counted()) == 180 - 6
+    assert result.broken_invariants() == []
+    assert result.revocation_line().startswith(
+        "revoked: 1 tokens, worst gap 6.0 min (at most 10), 6 reads inside the gaps"
+    )
+
+
+def test_a_revocation_gap_longer_than_the_limit_breaks_the_promise() -> None:
+    result = a_result(3)
+    revoked_at(result, 60, refused_minutes=11)
+
+    [broken] = result.broken_invariants()
+
+    assert broken.startswith("the token revoked at +1.00 h was still read 11.0 min later")
+    assert REVOCATION_GAP_LIMIT_SECONDS < 11 * 60
+
+
+def test_a_revoked_token_never_replaced_breaks_the_promise() -> None:
+    result = a_result(3)
+    revoked_at(result, 170, refused_minutes=10)
+
+    assert result.broken_invariants() == ["the token revoked at +2.83 h was never replaced"]
+
+
+def test_the_sweep_must_fire_every_five_minutes_from_start_to_end() -> None:
+    result = a_result(3)
+    assert result.broken_invariants() == []
+
+    del result.sweeps[10]
+    assert result.broken_invariants() == ["the freshness sweep skipped a period at +0.75 h"]
+
+    result.sweeps = result.sweeps[:20]
+    assert "did not fire from the run's start to its end" in result.broken_invariants()[0]
+
+    result.sweeps = []
+    assert result.broken_invariants() == ["the freshness sweep never fired"]
+
+
+def test_a_live_pending_version_dropped_is_a_second_rotation_started_beside_one() -> None:
+    result = a_result(3)
+    result.live_pending_dropped = [START + HOUR]
+
+    assert result.broken_invariants() == [
+        "1 rotations in progress were replaced by another (a live pending version dropped, "
+        "first at +1.00 h)"
+    ]
 
 
 # --- a short soak ----------------------------------------------------------------------------
@@ -212,6 +422,10 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert result.broken_invariants() == [], "\n".join(lines)
     assert len(result.reads) >= SHORT_SOAK_LIFETIMES * 60
     assert {fault.kind for fault in result.faults} == set(FaultKind)
+    assert result.revocations, "a token was revoked (and replaced within the limit: invariants)"
+    assert {outcome.split()[0] for outcome in result.operators} == {"console", "rotate-secret"}
+    # Reads at random moments of each minute, not right after the scheduler looked.
+    assert len({int(read.at) % 60 for read in result.reads}) >= 30
     match = LAST_LINE.fullmatch(result.line())
     assert match is not None
     valid, counted = int(match[1]), int(match[2])
