@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks import baseline, client_reads, cost, scale
+from benchmarks import baseline, client_reads, cost, scale, scale_day
 from localcloud.cloud import Deployment, Invocation, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import rotate_on_schedule, start_manual
@@ -64,6 +64,11 @@ def main() -> int:
     print("\n".join(client_reads.report(client_reads.run())))  # after the local cloud has stopped
     print()
     print("\n".join(scale.report(scale.run())))  # on a local cloud of its own
+    print()
+    day = scale_day.simulate(scale_day.Scenario())  # a model on a simulated clock, no cloud
+    print("\n".join([*scale_day.report(day), "", *scale_day.capacity_report(day)]))
+    print()
+    print("\n".join(scale_day.check_report()))
     return 0
 
 

@@ -660,13 +660,15 @@ def _sweep_metrics_note(comparison: Comparison, rotations: float) -> str:
     """What the sweep's metrics weigh where they weigh most: a stack of one secret."""
     theirs = sum(per_secret_month(comparison.baseline, rotations, 1).values())
     ours = sum(per_secret_month(comparison.orchestrated, rotations, 1).values())
-    extra = (len(cost.SWEEP_METRICS) - 1) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
+    sent, others = cost.SWEEP_METRICS, cost.SWEEP_METRICS[1:]
+    extra = len(others) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
     return (
-        f"The sweep's {len(cost.SWEEP_METRICS)} metrics cost "
-        f"{_dollars(len(cost.SWEEP_METRICS) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH)} a "
-        f"stack-month. The alarm needs {cost.SWEEP_METRICS[0]} alone; with the others sent only "
-        "when not zero (a metric is billed only for the hours it is sent), a 1-secret stack of "
-        f"1-hour tokens would cost {_dollars(ours - extra)} a month, "
+        f"The sweep sends {len(sent)} metrics every run ({', '.join(sent)}): "
+        f"{_dollars(len(sent) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH)} a stack-month. Its "
+        "repair counts are sent only when not zero, billed only for the hours they are sent, "
+        "and its Google calls are in its summary line, not a metric. The alarm needs "
+        f"{sent[0]} alone; with {', '.join(others)} sent only when not zero too, a 1-secret "
+        f"stack of 1-hour tokens would cost {_dollars(ours - extra)} a month, "
         f"{(ours - extra) / theirs:.2f}x the baseline instead of {ours / theirs:.2f}x."
     )
 

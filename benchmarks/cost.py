@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from localcloud.deployment import Deployment
 from localcloud.operations import summarize
 from localcloud.template import Template, load_template
+from rotation_core.sweep_run import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     # Types only: importing localcloud.cloud imports moto, which the arithmetic (and its unit
@@ -103,9 +104,9 @@ SWEEP_RUN_MS: Final = 300.0
 first ListSecrets page), as a step function's run on the local cloud."""
 SWEEP_CHECK_MS: Final = 120.0
 """Assumed: one secret's check, GetSecretValue in-Region then tokeninfo over the internet."""
-SWEEP_CONCURRENCY: Final = 10
-"""Assumed: checks run this many at once (bounded concurrency), so each adds a tenth of its time
-to the run's billed duration."""
+SWEEP_CONCURRENCY: Final = MAX_CONCURRENCY
+"""The sweep checks this many secrets at once (rotation_core.sweep_run), so each check adds that
+fraction of its time to the run's billed duration."""
 SWEEP_LIST_PAGE: Final = 100
 """ListSecrets returns at most 100 secrets a call (its MaxResults): the managed secrets, with
 their tags, stages and rotation dates, in one call per 100."""
@@ -114,16 +115,13 @@ SWEEP_READS_PER_SECRET: Final = 1
 tokeninfo is asked about); ListSecrets gives the rest. A DescribeSecret as well would double it."""
 SWEEP_LOG_BYTES_PER_RUN: Final = 2_000
 """Assumed: a summary line and the metric line a run; a line per secret only for a decision."""
-SWEEP_METRICS: Final = (
-    "LeastSecondsLeft",
-    "SecretsWithoutValidToken",
-    "SweepRotationsStarted",
-    "SweepRotationsDeferred",
-    "SweepGoogleCalls",
-)
+SWEEP_METRICS: Final = ("LeastSecondsLeft", "SecretsWithoutValidToken")
 """What the sweep publishes every run, each once per stack (dimension Stack): a custom metric a
-month each. UnverifiedPromotions (testSecret) is sent only when a token is promoted unverified,
-and a metric is billed only for the hours it is sent: not priced."""
+month each. CloudWatch bills a custom metric pro rata for the hours it is published, so the
+counts the sweep sends only when not 0 (SweepRotationsStarted, SweepRotationsDeferred: a repair,
+or pacing; rare while the schedules work) are not priced as monthly metrics, nor is
+UnverifiedPromotions (finishSecret, only when a token is promoted unverified). The Google calls
+of a run are in its summary line, not a metric."""
 
 
 # --- The arithmetic ---------------------------------------------------------------------------
@@ -539,8 +537,8 @@ def fixed_items(measured: Measurement) -> list[FixedItem]:
             CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
         ),
         FixedItem(
-            "CloudWatch custom metrics, the freshness sweep's every run (assumed: "
-            f"{', '.join(SWEEP_METRICS)})",
+            "CloudWatch custom metrics, the freshness sweep's every run: "
+            + ", ".join(SWEEP_METRICS),
             len(SWEEP_METRICS),
             CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
         ),
@@ -659,7 +657,8 @@ def _notes(measured: Measurement) -> list[str]:
         f"state machine's execution log (Level ALL: {events:g} history events per rotation, "
         "their size not measured here); the sweep's RotateSecret calls, made only to repair a "
         "lost trigger or replace a refused token, and the metrics sent only when not zero "
-        "(UnverifiedPromotions), billed for the hours they are sent.",
+        "(SweepRotationsStarted, SweepRotationsDeferred, UnverifiedPromotions), billed for the "
+        "hours they are sent.",
         "The entry Lambda's billed wait is the local execution time plus polling (first poll "
         "0.25 s); each extra second per entry invocation adds about "
         f"{_dollars(_extra_wait_dollars(measured))} a month at 1-hour tokens.",

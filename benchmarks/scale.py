@@ -41,6 +41,7 @@ from localcloud.api_calls import recording
 from localcloud.cloud import Invocation, LocalCloud
 from localcloud.operations import ExecutionSummary, summarize
 from localcloud.template import load_template
+from rotation_core import sweep
 
 DEFAULT_SECRETS: Final = 50
 SCOPE: Final = "https://www.googleapis.com/auth/calendar.readonly"
@@ -72,6 +73,7 @@ together, since each next rotation is due a fixed lead before its own token's ex
 
 # --- Published quotas (per account and Region, defaults) ---------------------------------------
 #
+# The Step Functions figures are rotation_core.sweep's, which paces the freshness sweep by them.
 # Step Functions: the current page, https://docs.aws.amazon.com/step-functions/latest/dg/
 # service-quotas.html, could not be read here beyond its first lines (its API-throttling table is
 # not in the stored copies searched), so its current values are UNVERIFIED. The figures below
@@ -123,8 +125,8 @@ DESCRIBE_EXECUTION_LARGE_REGIONS: Final = Quota(
     name="Step Functions DescribeExecution",
     where=LARGE_REGIONS,
     calls=(DESCRIBE_EXECUTION,),
-    bucket=300,
-    per_second=15,
+    bucket=sweep.DESCRIBE_EXECUTION_QUOTA_LARGE_REGIONS.burst,
+    per_second=sweep.DESCRIBE_EXECUTION_QUOTA_LARGE_REGIONS.refill_per_second,
     source=SFN_ARCHIVED_SOURCE,
     status=SFN_STATUS,
 )
@@ -132,8 +134,8 @@ DESCRIBE_EXECUTION_OTHER_REGIONS: Final = Quota(
     name="Step Functions DescribeExecution",
     where="other Regions",
     calls=(DESCRIBE_EXECUTION,),
-    bucket=250,
-    per_second=10,
+    bucket=sweep.DESCRIBE_EXECUTION_QUOTA.burst,
+    per_second=sweep.DESCRIBE_EXECUTION_QUOTA.refill_per_second,
     source=SFN_ARCHIVED_SOURCE,
     status=SFN_STATUS,
 )
@@ -150,8 +152,8 @@ START_EXECUTION_LARGE_REGIONS: Final = Quota(
     name="Step Functions StartExecution (Standard)",
     where=LARGE_REGIONS,
     calls=(START_EXECUTION,),
-    bucket=1_300,
-    per_second=300,
+    bucket=sweep.START_EXECUTION_QUOTA_LARGE_REGIONS.burst,
+    per_second=sweep.START_EXECUTION_QUOTA_LARGE_REGIONS.refill_per_second,
     source=SFN_ARCHIVED_SOURCE,
     status=SFN_STATUS,
 )
@@ -159,8 +161,8 @@ START_EXECUTION_OTHER_REGIONS: Final = Quota(
     name="Step Functions StartExecution (Standard)",
     where="other Regions",
     calls=(START_EXECUTION,),
-    bucket=800,
-    per_second=150,
+    bucket=sweep.START_EXECUTION_QUOTA.burst,
+    per_second=sweep.START_EXECUTION_QUOTA.refill_per_second,
     source=SFN_ARCHIVED_SOURCE,
     status=SFN_STATUS,
 )

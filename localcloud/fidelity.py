@@ -53,6 +53,9 @@ Corrected:
   the version and left the label, which locked the secret).
 - PutSecretValue on a pending version holding a different value raises ResourceExistsException;
   the same value again is a no-op (moto overwrote it).
+- ListSecretVersionIds dates each version by its creation (moto answered the time of the call
+  for every version, so a rotation never looked older than a second) and leaves NextToken out of
+  its last page (moto sent an empty one).
 - StartExecution without a name names the execution with a UUID, as AWS does, so an unnamed
   start (`aws stepfunctions start-execution --state-machine-arn X --input ...`) works any
   number of times (moto's executing backend named it "None": its ARN ended in ":None" and the
@@ -260,6 +263,9 @@ _DEFAULT_VERSION = PatchTarget(
         (FakeSecret, "set_default_version_id"),
     ),
 )
+_LIST_VERSIONS = PatchTarget(
+    SecretsManagerBackend, "list_secret_version_ids", ("self", "secret_id")
+)
 _MAKE_CURRENT = PatchTarget(
     FakeSecret, "reset_default_version", ("self", "secret_version", "version_id")
 )
@@ -318,6 +324,7 @@ PATCH_TARGETS: Final = (
     _ROTATE_SECRET,
     _CHECK_VERSIONS,
     _DEFAULT_VERSION,
+    _LIST_VERSIONS,
     _MAKE_CURRENT,
     _SECRET_DESCRIPTION,
     _START_EXECUTION,
@@ -362,6 +369,7 @@ def apply() -> Corrections:
     _patch(_ROTATE_SECRET, _rotate_secret_as_aws)
     _patch(_CHECK_VERSIONS, _refuse_rewriting_pending)
     _patch(_DEFAULT_VERSION, property(_current_version_id, _ignore_default_version))
+    _patch(_LIST_VERSIONS, _list_versions_with_their_dates)
     _patch(_MAKE_CURRENT, _make_current)
     _patch(_SECRET_DESCRIPTION, _description_with_rules_as_given)
     _patch(_START_EXECUTION, _start_execution_as_aws(_START_EXECUTION))
@@ -648,6 +656,18 @@ def _test_rotation_configuration(
             if CURRENT not in version["version_stages"] and PENDING in version["version_stages"]:
                 version["version_stages"].remove(PENDING)
     return response
+
+
+def _list_versions_with_their_dates(self: SecretsManagerBackend, secret_id: str) -> str:
+    """ListSecretVersionIds as AWS answers it: each version's own CreatedDate, and no NextToken
+    on the last page."""
+    answer = json.loads(_original(_LIST_VERSIONS)(self, secret_id))
+    versions = self.secrets[secret_id].versions
+    for version in answer["Versions"]:
+        version["CreatedDate"] = versions[version["VersionId"]]["createdate"]
+    if not answer.get("NextToken"):
+        answer.pop("NextToken", None)
+    return json.dumps(answer)
 
 
 def _refuse_rewriting_pending(

@@ -154,10 +154,12 @@ class _Serving:
         self.firer.start()
 
     def close(self) -> None:
-        if self.firer is not None:
-            self.firer.stop()
+        # The console goes quiet first: once "stopping" is said, a firing still in flight (the
+        # sweep's first run rotates the placeholder) is abandoned, not narrated.
         if self.watcher is not None:
             self.watcher.stop()
+        if self.firer is not None:
+            self.firer.stop()
         remove_state(self.state_path, os.getpid())
         if self.control is not None:
             self.control.stop()

@@ -95,6 +95,9 @@ class FakeLambdaContext:
     )
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
 
 def lambda_context() -> LambdaContext:
     return cast(LambdaContext, FakeLambdaContext())

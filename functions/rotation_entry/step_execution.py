@@ -148,8 +148,8 @@ def execution_name(step: str, client_request_token: str, attempt: int) -> str:
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
-    """The ARN an execution of that name has, known before it exists, so that it can be
-    described first and started only when absent."""
+    """The ARN an execution of that name has, known before it exists, so that any attempt can be
+    described (and waited on) whether this invocation started it or not."""
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
@@ -166,7 +166,9 @@ def throttle_backoff(
 
 @dataclass(frozen=True)
 class StepExecutionResult:
-    """How the step's execution ended and what waiting for it cost; no secret values."""
+    """How the step's execution ended and what waiting for it cost; no secret values. `started`:
+    this invocation's StartExecution answered with the execution, which it started or which was
+    already running with the same input (StartExecution's answer cannot tell them apart)."""
 
     step: str
     execution_arn: str
@@ -238,6 +240,14 @@ class _Invocation:
         self._throttled_calls = 0
 
     def run(self) -> StepExecutionResult:
+        # Most invocations are a step's first: starting attempt 1 before any search answers them
+        # without a DescribeExecution, the call whose quota binds first. A repeated invocation
+        # while attempt 1 runs with the same input gets the same answer (StartExecution is
+        # idempotent then) and waits on it, which is attaching.
+        attempt = 1
+        if self._start(attempt):
+            return self._outcome(attempt, self._wait(self._arn(attempt)), started=True)
+        # Attempt 1 has closed, or runs with another input: go on from the newest attempt.
         attempt, description = self._newest_attempt()
         while True:
             if description is not None:
@@ -259,12 +269,10 @@ class _Invocation:
                     extra={"execution_arn": arn, "status": status},
                 )
             attempt += 1
-            name = self._name(attempt)
-            arn = execution_arn(self._settings.state_machine_arn, name)
-            if self._start(name, arn):
-                return self._outcome(attempt, self._wait(arn), started=True)
+            if self._start(attempt):
+                return self._outcome(attempt, self._wait(self._arn(attempt)), started=True)
             # A concurrent invocation started this attempt after our search: go on from its state.
-            description = self._describe(arn)
+            description = self._describe(self._arn(attempt))
 
     def _newest_attempt(self) -> "tuple[int, DescribeExecutionOutputTypeDef | None]":
         """The highest attempt that exists, with its description; (0, None) when none does.
@@ -291,20 +299,24 @@ class _Invocation:
     def _arn(self, attempt: int) -> str:
         return execution_arn(self._settings.state_machine_arn, self._name(attempt))
 
-    def _start(self, name: str, arn: str) -> bool:
-        """True when this call started the execution (or, on AWS, found it RUNNING with the same
-        input, which is the same thing to us); False when the name is taken."""
+    def _start(self, attempt: int) -> bool:
+        """True when StartExecution answered with the attempt's execution: this call started it,
+        or it was already RUNNING with the same input (AWS answers both alike); False when the
+        name is taken by a closed execution or one with another input."""
+        arn = self._arn(attempt)
         try:
             self._sfn.start_execution(
                 stateMachineArn=self._settings.state_machine_arn,
-                name=name,
+                name=self._name(attempt),
                 input=execution_input(self._request),
             )
         except ClientError as error:
             if error_code(error) != "ExecutionAlreadyExists":
                 raise
             return False
-        logger.info("execution started", extra={"execution_arn": arn})
+        logger.info(
+            "execution started, or already running with this input", extra={"execution_arn": arn}
+        )
         return True
 
     def _wait(self, arn: str) -> "DescribeExecutionOutputTypeDef":

@@ -15,7 +15,12 @@ from localcloud.operations import current_value, rotate_on_schedule, token_info,
 from localcloud.scheduler import LocalScheduler
 from localcloud.template import PROJECT_ROOT, load_template
 from rotation_core import config
-from rotation_core.refresh import FAILED_ATTEMPTS_TAG, schedule_name
+from rotation_core.refresh import (
+    FAILED_ATTEMPTS_TAG,
+    first_refresh_spread,
+    next_refresh_at,
+    schedule_name,
+)
 from rotation_core.token_secret import PLACEHOLDER
 from tests.e2e.stacks import SCOPE, SecretMaterial, Stack, StackFactory
 
@@ -44,8 +49,7 @@ ADDED = (
     Added("drive", (DRIVE,), 1200),
     Added("both", (DRIVE, CALENDAR), 1500),
 )
-"""Each its own subset of the stack's scopes and a lead at least the stack's: the calendar one,
-the longest lead, is due first."""
+"""Each its own subset of the stack's scopes and a lead at least the stack's."""
 
 
 def add_token_secret(stack: Stack, name: str, *options: str) -> subprocess.CompletedProcess[str]:
@@ -117,6 +121,16 @@ def expiry_of(stack: Stack, secret_id: str) -> datetime:
     return datetime.fromisoformat(current_value(stack.cloud, secret_id)["expires_at"])
 
 
+def first_refresh_of(stack: Stack, secret_arn: str, lead: timedelta) -> datetime:
+    """When a secret's first token is refreshed: its own moment between 10 minutes after the
+    mint and `lead` before the expiry (rotation_core.refresh.first_refresh_spread)."""
+    value = current_value(stack.cloud, secret_arn)
+    issued = datetime.fromisoformat(value["issued_at"])
+    expires = datetime.fromisoformat(value["expires_at"])
+    spread = first_refresh_spread(secret_arn)
+    return next_refresh_at(issued, expires, int(lead.total_seconds()), issued, spread)
+
+
 def executions_of(stack: Stack, secret_arn: str) -> list[tuple[str, str, str | None]]:
     """(step, status, error) of the secret's executions, oldest first."""
     return [
@@ -172,12 +186,13 @@ def test_each_added_secret_rotates_with_its_own_scopes_and_on_its_own_schedule(
         info = token_info(cloud, value["GOOGLE_ACCESS_TOKEN"])
         assert info is not None, f"Google refuses the token of {secret.suffix}"
         assert sorted(info["scope"].split()) == sorted(secret.scopes)
-        assert due_of(stack, arn) == expiry_of(stack, arn) - timedelta(seconds=secret.lead_seconds)
+        lead = timedelta(seconds=secret.lead_seconds)
+        assert due_of(stack, arn) == first_refresh_of(stack, arn, lead)
     group = stack.deployment.refs["RefreshScheduleGroup"]
     listed = cloud.client("scheduler").list_schedules(GroupName=group)["Schedules"]
     everyone = [stack.secret_arn, *arns.values()]
     assert sorted(s["Name"] for s in listed) == sorted(map(schedule_name, everyone))
-    assert due_of(stack, stack.secret_arn) == expiry_of(stack, stack.secret_arn) - STACK_LEAD
+    assert due_of(stack, stack.secret_arn) == first_refresh_of(stack, stack.secret_arn, STACK_LEAD)
 
     # No alarm per secret: the stack's own alarms, its one freshness alarm among them, are all.
     alarms = cloud.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{stack_name}-")
@@ -186,18 +201,22 @@ def test_each_added_secret_rotates_with_its_own_scopes_and_on_its_own_schedule(
     )
 
     # The scheduler fires each secret's schedule on its own: at the earliest due time, the
-    # calendar secret's, that secret alone rotates.
+    # secret due then alone rotates.
     versions = {arn: current_version(stack, arn) for arn in everyone}
-    first = arns["calendar"]
-    assert due_of(stack, first) == min(due_of(stack, arn) for arn in everyone)
-    cloud.clock.advance(due_of(stack, first).timestamp() - cloud.clock.now())
+    dues = {arn: due_of(stack, arn) for arn in everyone}
+    earliest = min(dues.values())
+    firsts = {arn for arn, due in dues.items() if due == earliest}
+    cloud.clock.advance(earliest.timestamp() - cloud.clock.now())
 
     firings = LocalScheduler(cloud, group=group).fire_due()
 
-    assert [(f.name, f.error_code) for f in firings] == [(schedule_name(first), None)]
+    assert sorted((f.name, f.error_code) for f in firings) == sorted(
+        (schedule_name(arn), None) for arn in firsts
+    )
     rotated = {arn for arn in everyone if current_version(stack, arn) != versions[arn]}
-    assert rotated == {first}
-    assert token_info(cloud, current_value(cloud, first)["GOOGLE_ACCESS_TOKEN"]) is not None
+    assert rotated == firsts
+    for arn in firsts:
+        assert token_info(cloud, current_value(cloud, arn)["GOOGLE_ACCESS_TOKEN"]) is not None
     assert stack.notices() == []
 
 

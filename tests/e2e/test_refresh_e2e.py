@@ -1,5 +1,6 @@
 """The refresh chain on the local cloud, across simulated time: every rotation schedules the next
-a lead before its token expires, a failure schedules its own retry, and the chain heals."""
+a lead before its token expires, a failure schedules its own retry, the chain heals, and the
+freshness sweep repairs a lost schedule."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,11 @@ from rotation_core.refresh import (
     FAILED_ATTEMPTS_TAG,
     STREAK_TAGS,
     UNVERIFIED_VERSION_TAG,
+    first_refresh_spread,
+    next_refresh_at,
     schedule_name,
 )
+from rotation_core.sweep import SCHEDULE_GRACE
 from tests.e2e.stacks import Stack
 
 LEAD = timedelta(seconds=900)
@@ -37,6 +41,14 @@ def expiry_of(stack: Stack) -> datetime:
     return datetime.fromisoformat(stack.current()["expires_at"])
 
 
+def first_refresh_of(stack: Stack) -> datetime:
+    """When the secret's first token is refreshed: its own moment between 10 minutes after the
+    mint and a lead before the expiry (rotation_core.refresh.first_refresh_spread)."""
+    issued = datetime.fromisoformat(stack.current()["issued_at"])
+    spread = first_refresh_spread(stack.secret_arn)
+    return next_refresh_at(issued, expiry_of(stack), int(LEAD.total_seconds()), issued, spread)
+
+
 def scheduler_of(stack: Stack) -> LocalScheduler:
     return LocalScheduler(stack.cloud, group=stack.deployment.refs["RefreshScheduleGroup"])
 
@@ -54,7 +66,8 @@ def test_each_rotation_schedules_the_next_a_lead_before_its_token_expires(stack:
     first_version, first_expiry = stack.current_version(), expiry_of(stack)
     schedule = schedule_of(stack)
 
-    assert due_of(schedule) == first_expiry - LEAD
+    # The first token's successor comes at the secret's own moment, before the lead.
+    assert due_of(schedule) == first_refresh_of(stack) <= first_expiry - LEAD
     target = schedule["Target"]
     assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
     assert target["RoleArn"] == stack.deployment.attributes[("RefreshSchedulerRole", "Arn")]
@@ -72,7 +85,8 @@ def test_each_rotation_schedules_the_next_a_lead_before_its_token_expires(stack:
     assert (firing.target, firing.error_code) == ("secretsmanager:rotateSecret", None)
     assert stack.current_version() != first_version
     second_expiry = expiry_of(stack)
-    assert second_expiry - first_expiry >= timedelta(seconds=3600) - LEAD
+    assert second_expiry - due_of(schedule) >= timedelta(seconds=3600)
+    # A token that had a predecessor: its successor exactly a lead before it expires.
     assert due_of(schedule_of(stack)) == second_expiry - LEAD
     assert stack.notices() == []
 
@@ -164,3 +178,40 @@ def test_a_tokeninfo_outage_keeps_the_token_valid_by_promoting_unverified(stack:
     assert notice["Message"]["FailedAttempts"] == 1
     assert not {*STREAK_TAGS, UNVERIFIED_VERSION_TAG} & stack.tags().keys()
     assert unverified_promotions(stack, first_line) == 1
+
+
+def test_a_deleted_refresh_schedule_is_repaired_by_the_deployed_sweep(stack: Stack) -> None:
+    """With the secret's refresh schedule deleted and the clock past its due moment and the
+    grace, one invocation of the deployed FreshnessSweepFunction replaces the token."""
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    first_version = stack.current_version()
+    expires = datetime.fromisoformat(stack.current()["expires_at"])
+    stack.cloud.client("scheduler").delete_schedule(
+        GroupName=stack.deployment.refs["RefreshScheduleGroup"],
+        Name=schedule_name(stack.secret_arn),
+    )
+    stack.cloud.clock.advance_to((expires - LEAD + SCHEDULE_GRACE).timestamp())
+
+    answer = stack.cloud.client("lambda").invoke(
+        FunctionName=stack.deployment.functions["FreshnessSweepFunction"], Payload=b"{}"
+    )
+
+    assert "FunctionError" not in answer
+    summary = json.loads(answer["Payload"].read())
+    assert summary["Actions"] == {"rotate": 1}
+    assert summary["RotationsStarted"] == 1
+    assert stack.current_version() != first_version
+    new = stack.current()
+    assert datetime.fromisoformat(new["expires_at"]) > expires
+    assert stack.cloud.google.token_info(new["GOOGLE_ACCESS_TOKEN"]) is not None
+    now = datetime.fromtimestamp(stack.cloud.clock.now(), UTC)
+    assert datetime.fromisoformat(new["issued_at"]) >= now - timedelta(minutes=1)
+    # The run's freshness metric, per stack: what the stack's alarm watches.
+    published = {
+        (namespace, metric, dimensions)
+        for _, line in stack.cloud.logs.lines
+        for namespace, metric, dimensions in embedded_metrics(line)
+    }
+    stack_name = stack.deployment.stack_name
+    dimensions = (("Stack", stack_name), ("service", "google-token-rotation"))
+    assert ("GoogleTokenRotation", "LeastSecondsLeft", dimensions) in published

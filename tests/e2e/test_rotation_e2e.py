@@ -358,11 +358,16 @@ def test_entry_deadline_raises_still_running_and_the_retry_attaches(
         "ExecutionArn": running.arn,
         "Status": "SUCCEEDED",
         "Attempt": 1,
-        "Started": False,
+        # True when the execution still ran at that retry's StartExecution (which then answers
+        # with it), False when it had ended and the search found it.
+        "Started": ANY,
         "DescribeCalls": ANY,
     }
-    # The first retry came while the execution ran (it outlives two entry windows) and attached.
-    assert "attaching to running execution" in entry_log(cloud, retries[0].request_id)
+    # The first retry came while the execution ran (it outlives two entry windows): its start of
+    # attempt 1 answered with the running execution, the one it waited on (the only one).
+    assert "execution started, or already running with this input" in entry_log(
+        cloud, retries[0].request_id
+    )
     [done] = stack.executions()
     assert (done.arn, done.status) == (running.arn, "SUCCEEDED")
     assert done.task_attempts == {"CreateSecret": 3}

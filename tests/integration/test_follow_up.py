@@ -23,10 +23,12 @@ from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
     FAILED_ATTEMPTS_TAG,
     FAILING_SINCE_TAG,
+    MIN_VERSION_INTERVAL,
     NOTIFIED_AT_TAG,
     STATUS_TAG_PREFIX,
     STREAK_TAGS,
     RotationSchedule,
+    first_refresh_spread,
 )
 from rotation_core.rotation import Rotation, StepOutcome
 from rotation_core.rotation_request import RotationRequest
@@ -161,6 +163,25 @@ def fail(secretsmanager: SecretsManagerClient, environment: dict[str, str]) -> F
 # After a success: the next rotation a lead before expiry, the expiry recorded, streaks ended.
 
 
+def test_a_first_token_is_refreshed_at_the_secrets_own_moment_before_its_lead(
+    rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
+) -> None:
+    """No expiry was recorded before it: its successor comes `first_refresh_spread` of the way
+    from 10 minutes after the mint to the lead before expiry, so secrets created together
+    spread out."""
+    moment = datetime.now(UTC)
+
+    finish = rotate(rotation_at(moment), token_secret_arn)
+
+    metadata = current_value(secretsmanager).metadata
+    window = metadata.expires_at - LEAD - (metadata.issued_at + MIN_VERSION_INTERVAL)
+    offset = window * first_refresh_spread(token_secret_arn)
+    expected = metadata.issued_at + MIN_VERSION_INTERVAL + offset
+    assert timedelta(0) <= schedule_of(finish).due - expected < timedelta(seconds=1)
+    assert schedule_of(finish).due < metadata.expires_at - LEAD
+    assert status_tags(secretsmanager, token_secret_arn).keys() == {CURRENT_EXPIRES_AT_TAG}
+
+
 def test_a_promotion_schedules_the_next_rotation_900_s_before_the_minted_token_expires(
     rotation_at: RotationAt,
     secretsmanager: SecretsManagerClient,
@@ -168,6 +189,7 @@ def test_a_promotion_schedules_the_next_rotation_900_s_before_the_minted_token_e
     google: GoogleEmulator,
 ) -> None:
     moment = datetime.now(UTC)
+    rotate(rotation_at(moment), token_secret_arn)
 
     finish = rotate(rotation_at(moment), token_secret_arn)
 
@@ -197,6 +219,7 @@ def test_a_secrets_lead_tag_moves_its_next_rotation_earlier(
     rotation_at: RotationAt, secretsmanager: SecretsManagerClient, token_secret_arn: str
 ) -> None:
     put_tags(secretsmanager, token_secret_arn, {"token-rotation:refresh-lead-seconds": "1800"})
+    rotate(rotation_at(datetime.now(UTC)), token_secret_arn)
 
     finish = rotate(rotation_at(datetime.now(UTC)), token_secret_arn)
 
@@ -213,6 +236,7 @@ def test_the_success_that_ends_a_streak_untags_it_and_says_recovered_once(
         secretsmanager,
         token_secret_arn,
         {
+            CURRENT_EXPIRES_AT_TAG: iso(since + timedelta(minutes=15)),
             FAILING_SINCE_TAG: iso(since),
             FAILED_ATTEMPTS_TAG: "5",
             NOTIFIED_AT_TAG: iso(moment - timedelta(minutes=20)),
@@ -266,17 +290,17 @@ def test_a_rerun_finish_on_the_current_version_still_returns_the_schedule_from_a
     may have been lost with it: the retry plans the same next rotation again."""
     moment = datetime.now(UTC)
     request = RotationRequest(token_secret_arn, begin_rotation(token_secret_arn))
-    for step in Step:
-        rotation_at(moment).run(step, request)
+    finished = [rotation_at(moment).run(step, request) for step in Step][-1]
     secretsmanager.untag_resource(SecretId=token_secret_arn, TagKeys=[CURRENT_EXPIRES_AT_TAG])
     expires = current_value(secretsmanager).metadata.expires_at
 
-    again = rotation_at(moment + timedelta(minutes=20)).finish_secret(request)
+    # Within 10 minutes of the mint: before any moment its successor may be due.
+    again = rotation_at(moment + timedelta(minutes=5)).finish_secret(request)
 
     assert again.action == "already-current"
     assert again.follow_up is not None
     assert again.follow_up.notice is None
-    assert schedule_of(again).due == expires - LEAD
+    assert schedule_of(again).due == schedule_of(finished).due < expires - LEAD
     assert again.metadata is not None
     assert again.metadata.expires_at == expires
     assert status_tags(secretsmanager, token_secret_arn) == {CURRENT_EXPIRES_AT_TAG: iso(expires)}

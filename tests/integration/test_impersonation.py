@@ -12,6 +12,7 @@ from rotation_core.errors import (
     GoogleUnavailableError,
     SecretNotFoundError,
 )
+from rotation_core.refresh import CURRENT_EXPIRES_AT_TAG
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
 from tests.minting_sources import impersonating, impersonation_target
@@ -55,6 +56,11 @@ def test_twelve_hours_with_the_org_policy_and_the_next_refresh_follows_the_real_
     google.allow_lifetime_extension(target)
     rotation = impersonating(
         secretsmanager, environment, google, target, TOKEN_LIFETIME_SECONDS="43200"
+    )
+    # A secret that held a token before (a first token's successor comes at its own moment).
+    secretsmanager.tag_resource(
+        SecretId=token_secret_arn,
+        Tags=[{"Key": CURRENT_EXPIRES_AT_TAG, "Value": "2026-01-01T00:00:00Z"}],
     )
     token = begin_rotation(token_secret_arn)
     request = RotationRequest(token_secret_arn, token)

@@ -219,7 +219,7 @@ def leave_failed_attempts(
         )["executionArn"]
         for attempt in range(1, count + 1)
     ]
-    assert {wait_until_closed(sfn, arn) for arn in arns} == {"FAILED"}
+    assert [wait_until_closed(sfn, arn) for arn in arns] == ["FAILED"] * count
 
 
 class _Raw:
@@ -294,8 +294,25 @@ def test_a_step_runs_as_one_execution_that_succeeds(sfn: "SFNClient") -> None:
     assert result.status == "SUCCEEDED"
     assert result.execution_arn == arn_of(machine, event)
     assert (result.attempt, result.started, result.throttled_calls) == (1, True, 0)
-    assert result.describe_calls >= 2  # the existence check, then at least one poll
+    assert result.describe_calls >= 1  # at least one poll
     assert execution_names(sfn, machine) == [name_of(event)]
+
+
+def test_a_first_invocation_starts_attempt_1_before_any_describe(sfn: "SFNClient") -> None:
+    """DescribeExecution's quota is the one that binds first: a step's first invocation, the
+    common case, costs it no search, only the polls that wait for the end."""
+    machine = state_machine(sfn, PASS)
+    event = rotation_event("testSecret")
+    starts = start_calls(sfn)
+    calls = api_calls(sfn)
+
+    result = run(sfn, machine, event)
+
+    assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 1, True)
+    assert calls[0] == "StartExecution"
+    assert calls.count("StartExecution") == 1
+    assert [call["name"] for call in starts] == [name_of(event)]
+    assert result.describe_calls == calls.count("DescribeExecution") >= 1
 
 
 def test_a_failed_execution_raises_with_its_error_and_cause(sfn: "SFNClient") -> None:
@@ -319,23 +336,51 @@ def test_a_failed_execution_raises_with_its_error_and_cause(sfn: "SFNClient") ->
 
 
 def test_a_repeated_invocation_attaches_to_the_running_execution(sfn: "SFNClient") -> None:
+    """StartExecution with the same name and input as a RUNNING execution answers with that
+    execution (idempotent on Standard workflows): the repeated invocation waits on it, starts
+    no other and makes no DescribeExecution before it."""
     machine = state_machine(sfn, wait_state(1))
     event = rotation_event("setSecret")
-    sfn.start_execution(
+    running = sfn.start_execution(
         stateMachineArn=machine,
         name=name_of(event),
         input=execution_input(RotationRequest.from_rotation_event(event)),
     )
     starts = start_calls(sfn)
+    calls = api_calls(sfn)
 
     result = run(sfn, machine, event)
 
-    assert (result.status, result.started, result.attempt) == ("SUCCEEDED", False, 1)
-    assert starts == []
+    assert (result.status, result.attempt) == ("SUCCEEDED", 1)
+    assert result.execution_arn == running["executionArn"]
+    assert [call["name"] for call in starts] == [name_of(event)]
+    assert calls[0] == "StartExecution"
+    assert execution_names(sfn, machine) == [name_of(event)]
+    first = sfn.describe_execution(executionArn=running["executionArn"])
+    assert first["startDate"] == running["startDate"]
+
+
+def test_attempt_1_running_with_another_input_is_found_and_attached(sfn: "SFNClient") -> None:
+    """The same name RUNNING with another input (a retry whose event differs): StartExecution
+    refuses with ExecutionAlreadyExists, the search finds attempt 1 running and the invocation
+    waits on it, here until its deadline, without starting attempt 2."""
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
+    event = rotation_event()
+    other = sfn.start_execution(stateMachineArn=machine, name=name_of(event), input='{"Wait": 1}')
+    starts = start_calls(sfn)
+
+    try:
+        with pytest.raises(ExecutionStillRunningError) as raised:
+            run(sfn, machine, event, remaining=3.0, clock=FakeClock())
+    finally:
+        sfn.stop_execution(executionArn=other["executionArn"])
+
+    assert raised.value.execution_arn == other["executionArn"]
+    assert [call["name"] for call in starts] == [name_of(event)]
     assert execution_names(sfn, machine) == [name_of(event)]
 
 
-def test_a_succeeded_execution_is_reused_without_starting_anything(sfn: "SFNClient") -> None:
+def test_a_succeeded_execution_is_reused_without_starting_another(sfn: "SFNClient") -> None:
     machine = state_machine(sfn, PASS)
     event = rotation_event("finishSecret")
     first = run(sfn, machine, event)
@@ -343,10 +388,11 @@ def test_a_succeeded_execution_is_reused_without_starting_anything(sfn: "SFNClie
 
     again = run(sfn, machine, event)
 
-    # Two describes: attempt 1 exists, attempt 2 does not.
+    # StartExecution of attempt 1 is refused (it closed); two describes: attempt 1 exists,
+    # attempt 2 does not.
     assert (again.status, again.started, again.describe_calls) == ("SUCCEEDED", False, 2)
     assert again.execution_arn == first.execution_arn
-    assert starts == []
+    assert [call["name"] for call in starts] == [name_of(event)]
     assert execution_names(sfn, machine) == [name_of(event)]
 
 
@@ -372,9 +418,11 @@ def test_many_failed_attempts_never_lock_the_rotation(sfn: "SFNClient", failed: 
     result = run(sfn, machine, event)
 
     assert (result.status, result.attempt, result.started) == ("SUCCEEDED", failed + 1, True)
-    assert calls.count("StartExecution") == 1
+    # Attempt 1's start, refused, then the start of the new attempt.
+    assert calls.count("StartExecution") == 2
+    assert calls[0] == "StartExecution"
     # Finding the newest attempt costs O(log n) describes (8, 10 and 12 here), not n + 1.
-    search = calls.index("StartExecution")
+    search = calls.index("StartExecution", 1) - 1
     assert search <= 2 * math.log2(failed) + 3
     assert len(execution_names(sfn, machine)) == failed + 1
 
@@ -432,7 +480,8 @@ def _attempt(execution_name: str) -> int:
 
 def test_the_newest_attempt_is_found_after_any_number_of_failed_ones(sfn: "SFNClient") -> None:
     """Every count from 1 to 40, odd ones included: a search that stops one step early lands
-    on an older attempt for some counts, and then starts attempts that already exist."""
+    on an older attempt for some counts, and then starts attempts that already exist. The only
+    starts are attempt 1's, refused before the search, and the new attempt's."""
     machine = "arn:aws:states:us-east-1:123456789012:stateMachine:rotation-attempts"
     attempts = FailedAttempts(sfn)
     wrong: dict[int, tuple[int, list[str]]] = {}
@@ -442,14 +491,15 @@ def test_the_newest_attempt_is_found_after_any_number_of_failed_ones(sfn: "SFNCl
         event = rotation_event()
         result = run(sfn, machine, event, clock=FakeClock())
         assert result.status == "SUCCEEDED"
-        if (result.attempt, attempts.started) != (failed + 1, [name_of(event, failed + 1)]):
+        expected = [name_of(event, 1), name_of(event, failed + 1)]
+        if (result.attempt, attempts.started) != (failed + 1, expected):
             wrong[failed] = (result.attempt, attempts.started)
 
     assert wrong == {}
 
 
 @pytest.mark.parametrize("failed", [1, 5, 7])
-def test_the_newest_attempt_s_success_is_reported_without_starting_anything(
+def test_the_newest_attempt_s_success_is_reported_without_starting_another(
     sfn: "SFNClient", failed: int
 ) -> None:
     machine = state_machine(sfn, FAIL_ON_REQUEST)
@@ -467,7 +517,7 @@ def test_the_newest_attempt_s_success_is_reported_without_starting_anything(
 
     assert (result.status, result.attempt, result.started) == ("SUCCEEDED", failed + 1, False)
     assert result.execution_arn == newest["executionArn"]
-    assert starts == []
+    assert [call["name"] for call in starts] == [name_of(event)]
 
 
 def test_a_newest_attempt_that_was_aborted_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
@@ -481,7 +531,7 @@ def test_a_newest_attempt_that_was_aborted_is_followed_by_a_fresh_one(sfn: "SFNC
     result = run(sfn, machine, event)
 
     assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 2, True)
-    assert [call["name"] for call in starts] == [name_of(event, 2)]
+    assert [call["name"] for call in starts] == [name_of(event, 1), name_of(event, 2)]
 
 
 def test_a_newest_attempt_that_timed_out_is_followed_by_a_fresh_one(sfn: "SFNClient") -> None:
@@ -494,7 +544,7 @@ def test_a_newest_attempt_that_timed_out_is_followed_by_a_fresh_one(sfn: "SFNCli
     result = run(sfn, machine, event)
 
     assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 2, True)
-    assert [call["name"] for call in starts] == [name_of(event, 2)]
+    assert [call["name"] for call in starts] == [name_of(event, 1), name_of(event, 2)]
 
 
 def test_an_execution_that_times_out_while_waited_on_raises_naming_the_status(
@@ -559,7 +609,7 @@ def test_a_newest_attempt_pending_redrive_is_waited_on_not_replaced(sfn: "SFNCli
 
     assert (result.status, result.attempt, result.started) == ("SUCCEEDED", 1, False)
     assert len(answered) == 2
-    assert starts == []
+    assert [call["name"] for call in starts] == [name_of(event)]
 
 
 def test_an_unknown_status_is_reported_not_taken_for_a_failed_attempt(sfn: "SFNClient") -> None:
@@ -574,7 +624,7 @@ def test_an_unknown_status_is_reported_not_taken_for_a_failed_attempt(sfn: "SFNC
 
     assert (raised.value.status, raised.value.execution_arn) == ("PAUSED", arn_of(machine, event))
     assert "ended PAUSED" in str(raised.value)
-    assert starts == []
+    assert [call["name"] for call in starts] == [name_of(event)]
     assert execution_names(sfn, machine) == [name_of(event)]
 
 
@@ -596,9 +646,15 @@ def test_a_refused_start_raises_its_error(sfn: "SFNClient", code: str) -> None:
     assert raised.value.operation_name == "StartExecution"
 
 
-def test_a_refused_describe_raises_and_starts_nothing(sfn: "SFNClient") -> None:
-    machine = state_machine(sfn, PASS)
+@pytest.mark.parametrize("failed", [0, 1])
+def test_a_refused_describe_raises_and_starts_no_further_attempt(
+    sfn: "SFNClient", failed: int
+) -> None:
+    """Attempt 1's start comes first; a DescribeExecution refused after it (in the poll, or in
+    the search when attempt 1 has failed) raises, and no attempt is started blind."""
+    machine = state_machine(sfn, FAIL_ON_REQUEST)
     event = rotation_event()
+    leave_failed_attempts(sfn, machine, event, failed)
     refuse(sfn, "DescribeExecution", "AccessDeniedException")
     starts = start_calls(sfn)
 
@@ -606,7 +662,8 @@ def test_a_refused_describe_raises_and_starts_nothing(sfn: "SFNClient") -> None:
         run(sfn, machine, event)
 
     assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
-    assert starts == []
+    assert raised.value.operation_name == "DescribeExecution"
+    assert [call["name"] for call in starts] == [name_of(event)]
 
 
 def test_a_request_without_a_step_starts_nothing(sfn: "SFNClient") -> None:
@@ -621,22 +678,32 @@ def test_a_request_without_a_step_starts_nothing(sfn: "SFNClient") -> None:
     assert execution_names(sfn, machine) == []
 
 
+@pytest.mark.parametrize("failed", [0, 1], ids=["attempt-1", "after-the-search"])
 @pytest.mark.parametrize(
-    ("rival_input", "attempt", "started"),
+    ("rival_input", "later", "started"),
     [
         pytest.param(None, 1, False, id="rival-succeeded"),
         pytest.param('{"Fail": true}', 2, True, id="rival-failed"),
     ],
 )
-def test_a_rival_start_between_describe_and_start_is_handled(
-    sfn: "SFNClient", rival: "SFNClient", rival_input: str | None, attempt: int, started: bool
+def test_a_rival_start_just_before_ours_is_handled(
+    sfn: "SFNClient",
+    rival: "SFNClient",
+    failed: int,
+    rival_input: str | None,
+    later: int,
+    started: bool,
 ) -> None:
+    """A concurrent invocation starts the attempt this one is about to start: attempt 1 (the
+    start before any search) or, once attempt 1 has failed, the attempt after the search."""
     machine = state_machine(sfn, FAIL_ON_REQUEST)
     event = rotation_event()
+    leave_failed_attempts(sfn, machine, event, failed)
+    attempt = failed + later
     answers: list[str] = []
 
     def rival_starts_first(params: dict[str, Any], **_: object) -> None:
-        if not answers:
+        if not answers and params["name"] == name_of(event, failed + 1):
             answer = rival.start_execution(
                 stateMachineArn=machine,
                 name=params["name"],
@@ -672,8 +739,14 @@ def test_the_deadline_raises_still_running_and_the_retry_attaches(sfn: "SFNClien
 
     retry = run(sfn, machine, event)
 
-    assert (retry.status, retry.started, retry.attempt) == ("SUCCEEDED", False, 1)
-    assert len(starts) == 1
+    # The retry's start of attempt 1 answers with the running execution (or, had it ended,
+    # is refused and the search finds it): either way the same execution, waited on.
+    assert (retry.status, retry.attempt, retry.execution_arn) == (
+        "SUCCEEDED",
+        1,
+        arn_of(machine, event),
+    )
+    assert {call["name"] for call in starts} == {name_of(event)}
     assert execution_names(sfn, machine) == [name_of(event)]
 
 
@@ -703,11 +776,13 @@ def test_throttling_backs_off_with_jitter_then_succeeds(sfn: "SFNClient") -> Non
 
     assert result.status == "SUCCEEDED"
     assert (result.throttled_calls, len(throttled)) == (3, 3)
-    assert result.describe_calls >= 5  # three throttled, the existence check, one poll
+    assert result.describe_calls >= 4  # three throttled, then the poll that saw the end
     # The interval grows by half after every throttled call (0.05, 0.075, 0.1125); each bound is
     # twice the interval, capped at POLL_MAX_INTERVAL_SECONDS (0.2).
     assert bounds == pytest.approx([0.1, 0.15, 0.2])
-    backoffs = clock.sleeps[:3]
+    # The first poll's pause (the first interval), then the three backoffs.
+    assert clock.sleeps[0] == pytest.approx(0.05)
+    backoffs = clock.sleeps[1:4]
     assert all(0.0 <= pause <= bound for pause, bound in zip(backoffs, bounds, strict=True))
 
 

@@ -523,6 +523,24 @@ def assert_one_current(secrets: SecretsManagerClient, expected: str, value_of_it
     assert value(secrets, VersionStage=CURRENT) == value_of_it
 
 
+def test_list_secret_version_ids_dates_each_version_by_its_creation(aws: Aws) -> None:
+    """moto answered the moment of the call as every version's CreatedDate, so a rotation that
+    stopped an hour ago looked a second old. AWS dates each version by its creation, and leaves
+    NextToken out of the last page (moto sent an empty one)."""
+    _, first = aws.create_secret()
+    pending = str(uuid.uuid4())
+    fidelity.begin_rotation(secrets_backend(), SECRET_NAME, pending)
+    an_hour_ago = int(time.time()) - 3600
+    secrets_backend().secrets[SECRET_NAME].versions[pending]["createdate"] = an_hour_ago
+
+    answer = aws.secrets.list_secret_version_ids(SecretId=SECRET_NAME)
+
+    created = {v["VersionId"]: v["CreatedDate"].timestamp() for v in answer["Versions"]}
+    assert created[pending] == an_hour_ago
+    assert created[first] > an_hour_ago + 3000
+    assert "NextToken" not in answer
+
+
 def test_a_default_read_returns_awscurrent_after_a_promotion(aws: Aws) -> None:
     """GetSecretValue without VersionId or VersionStage returned moto's internal
     default version, which UpdateSecretVersionStage never moves: after a rotation promoted by

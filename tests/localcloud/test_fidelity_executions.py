@@ -1,6 +1,7 @@
 """StartExecution as AWS answers it: localcloud.fidelity's corrections of moto's Step Functions,
-over real HTTP (test_fidelity.py's style), with execution switched on (what the local cloud runs)
-and off (moto's plain backend)."""
+and the answers moto already gives as AWS does that the entry Lambda relies on, over real HTTP
+(test_fidelity.py's style), with execution switched on (what the local cloud runs) and off (moto's
+plain backend)."""
 
 import json
 import uuid
@@ -24,6 +25,7 @@ ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
 PASS = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 # StartExecution input: at most 262,144 bytes in UTF-8 (botocore model and API reference).
 LIMIT = 262_144
+SAME = '{"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "token"}'
 
 
 def execute_state_machines(endpoint: str, on: bool) -> None:
@@ -125,3 +127,61 @@ def test_an_input_of_exactly_256_kib_is_accepted(sfn: "SFNClient", machine: str)
     arn = sfn.start_execution(stateMachineArn=machine, input=text)["executionArn"]
 
     assert sfn.describe_execution(executionArn=arn)["input"] == text
+
+
+# moto already answers these as AWS does (no correction): StartExecution is idempotent for a
+# Standard execution still RUNNING with the same name and input, and refuses the name with
+# ExecutionAlreadyExists once the execution has closed or for another input (botocore's model of
+# StartExecution). The entry Lambda starts a step's attempt 1 before looking for it and relies
+# on both answers; these tests catch a moto upgrade that changes them.
+
+
+@pytest.fixture
+def waiting(sfn: "SFNClient") -> Iterator[tuple[str, str]]:
+    """A state machine whose execution waits a minute, and one such execution running (stopped
+    afterwards, so no execution thread outlives the test)."""
+    machine = sfn.create_state_machine(
+        name=f"fidelity-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(
+            {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
+        ),
+        roleArn=ROLE_ARN,
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name="setSecret-token-1", input=SAME)[
+        "executionArn"
+    ]
+    yield machine, arn
+    if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        sfn.stop_execution(executionArn=arn)
+
+
+def test_a_repeated_start_of_a_running_execution_answers_with_it(
+    sfn: "SFNClient", waiting: tuple[str, str]
+) -> None:
+    machine, arn = waiting
+    first = sfn.describe_execution(executionArn=arn)
+
+    again = sfn.start_execution(stateMachineArn=machine, name="setSecret-token-1", input=SAME)
+
+    assert (again["executionArn"], again["startDate"]) == (arn, first["startDate"])
+    assert [
+        e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ] == [arn]
+
+
+def test_a_start_with_another_input_or_after_the_end_is_refused(
+    sfn: "SFNClient", waiting: tuple[str, str]
+) -> None:
+    machine, arn = waiting
+
+    with pytest.raises(ClientError) as other_input:
+        sfn.start_execution(stateMachineArn=machine, name="setSecret-token-1", input="{}")
+    sfn.stop_execution(executionArn=arn)
+    with pytest.raises(ClientError) as closed:
+        sfn.start_execution(stateMachineArn=machine, name="setSecret-token-1", input=SAME)
+
+    for refused in (other_input, closed):
+        assert refused.value.response["Error"]["Code"] == "ExecutionAlreadyExists"
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert sfn.describe_execution(executionArn=arn)["status"] == "ABORTED"
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1

@@ -21,6 +21,7 @@ EXPECTED_TARGETS = {
     "moto.secretsmanager.models.SecretsManagerBackend.rotate_secret",
     "moto.secretsmanager.models.SecretsManagerBackend._check_with_existing_secrets_and_versions",
     "moto.secretsmanager.models.FakeSecret.default_version_id",
+    "moto.secretsmanager.models.SecretsManagerBackend.list_secret_version_ids",
     "moto.secretsmanager.models.FakeSecret.reset_default_version",
     "moto.secretsmanager.models.FakeSecret.to_dict",
     "moto.stepfunctions.models.StepFunctionBackend.start_execution",

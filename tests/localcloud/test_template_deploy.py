@@ -34,6 +34,7 @@ FUNCTIONS = {
     **STEP_FUNCTIONS,
     "RotationEntryFunction": "rotation_entry",
     "DescribeFailureFunction": "describe_failure",
+    "FreshnessSweepFunction": "freshness_sweep",
 }
 
 

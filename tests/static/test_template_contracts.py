@@ -14,9 +14,16 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
-from rotation_core.refresh import FAILED_ATTEMPTS_TAG, STATUS_TAG_PREFIX, UNVERIFIED_VERSION_TAG
+from rotation_core.refresh import (
+    FAILED_ATTEMPTS_TAG,
+    REFUSED_VERSION_TAG,
+    STATUS_TAG_PREFIX,
+    UNVERIFIED_VERSION_TAG,
+)
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.steps import Step
+from rotation_core.sweep import ENTRY_FUNCTION_TIMEOUT, PACING_WINDOW, SWEEP_INTERVAL
+from rotation_core.sweep_run import DEADLINE_MARGIN
 from rotation_core.token_secret import PLACEHOLDER
 
 TEMPLATE = load_template()
@@ -440,6 +447,10 @@ def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
         if resource["Type"] == "AWS::IAM::Policy":
             for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
                 yield logical_id, statement
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield logical_id, statement
 
 
 def limited_to_this_stacks_secrets(statement: dict[str, Any]) -> bool:
@@ -461,15 +472,23 @@ def test_token_secrets_are_chosen_by_this_stacks_tag_and_the_key_secret_by_its_a
     for owner, statement in secret_statements():
         if statement["Resource"] == ANY_SECRET:
             assert limited_to_this_stacks_secrets(statement), f"{owner}: {statement}"
-        else:
+        elif (owner, statement["Sid"]) not in RESOURCELESS:
             exact.append((owner, statement["Sid"], statement["Resource"]))
     assert exact == [("CreateSecretFunction", "ReadTheServiceAccountKey", KEY_SECRET)]
     assert "TokenSecret" not in json.dumps([s["Resource"] for _, s in secret_statements()])
 
 
+RESOURCELESS = {
+    (STATE_MACHINE.logical_id, "DeliverExecutionLogs"): "logs:*",
+    ("FreshnessSweepFunction", "ListTheSecrets"): "secretsmanager:ListSecrets",
+}
+"""The only statements on `*`, each with the actions it may hold: actions that support no
+resource-level permission (CloudWatch Logs delivery; ListSecrets, which answers no value)."""
+
+
 def test_no_statement_reaches_every_resource_or_every_secret_without_the_tag() -> None:
-    """`*` only where the actions take no resource (the execution logs' delivery); a wildcard
-    secret ARN only with the managed-by condition."""
+    """`*` only where the actions take no resource (RESOURCELESS); a wildcard secret ARN only
+    with the managed-by condition."""
     checked = 0
     for owner, statement in all_policies():
         actions = statement["Action"]
@@ -478,8 +497,9 @@ def test_no_statement_reaches_every_resource_or_every_secret_without_the_tag() -
         resources = resources if isinstance(resources, list) else [resources]
         checked += 1
         if "*" in resources:
-            assert (owner, statement["Sid"]) == (STATE_MACHINE.logical_id, "DeliverExecutionLogs")
-            assert all(action.startswith("logs:") for action in actions), statement
+            allowed = RESOURCELESS.get((owner, statement["Sid"]))
+            assert allowed is not None, f"{owner}: {statement['Sid']} reaches every resource"
+            assert all(_iam_like(allowed, action) for action in actions), statement
         for resource in resources:
             if "secretsmanager" in json.dumps(resource) and "*" in json.dumps(resource):
                 assert resource == ANY_SECRET, f"{owner}: {resource}"
@@ -521,6 +541,12 @@ TAGGING_ACTIONS = ("secretsmanager:TagResource", "secretsmanager:UntagResource")
 def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
     """Whoever may set token-rotation:managed-by decides what the stack rotates: none of the
     stack's own roles may, nor change a setting tag; they may write status tags only."""
+    status_tags = {
+        "FinishSecretFunction": FAILED_ATTEMPTS_TAG,
+        "DescribeFailureFunction": FAILED_ATTEMPTS_TAG,
+        "FreshnessSweepFunction": REFUSED_VERSION_TAG,
+        "TestSecretFunction": UNVERIFIED_VERSION_TAG,
+    }
     taggers = set()
     for owner, statement in all_policies():
         granted = [a for a in TAGGING_ACTIONS if any(_iam_like(g, a) for g in statement["Action"])]
@@ -531,8 +557,8 @@ def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
         condition = statement.get("Condition", {})
         assert not _may_name_tag_key(condition, MANAGED_BY_TAG), f"{owner}: {granted}"
         assert not _may_name_tag_key(condition, f"{TAG_PREFIX}scopes"), f"{owner}: {granted}"
-        assert _may_name_tag_key(condition, UNVERIFIED_VERSION_TAG), owner
-    assert taggers == {"FinishSecretFunction", "DescribeFailureFunction", "TestSecretFunction"}
+        assert _may_name_tag_key(condition, status_tags[owner]), owner
+    assert taggers == set(status_tags)
 
 
 def test_test_secret_may_write_no_status_tag_but_its_unverified_acceptance() -> None:
@@ -611,7 +637,13 @@ def test_the_state_machine_may_invoke_exactly_the_functions_its_definition_calls
     assert not any(
         any(action.startswith("lambda:") for action in statement["Action"])
         for owner, statement in all_policies()
-        if owner not in {STATE_MACHINE.logical_id, "RefreshSchedulerPolicy"}
+        if owner
+        not in {
+            STATE_MACHINE.logical_id,
+            "RefreshSchedulerPolicy",
+            "FreshnessSweepFunction",
+            "FreshnessSweepSchedulerRole",
+        }
     )
 
 
@@ -767,6 +799,116 @@ def test_describe_failure_may_only_read_token_secrets_labels_and_tag_their_statu
     assert STATE_MACHINE.substitutions["DescribeFailureFunctionArn"] == {
         "Fn::GetAtt": ["DescribeFailureFunction", "Arn"]
     }
+
+
+def _condition(**stages: object) -> dict[str, object]:
+    return {"StringEquals": {**MANAGED_HERE, **stages}}
+
+
+ENTRY_FUNCTION_ARN = {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}
+
+
+def test_the_sweep_may_only_list_read_rotate_and_tag_this_stacks_token_secrets() -> None:
+    """Never the key secret, never a value but AWSCURRENT's and AWSPENDING's, one status tag, and
+    RotateSecret (with the entry function it invokes) as its only way to change a token."""
+    spec = TEMPLATE.functions()["FreshnessSweepFunction"]
+    statements = {s["Sid"]: s for s in policy_statements(spec.policies)}
+    granted = {
+        sid: (statement["Action"], statement["Resource"], statement.get("Condition"))
+        for sid, statement in statements.items()
+    }
+    assert granted == {
+        "ListTheSecrets": (["secretsmanager:ListSecrets"], "*", None),
+        "ReadTheTokenSecretVersions": (
+            ["secretsmanager:ListSecretVersionIds"],
+            ANY_SECRET,
+            _condition(),
+        ),
+        "ReadTheCurrentAndPendingTokens": (
+            ["secretsmanager:GetSecretValue"],
+            ANY_SECRET,
+            _condition(**{"secretsmanager:VersionStage": ["AWSCURRENT", "AWSPENDING"]}),
+        ),
+        "RotateTheTokenSecrets": (["secretsmanager:RotateSecret"], ANY_SECRET, _condition()),
+        "RotationInvokesTheEntryFunction": (["lambda:InvokeFunction"], ENTRY_FUNCTION_ARN, None),
+        "AbandonAStalePendingVersion": (
+            ["secretsmanager:UpdateSecretVersionStage"],
+            ANY_SECRET,
+            _condition(**{"secretsmanager:VersionStage": "AWSPENDING"}),
+        ),
+        "RecordARefusedToken": (
+            ["secretsmanager:TagResource"],
+            ANY_SECRET,
+            {
+                "StringEquals": MANAGED_HERE,
+                "ForAllValues:StringEquals": {"aws:TagKeys": REFUSED_VERSION_TAG},
+            },
+        ),
+        "PublishRefusedTokenNotices": (["sns:Publish"], {"Ref": "FailureTopic"}, None),
+    }
+    assert all(statement["Effect"] == "Allow" for statement in statements.values())
+    assert not _may_name_tag_key(granted["RecordARefusedToken"][2] or {}, FAILED_ATTEMPTS_TAG), (
+        "the sweep keeps no failure streak"
+    )
+
+
+def test_the_sweep_function_fits_a_paced_run_and_reports_to_the_failure_topic() -> None:
+    spec = TEMPLATE.functions()["FreshnessSweepFunction"]
+    properties = TEMPLATE.resources["FreshnessSweepFunction"]["Properties"]
+    # A run spreads its starts over the pacing window and ends before the next run begins.
+    deadline = PACING_WINDOW + DEADLINE_MARGIN
+    assert deadline.total_seconds() < spec.timeout_seconds < SWEEP_INTERVAL.total_seconds()
+    assert properties["EventInvokeConfig"] == {"MaximumRetryAttempts": 0}
+    assert spec.environment["FAILURE_TOPIC_ARN"] == {"Ref": "FailureTopic"}
+    assert properties["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": {"Ref": "FreshnessSweepLogGroup"},
+    }
+    assert TEMPLATE.resources["FreshnessSweepLogGroup"]["Type"] == "AWS::Logs::LogGroup"
+    # What the sweep counts on: no step of a rotation runs longer than the entry function.
+    entry = TEMPLATE.functions()["RotationEntryFunction"]
+    assert entry.timeout_seconds == ENTRY_FUNCTION_TIMEOUT.total_seconds()
+
+
+def test_the_sweep_runs_every_interval_on_time_outside_the_refresh_group() -> None:
+    """Deleting the refresh schedules' group (or any of its schedules) leaves the sweep that
+    repairs what they would have done."""
+    schedule = TEMPLATE.resources["FreshnessSweepSchedule"]
+    assert schedule["Type"] == "AWS::Scheduler::Schedule"
+    properties = schedule["Properties"]
+    minutes = int(SWEEP_INTERVAL.total_seconds() // 60)
+    assert properties["ScheduleExpression"] == f"rate({minutes} minutes)"
+    assert properties["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert properties["State"] == "ENABLED"
+    assert properties["GroupName"] == "default"
+    target = properties["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["FreshnessSweepFunction", "Arn"]}
+    assert target["RoleArn"] == {"Fn::GetAtt": ["FreshnessSweepSchedulerRole", "Arn"]}
+    assert target["Input"] == "{}"
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] < SWEEP_INTERVAL.total_seconds()
+
+
+def test_the_sweep_scheduler_role_may_only_invoke_the_sweep() -> None:
+    role = TEMPLATE.resources["FreshnessSweepSchedulerRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnEquals": {
+            "aws:SourceArn": {
+                "Fn::Sub": (
+                    "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:"
+                    "schedule-group/default"
+                )
+            }
+        },
+    }
+    assert "ManagedPolicyArns" not in role
+    [policy] = role["Policies"]
+    granted = [(s["Action"], s["Resource"]) for s in policy["PolicyDocument"]["Statement"]]
+    assert granted == [
+        (["lambda:InvokeFunction"], {"Fn::GetAtt": ["FreshnessSweepFunction", "Arn"]})
+    ]
 
 
 ENTRY_EVENTS = sorted((EVENTS / "rotation_entry").glob("*.json"))

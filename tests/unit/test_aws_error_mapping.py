@@ -33,7 +33,12 @@ from rotation_core.errors import (
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
-from rotation_core.secrets import SecretsGateway, _client_failure, _transport_failure
+from rotation_core.secrets import (
+    RotateOutcome,
+    SecretsGateway,
+    _client_failure,
+    _transport_failure,
+)
 from tests.scripted_aws import Answer, ScriptedAws, error_answer, json_answer, scripted_aws
 from tests.support import ACCOUNT_ID, REGION, TOKEN_SECRET, begin_rotation, stages
 
@@ -193,10 +198,23 @@ def every_call(gateway: SecretsGateway) -> dict[str, Any]:
         "put_pending": lambda: gateway.put_pending(TOKEN_SECRET, VERSION, "{}", None),
         "remove_pending": lambda: gateway.remove_pending(TOKEN_SECRET, VERSION),
         "promote": lambda: gateway.promote(TOKEN_SECRET, VERSION, None),
+        "list_tagged": lambda: list(gateway.list_tagged("token-rotation:managed-by", "stack")),
+        "version_created": lambda: gateway.version_created(TOKEN_SECRET, VERSION),
+        "rotate": lambda: gateway.rotate(TOKEN_SECRET),
     }
 
 
-CALLS = ["describe", "read_current", "read_pending", "put_pending", "remove_pending", "promote"]
+CALLS = [
+    "describe",
+    "read_current",
+    "read_pending",
+    "put_pending",
+    "remove_pending",
+    "promote",
+    "list_tagged",
+    "version_created",
+    "rotate",
+]
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -479,3 +497,61 @@ def test_key_secret_tag_outside_the_allowed_set_is_refused_before_any_read(
     assert "AWSPENDING" in secretsmanager.describe_secret(SecretId=token_secret_arn)[
         "VersionIdsToStages"
     ].get(token, [])
+
+
+def test_rotate_secret_refused_for_an_unfinished_rotation_is_its_re_attempt(
+    failing_aws: ScriptedAws,
+) -> None:
+    """Secrets Manager refuses RotateSecret while a rotation is unfinished and runs that one
+    again: for the sweep an outcome, not a failure. Any other refusal is one."""
+    gateway = gateway_at(failing_aws.endpoint_url)
+    failing_aws.play(
+        error_answer(
+            400,
+            "InvalidRequestException",
+            "A previous rotation isn't complete. That rotation will be reattempted.",
+        )
+    )
+    assert gateway.rotate(TOKEN_SECRET) is RotateOutcome.REATTEMPTED
+
+    failing_aws.play(
+        error_answer(
+            400, "InvalidRequestException", "No Lambda rotation function ARN is associated"
+        )
+    )
+    with pytest.raises(AwsAccessError, match="No Lambda rotation function"):
+        gateway.rotate(TOKEN_SECRET)
+
+    failing_aws.play(json_answer({"ARN": "arn", "Name": TOKEN_SECRET, "VersionId": VERSION}))
+    assert gateway.rotate(TOKEN_SECRET) is RotateOutcome.STARTED
+
+
+def test_the_listing_calls_follow_every_page(failing_aws: ScriptedAws) -> None:
+    gateway = gateway_at(failing_aws.endpoint_url)
+    entry = {"Name": TOKEN_SECRET, "Tags": [{"Key": "k", "Value": "v"}], "RotationEnabled": True}
+    failing_aws.play(
+        json_answer({"SecretList": [{**entry, "ARN": "arn:1"}], "NextToken": "page-2"}),
+        json_answer(
+            {
+                "SecretList": [
+                    {**entry, "ARN": "arn:2", "SecretVersionsToStages": {"v": ["AWSCURRENT"]}}
+                ]
+            }
+        ),
+    )
+
+    listed = list(gateway.list_tagged("k", "v"))
+
+    assert [(d.arn, d.version_stages, d.tags) for d in listed] == [
+        ("arn:1", {}, {"k": "v"}),
+        ("arn:2", {"v": ("AWSCURRENT",)}, {"k": "v"}),
+    ]
+    failing_aws.play(
+        json_answer({"Versions": [{"VersionId": "other", "CreatedDate": 1.0}], "NextToken": "2"}),
+        json_answer({"Versions": [{"VersionId": VERSION, "CreatedDate": 1_700_000_000.0}]}),
+    )
+    created = gateway.version_created(TOKEN_SECRET, VERSION)
+    assert created is not None
+    assert created.timestamp() == 1_700_000_000.0
+    failing_aws.play(json_answer({"Versions": [], "NextToken": ""}))
+    assert gateway.version_created(TOKEN_SECRET, VERSION) is None

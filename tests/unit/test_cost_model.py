@@ -1,11 +1,13 @@
 """The cost model's arithmetic (benchmarks/cost.py): rotations a month, billed GB-s, dollars,
-the freshness sweep's runs and calls, alarms billed per alarm metric."""
+the freshness sweep's runs, calls and metrics, alarms billed per alarm metric."""
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import freshness_sweep
 from benchmarks.cost import (
     CLOUDWATCH_PER_ALARM_METRIC_MONTH,
     CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
@@ -43,6 +45,10 @@ from benchmarks.cost import (
     sweep_runs_per_month,
 )
 from localcloud.template import Template, load_template
+from rotation_core.config import MANAGED_BY_VARIABLE
+from rotation_core.sweep import Action, Decision, Freshness, Reason
+from rotation_core.sweep_run import SweepReport
+from tests.support import MANAGING_STACK, stdout_so_far
 
 MONTH = 30.4 * 86_400
 
@@ -320,3 +326,36 @@ def test_the_report_prices_the_sweep_per_stack_and_per_secret() -> None:
         assert shown == pytest.approx(sweep_dollars(secrets), abs=0.005)
     for secrets, shown in zip((1, 50, 2_500), dollars("| **sweep, per secret**"), strict=True):
         assert shown == pytest.approx(sweep_dollars(secrets) / secrets, rel=0.01)
+
+
+def test_the_sweep_metrics_priced_every_month_are_what_a_quiet_run_publishes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A metric priced for every hour of the month must be one the sweep's handler sends on every
+    run, a quiet one included: every token fresh, nothing to repair or defer, and Google asked
+    about each token (which is why the Google calls are no metric)."""
+    now = datetime.now(UTC)
+    secrets = 3
+    quiet = SweepReport(
+        decisions=tuple(
+            Decision(f"token-{n}", Action.NOTHING, Reason.FRESH, now + timedelta(minutes=40))
+            for n in range(secrets)
+        ),
+        acted=(),
+        deferred=(),
+        skipped=0,
+        google_calls=secrets,
+        notices=0,
+        freshness=Freshness(least_seconds_left=2_400, without_valid_token=0),
+    )
+    monkeypatch.setenv(MANAGED_BY_VARIABLE, MANAGING_STACK)
+
+    freshness_sweep._publish_metrics(quiet)
+    freshness_sweep.metrics.flush_metrics()
+
+    [document] = [
+        json.loads(line) for line in stdout_so_far(capsys).splitlines() if '"_aws"' in line
+    ]
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert {metric["Name"] for metric in directive["Metrics"]} == set(SWEEP_METRICS)
+    assert len(SWEEP_METRICS) == len(set(SWEEP_METRICS)), "each metric priced once"

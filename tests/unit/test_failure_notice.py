@@ -2,6 +2,7 @@
 that says exactly what DescribeSecret showed (rotation_core.failure_notice)."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from rotation_core.failure_notice import (
     StageReading,
     StagesUnreadable,
     compose_notice,
+    compose_refused,
     subject_line,
     superseding_version,
 )
@@ -492,3 +494,22 @@ def test_the_payload_is_what_the_state_machine_reads() -> None:
     notice, _ = notice_of(payload())
 
     assert notice.as_payload() == {"Subject": notice.subject, "Message": notice.message}
+
+
+def test_a_refused_token_notice_names_the_version_and_says_it_is_being_replaced() -> None:
+    long_name = "team/" + "-".join(["calendar"] * 40)
+    arn = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:{long_name}-AbCdEf"
+    expires = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
+
+    notice = compose_refused(arn, long_name, "v" * 36, expires, expires - timedelta(minutes=40))
+
+    assert notice.subject.startswith("Google refused the token in use, replacing it (team/cal")
+    assert notice.subject.endswith("...)")
+    assert len(notice.subject) <= SUBJECT_LIMIT
+    assert notice.subject.isascii()
+    message = json.loads(notice.message)
+    assert message["RefusedVersionId"] == "v" * 36
+    assert message["TokenExpiresAt"] == "2026-03-01T13:00:00Z"
+    assert message["NoticedAt"] == "2026-03-01T12:20:00Z"
+    assert len(message["SecretId"]) <= 256
+    assert "started a rotation at once" in message["Summary"]

@@ -13,6 +13,7 @@ from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
     FAILED_ATTEMPTS_TAG,
     FAILING_SINCE_TAG,
+    MIN_VERSION_INTERVAL,
     NOTIFIED_AT_TAG,
     STATUS_TAG_PREFIX,
     FailureStreak,
@@ -22,8 +23,10 @@ from rotation_core.refresh import (
     after_failure,
     at_expression,
     current_expiry,
+    first_refresh_spread,
     next_refresh_at,
     notifies,
+    refresh_due,
     retry_at,
     schedule_name,
 )
@@ -84,6 +87,68 @@ def test_both_floors_hold_at_once_and_the_later_wins() -> None:
     # A minute from now is sooner than the mint's floor.
     early = T0 + minutes(2)
     assert next_refresh_at(T0, T0 + minutes(20), 1200, now=early) == T0 + minutes(10)
+
+
+# A first token's refresh: a moment of the secret's own, so secrets created together spread out.
+
+
+@pytest.mark.parametrize(("spread", "due"), [(0.0, 10), (0.5, 27.5), (1.0, 45)])
+def test_spread_places_the_refresh_between_the_mints_floor_and_the_lead(
+    spread: float, due: float
+) -> None:
+    assert next_refresh_at(T0, T0 + HOUR, 900, now=T0, spread=spread) == T0 + minutes(due)
+
+
+def test_spread_keeps_the_floor_a_minute_from_now() -> None:
+    now = T0 + minutes(30)
+
+    assert next_refresh_at(T0, T0 + HOUR, 900, now=now, spread=0.0) == now + MINUTE
+
+
+@pytest.mark.parametrize("spread", [-0.1, 1.01])
+def test_a_spread_outside_0_to_1_is_refused(spread: float) -> None:
+    with pytest.raises(ValueError, match="spread must be between 0 and 1"):
+        next_refresh_at(T0, T0 + HOUR, 900, now=T0, spread=spread)
+
+
+def test_refresh_due_is_the_lead_before_expiry_never_sooner_than_the_mints_floor() -> None:
+    assert refresh_due(T0, T0 + HOUR, 900) == T0 + minutes(45)
+    assert refresh_due(T0, T0 + HOUR, 3500) == T0 + minutes(10)
+
+
+def test_the_first_refresh_spread_is_the_secrets_own_and_uniform_across_secrets() -> None:
+    arns = [f"{ARN[:-6]}{n:06d}" for n in range(2_000)]
+    spreads = [first_refresh_spread(arn) for arn in arns]
+
+    assert first_refresh_spread(ARN) == first_refresh_spread(ARN)
+    assert all(0.0 <= spread < 1.0 for spread in spreads)
+    deciles = [sum(int(spread * 10) == d for spread in spreads) for d in range(10)]
+    assert min(deciles) > 150, deciles
+    assert max(deciles) < 250, deciles
+
+
+def test_secrets_created_together_spread_over_a_token_lifetime_and_stay_spread() -> None:
+    """100 secrets whose first tokens are minted in the same minute: each refresh mints the next
+    token when it is due, a successor is due a fixed lead before its own expiry. Their refreshes
+    fall in any 5 minutes at most twice as often as the average, on the first day and the next."""
+    arns = [f"{ARN[:-6]}{n:06d}" for n in range(100)]
+    firsts = [
+        next_refresh_at(T0, T0 + HOUR, 900, now=T0, spread=first_refresh_spread(arn))
+        for arn in arns
+    ]
+    window = minutes(5)
+    per_window = len(arns) * window / (HOUR - minutes(15) - MIN_VERSION_INTERVAL)
+
+    def busiest(moments: list[datetime]) -> int:
+        return max(sum(m <= other < m + window for other in moments) for m in moments)
+
+    assert min(firsts) < T0 + minutes(15)
+    assert max(firsts) > T0 + minutes(40)
+    assert busiest(firsts) <= 2 * per_window
+    later = firsts
+    for _ in range(32):  # a day of 45-minute rotations
+        later = [next_refresh_at(m, m + HOUR, 900, now=m) for m in later]
+    assert busiest(later) == busiest(firsts)
 
 
 # retry_at: 1, 2, 4, 8 minutes, capped at 15, never past half the current token's life.

@@ -320,16 +320,22 @@ def allowed_key_secret_ids(environment: Mapping[str, str]) -> frozenset[str]:
     return frozenset(entry for entry in (*listed, default) if entry)
 
 
-def managed_secret_check(
-    arn: str, name: str, tags: Mapping[str, str], environment: Mapping[str, str]
-) -> None:
-    """Steps act only on token secrets this stack manages, and never on a key secret."""
+def managed_by(environment: Mapping[str, str]) -> str:
+    """The value of the tag that marks the token secrets this stack rotates (its name)."""
     owner = environment.get(MANAGED_BY_VARIABLE, "").strip()
     if not owner:
         raise ConfigurationError(
             f"environment variable {MANAGED_BY_VARIABLE!r} is not set: it must hold the value "
             f"of the {MANAGED_BY_TAG!r} tag that marks the token secrets this stack rotates"
         )
+    return owner
+
+
+def managed_secret_check(
+    arn: str, name: str, tags: Mapping[str, str], environment: Mapping[str, str]
+) -> None:
+    """Steps act only on token secrets this stack manages, and never on a key secret."""
+    owner = managed_by(environment)
     if any(_same_secret(entry, arn, name) for entry in allowed_key_secret_ids(environment)):
         raise UnmanagedSecretError(
             f"secret {name!r} is a service-account key secret, not a token secret: nothing "

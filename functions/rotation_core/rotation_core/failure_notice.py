@@ -57,6 +57,7 @@ _SUBJECT_PREFIX: Final = "Google token rotation failed"
 _REMINDER_PREFIX: Final = "Google token rotation still failing"
 _RECOVERED_PREFIX: Final = "Google token rotation recovered"
 _UNVERIFIED_PREFIX: Final = "Google token rotation promoted an unverified token"
+_REFUSED_PREFIX: Final = "Google refused the token in use, replacing it"
 _NAME_PLACEHOLDER: Final = "<the secret's name or ARN>"
 # Secret names allow letters, digits and /_+=.@- ; an ARN adds colons. Nothing a shell expands.
 _SECRET_ID_CHARS: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -311,6 +312,37 @@ def compose_unverified(
     }
     return Notice(
         subject=subject_line(None, secret.name, _UNVERIFIED_PREFIX),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def compose_refused(
+    secret_arn: str, secret_name: str, version_id: str, expires_at: datetime, now: datetime
+) -> Notice:
+    """The one notice of a token in use that Google refused before it expired: the freshness
+    sweep replaces it at once."""
+    arn = bounded(secret_arn, SECRET_SHOWN_LIMIT)
+    message = {
+        "Summary": (
+            f"Google's tokeninfo refused the token in use of secret {arn} although it had not "
+            "expired; the freshness sweep started a rotation at once to replace it."
+        ),
+        "SecretId": arn,
+        "RefusedVersionId": _version(version_id),
+        "TokenExpiresAt": format_timestamp(expires_at),
+        "NoticedAt": format_timestamp(now),
+        "Rotation": (
+            "RotateSecret was called (or, if a rotation was stuck, re-attempted). If that "
+            "rotation fails too, its own failure notice says why."
+        ),
+        "NextSteps": (
+            "Find out why Google refused the token: revoked (on purpose, or after a leak), the "
+            "service account disabled or deleted, or its key deleted. If the account and key "
+            "are fine, nothing is left to do: this notice comes once per refused token."
+        ),
+    }
+    return Notice(
+        subject=subject_line(None, secret_name, _REFUSED_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
 

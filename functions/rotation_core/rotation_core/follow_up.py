@@ -32,6 +32,7 @@ from rotation_core.refresh import (
     StreakWrite,
     after_failure,
     current_expiry,
+    first_refresh_spread,
     next_refresh_at,
     notifies,
     retry_at,
@@ -76,11 +77,14 @@ class FollowUps:
         current: TokenMetadata,
         lead_seconds: int,
     ) -> FollowUp:
-        """The next rotation `lead_seconds` before the token in use (`version_id`) expires; one
-        notice when that token was promoted unverified, else one "recovered" notice when it
-        ends a streak of failures."""
+        """The next rotation `lead_seconds` before the token in use (`version_id`) expires
+        (after the secret's first token, which no expiry was recorded before, at the secret's own
+        moment before that: first_refresh_spread); one notice when that token was promoted
+        unverified, else one "recovered" notice when it ends a streak of failures."""
         now = self._clock()
-        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now)
+        first = CURRENT_EXPIRES_AT_TAG not in secret.tags
+        spread = first_refresh_spread(secret.arn) if first else 1.0
+        due = next_refresh_at(current.issued_at, current.expires_at, lead_seconds, now, spread)
         streak = FailureStreak.from_tags(secret.tags)
         ended = [key for key in STREAK_TAGS if key in secret.tags]
         recorded = secret.tags.get(UNVERIFIED_VERSION_TAG)
@@ -92,14 +96,14 @@ class FollowUps:
         ):
             ended.append(UNVERIFIED_VERSION_TAG)
         # Status only, each write on its own: the rotation succeeded, and its successor is
-        # scheduled all the same. The streak's end first: left on record, it would make the
-        # next failure a reminder of this streak.
+        # scheduled all the same. What ended goes first: a streak left on record would make
+        # the next failure a reminder of it.
         if ended:
             try:
                 self._secrets.untag(secret.arn, ended)
             except RotationError as error:
                 logger.warning(
-                    "the streak's end could not be recorded", extra={"error": str(error)}
+                    "ended status tags could not be removed", extra={"error": str(error)}
                 )
         try:
             expires_at = format_timestamp(current.expires_at)

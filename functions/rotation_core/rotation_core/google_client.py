@@ -59,7 +59,8 @@ class TokenInfo:
 class GoogleClient:
     """One connection pool per Lambda environment, reused across invocations."""
 
-    def __init__(self, endpoints: GoogleEndpoints) -> None:
+    def __init__(self, endpoints: GoogleEndpoints, max_connections: int = 1) -> None:
+        """`max_connections`: how many calls at once may keep their connection for the next."""
         self.endpoints = endpoints
         # retries=False: google-auth retries the token endpoint itself and the state machine
         # retries the step; a third layer would only multiply waiting.
@@ -68,6 +69,7 @@ class GoogleClient:
                 connect=min(5.0, endpoints.timeout_seconds), read=endpoints.timeout_seconds
             ),
             retries=False,
+            maxsize=max_connections,
         )
 
     def refresh(self, credentials: google_credentials.Credentials) -> None:

@@ -1,10 +1,11 @@
 """The refresh chain's rules: when a token secret rotates next, and when a failing streak speaks.
 
 Pure logic. After a rotation promotes a token, the next one is due `lead` seconds before that token
-expires; after a failure, a retry is due after a capped backoff that never waits past half of the
-current token's remaining life. A streak of failures is kept on the secret itself, as status tags,
-so that its first failure notifies, later ones remind at most hourly, and the success that ends it
-says so once.
+expires (after a secret's first token, at a moment of the secret's own before that, so that
+secrets created together do not rotate together); after a failure, a retry is due after a capped
+backoff that never waits past half of the current token's remaining life. A streak of failures
+is kept on the secret itself, as status tags, so that its first failure notifies, later ones
+remind at most hourly, and the success that ends it says so once.
 """
 
 import hashlib
@@ -37,8 +38,9 @@ NOTIFIED_AT_TAG: Final = f"{STATUS_TAG_PREFIX}notified-at"
 CURRENT_EXPIRES_AT_TAG: Final = f"{STATUS_TAG_PREFIX}current-expires-at"
 STREAK_TAGS: Final = (FAILING_SINCE_TAG, FAILED_ATTEMPTS_TAG, NOTIFIED_AT_TAG)
 REFUSED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}refused-version"
-"""The AWSCURRENT version whose token Google's tokeninfo refused (revoked, account disabled): the
-sweep writes it; testSecret counts that token as bad."""
+"""The AWSCURRENT version whose token Google's tokeninfo refused while it had not expired (revoked,
+account disabled), as the freshness sweep last noticed it: one notice per refused token, not one
+per sweep; testSecret counts that token as bad."""
 UNVERIFIED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}unverified-version"
 """The pending version testSecret accepted without tokeninfo's verdict (tokeninfo unreachable while
 the token in use was bad or about to be); finishSecret says so in a notice and removes it."""
@@ -136,13 +138,37 @@ def current_expiry(tags: Mapping[str, str]) -> datetime | None:
         return None
 
 
+def refresh_due(issued_at: datetime, expires_at: datetime, lead_seconds: int) -> datetime:
+    """The latest moment a token's successor is due: `lead_seconds` before it expires, but never
+    sooner than MIN_VERSION_INTERVAL after it was minted."""
+    return max(expires_at - timedelta(seconds=lead_seconds), issued_at + MIN_VERSION_INTERVAL)
+
+
 def next_refresh_at(
-    issued_at: datetime, expires_at: datetime, lead_seconds: int, now: datetime
+    issued_at: datetime,
+    expires_at: datetime,
+    lead_seconds: int,
+    now: datetime,
+    spread: float = 1.0,
 ) -> datetime:
-    """`lead_seconds` before the new token expires, but never sooner than MIN_VERSION_INTERVAL
-    after it was minted nor EARLIEST_FIRING from now."""
-    due = expires_at - timedelta(seconds=lead_seconds)
-    return whole_second(max(due, issued_at + MIN_VERSION_INTERVAL, now + EARLIEST_FIRING))
+    """When the new token's successor is minted: `spread` of the way from MIN_VERSION_INTERVAL
+    after the mint to `refresh_due` (1.0, the default, is refresh_due itself), and never sooner
+    than EARLIEST_FIRING from now."""
+    if not 0.0 <= spread <= 1.0:
+        raise ValueError(f"spread must be between 0 and 1, got {spread}")
+    earliest = issued_at + MIN_VERSION_INTERVAL
+    due = earliest + (refresh_due(issued_at, expires_at, lead_seconds) - earliest) * spread
+    return whole_second(max(due, now + EARLIEST_FIRING))
+
+
+def first_refresh_spread(secret_arn: str) -> float:
+    """Where in its window a secret's first token is refreshed, in [0, 1): a digest of the ARN, so
+    secrets created together (whose first tokens expire together) spread their refreshes over a
+    token's lifetime and, each successor being due a fixed lead before its own expiry, stay
+    spread. A digest rather than a random draw: the same secret always gets the same moment, so
+    runs replay and tests can name it."""
+    digest = hashlib.sha256(secret_arn.encode()).digest()
+    return int.from_bytes(digest[:8]) / 2**64
 
 
 def retry_at(failed_attempts: int, now: datetime, expires_at: datetime | None) -> datetime:

@@ -1,9 +1,11 @@
 """The Secrets Manager calls the rotation makes, with AWS failures mapped to rotation errors."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -17,10 +19,13 @@ from rotation_core.errors import (
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_secretsmanager.type_defs import TagTypeDef
+    from mypy_boto3_secretsmanager.type_defs import FilterTypeDef, TagTypeDef
 
 CURRENT: Final = "AWSCURRENT"
 PENDING: Final = "AWSPENDING"
+LIST_PAGE_SIZE: Final = 100
+"""ListSecrets and ListSecretVersionIds return at most 100 entries a page."""
+_REATTEMPTED_MESSAGE: Final = "previous rotation isn't complete"
 _THROTTLING_CODES = frozenset(
     {
         "ThrottlingException",
@@ -54,6 +59,27 @@ class SecretDescription:
     def version_with(self, stage: str) -> str | None:
         return next((v for v, stages in self.version_stages.items() if stage in stages), None)
 
+    def unfinished_rotation(self) -> str | None:
+        """The version AWSPENDING is on when that is not the AWSCURRENT one: a rotation that has
+        not finished, which makes Secrets Manager refuse a new one."""
+        return next(
+            (
+                version
+                for version, stages in self.version_stages.items()
+                if PENDING in stages and CURRENT not in stages
+            ),
+            None,
+        )
+
+
+class RotateOutcome(StrEnum):
+    """How Secrets Manager took a RotateSecret call."""
+
+    STARTED = "started"
+    REATTEMPTED = "re-attempted"
+    """Refused with "A previous rotation isn't complete. That rotation will be reattempted.":
+    Secrets Manager runs the unfinished rotation again instead."""
+
 
 class SecretsGateway:
     """Thin, typed access to Secrets Manager; reads always name a VersionStage."""
@@ -64,16 +90,52 @@ class SecretsGateway:
     def describe(self, secret_id: str) -> SecretDescription:
         with _aws_errors_mapped(f"secret {secret_id!r}"):
             answer = self._client.describe_secret(SecretId=secret_id)
-        return SecretDescription(
-            arn=answer["ARN"],
-            name=answer["Name"],
-            rotation_enabled=bool(answer.get("RotationEnabled", False)),
-            version_stages={
-                version: tuple(stages)
-                for version, stages in answer.get("VersionIdsToStages", {}).items()
-            },
-            tags={tag["Key"]: tag["Value"] for tag in answer.get("Tags", [])},
+        return _description(answer, answer.get("VersionIdsToStages", {}))
+
+    def list_tagged(self, key: str, value: str) -> Iterator[SecretDescription]:
+        """Every secret ListSecrets finds with the tag key `key` and a tag value `value`. Its
+        filters are loose (each matches a prefix, and of any tag): callers check each secret's
+        own tags."""
+        filters: list[FilterTypeDef] = [
+            {"Key": "tag-key", "Values": [key]},
+            {"Key": "tag-value", "Values": [value]},
+        ]
+        pages = self._client.get_paginator("list_secrets").paginate(
+            Filters=filters, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
         )
+        with _aws_errors_mapped("the list of secrets"):
+            for page in pages:
+                for entry in page.get("SecretList", []):
+                    yield _description(entry, entry.get("SecretVersionsToStages", {}))
+
+    def version_created(self, secret_id: str, version_id: str) -> datetime | None:
+        """When a version was created, or None when the secret no longer has it."""
+        after: dict[str, Any] = {}
+        while True:
+            with _aws_errors_mapped(f"secret {secret_id!r}"):
+                page = self._client.list_secret_version_ids(
+                    SecretId=secret_id, MaxResults=LIST_PAGE_SIZE, **after
+                )
+            for version in page.get("Versions", []):
+                if version.get("VersionId") == version_id:
+                    return version.get("CreatedDate")
+            if not page.get("NextToken"):
+                return None
+            after = {"NextToken": page["NextToken"]}
+
+    def rotate(self, secret_id: str) -> RotateOutcome:
+        """RotateSecret with the secret's configured rotation function and schedule."""
+        try:
+            self._client.rotate_secret(SecretId=secret_id)
+        except ClientError as error:
+            code = error_code(error)
+            message = str(error.response.get("Error", {}).get("Message", ""))
+            if code == "InvalidRequestException" and _REATTEMPTED_MESSAGE in message.lower():
+                return RotateOutcome.REATTEMPTED
+            raise _client_failure(error, f"secret {secret_id!r}") from None
+        except BotoCoreError as error:
+            raise _transport_failure(error) from None
+        return RotateOutcome.STARTED
 
     def read_current(self, secret_id: str) -> str:
         """The AWSCURRENT string of a secret that must have one (the service-account key)."""
@@ -182,6 +244,17 @@ class SecretsGateway:
     def _still_pending(self, secret_id: str, version_id: str) -> bool:
         """Whether AWSPENDING is on the version now: a DescribeSecret after a refused call."""
         return PENDING in self.describe(secret_id).version_stages.get(version_id, ())
+
+
+def _description(answer: Mapping[str, Any], stages: Mapping[str, Any]) -> SecretDescription:
+    """DescribeSecret's answer or a ListSecrets entry: the same facts under one key's two names."""
+    return SecretDescription(
+        arn=answer["ARN"],
+        name=answer["Name"],
+        rotation_enabled=bool(answer.get("RotationEnabled", False)),
+        version_stages={version: tuple(labels) for version, labels in stages.items()},
+        tags={tag["Key"]: tag["Value"] for tag in answer.get("Tags", [])},
+    )
 
 
 @contextmanager
