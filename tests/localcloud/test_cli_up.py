@@ -39,6 +39,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
         started = time.monotonic()
         process.wait_ready()
         print(f"up was ready after {time.monotonic() - started:.2f} s")
+        process.pause_the_sweep()
         yield process
     finally:
         process.stop()

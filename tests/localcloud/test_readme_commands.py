@@ -27,6 +27,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     process = UpProcess(tmp_path_factory.mktemp("up") / "up.json")
     try:
         process.wait_ready()
+        process.pause_the_sweep()
         yield process
     finally:
         process.stop()

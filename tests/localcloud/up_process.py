@@ -138,6 +138,26 @@ class UpProcess:
     def wait_ready(self) -> None:
         self.wait_for(re.escape(READY), timeout=START_TIMEOUT_SECONDS)
 
+    def pause_the_sweep(self) -> None:
+        """Lets the freshness sweep's first run (due when `up` starts; it rotates the placeholder)
+        end, then disables its schedule through the scheduler API, as an operator could: tests
+        that start rotations themselves then never race a sweep's RotateSecret."""
+        self.wait_for(r"\[scheduler\].*/\S*FreshnessSweepSchedule\S* fired ")
+        scheduler = self.client("scheduler")
+        for group in ("default",):
+            for listed in scheduler.list_schedules(GroupName=group)["Schedules"]:
+                if "FreshnessSweepSchedule" not in listed["Name"]:
+                    continue
+                schedule = scheduler.get_schedule(GroupName=group, Name=listed["Name"])
+                scheduler.update_schedule(
+                    GroupName=group,
+                    Name=schedule["Name"],
+                    ScheduleExpression=schedule["ScheduleExpression"],
+                    FlexibleTimeWindow=schedule["FlexibleTimeWindow"],
+                    Target=schedule["Target"],
+                    State="DISABLED",
+                )
+
     def description(self) -> UpDescription:
         return UpDescription.from_json(self.state_file.read_text())
 
