@@ -57,7 +57,9 @@ ROUTES_OF: Final = {
 }
 """The Google routes each source's rotation calls, the one that mints first."""
 TOKENINFO_ROUTE: Final = "/tokeninfo"
-"""The one Google route no rotation mints on: its outages stop verification, not minting."""
+"""Google's verifier: while it is down Google still mints (impersonation and federation, which
+ask it for the client id, take the stored one), and the unverified promotion must keep the token
+valid."""
 SOAK_AUDIENCE: Final = (
     "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/soak/"
     "providers/aws"
@@ -80,8 +82,6 @@ MIN_REMAINING_SECONDS: Final = 900
 """template.yaml's MinRemainingSeconds: a pending token with less is stale, and may be dropped."""
 SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
 """template.yaml's FreshnessSweepSchedule: rate(5 minutes)."""
-
-
 FAILURE_NOTICES: Final = ("Google token rotation failed", "Google token rotation still failing")
 """How a failing streak's notices begin: its first, and its hourly reminders."""
 NOTICE_STAMP_SLACK_SECONDS: Final = 30
@@ -117,8 +117,8 @@ GOOGLE_ANSWERS: Final = frozenset(
     {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.TOKENINFO_OUTAGE}
 )
 GOOGLE_SIDE: Final = BLOCKING | {FaultKind.GOOGLE_HANG, FaultKind.TOKENINFO_OUTAGE}
-"""Faults that keep Google from answering: a revocation is planned clear of them, so that its gap
-measures the sweep, not an outage that hides the refusal or stops the replacement."""
+"""Faults that keep Google from answering: revocations and group deletions are planned clear of
+them (quiet_spans)."""
 KEYED: Final = frozenset({FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER})
 """Faults on a service-account key: none for keyless federation."""
 STORM_ANSWERS: Final = (500, 502, 503, 429, "reset")
