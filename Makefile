@@ -22,6 +22,8 @@ endef
 help:
 	@echo "make demo   - full local rotation on the embedded local cloud (sets itself up)"
 	@echo "make test   - lint, type checks, template checks and the whole test suite (sets itself up)"
+	@echo "make build  - sam build: the Lambda artifacts in .aws-sam/build"
+	@echo "make deploy - build, then sam deploy: guided the first time, then from samconfig.toml"
 	@echo "make bench  - benchmarks on the local cloud"
 	@echo "make soak   - a simulated week of 1-hour tokens with random faults (SEED=n replays one)"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
@@ -72,13 +74,35 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# sam build installs each function's requirements with `python3.12 -m pip`, found on PATH: the
+# uv-made venvs have no pip, so the python3.12 found above goes first on PATH, and it needs pip.
+define need-pip
+@$(PYTHON312) -m pip --version >/dev/null 2>&1 || { echo "$(PYTHON312) has no pip, which sam build needs: run '$(PYTHON312) -m ensurepip --upgrade' (or install your distribution's pip for python3.12), or set PYTHON312=/path/to/a/python3.12-with-pip" >&2; exit 1; }
+endef
+
+# The Lambda artifacts in .aws-sam/build (options from samconfig.toml: cached, parallel).
+.PHONY: build
+build: $(SAM_VENV)/.installed
+	$(need-python312)
+	$(need-pip)
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build
+
+# Guided the first time (samconfig.toml saves no region yet): tools/deploy_guide.py prints what
+# to answer first. After that, the settings the guided run saved in samconfig.toml.
+.PHONY: deploy
+deploy: build
+	@if $(SAM_VENV)/bin/python tools/deploy_guide.py; then \
+	  set -x; $(SAM_VENV)/bin/sam deploy; \
+	else \
+	  set -x; $(SAM_VENV)/bin/sam deploy --guided; \
+	fi
+
 # What SAM, cfn-lint and statelint check; the project's own template checks run in pytest.
 .PHONY: check-template
-check-template: venv $(SAM_VENV)/.installed
+check-template: venv build
 	$(VENV)/bin/statelint --ignore=URI statemachine/rotation.asl.json
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(SAM_VENV)/bin/cfn-lint template.yaml
-	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel --template template.yaml
 
 # The Node.js example's packages, exactly as its lock file pins them (tests/e2e runs the example).
 examples/node/node_modules/.installed: examples/node/package-lock.json
