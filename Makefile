@@ -87,15 +87,14 @@ build: $(SAM_VENV)/.installed
 	$(need-pip)
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build
 
-# Guided the first time (samconfig.toml saves no region yet): tools/deploy_guide.py prints what
-# to answer first. After that, the settings the guided run saved in samconfig.toml.
+# Guided the first time (samconfig.toml saves no region yet), after tools/deploy_guide.py has
+# printed what it asks and what to answer; after that, with the settings samconfig.toml saves.
 .PHONY: deploy
 deploy: build
-	@if $(SAM_VENV)/bin/python tools/deploy_guide.py; then \
-	  set -x; $(SAM_VENV)/bin/sam deploy; \
-	else \
-	  set -x; $(SAM_VENV)/bin/sam deploy --guided; \
-	fi
+	@$(SAM_VENV)/bin/python -m tools.deploy_guide; mode=$$?; \
+	if [ $$mode -eq 0 ]; then set -x; $(SAM_VENV)/bin/sam deploy; \
+	elif [ $$mode -eq 3 ]; then set -x; $(SAM_VENV)/bin/sam deploy --guided; \
+	else exit $$mode; fi
 
 # What SAM, cfn-lint and statelint check; the project's own template checks run in pytest.
 .PHONY: check-template

@@ -321,6 +321,17 @@ class _Deployer:
         unknown = set(overrides) - set(parameters)
         if unknown:
             raise TemplateError(f"unknown parameters: {', '.join(sorted(unknown))}")
+        # As CloudFormation: a parameter without a Default must be given a value.
+        missing = [
+            name
+            for name, spec in document.get("Parameters", {}).items()
+            if "Default" not in spec and name not in overrides
+        ]
+        if missing:
+            raise TemplateError(
+                f"parameters without a default need a value: {', '.join(missing)} "
+                "(pass them to deploy)"
+            )
         for name, spec in document.get("Parameters", {}).items():
             check_parameter(name, spec, parameters[name])
         self.resolver = Resolver(

@@ -192,7 +192,7 @@ def keyless_rotation(cloud: LocalCloud, expect: Expectations) -> Deployment:
             "TokenSecretName": "google/keyless-access-token",
             "CredentialSource": "workload-identity-federation",
             "WorkloadIdentityAudience": KEYLESS_AUDIENCE,
-            "ImpersonatedServiceAccount": KEYLESS_TARGET,
+            "GoogleServiceAccount": KEYLESS_TARGET,
             "TokenLifetimeSeconds": "43200",
         },
         stack_name="google-token-rotation-keyless",

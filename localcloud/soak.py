@@ -35,6 +35,7 @@ from moto.backends import get_backend
 
 from localcloud import faults, operations
 from localcloud.cloud import ACCOUNT_ID, REGION, LocalCloud
+from localcloud.demo import DEMO_PARAMETERS
 from localcloud.deployment import Deployment
 from localcloud.google_emulator import ServiceAccountKey
 from localcloud.scheduler import LAMBDA_INVOKE, Firing, LocalScheduler
@@ -78,8 +79,9 @@ REVOCATION_GAP_LIMIT_SECONDS: Final = 10 * MINUTE
 """From a revocation to the first valid read after it, at most: one sweep interval (5 min), one
 rotation, and the minute to the next read (issue 17: "within one sweep interval plus one
 rotation")."""
-MIN_REMAINING_SECONDS: Final = 900
-"""template.yaml's MinRemainingSeconds: a pending token with less is stale, and may be dropped."""
+MIN_REMAINING_SECONDS: Final = DEFAULT_LEAD_SECONDS
+"""MIN_REMAINING_SECONDS as template.yaml derives it from RefreshLeadSeconds: a pending token with
+less is stale, and may be dropped."""
 SWEEP_PERIOD_SECONDS: Final = 5 * MINUTE
 """template.yaml's FreshnessSweepSchedule: rate(5 minutes)."""
 FAILURE_NOTICES: Final = ("Google token rotation failed", "Google token rotation still failing")
@@ -580,6 +582,7 @@ class Soak:
         suffix = uuid.uuid4().hex[:8]
         self.deployment = cloud.deploy(
             {
+                **DEMO_PARAMETERS,
                 "RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS),
                 "TokenSecretName": f"soak/{suffix}/access-token",
                 **self._google_side(suffix),
@@ -643,7 +646,7 @@ class Soak:
             return {}
         target = self._target(suffix)
         google.create_keyless_service_account(target)
-        parameters = {"CredentialSource": self.source, "ImpersonatedServiceAccount": target}
+        parameters = {"CredentialSource": self.source, "GoogleServiceAccount": target}
         if self.source == FEDERATION_SOURCE:
             google.register_workload_identity_provider(SOAK_AUDIENCE, ACCOUNT_ID)
             caller = self.cloud.client("sts").get_caller_identity()["Arn"]
@@ -834,7 +837,7 @@ class Soak:
 
     def _live(self, version: str) -> bool:
         """Whether a version's token is one a rotation in progress could still promote: Google
-        accepts it and it has more than MinRemainingSeconds left (by a tick, as it was seen up
+        accepts it and it has more than MIN_REMAINING_SECONDS left (by a tick, as it was seen up
         to a tick late). Only a second rotation started beside it drops such a version."""
         assert self.deployment is not None
         try:

@@ -47,7 +47,7 @@ def test_rotation_stuck_after_create_heals_on_its_reattempt_50_minutes_later(
     stack.cloud.google.reset()
 
     # ~50 minutes later Secrets Manager re-attempts the same rotation: the stored token now has
-    # ten minutes left, less than MinRemainingSeconds.
+    # ten minutes left, less than the minimum remaining life (RefreshLeadSeconds).
     stack.cloud.google.clock_offset_seconds = 50 * 60
     entry = stack.worker("RotationEntryFunction")
     event = {**failed[0].input}

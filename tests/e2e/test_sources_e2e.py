@@ -25,7 +25,7 @@ def test_twelve_hour_impersonated_tokens_rotate_and_refresh_11_hours_45_later(
     stack = deploy_stack(
         parameters={
             "CredentialSource": "impersonation",
-            "ImpersonatedServiceAccount": target,
+            "GoogleServiceAccount": target,
             "TokenLifetimeSeconds": str(TWELVE_HOURS),
         }
     )
@@ -70,7 +70,7 @@ def test_keyless_federation_rotates_with_no_key_in_aws(cloud: LocalCloud) -> Non
             "TokenSecretName": f"e2e/{suffix}/keyless",
             "CredentialSource": "workload-identity-federation",
             "WorkloadIdentityAudience": AUDIENCE,
-            "ImpersonatedServiceAccount": target,
+            "GoogleServiceAccount": target,
         },
         stack_name=f"e2e-keyless-{suffix}",
     )
@@ -96,7 +96,7 @@ def test_keyless_federation_rotates_with_no_key_in_aws(cloud: LocalCloud) -> Non
         (
             {
                 "CredentialSource": "workload-identity-federation",
-                "ImpersonatedServiceAccount": "a@b.c",
+                "GoogleServiceAccount": "a@b.c",
             },
             "TokenLifetimeFitsTheSource",
         ),

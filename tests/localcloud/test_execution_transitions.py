@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from localcloud.cloud import Deployment, LocalCloud
+from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import (
     ExecutionSummary,
     drain_notices,
@@ -53,7 +54,7 @@ def local() -> Iterator[Local]:
     suffix = uuid.uuid4().hex[:12]
     with local_cloud_of_its_own() as cloud:
         deployment = cloud.deploy(
-            {"TokenSecretName": f"transitions/{suffix}/token"},
+            {**DEMO_PARAMETERS, "TokenSecretName": f"transitions/{suffix}/token"},
             stack_name=f"transitions-{suffix}",
         )
         cloud.store_service_account_key(cloud.google.create_service_account())

@@ -26,7 +26,7 @@ from localcloud.operations import (
 from localcloud.template import PROJECT_ROOT
 from tests.support import local_cloud_of_its_own
 
-PARAMETERS: dict[str, str] = {}
+PARAMETERS = {"GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly"}
 ASL = json.loads((PROJECT_ROOT / "statemachine" / "rotation.asl.json").read_text())
 
 

@@ -24,6 +24,8 @@ PSEUDO = {
 }
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:stack-FailureTopic"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:stack-Entry"
+SCOPES = {"GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly"}
+"""GoogleScopes has no default: every deploy names its own."""
 STEP_FUNCTIONS = {
     "CreateSecretFunction": "create_secret",
     "SetSecretFunction": "set_secret",
@@ -330,7 +332,7 @@ def test_deploy_refuses_a_refresh_lead_outside_the_token_lifetime(
     functions_before = cloud.client("lambda").list_functions()["Functions"]
 
     with pytest.raises(TemplateError) as refused:
-        cloud.deploy({"RefreshLeadSeconds": lead})
+        cloud.deploy({**SCOPES, "RefreshLeadSeconds": lead})
 
     assert str(refused.value) == f"rule RefreshLeadFitsTheTokenLifetime: {description}"
     assert "RefreshLeadSeconds" in str(refused.value)
@@ -341,7 +343,18 @@ def test_deploy_refuses_a_refresh_lead_outside_the_token_lifetime(
 
 def test_deploy_refuses_unknown_parameters(cloud: LocalCloud) -> None:
     with pytest.raises(TemplateError, match="unknown parameters: AcknowledgeGap"):
-        cloud.deploy({"AcknowledgeGap": "yes"})
+        cloud.deploy({**SCOPES, "AcknowledgeGap": "yes"})
+
+
+def test_deploy_refuses_a_missing_google_scopes_by_name(cloud: LocalCloud) -> None:
+    """As CloudFormation: a parameter without a default must be given, before anything exists."""
+    with pytest.raises(TemplateError) as refused:
+        cloud.deploy({"TokenSecretName": f"no-scopes-{uuid.uuid4().hex[:8]}/token"})
+
+    assert str(refused.value) == (
+        "parameters without a default need a value: GoogleScopes (pass them to deploy)"
+    )
+    assert cloud.deployment is None
 
 
 # A customer-managed KMS key for the key secret.
@@ -355,7 +368,11 @@ def test_the_key_secret_is_created_under_the_given_kms_key_and_rotations_still_r
     kms_key_arn = cloud.client("kms").create_key()["KeyMetadata"]["Arn"]
     suffix = uuid.uuid4().hex[:12]
     deployment = cloud.deploy(
-        {"ServiceAccountKeyKmsKeyArn": kms_key_arn, "TokenSecretName": f"kms-{suffix}/token"},
+        {
+            **SCOPES,
+            "ServiceAccountKeyKmsKeyArn": kms_key_arn,
+            "TokenSecretName": f"kms-{suffix}/token",
+        },
         stack_name=f"kms-{suffix}",
     )
     secrets = cloud.client("secretsmanager")
@@ -376,8 +393,9 @@ def test_deploy_refuses_a_kms_key_for_a_key_secret_that_federation_does_not_have
     description = " ".join(rule["Assertions"][0]["AssertDescription"].split())
     kms_key_arn = cloud.client("kms").create_key()["KeyMetadata"]["Arn"]
     federation = {
+        **SCOPES,
         "CredentialSource": "workload-identity-federation",
-        "ImpersonatedServiceAccount": "rotator@demo-project.iam.gserviceaccount.com",
+        "GoogleServiceAccount": "rotator@demo-project.iam.gserviceaccount.com",
         "WorkloadIdentityAudience": (
             "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/aws/"
             "providers/account"

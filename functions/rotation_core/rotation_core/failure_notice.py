@@ -290,8 +290,8 @@ def compose_unverified(
             "Without tokeninfo: Google's token endpoint issued the token over TLS to this "
             "rotation's own credentials; the stored value is a well-formed token secret holding "
             "an OAuth 2 bearer token; its lifetime is one the credential source can mint and at "
-            "least MinRemainingSeconds of it remain; it was minted for the configured scopes and "
-            "service account."
+            "least the minimum remaining life (RefreshLeadSeconds) of it remains; it was minted "
+            "for the configured scopes and service account."
         ),
         "NotChecked": (
             "Google's own verdict (tokeninfo): that the token is valid, carries the scopes and "

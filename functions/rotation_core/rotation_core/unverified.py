@@ -87,7 +87,7 @@ def check_without_tokeninfo(
     """What can be known of a freshly minted token without tokeninfo: it is a bearer token, it
     lives as long as the source can make it live, and it was minted for the scopes and account
     the settings ask for. `pending` has already passed `fresh_pending_value` (a well-formed value
-    with at least MinRemainingSeconds left); TokenVerificationError says what does not hold."""
+    with at least min_remaining_seconds left); TokenVerificationError says what does not hold."""
     meta = pending.metadata
     if meta.token_type.lower() != "bearer" or not _BEARER_TOKEN.fullmatch(pending.access_token):
         raise TokenVerificationError(
