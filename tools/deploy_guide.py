@@ -60,24 +60,24 @@ SOURCE_ANSWERS: Final = (
 
 def guide(groups: tuple[ParameterGroup, ...]) -> str:
     """What the guided deploy asks, in its order, with what to answer."""
-    asked = [(f"{p.name} [{p.shown_default}]", p.label) for g in groups for p in g.parameters]
+    asked = [(p.prompt, p.label) for g in groups for p in g.parameters]
     width = max(len(prompt) for prompt, _ in (*asked, *SAM_PROMPTS)) + 2
     lines = [
         "First deploy: samconfig.toml saves no region yet, so this runs `sam deploy --guided`.",
         "It asks for each value below in this order, parameters by name; Enter keeps the",
-        "[default]. docs/reference-parameters.md says when to change each.",
+        "[default] (GoogleScopes has none: type it). docs/reference-parameters.md says when to",
+        "change each.",
         f"  {'Stack Name [google-token-rotation]':<{width}}  Enter, or a name of your own",
         f"  {'AWS Region [us-east-1]':<{width}}  the region to deploy to",
     ]
     for group in groups:
         lines.append(f"  {group.label}:")
         for parameter in group.parameters:
-            prompt = f"{parameter.name} [{parameter.shown_default}]"
-            lines.append(f"    {prompt:<{width - 2}}  {parameter.label}")
+            lines.append(f"    {parameter.prompt:<{width - 2}}  {parameter.label}")
     lines.append("  and SAM's own questions:")
     lines.extend(f"    {prompt:<{width - 2}}  {answer}" for prompt, answer in SAM_PROMPTS)
     lines.append("Type GoogleScopes (e.g. https://www.googleapis.com/auth/calendar.readonly) and,")
-    lines.append("by CredentialSource:")
+    lines.append("by CredentialSource, also:")
     source_width = max(len(source) for source, _ in SOURCE_ANSWERS)
     lines.extend(f"  {source:<{source_width}}  {answer}" for source, answer in SOURCE_ANSWERS)
     lines.append("SAM then needs AWS credentials (aws configure) to create the stack.")

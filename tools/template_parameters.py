@@ -27,11 +27,9 @@ class Parameter:
     allowed_pattern: str | None
 
     @property
-    def shown_default(self) -> str:
-        """The default as a reader needs it: empty and absent are not the same answer."""
-        if self.default is None:
-            return "(required, no default)"
-        return self.default or "(empty)"
+    def prompt(self) -> str:
+        """As `sam deploy --guided` asks for it: no default and an empty one both show []."""
+        return f"{self.name} [{self.default or ''}]"
 
 
 @dataclass(frozen=True)

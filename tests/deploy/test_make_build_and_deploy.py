@@ -9,9 +9,8 @@ functions' requirements from PyPI as a user's first build does."""
 import os
 import re
 import select
-import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -61,7 +60,7 @@ def user_environment(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
     base = tmp_path_factory.mktemp("fresh-clone")
     root = base / "google-token-rotation"
     subprocess.run(
@@ -73,8 +72,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         if ".git" not in Path(folder).parts:
             for name in files:
                 os.utime(Path(folder) / name, (0, 0), follow_symlinks=False)
-    yield Clone(root, user_environment(base))
-    shutil.rmtree(base, ignore_errors=True)
+    return Clone(root, user_environment(base))
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +200,7 @@ def test_the_guided_deploy_asks_for_the_parameters_in_group_order(guided: str) -
         for parameter in group.parameters
     ]
     assert asked == grouped
-    assert f"Parameter GoogleScopes: {SCOPE}" in guided  # required: no default offered
+    assert f"Parameter GoogleScopes []: {SCOPE}" in guided  # required: no default offered
 
 
 def test_the_guided_deploy_stops_where_aws_is_needed_and_saves_nothing(
@@ -222,7 +220,7 @@ def test_the_guided_deploy_stops_where_aws_is_needed_and_saves_nothing(
 
 
 def test_the_documented_transcript_is_what_make_deploy_prints(guided: str, tmp_path: Path) -> None:
-    [documented] = TRANSCRIPT.findall(PAGE.read_text())
     captured = tmp_path / "transcript.txt"
     captured.write_text(guided)
+    [documented] = TRANSCRIPT.findall(PAGE.read_text())
     assert documented == guided, f"{PAGE.name} differs from the captured transcript: {captured}"
