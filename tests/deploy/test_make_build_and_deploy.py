@@ -77,10 +77,17 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
 
 @pytest.fixture(scope="module")
 def built(clone: Clone) -> subprocess.CompletedProcess[str]:
+    """With the SAM venv activated, as the README once said to: its python3.12 has no pip."""
+    sam_venv = clone.root / ".venv-sam"
+    activated = {
+        **clone.environment,
+        "VIRTUAL_ENV": str(sam_venv),
+        "PATH": f"{sam_venv / 'bin'}:{clone.environment['PATH']}",
+    }
     return subprocess.run(
         BUILD_COMMAND.split(),
         cwd=clone.root,
-        env=clone.environment,
+        env=activated,
         capture_output=True,
         text=True,
         timeout=300,
