@@ -74,18 +74,20 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# sam build installs each function's requirements with `python3.12 -m pip`, found on PATH: the
-# uv-made venvs have no pip, so the python3.12 found above goes first on PATH, and it needs pip.
+# sam build installs each function's requirements with `python3.12 -m pip`, the first python3.12
+# on PATH: the uv-made venvs have no pip (.venv-sam neither, when activated), so a python3.12 that
+# has pip goes first on PATH for it.
+SAM_BUILD_PYTHON ?= $(shell tools/find-python312 --with-pip)
 define need-pip
-@$(PYTHON312) -m pip --version >/dev/null 2>&1 || { echo "$(PYTHON312) has no pip, which sam build needs: run '$(PYTHON312) -m ensurepip --upgrade' (or install your distribution's pip for python3.12), or set PYTHON312=/path/to/a/python3.12-with-pip" >&2; exit 1; }
+@test -n "$(SAM_BUILD_PYTHON)" || { echo "no python3.12 with pip found, which sam build needs: run 'python3.12 -m ensurepip --upgrade' (or install your distribution's pip for python3.12, or 'pyenv install 3.12'), or set SAM_BUILD_PYTHON=/path/to/a/python3.12-with-pip" >&2; exit 1; }
+@$(SAM_BUILD_PYTHON) -m pip --version >/dev/null 2>&1 || { echo "$(SAM_BUILD_PYTHON) has no pip, which sam build needs: run '$(SAM_BUILD_PYTHON) -m ensurepip --upgrade' (or install your distribution's pip for python3.12), or set SAM_BUILD_PYTHON=/path/to/a/python3.12-with-pip" >&2; exit 1; }
 endef
 
 # The Lambda artifacts in .aws-sam/build (options from samconfig.toml: cached, parallel).
 .PHONY: build
 build: $(SAM_VENV)/.installed
-	$(need-python312)
 	$(need-pip)
-	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build
+	PATH="$(dir $(SAM_BUILD_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
 
 # Guided the first time (samconfig.toml saves no region yet), after tools/deploy_guide.py has
 # printed what it asks and what to answer; after that, with the settings samconfig.toml saves.

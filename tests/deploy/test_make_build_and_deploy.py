@@ -120,7 +120,7 @@ def test_make_build_builds_every_function_in_a_fresh_clone(
 def test_make_build_without_pip_says_how_to_get_it_in_one_line(clone: Clone) -> None:
     without_pip = PROJECT_ROOT / ".venv" / "bin" / "python"  # uv made it: a python3.12, no pip
     refused = subprocess.run(
-        [*BUILD_COMMAND.split(), f"PYTHON312={without_pip}"],
+        [*BUILD_COMMAND.split(), f"SAM_BUILD_PYTHON={without_pip}"],
         cwd=clone.root,
         env=clone.environment,
         capture_output=True,
@@ -132,7 +132,7 @@ def test_make_build_without_pip_says_how_to_get_it_in_one_line(clone: Clone) -> 
     assert refused.stderr.splitlines()[0] == (
         f"{without_pip} has no pip, which sam build needs: run '{without_pip} -m ensurepip "
         "--upgrade' (or install your distribution's pip for python3.12), or set "
-        "PYTHON312=/path/to/a/python3.12-with-pip"
+        "SAM_BUILD_PYTHON=/path/to/a/python3.12-with-pip"
     )
 
 
