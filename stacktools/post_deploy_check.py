@@ -117,12 +117,13 @@ def _rotation(
 ) -> CheckResult:
     secretsmanager = clients("secretsmanager")
     reattempted = False
+    # Read first: where Secrets Manager re-attempts an unfinished rotation inside the refused
+    # call (the local cloud), it may have ended before the refusal arrives.
+    pending = _pending_version(secretsmanager, secret_arn)
     try:
         version = secretsmanager.rotate_secret(SecretId=secret_arn)["VersionId"]
     except ClientError as error:
-        unfinished = _error_code(error) == "InvalidRequestException"
-        pending = _pending_version(secretsmanager, secret_arn) if unfinished else None
-        if pending is None:
+        if _error_code(error) != "InvalidRequestException" or pending is None:
             return CheckResult(
                 "rotation",
                 False,
