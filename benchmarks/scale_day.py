@@ -1098,7 +1098,8 @@ def check_report(
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart so that a test can check the documented invocations against it."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.scale_day",
         description="A simulated day of many token secrets created together: the product's "
@@ -1122,7 +1123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also simulate 6 hours below and above the first bound in another Region",
     )
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command_line = parser()
+    arguments = command_line.parse_args(argv)
     try:
         scenario = Scenario(
             secrets=arguments.secrets,
@@ -1134,7 +1140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paced=not arguments.unpaced,
         )
     except ValueError as error:
-        parser.error(str(error))
+        command_line.error(str(error))
     figures = simulate(scenario)
     print("\n".join([*report(figures), "", *capacity_report(figures)]))
     if arguments.check_capacity:
