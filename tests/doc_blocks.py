@@ -23,9 +23,10 @@ class Block:
     text: str
 
     def commands(self) -> list[str]:
-        """The block's command lines as a reader pastes them: comments after two spaces and a `#`
-        cut, blank lines skipped."""
-        return [line.split("  #")[0].strip() for line in self.text.splitlines() if line.strip()]
+        """The block's commands as a reader pastes them: lines ending in a backslash joined to
+        the next, comments after two spaces and a `#` cut, blank lines skipped."""
+        joined = self.text.replace("\\\n", " ")
+        return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
 
 
 def pages() -> list[str]:
@@ -60,9 +61,7 @@ def doc_block(page: str, language: str, containing: str) -> Block:
     """The one block of `page` in `language` that holds `containing`. Call it with literal
     arguments: the static check reads the calls to know which blocks the tests claim."""
     matching = [
-        block
-        for block in blocks(page)
-        if block.language == language and containing in block.text
+        block for block in blocks(page) if block.language == language and containing in block.text
     ]
     assert len(matching) == 1, (
         f"{page}: expected one {language} block holding {containing!r}, found {len(matching)}"

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import scale_day
 from localcloud.__main__ import _parser as localcloud_parser
-from tests.doc_blocks import RUNNABLE_LANGUAGES, ROOT, Block, blocks, doc_block, pages
+from tests.doc_blocks import ROOT, RUNNABLE_LANGUAGES, Block, blocks, doc_block, pages
 
 Claim = tuple[str, str, str]
 
@@ -22,17 +22,31 @@ Claim = tuple[str, str, str]
 def claims() -> Iterator[tuple[Path, Claim]]:
     """Every `doc_block(page, language, containing)` call in the tests, with its file."""
     for source in sorted((ROOT / "tests").rglob("*.py")):
-        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        module = ast.parse(source.read_text(), str(source))
+        constants = {
+            target.id: statement.value.value
+            for statement in module.body
+            if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant)
+            for target in statement.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(module):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
             if name != "doc_block" or source.name == "doc_blocks.py":
                 continue
-            arguments = [getattr(argument, "value", None) for argument in node.args]
-            assert len(arguments) == 3 and all(isinstance(a, str) for a in arguments), (
-                f"{source}:{node.lineno}: call doc_block with three literal strings"
+            arguments = [
+                constants.get(argument.id) if isinstance(argument, ast.Name) else
+                getattr(argument, "value", None)
+                for argument in node.args
+            ]  # fmt: skip
+            literal = len(arguments) == 3 and all(isinstance(a, str) for a in arguments)
+            assert literal, (
+                f"{source}:{node.lineno}: call doc_block with three literal strings "
+                "(or module-level string constants)"
             )
-            yield source, (arguments[0], arguments[1], arguments[2])
+            yield source, (str(arguments[0]), str(arguments[1]), str(arguments[2]))
 
 
 def runnable_blocks() -> list[Block]:
@@ -60,7 +74,10 @@ def test_every_runnable_block_of_every_page_is_claimed_by_a_test() -> None:
 def test_every_claim_names_exactly_one_block() -> None:
     for source, (page, language, needle) in claims():
         assert (ROOT / page).is_file(), f"{source}: no page {page}"
-        doc_block(page, language, needle)
+        matching = [b for b in blocks(page) if b.language == language and needle in b.text]
+        assert len(matching) == 1, (
+            f"{source}: {len(matching)} {language} blocks of {page} hold {needle!r}"
+        )
 
 
 def test_the_shell_blocks_use_one_language_name() -> None:
