@@ -158,7 +158,7 @@ SWEEP_READ_SECONDS: Final = 0.05
 SWEEP_READS_PER_SECOND: Final = sweep_run.MAX_CONCURRENCY / SWEEP_READ_SECONDS
 """How fast a run reads: sweep_run.MAX_CONCURRENCY at once (8), 160 a second."""
 SM_REATTEMPT_SECONDS: Final = 50 * 60
-"""Secrets Manager re-attempts a failed rotation about 50 minutes later (README "Self-healing";
+"""Secrets Manager re-attempts a failed rotation about 50 minutes later (docs/self-healing.md;
 how often, unverified)."""
 BOTOCORE_THROTTLING_BASE_SECONDS: Final = 1.0
 BOTOCORE_MAX_BACKOFF_SECONDS: Final = 20.0
