@@ -298,7 +298,7 @@ class Rotation:
             f"{MANAGED_BY_TAG}={secret.tags[MANAGED_BY_TAG]} but is not a token secret: its "
             "AWSCURRENT version holds neither a token this rotation stored nor the placeholder "
             f"{PLACEHOLDER}. Nothing was written. A token secret is created with that "
-            'placeholder as its value (docs/many-secrets.md); if this secret '
+            "placeholder as its value (docs/many-secrets.md); if this secret "
             f"is not meant to be one, remove its {MANAGED_BY_TAG} tag"
         )
 
