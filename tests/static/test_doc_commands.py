@@ -4,6 +4,7 @@ runs it as written; a new block nobody claims fails here. Commands too long to r
 their program's own argument parser."""
 
 import ast
+import os
 import re
 import shlex
 import subprocess
@@ -95,9 +96,16 @@ def dry_run(line: str) -> str:
     """What `make` would run for a documented `make ...` line, without running it."""
     arguments = shlex.split(line)
     assert arguments[0] == "make"
+    # Under `make test` this runs inside make: the outer make's flags must not reach this one.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    }
     planned = subprocess.run(
         ["make", "--dry-run", "--always-make", *arguments[1:]],
         cwd=ROOT,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
