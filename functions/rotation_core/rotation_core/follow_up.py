@@ -3,7 +3,7 @@
 A finished rotation schedules the next one before its token expires and, after failures, says
 once that it recovered; a failed one schedules its own retry and notifies only when the streak
 rules say so. The status tags are written here; the schedule's time and the notice are returned
-for the state machine to send, with its own role (README: "Always fresh: refresh before expiry").
+for the state machine to send, with its own role (docs/always-fresh.md).
 """
 
 import logging
