@@ -25,6 +25,7 @@ help:
 	@echo "make bench  - benchmarks on the local cloud"
 	@echo "make soak   - a simulated week of 1-hour tokens with random faults (SEED=n replays one)"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
+	@echo "make docs   - serve the documentation site (docs/) at http://127.0.0.1:8000"
 	@echo "make google-setup      - the deployed stack's Google-side setup, filled in (STACK=name)"
 	@echo "make post-deploy-check - rotate once and check token, Google, refresh, alarm, topic (STACK=name)"
 
@@ -119,6 +120,11 @@ clean:
 .PHONY: demo
 demo: venv
 	$(PY) -m localcloud demo
+
+# The documentation site, rebuilt on every save; tests/static/test_docs_site.py builds it with --strict.
+.PHONY: docs
+docs: venv
+	$(PY) -m mkdocs serve
 
 .PHONY: bench
 bench: venv

@@ -28,7 +28,7 @@ GOOGLE_TOKENINFO_URL: Final = "https://oauth2.googleapis.com/tokeninfo"
 DEFAULT_TIMEOUT_SECONDS: Final = 600.0
 CURRENT: Final = "AWSCURRENT"
 PENDING: Final = "AWSPENDING"
-RUNBOOK: Final = "docs/monitoring.md (runbook)"
+RUNBOOK: Final = "docs/runbook.md"
 _POLL_SECONDS: Final = 3.0
 _RUNNING: Final = "RUNNING"
 _AT_EXPRESSION = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
@@ -198,8 +198,8 @@ def _failed_rotation(stepfunctions: Any, execution: dict[str, Any]) -> CheckResu
         "Google refused: run `python -m stacktools google-setup` and compare each step with "
         "your Google project (docs/google-setup.md)"
         if error in _GOOGLE_SIDE_ERRORS
-        else f"the failure notice on the stack's topic says the same; its entry in {RUNBOOK} "
-        "says what to do"
+        else f"the failure notice on the stack's topic says the same; the entry for {error} in "
+        f"{RUNBOOK} says what to do"
     )
     return CheckResult(
         "rotation",
