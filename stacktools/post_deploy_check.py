@@ -133,7 +133,8 @@ def _rotation(
             )
         # Secrets Manager re-attempts the unfinished rotation itself: follow that one.
         version, reattempted = pending, True
-    outcome = _follow(clients, stack, secret_arn, version, settings)
+    machine = stack.output(ROTATION_STATE_MACHINE_ARN)
+    outcome = follow_rotation(clients, machine, secret_arn, version, settings)
     if reattempted and outcome.ok:
         return CheckResult(
             "rotation",
@@ -143,18 +144,18 @@ def _rotation(
     return outcome
 
 
-def _follow(
+def follow_rotation(
     clients: Clients,
-    stack: DeployedStack,
+    machine: str,
     secret_arn: str,
     version: str,
     settings: CheckSettings,
 ) -> CheckResult:
     """Waits until the version is AWSCURRENT and its executions have ended, or one failed with
-    nothing running after it, or the time is up."""
+    nothing running after it, or the time is up. On AWS the rotation runs after RotateSecret
+    answers; on the local cloud inside it, so the first look finds it ended."""
     secretsmanager = clients("secretsmanager")
     stepfunctions = clients("stepfunctions")
-    machine = stack.output(ROTATION_STATE_MACHINE_ARN)
     deadline = settings.monotonic() + settings.timeout_seconds
     while True:
         executions = _executions_of(stepfunctions, machine, version)
