@@ -55,8 +55,11 @@ def aws() -> Iterator[dict[str, ScriptedAws]]:
 
 
 def _follow(aws: dict[str, ScriptedAws], clock: _Clock, timeout: float) -> Any:
+    # boto3's overloads want a literal service name; these are chosen at run time.
+    create: Any = boto3.client
+
     def client(service: str) -> Any:
-        return boto3.client(
+        return create(
             service,
             endpoint_url=aws[service].endpoint_url,
             region_name="us-east-1",
