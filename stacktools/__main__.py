@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--key-account",
         metavar="EMAIL",
-        help="the service account whose key the stack holds (default: ExpectedServiceAccount, "
+        help="the service account whose key the stack holds (default: GoogleServiceAccount, "
         "else token-rotation@PROJECT_ID.iam.gserviceaccount.com)",
     )
     check = commands.add_parser(

@@ -10,8 +10,7 @@ from stacktools.stack import (
     CREATE_SECRET_ROLE_ARN,
     CREDENTIAL_SOURCE,
     DELEGATED_SUBJECT,
-    EXPECTED_SERVICE_ACCOUNT,
-    IMPERSONATED_SERVICE_ACCOUNT,
+    GOOGLE_SERVICE_ACCOUNT,
     PUT_KEY_COMMAND,
     WORKLOAD_IDENTITY_AUDIENCE,
     DeployedStack,
@@ -116,11 +115,11 @@ def render(stack: DeployedStack, steps: list[Step]) -> str:
 
 
 def _key(stack: DeployedStack, project: str | None, key_account: str | None) -> list[Step]:
-    expected = stack.parameter(EXPECTED_SERVICE_ACCOUNT)
-    account = key_account or expected or _default_account(project, stack, EXPECTED_SERVICE_ACCOUNT)
+    expected = stack.parameter(GOOGLE_SERVICE_ACCOUNT)
+    account = key_account or expected or _default_account(project, stack, GOOGLE_SERVICE_ACCOUNT)
     if expected and key_account and key_account != expected:
         raise SetupInputError(
-            f"--key-account {key_account} is not {expected}, the {EXPECTED_SERVICE_ACCOUNT} of "
+            f"--key-account {key_account} is not {expected}, the {GOOGLE_SERVICE_ACCOUNT} of "
             f"stack {stack.name}, which every token must belong to: leave --key-account out"
         )
     project = project or _project_of(account)
@@ -140,12 +139,12 @@ def _key(stack: DeployedStack, project: str | None, key_account: str | None) -> 
 def _impersonation(
     stack: DeployedStack, project: str | None, key_account: str | None
 ) -> list[Step]:
-    target = stack.parameter(IMPERSONATED_SERVICE_ACCOUNT)
+    target = stack.parameter(GOOGLE_SERVICE_ACCOUNT)
     project = project or _project_of(target)
     account = key_account or f"{DEFAULT_KEY_ACCOUNT_NAME}@{project}.iam.gserviceaccount.com"
     if account == target:
         raise SetupInputError(
-            f"--key-account {account} is the {IMPERSONATED_SERVICE_ACCOUNT} itself: name the "
+            f"--key-account {account} is the {GOOGLE_SERVICE_ACCOUNT} itself: name the "
             "account whose key mints its tokens"
         )
     steps = [
@@ -168,7 +167,7 @@ def _impersonation(
 
 
 def _keyless(stack: DeployedStack, project: str | None) -> list[Step]:
-    target = stack.parameter(IMPERSONATED_SERVICE_ACCOUNT)
+    target = stack.parameter(GOOGLE_SERVICE_ACCOUNT)
     audience = stack.parameter(WORKLOAD_IDENTITY_AUDIENCE)
     pool = _AUDIENCE.fullmatch(audience)
     if pool is None:
@@ -248,7 +247,7 @@ def _keyless(stack: DeployedStack, project: str | None) -> list[Step]:
             notes=(
                 f"{CREDENTIAL_SOURCE}={KEYLESS_SOURCE}",
                 f"{WORKLOAD_IDENTITY_AUDIENCE}={audience}",
-                f"{IMPERSONATED_SERVICE_ACCOUNT}={target}",
+                f"{GOOGLE_SERVICE_ACCOUNT}={target}",
             ),
         ),
         Step(
@@ -294,7 +293,7 @@ def _create_account(email: str, what: str) -> Step:
 
 
 def _target_note() -> str:
-    return f"{IMPERSONATED_SERVICE_ACCOUNT}; it needs no key"
+    return f"{GOOGLE_SERVICE_ACCOUNT}; it needs no key"
 
 
 def _reach_the_data(stack: DeployedStack, account: str) -> Step:

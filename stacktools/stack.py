@@ -13,19 +13,18 @@ DEFAULT_STACK_NAME: Final = "google-token-rotation"
 # Parameters (their values as deployed).
 CREDENTIAL_SOURCE: Final = "CredentialSource"
 GOOGLE_SCOPES: Final = "GoogleScopes"
-IMPERSONATED_SERVICE_ACCOUNT: Final = "ImpersonatedServiceAccount"
+GOOGLE_SERVICE_ACCOUNT: Final = "GoogleServiceAccount"
+"""The key's own account (service-account-key, optional) or the one impersonated (required)."""
 TOKEN_LIFETIME_SECONDS: Final = "TokenLifetimeSeconds"
 WORKLOAD_IDENTITY_AUDIENCE: Final = "WorkloadIdentityAudience"
 DELEGATED_SUBJECT: Final = "DelegatedSubject"
-EXPECTED_SERVICE_ACCOUNT: Final = "ExpectedServiceAccount"
 PARAMETERS_READ: Final = (
     CREDENTIAL_SOURCE,
     GOOGLE_SCOPES,
-    IMPERSONATED_SERVICE_ACCOUNT,
+    GOOGLE_SERVICE_ACCOUNT,
     TOKEN_LIFETIME_SECONDS,
     WORKLOAD_IDENTITY_AUDIENCE,
     DELEGATED_SUBJECT,
-    EXPECTED_SERVICE_ACCOUNT,
 )
 
 # Outputs.

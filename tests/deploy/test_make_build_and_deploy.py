@@ -117,6 +117,13 @@ def test_make_build_builds_every_function_in_a_fresh_clone(
     )
 
 
+def test_the_readmes_deploy_path_starts_with_this_build_command() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    deploying = readme[readme.index("## Deploying to AWS") :]
+    assert deploying.split("\n1. ", 1)[1].startswith(f"`{BUILD_COMMAND}`")
+    assert f"2. `{DEPLOY_COMMAND}`" in deploying
+
+
 def test_make_build_without_pip_says_how_to_get_it_in_one_line(clone: Clone) -> None:
     without_pip = PROJECT_ROOT / ".venv" / "bin" / "python"  # uv made it: a python3.12, no pip
     refused = subprocess.run(

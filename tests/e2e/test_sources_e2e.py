@@ -107,6 +107,4 @@ def test_the_template_refuses_what_a_source_cannot_do(
     cloud: LocalCloud, parameters: dict[str, str], rule: str
 ) -> None:
     with pytest.raises(TemplateError, match=f"rule {rule}"):
-        cloud.deploy(
-            {**PARAMETERS, **parameters}, stack_name=f"e2e-refused-{uuid.uuid4().hex[:8]}"
-        )
+        cloud.deploy({**PARAMETERS, **parameters}, stack_name=f"e2e-refused-{uuid.uuid4().hex[:8]}")

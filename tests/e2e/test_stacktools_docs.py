@@ -32,9 +32,9 @@ def test_the_pages_tell_only_stacktools_commands() -> None:
 
 @pytest.fixture(scope="module")
 def shell_environment(cloud: LocalCloud) -> dict[str, str]:
-    """A user's deploy (the default stack name, an ExpectedServiceAccount), its key stored, and
+    """A user's deploy (the default stack name, an GoogleServiceAccount), its key stored, and
     the exports `localcloud up` prints; `python` is this virtual environment's."""
-    cloud.deploy({**DEMO_PARAMETERS, "ExpectedServiceAccount": ACCOUNT})
+    cloud.deploy({**DEMO_PARAMETERS, "GoogleServiceAccount": ACCOUNT})
     cloud.store_service_account_key(cloud.google.create_service_account(ACCOUNT))
     return {
         **os.environ,

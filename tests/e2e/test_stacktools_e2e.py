@@ -184,7 +184,7 @@ def test_google_setup_of_a_keyless_stack_binds_its_create_secret_role(
             "TokenSecretName": f"e2e/{suffix}/keyless",
             "CredentialSource": "workload-identity-federation",
             "WorkloadIdentityAudience": AUDIENCE,
-            "ImpersonatedServiceAccount": "reader@demo-project.iam.gserviceaccount.com",
+            "GoogleServiceAccount": "reader@demo-project.iam.gserviceaccount.com",
         },
         stack_name=name,
     )

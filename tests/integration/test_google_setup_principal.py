@@ -33,7 +33,7 @@ def _keyless_stack(role_arn: str, target: str) -> DeployedStack:
         parameters={
             "CredentialSource": "workload-identity-federation",
             "GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly",
-            "ImpersonatedServiceAccount": target,
+            "GoogleServiceAccount": target,
             "WorkloadIdentityAudience": AUDIENCE,
             "TokenLifetimeSeconds": "3600",
         },

@@ -25,24 +25,23 @@ BASE_OUTPUTS = {
 BASE_PARAMETERS = {
     "CredentialSource": "service-account-key",
     "GoogleScopes": "https://www.googleapis.com/auth/calendar.readonly",
-    "ImpersonatedServiceAccount": "",
+    "GoogleServiceAccount": "",
     "TokenLifetimeSeconds": "3600",
     "WorkloadIdentityAudience": "",
     "DelegatedSubject": "",
-    "ExpectedServiceAccount": "",
 }
 SOURCES: Mapping[str, Mapping[str, str]] = {
     "service-account-key": {
-        "ExpectedServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com"
+        "GoogleServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com"
     },
     "impersonation": {
         "CredentialSource": "impersonation",
-        "ImpersonatedServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
+        "GoogleServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
         "TokenLifetimeSeconds": "43200",
     },
     "workload-identity-federation": {
         "CredentialSource": "workload-identity-federation",
-        "ImpersonatedServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
+        "GoogleServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
         "WorkloadIdentityAudience": (
             "//iam.googleapis.com/projects/386512094217/locations/global/"
             "workloadIdentityPools/aws-pool/providers/aws-provider"
@@ -50,7 +49,7 @@ SOURCES: Mapping[str, Mapping[str, str]] = {
         "TokenLifetimeSeconds": "43200",
     },
     "domain-wide-delegation": {
-        "ExpectedServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
+        "GoogleServiceAccount": "calendar-reader@acme-tokens.iam.gserviceaccount.com",
         "DelegatedSubject": "room-booking@acme.example",
         "GoogleScopes": (
             "https://www.googleapis.com/auth/calendar.readonly "

@@ -48,7 +48,7 @@ def test_the_org_policy_names_have_one_form() -> None:
 
 
 def test_a_key_account_the_stack_does_not_name_needs_a_project_or_an_account() -> None:
-    stack = deployed("service-account-key", ExpectedServiceAccount="")
+    stack = deployed("service-account-key", GoogleServiceAccount="")
 
     with pytest.raises(SetupInputError, match="pass --key-account EMAIL, or --project PROJECT_ID"):
         google_setup(stack)

@@ -11,6 +11,7 @@ import pytest
 
 from localcloud.intrinsics import Resolver
 from rotation_core.config import RotationSettings
+from tests.doc_blocks import doc_block
 from tools import deploy_guide
 from tools.parameter_reference import REGENERATE, TAG_RULES, settings
 from tools.template_parameters import INTERFACE, PROJECT_ROOT, parameter_groups, template_document
@@ -121,7 +122,9 @@ def test_every_settings_tag_of_the_code_has_a_rule_on_the_reference_page() -> No
 
 def test_the_reference_page_is_what_its_generator_writes_from_the_template_and_config() -> None:
     """The page's own regeneration command, up to its redirection, run as a reader would."""
-    command, _, target = REGENERATE.partition(" > ")
+    [line] = doc_block("docs/reference-parameters.md", "sh", "tools.parameter_reference").commands()
+    assert line == REGENERATE
+    command, _, target = line.partition(" > ")
     executable, *arguments = command.split()
     generated = subprocess.run(
         [str(PROJECT_ROOT / executable), *arguments],
