@@ -365,7 +365,10 @@ def _store_key(stack: DeployedStack) -> Step:
 def _check(stack: DeployedStack) -> Step:
     return Step(
         "Rotate once and check the whole chain (docs/post-deploy-check.md):",
-        commands=(f"python -m stacktools check --stack-name {stack.name} --region {stack.region}",),
+        commands=(
+            ".venv/bin/python -m stacktools check "
+            f"--stack-name {stack.name} --region {stack.region}",
+        ),
     )
 
 

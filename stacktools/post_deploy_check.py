@@ -196,7 +196,7 @@ def _failed_rotation(stepfunctions: Any, execution: dict[str, Any]) -> CheckResu
     error = described.get("error") or execution["status"]
     message = _cause_message(described.get("cause", ""))
     fix = (
-        "Google refused: run `python -m stacktools google-setup` and compare each step with "
+        "Google refused: run `make google-setup` and compare each step with "
         "your Google project (docs/google-setup.md)"
         if error in _GOOGLE_SIDE_ERRORS
         else f"the failure notice on the stack's topic says the same; the entry for {error} in "

@@ -105,7 +105,7 @@ def test_google_refusing_the_key_fails_the_rotation_and_points_to_the_google_set
     rotation = out.splitlines()[0]
     assert "createSecret-" in rotation
     assert "GoogleGrantRejectedError" in rotation
-    assert "fix: Google refused: run `python -m stacktools google-setup`" in out
+    assert "fix: Google refused: run `make google-setup`" in out
     assert "AWSCURRENT holds no GOOGLE_ACCESS_TOKEN yet" in out
 
 
@@ -198,4 +198,4 @@ def test_google_setup_of_a_keyless_stack_binds_its_create_secret_role(
         f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{name}-CreateSecretFunctionRole "
         "--role=roles/iam.workloadIdentityUser"
     ) in out
-    assert f"python -m stacktools check --stack-name {name} --region us-east-1" in out
+    assert f".venv/bin/python -m stacktools check --stack-name {name} --region us-east-1" in out
