@@ -154,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     fail.add_argument("route", choices=GOOGLE_ROUTES, help="which of Google's endpoints")
     fail.add_argument("--status", type=int, default=503, help="HTTP status (default: 503)")
     fail.add_argument("--count", type=int, default=1, help="how many requests (default: 1)")
+    actions.add_parser("recover", help="Google's outage ends: drop the failures still queued")
     for action in actions.choices.values():
         _state_file_argument(action)
     return parser

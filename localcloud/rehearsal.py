@@ -66,3 +66,8 @@ def fail_next(cloud: "LocalCloud", request: object) -> dict[str, object]:
         raise RehearsalError(f"Count must be 1 to {MAX_FAILURES}, not {count!r}")
     cloud.google.fail_next(route, status=status, count=count)
     return {"Route": route, "Status": status, "Count": count}
+
+
+def end_failures(cloud: "LocalCloud") -> dict[str, object]:
+    """Google's outage ends: the failures still queued are dropped."""
+    return {"FailuresDropped": cloud.google.end_failures()}

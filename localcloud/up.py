@@ -30,7 +30,13 @@ from localcloud.demo import DEMO_PARAMETERS
 from localcloud.deployment import CURRENT, PENDING, client_environment
 from localcloud.intrinsics import TemplateError
 from localcloud.operations import subscribe_queue
-from localcloud.rehearsal import RehearsalError, create_key, delete_stored_key, fail_next
+from localcloud.rehearsal import (
+    RehearsalError,
+    create_key,
+    delete_stored_key,
+    end_failures,
+    fail_next,
+)
 from localcloud.remote import (
     DEFAULT_STATE_FILE,
     SSM_PARAMETER,
@@ -404,6 +410,7 @@ _GOOGLE_ACTIONS: Final[dict[str, Callable[[LocalCloud, Any], dict[str, Any]]]] =
     "/google/delete-key": lambda cloud, _request: delete_stored_key(cloud),
     "/google/create-key": lambda cloud, _request: create_key(cloud),
     "/google/fail": fail_next,
+    "/google/recover": lambda cloud, _request: end_failures(cloud),
 }
 """What happens at Google, for `python -m localcloud google ...` (localcloud.rehearsal)."""
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from markdown.extensions.toc import slugify
 
 from localcloud.template import PROJECT_ROOT
 from rotation_core.errors import RotationError, error_names
@@ -35,9 +34,8 @@ from rotation_core.runbook import (
 )
 from rotation_core.secrets import SecretDescription
 from rotation_core.steps import STEP_NAMES
+from tests.runbook_page import ENTRY_HEADING, RUNBOOK, entries
 
-RUNBOOK = (PROJECT_ROOT / RUNBOOK_PAGE).read_text()
-ENTRY_HEADING = re.compile(r"^### (?P<title>.+)$", re.MULTILINE)
 PARTS = ("**What it means.**", "**What is still fine.**", "**Fix.**", "**Confirm.**")
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:google/access-token-AbCdEf"
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:rotation:manual-1"
@@ -51,17 +49,6 @@ OTHER_ERRORS = (
     "Scheduler.ResourceNotFoundException",
 )
 """Errors a failed execution can carry that are not the rotation's own."""
-
-
-def entries() -> dict[str, str]:
-    """Each entry's anchor (its heading's slug, as MkDocs makes it) and its text."""
-    headings = list(ENTRY_HEADING.finditer(RUNBOOK))
-    found = {}
-    for heading, following in zip(headings, [*headings[1:], None], strict=True):
-        end = following.start() if following else len(RUNBOOK)
-        body = RUNBOOK[heading.end() : end].split("\n## ")[0]
-        found[slugify(heading["title"], "-")] = body
-    return found
 
 
 def secret() -> SecretDescription:
