@@ -2,7 +2,8 @@
 
 import re
 
-from markdown.extensions.toc import slugify
+# MkDocs makes anchors with this function; Markdown ships no type stubs.
+from markdown.extensions.toc import slugify  # type: ignore[import-untyped]
 
 from localcloud.template import PROJECT_ROOT
 from rotation_core.runbook import RUNBOOK_PAGE

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from localcloud.deployment import client_environment
 from localcloud.template import PROJECT_ROOT
 from rotation_core.runbook import runbook_link
-from tests.localcloud.up_process import UpProcess, clean_environment
+from tests.localcloud.up_process import UpProcess, clean_environment, localcloud
 from tests.runbook_page import RUNBOOK, entries, sections, shell_blocks
 
 BEFORE = sections()["Before you start"]
@@ -260,3 +261,21 @@ def test_every_block_of_the_page_is_rehearsed_here_or_said_why_not() -> None:
         rehearsed = [needle for needle in REHEARSED if needle in block]
         skipped = [needle for needle in NOT_REHEARSED if needle in block]
         assert len(rehearsed) + len(skipped) >= 1, f"no test runs this block:\n{block}"
+
+
+def test_a_google_action_refused_says_why_in_one_line(operator: Operator) -> None:
+    refused = operator.run(
+        ".venv/bin/python -m localcloud google fail /token --status 200 --count 3", expect=2
+    )
+
+    assert refused.stderr == (
+        "google fail refused: Status must be an HTTP error status (400-599), not 200\n"
+    )
+
+
+def test_a_google_action_without_a_running_up_says_what_to_start(tmp_path: Path) -> None:
+    result = localcloud("google", "delete-key", "--state-file", str(tmp_path / "none.json"))
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("no running `up` to act on: start `python -m localcloud up`")
+    assert result.stderr.count("\n") == 1
