@@ -1,4 +1,5 @@
-"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution, soak.
+"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution, soak,
+google (what happens at Google, on a running `up`).
 
 invoke and start-execution run on a running `up` when there is one (found through its state
 file, or named with --endpoint), and otherwise on a fresh local cloud of their own."""
