@@ -206,8 +206,12 @@ def _google(arguments: argparse.Namespace) -> int:
     if arguments.action != "create-key":
         print(json.dumps(answer, indent=2))
         return 0
-    # A key file is a credential: only its owner may read it, as gcloud writes it.
-    descriptor = os.open(arguments.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # A key file is a credential: only its owner may read it, as gcloud writes it.
+        descriptor = os.open(arguments.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as error:
+        print(f"cannot write {arguments.file}: {error.strerror}", file=sys.stderr)
+        return _EXIT_USAGE
     with os.fdopen(descriptor, "w") as key_file:
         json.dump(answer, key_file, indent=2)
     key_id, account = answer["private_key_id"], answer["client_email"]

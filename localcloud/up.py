@@ -228,6 +228,8 @@ def _print_banner(
         "-e events/steps/create_secret.json --begin-rotation",
         f"  {python} -m localcloud invoke SetSecretFunction -e events/steps/set_secret.json",
         f"  {python} -m localcloud start-execution -e events/statemachine/manual_rotation.json",
+        "Rehearse a failure and its runbook entry (docs/runbook.md), e.g. a key deleted at Google:",
+        f"  {python} -m localcloud google delete-key",
         "",
     ]
     out.write("\n".join(lines) + "\n")

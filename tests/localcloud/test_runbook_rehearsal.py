@@ -263,6 +263,10 @@ def test_a_google_action_refused_says_why_in_one_line(operator: Operator) -> Non
     assert refused.stderr == (
         "google fail refused: Status must be an HTTP error status (400-599), not 200\n"
     )
+    unwritable = operator.run(
+        ".venv/bin/python -m localcloud google create-key /no/such/dir/key.json", expect=2
+    )
+    assert unwritable.stderr == "cannot write /no/such/dir/key.json: No such file or directory\n"
 
 
 def test_a_google_action_without_a_running_up_says_what_to_start(tmp_path: Path) -> None:
