@@ -2,6 +2,8 @@
 declared dependencies, and reads a token secret with nothing of this repository on the path."""
 
 import json
+import os
+import shlex
 import subprocess
 import venv
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from tests.doc_blocks import doc_block
 from tests.support import REGION, SCOPE, TOKEN_SECRET
 
 READ_THE_SECRET = """
@@ -42,12 +45,15 @@ def test_pip_installs_the_client_into_a_clean_venv_and_it_reads_the_secret(
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
 
+    # The README's install line, as typed in a shell where this venv is active.
+    program, *arguments = shlex.split(doc_block("README.md", "sh", "pip install").commands()[0])
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(PROJECT_ROOT / "client")],
+        [environment / "bin" / program, *arguments],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PIP_QUIET": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         check=True,
         timeout=300,
-    )  # fmt: skip
+    )
     installed = subprocess.run(
         [python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
         check=True,
