@@ -14,60 +14,19 @@ import pytest
 from localcloud.deployment import client_environment
 from localcloud.template import PROJECT_ROOT
 from rotation_core.runbook import runbook_link
+from tests.doc_blocks import doc_block
 from tests.localcloud.up_process import UpProcess, clean_environment, localcloud
-from tests.runbook_page import RUNBOOK, entries, sections, shell_blocks
+from tests.runbook_page import RUNBOOK, sections
 
-BEFORE = sections()["Before you start"]
+PAGE = "docs/runbook.md"
+GOOGLE_CLIENT = (
+    PROJECT_ROOT / "functions" / "rotation_core" / "rotation_core" / "google_client.py"
+).read_text()
+"""Where Google's refusals are turned into the notice's Cause, with the fix they name."""
 REHEARSE = sections()["Rehearse on the local cloud"]
 STAND_INS = dict(re.findall(r"^\| `(gcloud [^`]+)` \| `([^`]+)` \|$", REHEARSE, re.MULTILINE))
 """What the page tells the operator to run on the local cloud in place of a gcloud line."""
-LOCAL_SCHEDULE_GROUP = re.search(r"`SCHEDULE_GROUP=([^`]+)`", BEFORE)
-LOCAL_STACK = re.search(r"`STACK=([^`]+)`", BEFORE)
-NOT_REHEARSED = {
-    "output TokenSecretArn": "describe-stacks: the local cloud deploys without CloudFormation, "
-    "so the page gives the banner's values instead",
-    "add-iam-policy-binding": "gcloud with no local stand-in: the key source `up` runs needs no "
-    "IAM binding",
-    "allowServiceAccountCredentialLifetimeExtension": "gcloud with no local stand-in: `up` mints "
-    "1-hour tokens with a key, which no organization policy governs",
-    "https://oauth2.googleapis.com/tokeninfo": "asks Google's own tokeninfo about the token; "
-    "`up`'s token is the emulator's",
-    "describe-stack-resources": "reads the CloudFormation stack, which the local cloud has not",
-    "output RotationEntryLogGroupName": "reads the stack's outputs through describe-stacks",
-    "--rotation-lambda-arn": "reads the stack's outputs through describe-stacks",
-}
-"""Blocks of the page (found by a string in them) that no test here runs, and why."""
-REHEARSED = (
-    "google delete-key",
-    "gcloud iam service-accounts keys create",
-    'start-execution --state-machine-arn "$STATE_MACHINE" --name "manual-',
-    "--query '{Stages: VersionIdsToStages, Status:",
-    "--status-filter FAILED",
-    "Key=token-rotation:scopes,Value=",
-    "untag-resource",
-    "bad-input-",
-    "delete-schedule-group",
-    "create-schedule-group",
-    "list-schedules --group-name \"$SCHEDULE_GROUP\" --query 'Schedules[].[Name, State]'",
-    "get-execution-history",
-    "google fail /token",
-    "google recover",
-    "--query VersionIdsToStages",
-    "--query 'Tags'",
-    "{Enabled: RotationEnabled",
-    "list-secrets --filters",
-    "--status-filter TIMED_OUT",
-)
-"""Blocks the tests below run (each found by a string in it)."""
-
-
-def block_with(needle: str, text: str = RUNBOOK) -> str:
-    [block] = [block for block in shell_blocks(text) if needle in block]
-    return block
-
-
-def entry_block(anchor: str, index: int = 0) -> str:
-    return shell_blocks(entries()[anchor])[index]
+VARIABLES = ("STACK", "SECRET", "KEY_SECRET", "STATE_MACHINE", "SCHEDULE_GROUP")
 
 
 def as_rehearsed(block: str) -> str:
@@ -79,33 +38,38 @@ def as_rehearsed(block: str) -> str:
 
 
 class Operator:
-    """A shell at the project's root with what the page says to set on the local cloud."""
+    """A shell at the project's root with what the page says to set: `up`'s exports, then the
+    variables "Before you start" reads from the stack's outputs."""
 
     def __init__(self, up: UpProcess) -> None:
-        refs = up.description().refs
-        assert LOCAL_SCHEDULE_GROUP is not None
-        assert LOCAL_STACK is not None
-        exported = {
-            **client_environment(up.endpoint),
-            "LOCALCLOUD_STATE_FILE": str(up.state_file),
-        }
-        self.up = up
-        self.variables = {
-            "STACK": LOCAL_STACK[1],
-            "SECRET": refs["TokenSecret"],
-            "KEY_SECRET": refs["ServiceAccountKeySecret"],
-            "STATE_MACHINE": refs["RotationStateMachine"],
-            "SCHEDULE_GROUP": LOCAL_SCHEDULE_GROUP[1],
-        }
+        description = up.description()
         environment = clean_environment()
         # The AWS CLI and Python the README's `make venv` installs.
         environment["PATH"] = f"{PROJECT_ROOT / '.venv' / 'bin'}:{environment['PATH']}"
-        self.environment = {**environment, **exported, **self.variables}
+        self.up = up
+        self.environment = {
+            **environment,
+            **client_environment(up.endpoint),
+            "GOOGLE_TOKENINFO_URL": description.google_tokeninfo_url,
+            "LOCALCLOUD_STATE_FILE": str(up.state_file),
+        }
+        before = doc_block(PAGE, "sh", "output TokenSecretArn").text
+        # The shell keeps the block's `output` function: later entries call it.
+        self.functions = "\n".join(line for line in before.splitlines() if "() {" in line)
+        shown = " ".join(f'"${name}"' for name in VARIABLES)
+        values = self.run(f"{before}printf '%s\\n' {shown}").stdout.splitlines()
+        self.variables = dict(zip(VARIABLES, values, strict=True))
+        refs = description.refs
+        assert self.variables["SECRET"] == refs["TokenSecret"]
+        assert self.variables["KEY_SECRET"] == refs["ServiceAccountKeySecret"]
+        assert self.variables["STATE_MACHINE"] == refs["RotationStateMachine"]
+        self.environment |= self.variables
 
     def run(self, block: str, *, expect: int = 0) -> subprocess.CompletedProcess[str]:
         """The block as typed into a shell (stopping at the first failing command)."""
+        functions = getattr(self, "functions", "")
         result = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", block],
+            ["bash", "-e", "-o", "pipefail", "-c", f"{functions}\n{block}"],
             cwd=PROJECT_ROOT,
             env=self.environment,
             capture_output=True,
@@ -122,11 +86,12 @@ class Operator:
         return self.up.wait_for(rf'"Runbook": {link}', start=start, timeout=timeout)
 
     def rotate_now(self) -> None:
-        result = self.run(block_with('--name "manual-'))
+        result = self.run(doc_block(PAGE, "sh", '--name "manual-').text)
         assert json.loads(result.stdout) == {"Status": "SUCCEEDED", "Error": None}
 
     def confirm_recovered(self) -> None:
-        shown: Any = json.loads(self.run(block_with("--query '{Stages: VersionIdsToStages")).stdout)
+        confirm = doc_block(PAGE, "sh", "{Stages: VersionIdsToStages, Status:").text
+        shown: Any = json.loads(self.run(confirm).stdout)
         current = [v for v, stages in shown["Stages"].items() if "AWSCURRENT" in stages]
         pending = [v for v, stages in shown["Stages"].items() if "AWSPENDING" in stages]
         assert len(current) == 1
@@ -152,9 +117,13 @@ def operator(up: UpProcess) -> Operator:
     return Operator(up)
 
 
+def key_fix() -> str:
+    return as_rehearsed(doc_block(PAGE, "sh", "gcloud iam service-accounts keys create").text)
+
+
 def test_a_deleted_key_is_fixed_with_its_entrys_commands(operator: Operator) -> None:
     start = operator.up.mark()
-    operator.run(block_with("google delete-key", REHEARSE))
+    operator.run(doc_block(PAGE, "sh", "google delete-key").text)
     operator.notice("googlegrantrejectederror", start)
 
     # The refusal the page explains, exactly as it quotes it: normal after a failed rotation.
@@ -164,7 +133,7 @@ def test_a_deleted_key_is_fixed_with_its_entrys_commands(operator: Operator) -> 
     assert quoted[1] in " ".join(refused.stderr.split())
 
     recovered = operator.up.mark()
-    operator.run(as_rehearsed(entry_block("googlegrantrejectederror")))
+    operator.run(key_fix())
     assert not (PROJECT_ROOT / "key.json").exists()
     operator.rotate_now()
     operator.notice("recovered", recovered)
@@ -173,7 +142,7 @@ def test_a_deleted_key_is_fixed_with_its_entrys_commands(operator: Operator) -> 
 
 def test_the_retry_a_failure_notice_promises_comes_on_up(operator: Operator) -> None:
     start = operator.up.mark()
-    operator.run(block_with("google delete-key", REHEARSE))
+    operator.run(doc_block(PAGE, "sh", "google delete-key").text)
     at = operator.notice("googlegrantrejectederror", start)
     promised = operator.up.wait_for(r'"NextAttempt": "RotateSecret runs again at ', start=start)
     assert promised < at
@@ -181,18 +150,22 @@ def test_the_retry_a_failure_notice_promises_comes_on_up(operator: Operator) -> 
     # While the retry is due, the entries' read-only commands, on this failure.
     *_, execution = re.findall(r'"ExecutionArn": "([^"]+)"', operator.up.output(start))
     operator.environment["EXECUTION_ARN"] = execution  # the page: the notice's ExecutionArn
-    history = operator.run(entry_block("other-errors"))
+    history = operator.run(doc_block(PAGE, "sh", "get-execution-history").text)
     assert "GoogleGrantRejectedError" in history.stdout
-    failed = operator.run(block_with("--status-filter FAILED"))
+    failed = operator.run(doc_block(PAGE, "sh", "--status-filter FAILED").text)
     assert "createSecret-" in failed.stdout
-    for anchor in ("rotationinprogresserror", "unmanagedsecreterror", "rotationnotenablederror"):
-        operator.run(entry_block(anchor))
-    listed = operator.run(block_with("list-secrets --filters"))
+    operator.run(doc_block(PAGE, "sh", "--query VersionIdsToStages").text)
+    operator.run(doc_block(PAGE, "sh", "--query 'Tags'").text)
+    operator.run(doc_block(PAGE, "sh", "{Enabled: RotationEnabled").text)
+    listed = operator.run(doc_block(PAGE, "sh", "list-secrets --filters").text)
     assert "google/access-token" in listed.stdout
-    operator.run(entry_block("rotationfailuresalarm"))
+    operator.run(doc_block(PAGE, "sh", "--status-filter TIMED_OUT").text)
+    sweep = operator.run(doc_block(PAGE, "sh", "FreshnessSweepSchedule").text)
+    assert "FreshnessSweepSchedule\t" in sweep.stdout  # DISABLED here: the tests paused it
+    operator.run(doc_block(PAGE, "sh", "output RotationEntryLogGroupName").text)
 
     # The fix without "rotate now": the retry the notice names does the rest.
-    operator.run(as_rehearsed(entry_block("googlegrantrejectederror")))
+    operator.run(key_fix())
     fired = operator.up.wait_for(
         r"\[scheduler\].*RefreshScheduleGroup/\S+ fired secretsmanager:rotateSecret",
         start=start,
@@ -206,10 +179,10 @@ def test_the_retry_a_failure_notice_promises_comes_on_up(operator: Operator) -> 
 
 def test_a_tag_asking_for_a_scope_the_stack_does_not_grant(operator: Operator) -> None:
     start = operator.up.mark()
-    operator.run(block_with("Key=token-rotation:scopes,Value=", REHEARSE))
+    operator.run(doc_block(PAGE, "sh", "Key=token-rotation:scopes,Value=").text)
     operator.notice("configurationerror", start)
 
-    shown = operator.run(entry_block("configurationerror"))
+    shown = operator.run(doc_block(PAGE, "sh", "untag-resource").text)
     assert "cloud-platform" in shown.stdout
     operator.rotate_now()
     operator.confirm_recovered()
@@ -217,7 +190,7 @@ def test_a_tag_asking_for_a_scope_the_stack_does_not_grant(operator: Operator) -
 
 def test_a_wrong_input_and_a_misspelt_step_then_the_right_input(operator: Operator) -> None:
     start = operator.up.mark()
-    operator.run(block_with("bad-input-", REHEARSE))
+    operator.run(doc_block(PAGE, "sh", "bad-input-").text)
     operator.notice("input-validation", start)
     operator.notice("unknown-step", start)
 
@@ -227,32 +200,60 @@ def test_a_wrong_input_and_a_misspelt_step_then_the_right_input(operator: Operat
 
 def test_the_schedule_group_deleted_then_recreated(operator: Operator) -> None:
     start = operator.up.mark()
-    operator.run(block_with("delete-schedule-group", REHEARSE))
-    # Until the scheduleNextRotation notice lands, this failure is reported as finishSecret's.
-    operator.up.wait_for(
-        r'"Runbook": "docs/runbook\.md#(next-refresh-not-scheduled|other-errors)"', start=start
-    )
+    operator.run(doc_block(PAGE, "sh", "delete-schedule-group").text)
+    operator.notice("next-refresh-not-scheduled", start)
 
-    operator.run(entry_block("next-refresh-not-scheduled", 0))
+    operator.run(doc_block(PAGE, "sh", "create-schedule-group").text)
     operator.rotate_now()
-    listed = operator.run(entry_block("next-refresh-not-scheduled", 1))
-    assert re.search(r"^refresh-\S+\tENABLED$", listed.stdout, re.MULTILINE), listed.stdout
+    counted = operator.run(doc_block(PAGE, "sh", "length(Schedules)").text)
+    assert int(counted.stdout) >= 1
     operator.confirm_recovered()
 
 
+def test_rotation_switched_back_on_and_the_token_asked_about(operator: Operator) -> None:
+    rules = re.search(r"sets `(\{[^`]+\})`", " ".join(RUNBOOK.split()))
+    assert rules is not None
+    operator.environment["ROTATION_RULES"] = rules[1]  # the page: the rules the secret had
+
+    operator.run(doc_block(PAGE, "sh", "--rotation-lambda-arn").text)
+    operator.confirm_recovered()
+    answer = operator.run(doc_block(PAGE, "sh", "jq -j .GOOGLE_ACCESS_TOKEN").text)
+    assert int(json.loads(answer.stdout)["expires_in"]) > 0
+
+
+def test_a_shorter_token_lifetime_asked_for_by_tag(operator: Operator) -> None:
+    """The lifetime fix's AWS half runs; its gcloud half is held to the error that sends
+    operators there (gcloud cannot reach the emulator)."""
+    block = doc_block(PAGE, "sh", "allowServiceAccountCredentialLifetimeExtension").text
+    gcloud, aws = block.splitlines()
+    assert "constraints/iam.allowServiceAccountCredentialLifetimeExtension" in gcloud
+    assert "iam.allowServiceAccountCredentialLifetimeExtension" in GOOGLE_CLIENT
+    try:
+        operator.run(aws)
+        operator.rotate_now()
+        operator.confirm_recovered()
+    finally:
+        operator.up.client("secretsmanager").untag_resource(
+            SecretId=operator.variables["SECRET"], TagKeys=["token-rotation:token-lifetime-seconds"]
+        )
+
+
+def test_the_binding_fix_is_the_command_the_refusal_quotes() -> None:
+    """gcloud cannot reach the emulator: the line is held to the one Google's refusal names."""
+    [line] = doc_block(PAGE, "sh", "add-iam-policy-binding").commands()
+    quoted = "gcloud iam service-accounts add-iam-policy-binding"
+    assert line.startswith(f'{quoted} "$TARGET" ')
+    assert quoted in GOOGLE_CLIENT
+    assert "--role=roles/iam.serviceAccountTokenCreator" in line
+    assert "--role=roles/iam.serviceAccountTokenCreator" in GOOGLE_CLIENT
+
+
 def test_a_google_outage_is_armed_and_ended(operator: Operator) -> None:
-    armed = operator.run(block_with("google fail /token", REHEARSE))
+    armed = operator.run(doc_block(PAGE, "sh", "google fail /token").text)
     assert json.loads(armed.stdout) == {"Route": "/token", "Status": 503, "Count": 20}
 
-    ended = operator.run(block_with("google recover", REHEARSE))
+    ended = operator.run(doc_block(PAGE, "sh", "google recover").text)
     assert json.loads(ended.stdout) == {"FailuresDropped": 20}
-
-
-def test_every_block_of_the_page_is_rehearsed_here_or_said_why_not() -> None:
-    for block in shell_blocks():
-        rehearsed = [needle for needle in REHEARSED if needle in block]
-        skipped = [needle for needle in NOT_REHEARSED if needle in block]
-        assert len(rehearsed) + len(skipped) >= 1, f"no test runs this block:\n{block}"
 
 
 def test_a_google_action_refused_says_why_in_one_line(operator: Operator) -> None:
