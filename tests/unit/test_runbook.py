@@ -19,6 +19,7 @@ from rotation_core.failure_notice import (
     compose_notice,
     compose_recovered,
     compose_refused,
+    compose_unscheduled,
     compose_unverified,
 )
 from rotation_core.refresh import FailureStreak, NoticeKind
@@ -129,6 +130,18 @@ def test_every_step_label_that_is_no_step_has_its_entry_whatever_the_error() -> 
 
 
 def test_a_failed_schedule_of_the_next_refresh_names_its_entry() -> None:
+    report = FailureReport.from_payload(
+        {
+            "Request": {"SecretId": ARN, "ClientRequestToken": VERSION},
+            "FailedStep": "scheduleNextRotation",
+            "Failure": {"Error": "Scheduler.ResourceNotFoundException", "Cause": "no group"},
+            "ExecutionArn": EXECUTION,
+        }
+    )
+
+    notice = compose_unscheduled(report, secret())
+
+    assert runbook_of(notice) == runbook_link(NoticeEntry.NEXT_REFRESH_NOT_SCHEDULED)
     assert failure_entry("scheduleNextRotation", "Scheduler.ResourceNotFoundException") == (
         "next-refresh-not-scheduled"
     )
