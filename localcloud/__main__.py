@@ -1,4 +1,5 @@
-"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution, soak.
+"""The local cloud's command line: demo, up, invoke (like sam local invoke), start-execution, soak,
+google (what happens at Google, on a running `up`).
 
 invoke and start-execution run on a running `up` when there is one (found through its state
 file, or named with --endpoint), and otherwise on a fresh local cloud of their own."""
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localcloud.deployment import CURRENT, Clients, Deployment
+from localcloud.google_emulator import ROUTES as GOOGLE_ROUTES
 from localcloud.operations import ExecutionSummary, local_event, mask, start_manual
 from localcloud.remote import (
     STATE_FILE_VARIABLE,
@@ -32,8 +34,8 @@ _EXIT_USAGE = 2
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    if arguments.command in {"demo", "soak"}:
-        return _self_contained(arguments)
+    if arguments.command in {"demo", "soak", "google"}:
+        return _google(arguments) if arguments.command == "google" else _self_contained(arguments)
     if arguments.command == "up":
         path = state_file(arguments.state_file)
         # run_up checks this too; checking first refuses at once, without importing moto.
@@ -137,6 +139,25 @@ def _parser() -> argparse.ArgumentParser:
         "-e", "--event", type=Path, help="input JSON (default: the token secret)"
     )
     _target_arguments(execution)
+    google = commands.add_parser(
+        "google",
+        help="on a running `up`: what happens at Google, to rehearse the runbook",
+        description="What happens at Google, done to a running `up`'s emulator: gcloud and the "
+        "Cloud console do these for a real account (docs/runbook.md).",
+    )
+    actions = google.add_subparsers(dest="action", required=True)
+    actions.add_parser("delete-key", help="delete, at Google, the key the key secret holds")
+    create = actions.add_parser(
+        "create-key", help="a new key of the key secret's service account, written to FILE"
+    )
+    create.add_argument("file", type=Path, metavar="FILE", help="where to write the key file")
+    fail = actions.add_parser("fail", help="the next requests to a Google route fail")
+    fail.add_argument("route", choices=GOOGLE_ROUTES, help="which of Google's endpoints")
+    fail.add_argument("--status", type=int, default=503, help="HTTP status (default: 503)")
+    fail.add_argument("--count", type=int, default=1, help="how many requests (default: 1)")
+    actions.add_parser("recover", help="Google's outage ends: drop the failures still queued")
+    for action in actions.choices.values():
+        _state_file_argument(action)
     return parser
 
 
@@ -162,6 +183,40 @@ def _target_arguments(parser: argparse.ArgumentParser) -> None:
         help="deploy a fresh local cloud for this command even when an `up` is running",
     )
     _state_file_argument(parser)
+
+
+def _google(arguments: argparse.Namespace) -> int:
+    """One action at the running `up`'s Google emulator; it needs a running `up`."""
+    try:
+        description = running_up(state_file(arguments.state_file))
+        if description is None:
+            raise AttachError(
+                "no running `up` to act on: start `python -m localcloud up` first (or give "
+                f"--state-file / ${STATE_FILE_VARIABLE} of the one running)"
+            )
+        cloud = AttachedCloud(description)
+        if arguments.action == "fail":
+            request = {"Route": arguments.route, "Status": arguments.status}
+            answer = cloud.google("fail", {**request, "Count": arguments.count})
+        else:
+            answer = cloud.google(arguments.action, {})
+    except AttachError as error:
+        print(error, file=sys.stderr)
+        return _EXIT_USAGE
+    if arguments.action != "create-key":
+        print(json.dumps(answer, indent=2))
+        return 0
+    try:
+        # A key file is a credential: only its owner may read it, as gcloud writes it.
+        descriptor = os.open(arguments.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as error:
+        print(f"cannot write {arguments.file}: {error.strerror}", file=sys.stderr)
+        return _EXIT_USAGE
+    with os.fdopen(descriptor, "w") as key_file:
+        json.dump(answer, key_file, indent=2)
+    key_id, account = answer["private_key_id"], answer["client_email"]
+    print(f"created key [{key_id}] of [{account}] at [{arguments.file}]")
+    return 0
 
 
 def _attach(arguments: argparse.Namespace) -> AttachedCloud | None:

@@ -768,6 +768,17 @@ class GoogleEmulator:
         with self._lock:
             self._storms[route].append(_Storm(failure, until_epoch))
 
+    def end_failures(self) -> int:
+        """Drops the queued failures and storms of every route (Google's outage ends); returns
+        how many queued requests would still have failed."""
+        with self._lock:
+            left = sum(failure.remaining for queue in self._failures.values() for failure in queue)
+            for queue in self._failures.values():
+                queue.clear()
+            for storms in self._storms.values():
+                storms.clear()
+        return left
+
     def reset(self) -> None:
         """Forgets queued failures, storms, the request log, the access a test granted (roles,
         policies, delegation, pool providers) and calendars; keys and issued tokens stay."""

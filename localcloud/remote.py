@@ -209,6 +209,21 @@ class AttachedCloud:
             raise AttachError(f"--begin-rotation refused: {body.get('error', answer.status)}")
         return body
 
+    def google(self, action: str, request: Mapping[str, object]) -> dict[str, Any]:
+        """Asks `up` to do `action` at its Google emulator (localcloud.rehearsal); AttachError
+        with `up`'s reason when refused."""
+        answer = urllib3.PoolManager().request(
+            "POST",
+            f"{self.description.control_url}/google/{action}",
+            json=dict(request),
+            timeout=urllib3.Timeout(connect=2.0, read=30.0),
+            retries=False,
+        )
+        body: dict[str, Any] = json.loads(answer.data)
+        if answer.status != 200:
+            raise AttachError(f"google {action} refused: {body.get('error', answer.status)}")
+        return body
+
     def invoke(self, function_name: str, event: object) -> tuple[object, bool]:
         """Lambda's Invoke (RequestResponse) on `up`'s moto server: (the handler's result or
         its error object, whether the function failed)."""

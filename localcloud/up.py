@@ -18,7 +18,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +30,13 @@ from localcloud.demo import DEMO_PARAMETERS
 from localcloud.deployment import CURRENT, PENDING, client_environment
 from localcloud.intrinsics import TemplateError
 from localcloud.operations import subscribe_queue
+from localcloud.rehearsal import (
+    RehearsalError,
+    create_key,
+    delete_stored_key,
+    end_failures,
+    fail_next,
+)
 from localcloud.remote import (
     DEFAULT_STATE_FILE,
     SSM_PARAMETER,
@@ -188,7 +195,11 @@ def _print_banner(
         ("key secret", f"{up.refs['ServiceAccountKeySecret']}  (a key of {account})"),
         ("state machine", machine),
         ("failure topic", f"{up.refs['FailureTopic']}  (notices are printed here)"),
-        ("control", f"{up.control_url}  (POST /begin-rotation; GET / describes this cloud)"),
+        (
+            "control",
+            f"{up.control_url}  (POST /begin-rotation, /google/<action>; GET / describes this "
+            "cloud)",
+        ),
         (
             "schedules",
             "fire here when due, on this cloud's clock: EventBridge Scheduler schedules of every "
@@ -219,6 +230,8 @@ def _print_banner(
         "-e events/steps/create_secret.json --begin-rotation",
         f"  {python} -m localcloud invoke SetSecretFunction -e events/steps/set_secret.json",
         f"  {python} -m localcloud start-execution -e events/statemachine/manual_rotation.json",
+        "Rehearse a failure and its runbook entry (docs/runbook.md), e.g. a key deleted at Google:",
+        f"  {python} -m localcloud google delete-key",
         "",
     ]
     out.write("\n".join(lines) + "\n")
@@ -397,6 +410,15 @@ class _ControlServer(ThreadingHTTPServer):
         }
 
 
+_GOOGLE_ACTIONS: Final[dict[str, Callable[[LocalCloud, Any], dict[str, Any]]]] = {
+    "/google/delete-key": lambda cloud, _request: delete_stored_key(cloud),
+    "/google/create-key": lambda cloud, _request: create_key(cloud),
+    "/google/fail": fail_next,
+    "/google/recover": lambda cloud, _request: end_failures(cloud),
+}
+"""What happens at Google, for `python -m localcloud google ...` (localcloud.rehearsal)."""
+
+
 class _ControlHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -416,8 +438,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._reply(200, json.loads(description.to_json()))
 
     def do_POST(self) -> None:
-        if self.path != "/begin-rotation":
-            self._reply(404, {"error": "POST /begin-rotation only"})
+        if self.path != "/begin-rotation" and self.path not in _GOOGLE_ACTIONS:
+            self._reply(404, {"error": f"POST /begin-rotation or {', '.join(_GOOGLE_ACTIONS)}"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY_BYTES:
@@ -429,7 +451,12 @@ class _ControlHandler(BaseHTTPRequestHandler):
             self._reply(400, {"error": "the body is not JSON"})
             return
         try:
-            status, body = self._server.begin_rotation(request)
+            if self.path in _GOOGLE_ACTIONS:
+                status, body = 200, _GOOGLE_ACTIONS[self.path](self._server.cloud, request)
+            else:
+                status, body = self._server.begin_rotation(request)
+        except RehearsalError as error:
+            status, body = 400, {"error": str(error)}
         except Exception as error:  # the caller gets the reason; `up` goes on serving
             status, body = 500, {"error": f"{type(error).__name__}: {error}"}
         self._reply(status, body)

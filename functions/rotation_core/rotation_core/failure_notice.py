@@ -28,6 +28,7 @@ from rotation_core.redaction import (
 )
 from rotation_core.refresh import FailureStreak, NoticeKind
 from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
+from rotation_core.runbook import NoticeEntry, failure_entry, runbook_link
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription
 from rotation_core.steps import STEP_NAMES, Step
 from rotation_core.token_secret import format_timestamp
@@ -200,6 +201,7 @@ def compose_notice(
             "current token's remaining life)."
         )
     message["NextSteps"] = _next_steps(report, described)
+    message["Runbook"] = runbook_link(failure_entry(report.step, report.error))
     name = described.name if described else _name_of(report.secret_id)
     reminding = streak is not None and streak.kind is not NoticeKind.FIRST
     return Notice(
@@ -254,6 +256,7 @@ def compose_recovered(
         "CurrentTokenExpiresAt": format_timestamp(expires_at),
         "NextRefreshAt": format_timestamp(next_refresh),
         "NextSteps": "Nothing to do: the refresh chain runs on its own again.",
+        "Runbook": runbook_link(NoticeEntry.RECOVERED),
     }
     return Notice(
         subject=subject_line(None, secret.name, _RECOVERED_PREFIX),
@@ -314,6 +317,7 @@ def compose_unverified(
             '{"SecretId": "<the secret\'s name or ARN>"} once tokeninfo answers). The next '
             "rotation, at NextRefreshAt, verifies its token as usual."
         ),
+        "Runbook": runbook_link(NoticeEntry.PROMOTED_UNVERIFIED),
     }
     return Notice(
         subject=subject_line(None, secret.name, _UNVERIFIED_PREFIX),
@@ -359,6 +363,7 @@ def compose_unscheduled(report: FailureReport, reading: StageReading) -> Notice:
     message["NextSteps"] = (
         f"{fix} The next rotation writes the schedule; nothing needs rolling back."
     )
+    message["Runbook"] = runbook_link(NoticeEntry.NEXT_REFRESH_NOT_SCHEDULED)
     name = described.name if described else _name_of(report.secret_id)
     return Notice(
         subject=subject_line(None, name, _UNSCHEDULED_PREFIX),
@@ -390,6 +395,7 @@ def compose_refused(
             "service account disabled or deleted, or its key deleted. If the account and key "
             "are fine, nothing is left to do: this notice comes once per refused token."
         ),
+        "Runbook": runbook_link(NoticeEntry.TOKEN_REFUSED),
     }
     return Notice(
         subject=subject_line(None, secret_name, _REFUSED_PREFIX),
