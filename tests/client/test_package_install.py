@@ -1,9 +1,9 @@
-"""`pip install ./client` in a clean virtual environment: the package builds, brings only its
-declared dependencies, and reads a token secret with nothing of this repository on the path."""
+"""`pip install ./client` in a clean virtual environment (offline, from a wheelhouse of the
+project's venv): the package builds, brings only its declared dependencies (no `requests` without
+the extra), and reads a token secret with nothing of this repository on the path."""
 
 import json
 import subprocess
-import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from tests.clean_venv import clean_venv, dependency_wheelhouse, offline_pip_environment
 from tests.support import REGION, SCOPE, TOKEN_SECRET
 
 READ_THE_SECRET = """
@@ -38,16 +39,16 @@ def test_pip_installs_the_client_into_a_clean_venv_and_it_reads_the_secret(
         ),
     )
     secretsmanager.create_secret(Name=TOKEN_SECRET, SecretString=token.to_secret_string())
-    environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
+    bin_folder = clean_venv(tmp_path / "venv")
+    python = bin_folder / "python"
+    wheelhouse = dependency_wheelhouse(tmp_path / "wheelhouse")
 
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(PROJECT_ROOT / "client")],
+        [python, "-m", "pip", "install", "--quiet", str(PROJECT_ROOT / "client")],
+        env=offline_pip_environment(bin_folder, wheelhouse),
         check=True,
         timeout=300,
-    )  # fmt: skip
+    )
     installed = subprocess.run(
         [python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
         check=True,

@@ -1,0 +1,120 @@
+"""The client package's first example, as each document shows it, run verbatim in a clean venv:
+its install line with pip (offline, from a wheelhouse of the project's own venv), then its
+Python block against a stack on the local cloud. Also the install by the published name from a
+wheelhouse, since the name is not on PyPI."""
+
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from localcloud.operations import rotate_on_schedule
+from localcloud.template import PROJECT_ROOT
+from tests.clean_venv import (
+    CLIENT,
+    clean_venv,
+    dependency_wheelhouse,
+    fenced_blocks,
+    installed,
+    offline_pip_environment,
+)
+from tests.e2e.stacks import StackFactory
+
+DOCUMENTS = ["README.md", "client/README.md", "docs/reading-the-token.md"]
+DEFAULT_TOKEN_SECRET = "google/access-token"
+"""The name the examples use: the template's default token secret."""
+
+
+def first_example(document: str) -> tuple[str, str]:
+    """The document's first Python block that imports google_token_secret, and the last shell
+    block before it that runs `pip install`: what a reader installs, then runs."""
+    text = (PROJECT_ROOT / document).read_text()
+    python = next(b for b in fenced_blocks(text, "python") if "import SecretCredentials" in b)
+    before = text[: text.index(python)]
+    installs = [b for b in fenced_blocks(before, "sh") if "pip install" in b]
+    assert installs, f"{document}: no `pip install` block before its first example"
+    return installs[-1], python
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return dependency_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    """A folder holding a copy of client/, as a clone of the repository does: the install
+    lines run there."""
+    folder = tmp_path / "clone"
+    shutil.copytree(CLIENT, folder / "client", ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def run_shell(block: str, cwd: Path, environment: dict[str, str]) -> None:
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_the_first_example_runs_as_written_in_a_clean_venv(
+    deploy_stack: StackFactory, wheelhouse: Path, clone: Path, tmp_path: Path, document: str
+) -> None:
+    install, example = first_example(document)
+    stack = deploy_stack(token_secret_name=DEFAULT_TOKEN_SECRET)
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    google = stack.cloud.google
+    google.add_calendar(stack.account.client_email, readers=[])  # the account's "primary"
+    bin_folder = clean_venv(tmp_path / "venv")
+    environment = offline_pip_environment(bin_folder, wheelhouse)
+
+    run_shell(install, clone, environment)
+    # As written, but Google's address is the emulator's.
+    ran = subprocess.run(
+        [
+            bin_folder / "python",
+            "-c",
+            example.replace("https://www.googleapis.com/", google.api_root_url),
+        ],
+        cwd=tmp_path,
+        env={**environment, **stack.cloud.client_environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    status, expiry = ran.stdout.split(maxsplit=1)
+    assert status == "200"
+    expires_at = datetime.fromisoformat(stack.current()["expires_at"])
+    assert datetime.fromisoformat(expiry.strip()) == expires_at.replace(tzinfo=None)
+    assert [r.bearer for r in google.requests if r.path.startswith("/calendar/")] == [
+        stack.current()["GOOGLE_ACCESS_TOKEN"]
+    ]
+
+
+def test_the_published_name_installs_from_a_wheelhouse(
+    wheelhouse: Path, clone: Path, tmp_path: Path
+) -> None:
+    text = (CLIENT / "README.md").read_text()
+    [block] = [b for b in fenced_blocks(text, "sh") if "pip install --find-links" in b]
+    bin_folder = clean_venv(tmp_path / "venv")
+
+    run_shell(block, clone, offline_pip_environment(bin_folder, wheelhouse))
+
+    packages = installed(bin_folder)
+    assert packages["google-token-secret"] == "0.1.0"
+    assert {"boto3", "google-auth", "requests"} <= packages.keys()
+    assert [p.name for p in (clone / "wheelhouse").iterdir()] == [
+        "google_token_secret-0.1.0-py3-none-any.whl"
+    ]
