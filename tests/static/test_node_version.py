@@ -49,19 +49,19 @@ def satisfies(version: tuple[int, int, int], engines: str) -> bool:
     joined by `||`, each a set of comparators (>=, >, <=, <, ^, a bare version, *)."""
     for alternative in engines.split("||"):
         comparators = re.findall(r"(>=|<=|>|<|\^)?\s*(\d+(?:\.\d+){0,2}|\*)", alternative)
-        if all(_holds(version, operator, bound) for operator, bound in comparators):
+        if all(_holds(version, operator, bound) for comparator, bound in comparators):
             return True
     return False
 
 
-def _holds(version: tuple[int, int, int], operator: str, bound: str) -> bool:
+def _holds(version: tuple[int, int, int], comparator: str, bound: str) -> bool:
     if bound == "*":
         return True
     given = [int(part) for part in bound.split(".")]
     floor = (*given, *[0] * (3 - len(given)))
-    if operator in _COMPARISONS:
-        return _COMPARISONS[operator](version, floor)
-    if operator == "^":
+    if comparator in _COMPARISONS:
+        return _COMPARISONS[comparator](version, floor)
+    if comparator == "^":
         return version[0] == floor[0] and version >= floor
     return list(version[: len(given)]) == given  # a bare 14 or 14.17: that release line
 
