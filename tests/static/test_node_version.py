@@ -49,7 +49,7 @@ def satisfies(version: tuple[int, int, int], engines: str) -> bool:
     joined by `||`, each a set of comparators (>=, >, <=, <, ^, a bare version, *)."""
     for alternative in engines.split("||"):
         comparators = re.findall(r"(>=|<=|>|<|\^)?\s*(\d+(?:\.\d+){0,2}|\*)", alternative)
-        if all(_holds(version, operator, bound) for comparator, bound in comparators):
+        if all(_holds(version, comparator, bound) for comparator, bound in comparators):
             return True
     return False
 
