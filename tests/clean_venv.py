@@ -41,7 +41,7 @@ def dependency_wheelhouse(folder: Path) -> Path:
     pending = client_requirements()
     while pending:
         requirement = pending.pop()
-        name = _canonical(requirement.name)
+        name = canonical(requirement.name)
         if name in packed:
             continue
         distribution = importlib.metadata.distribution(requirement.name)
@@ -98,7 +98,7 @@ def installed(bin_folder: Path) -> dict[str, str]:
         check=True,
     )
     pairs = (line.split("==") for line in listed.stdout.splitlines())
-    return {_canonical(name): version for name, version in pairs}
+    return {canonical(name): version for name, version in pairs}
 
 
 def fenced_blocks(markdown: str, language: str) -> list[str]:
@@ -106,7 +106,8 @@ def fenced_blocks(markdown: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", markdown, re.DOTALL | re.MULTILINE)
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
+    """A distribution's name as pip compares it."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
