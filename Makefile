@@ -25,6 +25,7 @@ help:
 	@echo "make bench  - benchmarks on the local cloud"
 	@echo "make soak   - a simulated week of 1-hour tokens with random faults (SEED=n replays one)"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
+	@echo "make docs   - serve the documentation site (docs/) at http://127.0.0.1:8000"
 
 # uv installs the hash-pinned locks in seconds and prints every package it installs. It is
 # itself pinned by version and hash (requirements/uv.txt) and bootstrapped with pip into a tiny
@@ -117,6 +118,11 @@ clean:
 .PHONY: demo
 demo: venv
 	$(PY) -m localcloud demo
+
+# The documentation site, rebuilt on every save; tests/static/test_docs_site.py builds it with --strict.
+.PHONY: docs
+docs: venv
+	$(PY) -m mkdocs serve
 
 .PHONY: bench
 bench: venv

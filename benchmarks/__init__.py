@@ -1,1 +1,1 @@
-"""Measurements of the rotation on the local cloud; figures go to the README, never into tests."""
+"""Measurements of the rotation on the local cloud; figures go to docs/, never into tests."""

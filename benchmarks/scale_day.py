@@ -158,7 +158,7 @@ SWEEP_READ_SECONDS: Final = 0.05
 SWEEP_READS_PER_SECOND: Final = sweep_run.MAX_CONCURRENCY / SWEEP_READ_SECONDS
 """How fast a run reads: sweep_run.MAX_CONCURRENCY at once (8), 160 a second."""
 SM_REATTEMPT_SECONDS: Final = 50 * 60
-"""Secrets Manager re-attempts a failed rotation about 50 minutes later (README "Self-healing";
+"""Secrets Manager re-attempts a failed rotation about 50 minutes later (docs/self-healing.md;
 how often, unverified)."""
 BOTOCORE_THROTTLING_BASE_SECONDS: Final = 1.0
 BOTOCORE_MAX_BACKOFF_SECONDS: Final = 20.0
@@ -1098,7 +1098,8 @@ def check_report(
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart so that a test can check the documented invocations against it."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.scale_day",
         description="A simulated day of many token secrets created together: the product's "
@@ -1122,7 +1123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also simulate 6 hours below and above the first bound in another Region",
     )
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command_line = parser()
+    arguments = command_line.parse_args(argv)
     try:
         scenario = Scenario(
             secrets=arguments.secrets,
@@ -1134,7 +1140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paced=not arguments.unpaced,
         )
     except ValueError as error:
-        parser.error(str(error))
+        command_line.error(str(error))
     figures = simulate(scenario)
     print("\n".join([*report(figures), "", *capacity_report(figures)]))
     if arguments.check_capacity:

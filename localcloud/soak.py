@@ -73,7 +73,8 @@ GROUP_RECREATED_AFTER_MINUTES: Final = (5, 30)
 """A deleted refresh schedule group comes back, empty, this many minutes later (drawn), as in a
 stack update that replaces it: every schedule in it is gone. Until it is back no per-secret
 schedule can be written: a rotation then promotes its token and fails to schedule the next one
-(a "failed at finishSecret" notice), and only the sweep and the 4-hour backstop rotate."""
+(a "next refresh not scheduled" notice, at most hourly), and only the sweep and the 4-hour
+backstop rotate. It may come at any moment, a failure streak's end included."""
 REVOCATION_GAP_LIMIT_SECONDS: Final = 10 * MINUTE
 """From a revocation to the first valid read after it, at most: one sweep interval (5 min), one
 rotation, and the minute to the next read (issue 17: "within one sweep interval plus one
@@ -89,6 +90,9 @@ NOTICE_STAMP_SLACK_SECONDS: Final = 30
 sent it); the hourly rule is checked with this much slack."""
 STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified token")
 """The one notice that ends a streak."""
+UNSCHEDULED_NOTICE: Final = "Google token rotated, next refresh not scheduled"
+"""A rotation that succeeded but could not schedule its successor: at most hourly per secret, and
+part of no streak."""
 
 
 class FaultKind(StrEnum):
@@ -117,7 +121,7 @@ GOOGLE_ANSWERS: Final = frozenset(
     {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE, FaultKind.TOKENINFO_OUTAGE}
 )
 GOOGLE_SIDE: Final = BLOCKING | {FaultKind.GOOGLE_HANG, FaultKind.TOKENINFO_OUTAGE}
-"""Faults that keep Google from answering: revocations and group deletions are planned clear of
+"""Faults that keep Google from answering: revocations are planned clear of
 them (quiet_spans)."""
 KEYED: Final = frozenset({FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER})
 """Faults on a service-account key: none for keyless federation."""
@@ -144,7 +148,7 @@ EVENTS_PER_WEEK: Final = {
 }
 """The same, a week."""
 EVENTS: Final = frozenset(EVENTS_PER_DAY) | frozenset(EVENTS_PER_WEEK)
-QUIET_EVENTS: Final = (FaultKind.GROUP_DELETED, FaultKind.TOKEN_REVOKED)
+QUIET_EVENTS: Final = (FaultKind.TOKEN_REVOKED,)
 """Planned last, at moments clear of Google's faults (quiet_spans)."""
 
 
@@ -222,9 +226,9 @@ def plan_faults(
 def plan_events(rng: random.Random, start: float, end: float, faults_: list[Fault]) -> list[Fault]:
     """What operators and Google do at random moments, around the planned `faults_`: schedules
     and the schedule group deleted, tokeninfo unreachable for 2 hours, the key rolled over,
-    console runs and rotate-secret calls, and the token in use revoked; a revocation and a
-    group deletion at a quiet moment (see `quiet_spans`). At least one of each, however short
-    the run, except these two in a run with no quiet moment left."""
+    console runs and rotate-secret calls, and the token in use revoked; a revocation at a quiet
+    moment (see `quiet_spans`). At least one of each, however short the run, except a revocation
+    in a run with no quiet moment left."""
     days = (end - start) / 86400
     planned: list[Fault] = []
     earliest = start + 10 * MINUTE
@@ -244,18 +248,18 @@ def plan_events(rng: random.Random, start: float, end: float, faults_: list[Faul
                 )
             elif kind is FaultKind.KEY_ROLLED_OVER:
                 planned.append(Fault(kind, when(), seconds=OLD_KEY_DELETED_AFTER_SECONDS))
+            elif kind is FaultKind.GROUP_DELETED:
+                seconds = rng.randint(*GROUP_RECREATED_AFTER_MINUTES) * MINUTE
+                planned.append(Fault(kind, when(seconds), seconds=seconds))
             else:
                 planned.append(Fault(kind, when()))
     # Last, around everything else on Google's side.
     for kind, rate in quiet_ones.items():
         for _ in range(max(1, round(rate * days))):
-            lasting = 0.0
             clear_for = float(REVOCATION_GAP_LIMIT_SECONDS)
-            if kind is FaultKind.GROUP_DELETED:
-                lasting = clear_for = float(rng.randint(*GROUP_RECREATED_AFTER_MINUTES) * MINUTE)
             quiet = quiet_spans([*faults_, *planned], earliest, end - clear_for, clear_for)
             if quiet:
-                planned.append(Fault(kind, _uniform_within(rng, quiet), seconds=lasting))
+                planned.append(Fault(kind, _uniform_within(rng, quiet)))
     return planned
 
 
@@ -265,9 +269,7 @@ def quiet_spans(
     """The moments in [start, end] that meet no fault on Google's side in the `clear_for`
     seconds after them, nor one that ended less than a recovery before them (the retry chain
     may still be backing off). A revocation there measures the sweep, not an outage that hides
-    the refusal or stops the replacement; a group deletion there meets no failure streak that
-    ends while the group is gone (a promotion whose schedule upsert fails loses the streak's
-    "recovered" notice: a product defect of its own, not what this fault is for)."""
+    the refusal or stops the replacement."""
     busy = sorted(
         (fault.at - clear_for, fault.until + RECOVERY_SECONDS)
         for fault in faults_
@@ -505,9 +507,17 @@ def _notice_storm(
     """Within a failing streak, failure notices come at most once an hour. A success ends the
     streak with one notice: "recovered", or the promotion of an unverified token. Other notices
     (the sweep's word on a refused token) belong to no streak. A failure notice within the hour
-    after another with a promotion between means the streak's end went unannounced."""
+    after another with a promotion between means the streak's end went unannounced. Notices that
+    a secret's next refresh could not be scheduled come at most hourly per secret too."""
     last_failure: float | None = None
+    last_unscheduled: dict[str, float] = {}
     for at, subject in notices:
+        if subject.startswith(UNSCHEDULED_NOTICE):
+            before = last_unscheduled.get(subject)
+            if before is not None and at - before < 3600 - NOTICE_STAMP_SLACK_SECONDS:
+                return f"two next-refresh-not-scheduled notices within an hour ({subject!r})"
+            last_unscheduled[subject] = at
+            continue
         if any(end in subject for end in STREAK_ENDS):
             last_failure = None
             continue

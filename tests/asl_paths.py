@@ -97,7 +97,6 @@ def succeeding(*, notice: bool = False, first_schedule: bool = False) -> Outcome
     if first_schedule:
         failures = {
             "ScheduleNextRotation": "Scheduler.ResourceNotFoundException",
-            "ScheduleNextRotationAndNotify": "Scheduler.ResourceNotFoundException",
         }
     return Outcomes({"FinishSecret": finish_result(notice=notice)}, failures)
 

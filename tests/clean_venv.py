@@ -101,11 +101,6 @@ def installed(bin_folder: Path) -> dict[str, str]:
     return {canonical(name): version for name, version in pairs}
 
 
-def fenced_blocks(markdown: str, language: str) -> list[str]:
-    """Every ```language block of `markdown`, in order."""
-    return re.findall(rf"^```{language}\n(.*?)^```", markdown, re.DOTALL | re.MULTILINE)
-
-
 def canonical(name: str) -> str:
     """A distribution's name as pip compares it."""
     return re.sub(r"[-_.]+", "-", name).lower()

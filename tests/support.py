@@ -69,8 +69,6 @@ SCHEDULE_UPSERTS = frozenset(
     {
         "ScheduleNextRotation",
         "CreateNextRotationSchedule",
-        "ScheduleNextRotationAndNotify",
-        "CreateNextRotationScheduleAndNotify",
         "ScheduleRetry",
         "CreateRetrySchedule",
     }

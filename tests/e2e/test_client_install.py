@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from localcloud.operations import rotate_on_schedule
-from localcloud.template import PROJECT_ROOT
 from tests.clean_venv import (
     CLIENT,
     canonical,
     clean_venv,
     dependency_wheelhouse,
-    fenced_blocks,
     installed,
     offline_pip_environment,
 )
+from tests.doc_blocks import doc_block
 from tests.e2e.stacks import StackFactory
 
 DOCUMENTS = ["README.md", "client/README.md", "docs/reading-the-token.md"]
@@ -29,14 +28,23 @@ DEFAULT_TOKEN_SECRET = "google/access-token"
 
 
 def first_example(document: str) -> tuple[str, str]:
-    """The document's first Python block that imports google_token_secret, and the last shell
-    block before it that runs `pip install`: what a reader installs, then runs."""
-    text = (PROJECT_ROOT / document).read_text()
-    python = next(b for b in fenced_blocks(text, "python") if "import SecretCredentials" in b)
-    before = text[: text.index(python)]
-    installs = [b for b in fenced_blocks(before, "sh") if "pip install" in b]
-    assert installs, f"{document}: no `pip install` block before its first example"
-    return installs[-1], python
+    """The document's install block and its first Python example: what a reader installs, then
+    runs."""
+    install, example = {
+        "README.md": (
+            doc_block("README.md", "sh", "pip install"),
+            doc_block("README.md", "python", "SecretCredentials("),
+        ),
+        "client/README.md": (
+            doc_block("client/README.md", "sh", "pip install './client"),
+            doc_block("client/README.md", "python", "SecretCredentials("),
+        ),
+        "docs/reading-the-token.md": (
+            doc_block("docs/reading-the-token.md", "sh", "pip install"),
+            doc_block("docs/reading-the-token.md", "python", "SecretCredentials("),
+        ),
+    }[document]
+    return install.text, example.text
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +115,7 @@ def test_the_first_example_runs_as_written_in_a_clean_venv(
 def test_the_published_name_installs_from_a_wheelhouse_alone(
     wheelhouse: Path, clone: Path, tmp_path: Path
 ) -> None:
-    text = (CLIENT / "README.md").read_text()
-    [block] = [b for b in fenced_blocks(text, "sh") if "--find-links wheelhouse" in b]
+    block = doc_block("client/README.md", "sh", "--find-links wheelhouse").text
     bin_folder = clean_venv(tmp_path / "venv")
 
     run_shell(block, clone, offline_pip_environment(bin_folder, wheelhouse))

@@ -13,11 +13,12 @@ import pytest
 import google_token_secret
 from localcloud.operations import rotate_on_schedule
 from localcloud.template import PROJECT_ROOT
-from tests.clean_venv import fenced_blocks
+from tests.doc_blocks import doc_block
 from tests.e2e.stacks import Stack, StackFactory
 from tests.e2e.test_node_example import node
 
-PAGE = (PROJECT_ROOT / "docs" / "reading-the-token.md").read_text()
+READING = "docs/reading-the-token.md"
+PAGE = (PROJECT_ROOT / READING).read_text()
 GOOGLE = "https://www.googleapis.com/"
 DEFAULT_TOKEN_SECRET = "google/access-token"
 TOOLS = f"{Path(sys.executable).parent}:/usr/bin:/bin"
@@ -38,7 +39,7 @@ def calendar_bearers(stack: Stack) -> list[str | None]:
 
 
 def test_the_node_block_reads_the_token_and_google_accepts_it(stack: Stack, tmp_path: Path) -> None:
-    [block] = fenced_blocks(PAGE, "js")
+    block = doc_block(READING, "js", "secretAccessToken").text
     (tmp_path / "token.mjs").symlink_to(PROJECT_ROOT / "examples" / "node" / "token.mjs")
     (tmp_path / "app.mjs").write_text(block.replace(GOOGLE, stack.cloud.google.api_root_url))
 
@@ -58,7 +59,7 @@ def test_the_node_block_reads_the_token_and_google_accepts_it(stack: Stack, tmp_
 
 
 def test_the_shell_block_calls_google_with_the_token_and_never_prints_it(stack: Stack) -> None:
-    [block] = [b for b in fenced_blocks(PAGE, "sh") if "aws secretsmanager" in b]
+    block = doc_block(READING, "sh", "aws secretsmanager get-secret-value").text
 
     ran = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.replace(GOOGLE, stack.cloud.google.api_root_url)],

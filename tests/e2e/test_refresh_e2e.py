@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from benchmarks.cost import embedded_metrics
 from localcloud.operations import rotate_on_schedule
 from localcloud.scheduler import LocalScheduler
@@ -130,6 +133,51 @@ def test_a_failed_rotation_schedules_its_own_retry_until_the_chain_heals(stack: 
     assert FAILED_ATTEMPTS_TAG not in stack.tags()
     assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
     assert firing.error_code is None, "RotateSecret itself was accepted each time"
+
+
+def test_a_deleted_schedule_group_loses_no_notice_and_fails_no_rotation(stack: Stack) -> None:
+    """The refresh schedule group deleted while a failure streak runs: the rotation that ends the
+    streak still says it recovered, says once that its next refresh could not be scheduled, and
+    succeeds (Secrets Manager sees a completed rotation); the rotations the sweep starts
+    meanwhile send nothing more within the hour, and once the group is back the next rotation
+    schedules its successor again."""
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    group = stack.deployment.refs["RefreshScheduleGroup"]
+    scheduler = stack.cloud.client("scheduler")
+    stack.cloud.google.disable_key(stack.account.private_key_id)
+    advance_to(stack, due_of(schedule_of(stack)))
+    scheduler_of(stack).fire_due()
+    [failed] = stack.notices()
+    assert failed["Subject"].startswith("Google token rotation failed at createSecret (")
+
+    scheduler.delete_schedule_group(Name=group)
+    stack.cloud.google.enable_key(stack.account.private_key_id)
+    stack.cloud.clock.advance(60)
+    before = len(stack.executions())
+    # The failed rotation still holds AWSPENDING: Secrets Manager re-attempts it (as the sweep's
+    # RotateSecret would) and refuses to begin another.
+    with pytest.raises(ClientError, match="previous rotation isn't complete"):
+        stack.cloud.client("secretsmanager").rotate_secret(SecretId=stack.secret_arn)
+
+    assert {e.status for e in stack.executions()[before:]} == {"SUCCEEDED"}
+    recovered, unscheduled = stack.notices()
+    assert recovered["Subject"].startswith("Google token rotation recovered (")
+    assert unscheduled["Subject"].startswith("Google token rotated, next refresh not scheduled (")
+    assert unscheduled["Message"]["Error"] == "Scheduler.ResourceNotFoundException"
+    assert not set(STREAK_TAGS) & stack.tags().keys()
+    token = stack.current()["GOOGLE_ACCESS_TOKEN"]
+    assert stack.cloud.google.token_info(token) is not None
+
+    stack.cloud.clock.advance(45 * 60)
+    again = rotate_on_schedule(stack.cloud, stack.deployment)
+    assert {e.status for e in again} == {"SUCCEEDED"}
+    assert stack.notices() == []
+
+    scheduler.create_schedule_group(Name=group)
+    stack.cloud.clock.advance(15 * 60)
+    rotate_on_schedule(stack.cloud, stack.deployment)
+    assert stack.notices() == []
+    assert due_of(schedule_of(stack)) == expiry_of(stack) - LEAD
 
 
 def unverified_promotions(stack: Stack, since_line: int) -> int:

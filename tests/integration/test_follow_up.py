@@ -27,6 +27,7 @@ from rotation_core.refresh import (
     NOTIFIED_AT_TAG,
     STATUS_TAG_PREFIX,
     STREAK_TAGS,
+    UNSCHEDULED_NOTIFIED_AT_TAG,
     RotationSchedule,
     first_refresh_spread,
 )
@@ -364,6 +365,73 @@ def test_failures_of_a_managed_secret_notify_first_then_hold_back_then_remind_ho
 
     # The reminder moved the hour on: a failure a minute later is held back again.
     assert fail(t0 + timedelta(minutes=62), event).notice is None
+
+
+def unscheduled_event(secret_id: str, version_id: str) -> dict[str, Any]:
+    """DescribeFailure's input after the upsert of the next refresh's schedule failed."""
+    return {
+        "Request": {"SecretId": secret_id, "ClientRequestToken": version_id},
+        "FailedStep": "scheduleNextRotation",
+        "Failure": {
+            "Error": "Scheduler.ResourceNotFoundException",
+            "Cause": "Schedule group google-token-rotation-refresh does not exist.",
+        },
+        "ExecutionArn": EXECUTION,
+    }
+
+
+def test_rotations_that_cannot_schedule_their_successor_notify_hourly_and_keep_the_streak_ended(
+    rotation_at: RotationAt,
+    fail: Fail,
+    secretsmanager: SecretsManagerClient,
+    token_secret_arn: str,
+) -> None:
+    """The schedule group deleted while a streak ends: the rotation's "recovered" notice is its
+    own (finishSecret's); the missing schedule is told once, with the command that recreates the
+    group, then at most hourly while every rotation (the sweep's, meanwhile) meets it again, and
+    it neither opens a failure streak nor schedules a retry."""
+    t0 = whole_second_now()
+    put_tags(
+        secretsmanager,
+        token_secret_arn,
+        {FAILING_SINCE_TAG: iso(t0 - timedelta(minutes=30)), FAILED_ATTEMPTS_TAG: "3"},
+    )
+    finish = rotate(rotation_at(t0), token_secret_arn)
+    assert finish.follow_up is not None
+    assert finish.follow_up.notice is not None
+    assert finish.follow_up.notice.subject.startswith("Google token rotation recovered")
+    current = secretsmanager.describe_secret(SecretId=token_secret_arn)
+    [version] = [v for v, stages in current["VersionIdsToStages"].items() if "AWSCURRENT" in stages]
+
+    first = fail(t0, unscheduled_event(token_secret_arn, version))
+
+    assert first.schedule is None
+    assert first.notice is not None
+    assert first.notice.subject == (
+        "Google token rotated, next refresh not scheduled (google/access-token)"
+    )
+    message = message_of(first)
+    assert message["Error"] == "Scheduler.ResourceNotFoundException"
+    assert "aws scheduler create-schedule-group --name" in message["NextSteps"]
+    assert "this rotation's version: the new token is in use" in message["Stages"]
+    assert status_tags(secretsmanager, token_secret_arn) == {
+        CURRENT_EXPIRES_AT_TAG: iso(current_value(secretsmanager).metadata.expires_at),
+        UNSCHEDULED_NOTIFIED_AT_TAG: iso(t0),
+    }
+
+    # The sweep's next rotation, 45 minutes on, meets the missing group again: held back.
+    later = t0 + timedelta(minutes=45)
+    rotate(rotation_at(later), token_secret_arn)
+    held = fail(later, unscheduled_event(token_secret_arn, version))
+    assert held.notice is None
+    assert held.schedule is None
+    assert not set(STREAK_TAGS) & tags_of(secretsmanager, token_secret_arn).keys()
+
+    reminder = fail(t0 + timedelta(minutes=61), unscheduled_event(token_secret_arn, version))
+    assert reminder.notice is not None
+    assert status_tags(secretsmanager, token_secret_arn)[UNSCHEDULED_NOTIFIED_AT_TAG] == iso(
+        t0 + timedelta(minutes=61)
+    )
 
 
 def test_success_and_failure_upsert_the_one_schedule_of_the_secret_whatever_id_was_given(

@@ -99,7 +99,7 @@ def test_create_secret_refuses_a_tagged_secret_that_holds_a_foreign_value(
     assert f"token-rotation:managed-by={MANAGING_STACK}" in message
     assert f"nor the placeholder {PLACEHOLDER}" in message
     assert "Nothing was written" in message
-    assert 'README "Many token secrets per stack"' in message
+    assert "(docs/many-secrets.md)" in message
     assert "remove its token-rotation:managed-by tag" in message
     assert versions(secretsmanager, secret_arn) == before
     assert tokens_minted(google) == 0

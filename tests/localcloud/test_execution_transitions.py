@@ -150,7 +150,7 @@ def test_a_failed_rotation_and_the_one_that_recovers_enter_the_walked_states(
     ]
     walks = scheduled_rotation(Outcomes({"FinishSecret": finish_result(notice=True)}))
     assert [entered(e) for e in retried] == [w.states for w in walks]
-    assert entered(retried[-1])[-2:] == ["ScheduleNextRotationAndNotify", "NotifyRecovered"]
+    assert entered(retried[-1])[-2:] == ["NotifyRecovered", "ScheduleNextRotation"]
     assert sum(e.transitions for e in retried) == SCHEDULED_TRANSITIONS + 1
     subjects = [n["Subject"] for n in drain_notices(local.cloud, local.queue_url)]
     assert len(subjects) == 2

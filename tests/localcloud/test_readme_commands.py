@@ -1,30 +1,39 @@
-"""Every command the README shows for the local cloud runs as written against a running `up`."""
+"""The commands the README and the docs pages show for a running local cloud run as written
+against `up`, started itself from the line docs/local-cloud.md shows."""
 
 import json
-import re
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from localcloud.deployment import client_environment
 from localcloud.template import PROJECT_ROOT
+from tests.doc_blocks import doc_block
 from tests.localcloud.up_process import UpProcess, clean_environment
 
-README = (PROJECT_ROOT / "README.md").read_text()
-SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
-
-
-def commands_of_block_with(needle: str) -> list[str]:
-    """The command lines of the README's one sh block that holds `needle`, comments cut."""
-    [block] = [block for block in SHELL_BLOCKS if needle in block]
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+CALENDAR = "https://www.googleapis.com/auth/calendar.readonly"
+DRIVE = "https://www.googleapis.com/auth/drive.readonly"
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    process = UpProcess(tmp_path_factory.mktemp("up") / "up.json")
+    [line] = [
+        command
+        for command in doc_block("docs/local-cloud.md", "sh", "-m localcloud up").commands()
+        if " -m localcloud up" in command
+    ]
+    # The Drive scope too, as `--scopes` (on the same line) allows: docs/many-secrets.md adds a
+    # Drive token secret to this stack.
+    process = UpProcess(
+        tmp_path_factory.mktemp("up") / "up.json",
+        "--scopes",
+        f"{CALENDAR} {DRIVE}",
+        command=tuple(shlex.split(line)),
+    )
     try:
         process.wait_ready()
         process.pause_the_sweep()
@@ -33,15 +42,19 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
         process.stop()
 
 
+def shell_environment(environment: dict[str, str]) -> dict[str, str]:
+    """A developer's shell at the project's root, with the venv's AWS CLI (as `make venv`
+    installs it) first on PATH."""
+    path = f"{PROJECT_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**clean_environment(), "PATH": path, **environment}
+
+
 def run_as_written(line: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The line as a developer pastes it into a shell at the project's root."""
-    arguments = shlex.split(line)
-    if arguments[0] == "aws":  # the venv's AWS CLI, as `make venv` installs it
-        arguments[0] = str(PROJECT_ROOT / ".venv" / "bin" / "aws")
     return subprocess.run(
-        arguments,
+        ["bash", "-c", line],
         cwd=PROJECT_ROOT,
-        env={**clean_environment(), **environment},
+        env=shell_environment(environment),
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,7 +63,7 @@ def run_as_written(line: str, environment: dict[str, str]) -> subprocess.Complet
 
 
 def test_the_sample_event_commands_chain_on_one_running_up(up: UpProcess) -> None:
-    lines = commands_of_block_with("invoke SetSecretFunction")
+    lines = doc_block("docs/local-cloud.md", "sh", "invoke SetSecretFunction").commands()
     assert len(lines) == 5
     environment = {"LOCALCLOUD_STATE_FILE": str(up.state_file)}
 
@@ -64,10 +77,9 @@ def test_the_sample_event_commands_chain_on_one_running_up(up: UpProcess) -> Non
 
 
 def test_the_shell_example_reads_awscurrent_from_up(up: UpProcess) -> None:
-    [line] = commands_of_block_with("get-secret-value")
-    environment = client_environment(up.endpoint)
+    [line] = doc_block("README.md", "sh", "get-secret-value").commands()
 
-    result = run_as_written(line, environment)
+    result = run_as_written(line, client_environment(up.endpoint))
 
     assert result.returncode == 0, result.stderr
     value = json.loads(result.stdout)
@@ -78,13 +90,42 @@ def test_the_shell_example_reads_awscurrent_from_up(up: UpProcess) -> None:
     assert json.loads(current["SecretString"]) == value
 
 
-def test_every_local_cloud_command_in_the_readme_is_one_of_those_run_here() -> None:
-    """A new command added to the README's local cloud section must be added to a test."""
-    covered = set(commands_of_block_with("invoke SetSecretFunction"))
-    shown = {
-        line.split("  #")[0].strip()
-        for block in SHELL_BLOCKS
-        for line in block.splitlines()
-        if "-m localcloud" in line and not re.search(r"-m localcloud (demo|up)\b", line)
-    }
-    assert shown == covered, shown - covered
+def test_the_sweep_runs_by_hand_as_its_page_shows(up: UpProcess, tmp_path: Path) -> None:
+    block = doc_block("docs/freshness-sweep.md", "sh", "FreshnessSweepFunction")
+    # The page tells the operator to set STACK to the stack's name: `up`'s is the page's example.
+    assert f"STACK={up.description().stack_name}\n" in block.text
+
+    result = subprocess.run(
+        ["bash", "-euc", block.text],
+        cwd=tmp_path,
+        env=shell_environment(client_environment(up.endpoint)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "FunctionError" not in result.stdout, (tmp_path / "summary.json").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["Secrets"] >= 1
+
+
+def test_a_token_secret_is_added_to_up_as_its_page_shows(up: UpProcess) -> None:
+    [line] = doc_block("docs/many-secrets.md", "sh", "tools/add-token-secret").commands()
+    # The page's one placeholder, which the stack's AddTokenSecretCommand output fills in.
+    entry_function = up.description().functions["RotationEntryFunction"]
+    assert f"--managed-by {up.description().stack_name} " in line
+
+    result = run_as_written(
+        line.replace("<RotationEntryFunctionArn>", entry_function),
+        client_environment(up.endpoint),
+    )
+
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    added = up.client("secretsmanager").get_secret_value(
+        SecretId="google/drive-token", VersionStage="AWSCURRENT"
+    )
+    value = json.loads(added["SecretString"])
+    assert value["GOOGLE_ACCESS_TOKEN"].startswith("ya29.")
+    assert value["scopes"] == [DRIVE]

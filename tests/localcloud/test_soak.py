@@ -201,6 +201,21 @@ def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     assert result.broken_invariants() == []
 
 
+def test_unscheduled_notices_come_at_most_hourly_and_end_no_streak() -> None:
+    result = a_result(3)
+    unscheduled = "Google token rotated, next refresh not scheduled (google/access-token)"
+    result.notices = [
+        (START, "Google token rotation failed at createSecret (google/access-token)"),
+        (START + 60, "Google token rotation recovered (google/access-token)"),
+        (START + 61, unscheduled),
+        (START + 3661, unscheduled),
+    ]
+    assert result.broken_invariants() == []
+
+    result.notices = [(START, unscheduled), (START + 2700, unscheduled)]
+    assert any("next-refresh-not-scheduled" in broken for broken in result.broken_invariants())
+
+
 def test_the_sweeps_notice_of_a_refused_token_belongs_to_no_streak() -> None:
     result = a_result(3)
     result.notices = [
@@ -270,8 +285,8 @@ def test_every_short_plan_holds_every_kind_and_its_quiet_events_are_clear_of_goo
     seed: int,
 ) -> None:
     """Whatever the seed (the short soak draws one), ten lifetimes hold every kind of fault, and
-    no fault on Google's side starts within the gap limit after a revocation (or while the
-    schedule group is gone) or ended less than a recovery before it."""
+    no fault on Google's side starts within the gap limit after a revocation or ended less than
+    a recovery before it (a schedule group's deletion may meet anything)."""
     end = START + 10 * HOUR
     plan = plan_faults(random.Random(seed), START, end)
 
@@ -279,7 +294,7 @@ def test_every_short_plan_holds_every_kind_and_its_quiet_events_are_clear_of_goo
     quiet = [
         (fault.at, max(fault.until, fault.at + REVOCATION_GAP_LIMIT_SECONDS))
         for fault in plan
-        if fault.kind in {FaultKind.TOKEN_REVOKED, FaultKind.GROUP_DELETED}
+        if fault.kind is FaultKind.TOKEN_REVOKED
     ]
     for begin, clear_until in quiet:
         assert clear_until <= end

@@ -57,15 +57,20 @@ def localcloud(
 class UpProcess:
     """A running `up`; its output is collected by a reader thread as it is printed."""
 
-    def __init__(self, state_file: Path, *arguments: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        state_file: Path,
+        *arguments: str,
+        port: int | None = None,
+        command: tuple[str, ...] = (sys.executable, "-m", "localcloud", "up"),
+    ) -> None:
+        """`command` is how `up` is started (a documented line, say); the port, the state file
+        and `arguments` follow it."""
         self.port = port or free_port()
         self.state_file = state_file
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "localcloud",
-                "up",
+                *command,
                 "--port",
                 str(self.port),
                 "--state-file",

@@ -71,14 +71,10 @@ def test_a_manual_rotation_enters_eight_states() -> None:
     ("outcomes", "tail"),
     [
         (succeeding(first_schedule=True), ["ScheduleNextRotation", "CreateNextRotationSchedule"]),
-        (succeeding(notice=True), ["ScheduleNextRotationAndNotify", "NotifyRecovered"]),
+        (succeeding(notice=True), ["NotifyRecovered", "ScheduleNextRotation"]),
         (
             succeeding(notice=True, first_schedule=True),
-            [
-                "ScheduleNextRotationAndNotify",
-                "CreateNextRotationScheduleAndNotify",
-                "NotifyRecovered",
-            ],
+            ["NotifyRecovered", "ScheduleNextRotation", "CreateNextRotationSchedule"],
         ),
     ],
     ids=["first-rotation", "recovered", "first-rotation-recovered"],
@@ -87,8 +83,8 @@ def test_the_first_schedule_and_a_recovered_notice_each_add_one_state(
     outcomes: Outcomes, tail: list[str]
 ) -> None:
     """The rare paths: the secret's first schedule is created after UpdateSchedule finds none; a
-    rotation that ends a failure streak sends its one notice after the upsert (the notice names
-    the next rotation's time, so it never goes out before the schedule is in place)."""
+    rotation that ends a failure streak sends its one notice before the upsert (the rotation has
+    succeeded, so nothing the upsert meets may hold its notice back)."""
     finish = walk(step_input("finishSecret"), outcomes)
     manual = walk(MANUAL, outcomes)
 
@@ -96,7 +92,6 @@ def test_the_first_schedule_and_a_recovered_notice_each_add_one_state(
     assert finish.states == ["ValidateAndRoute", "FinishSecret", "RecoveredNoticeDue", *tail]
     assert manual.states == [*MANUAL_PATH[:-1], *tail]
     if "NotifyRecovered" in tail:
-        assert tail.index("NotifyRecovered") == len(tail) - 1
         assert finish.task_inputs["NotifyRecovered"]["Subject"].startswith(
             "Google token rotation recovered"
         )
@@ -105,14 +100,45 @@ def test_the_first_schedule_and_a_recovered_notice_each_add_one_state(
     assert len(manual.states) == MANUAL_TRANSITIONS + added
 
 
-def test_a_lost_recovered_notice_still_ends_the_rotation_successfully() -> None:
+def test_a_lost_recovered_notice_still_schedules_the_next_rotation() -> None:
     outcomes = succeeding(notice=True)
     outcomes.failures["NotifyRecovered"] = "SNS.AuthorizationErrorException"
 
     finish = walk(step_input("finishSecret"), outcomes)
 
     assert finish.status == "SUCCEEDED"
-    assert finish.states[-2:] == ["NotifyRecovered", "RecoveredNoticeLost"]
+    assert finish.states[-2:] == ["NotifyRecovered", "ScheduleNextRotation"]
+
+
+@pytest.mark.parametrize("notice", [False, True], ids=["plain", "recovered"])
+def test_a_missing_schedule_group_sends_every_notice_and_ends_the_rotation_successfully(
+    notice: bool,
+) -> None:
+    """The schedule group deleted: UpdateSchedule and CreateSchedule both find no group. The
+    finishSecret notice has gone out already; DescribeFailure reports the missing schedule, and
+    the execution succeeds (the token was promoted) without scheduling a retry."""
+    outcomes = succeeding(notice=notice, first_schedule=True)
+    outcomes.failures["CreateNextRotationSchedule"] = "Scheduler.ResourceNotFoundException"
+    outcomes.results["DescribeFailure"] = describe_result(schedule=False)
+
+    finish = walk(step_input("finishSecret"), outcomes)
+
+    assert finish.status == "SUCCEEDED"
+    assert finish.states == [
+        "ValidateAndRoute",
+        "FinishSecret",
+        "RecoveredNoticeDue",
+        *(["NotifyRecovered"] if notice else []),
+        "ScheduleNextRotation",
+        "CreateNextRotationSchedule",
+        "NextRotationNotScheduled",
+        "DescribeFailure",
+        "FailureNoticeDue",
+        "NotifyFailure",
+        "RetryDue",
+        "NextRotationNotScheduledEnd",
+    ]
+    assert finish.task_inputs["DescribeFailure"]["Payload"]["FailedStep"] == "scheduleNextRotation"
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -150,9 +176,11 @@ def test_a_failed_step_notifies_once_schedules_its_retry_and_fails_with_its_erro
 
 
 @pytest.mark.parametrize("update", ["ScheduleNextRotation", "CreateNextRotationSchedule"])
-def test_a_failed_upsert_of_the_next_schedule_is_reported_as_finish_secret(update: str) -> None:
+def test_a_failed_upsert_of_the_next_schedule_is_reported_and_the_rotation_succeeds(
+    update: str,
+) -> None:
     outcomes = Outcomes(
-        {"FinishSecret": finish_result(), "DescribeFailure": describe_result()},
+        {"FinishSecret": finish_result(), "DescribeFailure": describe_result(schedule=False)},
         {"ScheduleNextRotation": "Scheduler.ResourceNotFoundException"}
         if update == "CreateNextRotationSchedule"
         else {},
@@ -160,12 +188,14 @@ def test_a_failed_upsert_of_the_next_schedule_is_reported_as_finish_secret(updat
     outcomes.failures[update] = "Scheduler.ValidationException"
 
     for execution_input in (step_input("finishSecret", rotation_token=False), MANUAL):
-        failed = walk(execution_input, outcomes)
+        walked = walk(execution_input, outcomes)
 
-        assert failed.status == "FAILED"
-        assert failed.states[failed.states.index(update) + 1] == "FinishSecretFailed"
-        assert failed.task_inputs["DescribeFailure"]["Payload"]["FailedStep"] == "finishSecret"
-        assert failed.output["Error"] == "Scheduler.ValidationException"
+        assert walked.status == "SUCCEEDED"
+        assert walked.states[walked.states.index(update) + 1] == "NextRotationNotScheduled"
+        payload = walked.task_inputs["DescribeFailure"]["Payload"]
+        assert payload["FailedStep"] == "scheduleNextRotation"
+        assert payload["Failure"]["Error"] == "Scheduler.ValidationException"
+        assert "ScheduleRetry" not in walked.states
 
 
 @pytest.mark.parametrize(

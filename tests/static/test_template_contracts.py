@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
 from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
+from rotation_core.failure_notice import NEXT_ROTATION_NOT_SCHEDULED
 from rotation_core.refresh import (
     FAILED_ATTEMPTS_TAG,
     REFUSED_VERSION_TAG,
@@ -69,23 +70,16 @@ AWS_SCHEDULER_TRANSIENT = frozenset(
 AWS_SCHEDULER_MISSING = "Scheduler.ResourceNotFoundException"
 SCHEDULE_UPSERTS = {
     "ScheduleNextRotation": ("CreateNextRotationSchedule", "$.FinishSecret.Outcome.FollowUp"),
-    "ScheduleNextRotationAndNotify": (
-        "CreateNextRotationScheduleAndNotify",
-        "$.FinishSecret.Outcome.FollowUp",
-    ),
     "ScheduleRetry": ("CreateRetrySchedule", "$.FollowUp"),
 }
 STEP_TASKS = {"CreateSecret", "SetSecret", "TestSecret", "FinishSecret"}
 # Twin states, identical but for Next/End (and a Catch's target, which is the other twin):
 # the first of each pair goes on, the second ends the execution. A twin saves billed
-# transitions: a step's execution ends at its Task, and a rotation that ends no failure streak
-# ends at its schedule upsert, with no Choice and Succeed after them.
+# transitions: a step's execution ends at its Task, with no Choice and Succeed after it.
 TWINS = {
     "ManualCreateSecret": "CreateSecret",
     "ManualSetSecret": "SetSecret",
     "ManualTestSecret": "TestSecret",
-    "ScheduleNextRotationAndNotify": "ScheduleNextRotation",
-    "CreateNextRotationScheduleAndNotify": "CreateNextRotationSchedule",
 }
 STEP_FAILURE_READS = {"$.SecretId", "$.ClientRequestToken", "$.Failure"}
 # States on the way from a failure to the notice, and what each may read from the state data.
@@ -93,6 +87,7 @@ FAILURE_PATH_READS = {
     "InvalidInput": {"$"},
     "UnknownStep": {"$"},
     **{f"{name}Failed": STEP_FAILURE_READS for name in STEP_TASKS},
+    "NextRotationNotScheduled": STEP_FAILURE_READS,
     "DescribeFailure": {"$.Request", "$.FailedStep", "$.Failure", "$$.Execution.Id"},
     "DescribeFailureFallback": {"$.FailedStep", "$.Failure.Error", "$$.Execution.Id"},
     "FallbackNotice": {"$.FallbackNotice"},
@@ -180,7 +175,7 @@ def test_every_failure_path_notifies_once_before_failing() -> None:
     step_tasks = STEP_TASKS | {twin for twin, base in TWINS.items() if base in STEP_TASKS}
     step_failures = {c["Next"] for name in step_tasks for c in states[name]["Catch"]}
     assert step_failures == {f"{name}Failed" for name in STEP_TASKS}
-    for target in step_failures | {"InvalidInput", "UnknownStep"}:
+    for target in step_failures | {"InvalidInput", "UnknownStep", "NextRotationNotScheduled"}:
         assert states[target]["Type"] == "Pass"
         assert states[target]["Next"] == "DescribeFailure"
         # What DescribeFailure and the fallback read is there on every way in.
@@ -220,8 +215,9 @@ def test_every_failure_path_notifies_once_before_failing() -> None:
     assert [(c["ErrorEquals"], c["Next"]) for c in notify["Catch"]] == [
         (["States.ALL"], "RetryDue")
     ]
-    # After the notice: the retry schedule when there is one, and whatever happens, the end.
-    assert states["RetryDue"]["Choices"] == [
+    # After the notice: the retry schedule when there is one, and whatever happens, the end
+    # (a success for a rotation that only could not schedule its next refresh).
+    assert states["RetryDue"]["Choices"][1:] == [
         {"Variable": "$.FollowUp.Schedule", "IsNull": True, "Next": "RotationFailed"}
     ]
     assert states["RetryDue"]["Default"] == "ScheduleRetry"
@@ -287,45 +283,53 @@ def _exit(state: dict[str, Any]) -> tuple[str | None, bool]:
     return state.get("Next"), state.get("End", False)
 
 
-def test_a_rotation_that_cannot_schedule_its_successor_is_reported_as_finish_secret() -> None:
-    """finishSecret's follow-up: whether a recovered notice is due is chosen first, so that the
-    schedule upsert can end the execution; the notice still goes out only after the upsert (it
-    names the next rotation's time), and losing it never fails the rotation."""
+def test_finish_secret_notice_goes_out_before_the_upsert_that_ends_the_execution() -> None:
+    """finishSecret's follow-up: its notice (recovered, or promoted unverified) is sent before the
+    schedule upsert, so that no upsert failure can lose it, and losing the notice itself never
+    stops the upsert; the upsert is the last state either way."""
     states = ASL["States"]
     assert states["FinishSecret"]["Next"] == "RecoveredNoticeDue"
     assert states["RecoveredNoticeDue"]["Choices"] == [
         {
             "Variable": "$.FinishSecret.Outcome.FollowUp.Notice",
             "IsNull": False,
-            "Next": "ScheduleNextRotationAndNotify",
+            "Next": "NotifyRecovered",
         }
     ]
     assert states["RecoveredNoticeDue"]["Default"] == "ScheduleNextRotation"
-    for name in (
-        "ScheduleNextRotation",
-        "CreateNextRotationSchedule",
-        "ScheduleNextRotationAndNotify",
-        "CreateNextRotationScheduleAndNotify",
-    ):
-        assert states[name]["Catch"][-1] == {
-            "ErrorEquals": ["States.ALL"],
-            "ResultPath": "$.Failure",
-            "Next": "FinishSecretFailed",
-        }
-    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
-        assert _exit(states[name]) == (None, True)
-    for name in ("ScheduleNextRotationAndNotify", "CreateNextRotationScheduleAndNotify"):
-        assert _exit(states[name]) == ("NotifyRecovered", False)
     recovered = states["NotifyRecovered"]
-    assert _exit(recovered) == (None, True)
+    assert _exit(recovered) == ("ScheduleNextRotation", False)
     assert recovered["Parameters"]["Subject.$"] == "$.FinishSecret.Outcome.FollowUp.Notice.Subject"
     [lost] = recovered["Catch"]
     assert lost == {
         "ErrorEquals": ["States.ALL"],
         "ResultPath": "$.NotifyError",
-        "Next": "RecoveredNoticeLost",
+        "Next": "ScheduleNextRotation",
     }
-    assert states["RecoveredNoticeLost"]["Type"] == "Succeed"
+    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
+        assert _exit(states[name]) == (None, True)
+
+
+def test_a_rotation_that_cannot_schedule_its_successor_succeeds_and_says_so() -> None:
+    """A failed upsert after a successful promotion is not a failed rotation: it goes through
+    DescribeFailure as `scheduleNextRotation` (a notice, no streak, no retry) and the execution
+    then succeeds, so that Secrets Manager sees the rotation it completed as completed."""
+    states = ASL["States"]
+    for name in ("ScheduleNextRotation", "CreateNextRotationSchedule"):
+        assert states[name]["Catch"][-1] == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.Failure",
+            "Next": "NextRotationNotScheduled",
+        }
+    unscheduled = states["NextRotationNotScheduled"]
+    assert unscheduled["Parameters"]["FailedStep"] == NEXT_ROTATION_NOT_SCHEDULED
+    assert unscheduled["Next"] == "DescribeFailure"
+    assert states["RetryDue"]["Choices"][0] == {
+        "Variable": "$.FailedStep",
+        "StringEquals": NEXT_ROTATION_NOT_SCHEDULED,
+        "Next": "NextRotationNotScheduledEnd",
+    }
+    assert states["NextRotationNotScheduledEnd"]["Type"] == "Succeed"
 
 
 def _without_exit(state: dict[str, Any]) -> dict[str, Any]:

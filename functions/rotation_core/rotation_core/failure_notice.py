@@ -40,7 +40,10 @@ ERROR_LIMIT: Final = 256
 CAUSE_LIMIT: Final = 1000
 INPUT_VALIDATION: Final = "input validation"
 UNKNOWN_STEP: Final = "unknown step"
-STEP_LABELS: Final = (*STEP_NAMES, INPUT_VALIDATION, UNKNOWN_STEP)
+NEXT_ROTATION_NOT_SCHEDULED: Final = "scheduleNextRotation"
+"""The state machine's label for a rotation that succeeded but whose next refresh's schedule
+could not be written: reported, but not a failed rotation."""
+STEP_LABELS: Final = (*STEP_NAMES, INPUT_VALIDATION, UNKNOWN_STEP, NEXT_ROTATION_NOT_SCHEDULED)
 """The closed set of step labels a notice may name; anything else becomes UNKNOWN_STEP."""
 ABANDONED: Final = RotationAbandonedError.__name__
 LABEL_TAKEN_ERRORS: Final = frozenset(
@@ -58,6 +61,8 @@ _REMINDER_PREFIX: Final = "Google token rotation still failing"
 _RECOVERED_PREFIX: Final = "Google token rotation recovered"
 _UNVERIFIED_PREFIX: Final = "Google token rotation promoted an unverified token"
 _REFUSED_PREFIX: Final = "Google refused the token in use, replacing it"
+_UNSCHEDULED_PREFIX: Final = "Google token rotated, next refresh not scheduled"
+_SCHEDULE_GROUP_MISSING: Final = "Scheduler.ResourceNotFoundException"
 _NAME_PLACEHOLDER: Final = "<the secret's name or ARN>"
 # Secret names allow letters, digits and /_+=.@- ; an ARN adds colons. Nothing a shell expands.
 _SECRET_ID_CHARS: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -312,6 +317,51 @@ def compose_unverified(
     }
     return Notice(
         subject=subject_line(None, secret.name, _UNVERIFIED_PREFIX),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def compose_unscheduled(report: FailureReport, reading: StageReading) -> Notice:
+    """The notice of a rotation that succeeded but could not write its next refresh's schedule:
+    what still holds, and how to let the schedules be written again."""
+    described = reading if isinstance(reading, SecretDescription) else None
+    secret = bounded(described.arn, SECRET_SHOWN_LIMIT) if described else report.secret_shown
+    message: dict[str, object] = {
+        "Summary": (
+            f"The rotation of secret {secret} succeeded, but the schedule of its next refresh "
+            f"could not be written: {report.error}."
+        ),
+        "SecretId": secret,
+        "Error": report.error,
+        "Cause": report.cause,
+        "Stages": _stages(report, reading),
+        "ExecutionArn": report.execution_arn,
+    }
+    if report.console_url is not None:
+        message["ConsoleUrl"] = report.console_url
+    message["Meanwhile"] = (
+        "Applications read the new token. The stack's freshness sweep (every 5 minutes) starts a "
+        "rotation before the token expires, and each rotation tries to write the schedule again. "
+        "While schedules cannot be written, this notice comes at most once an hour per secret."
+    )
+    if report.error == _SCHEDULE_GROUP_MISSING:
+        fix = (
+            "The refresh schedule group is missing (deleted?). Recreate it by deploying the stack "
+            "again (sam deploy), or with: aws scheduler create-schedule-group --name <the stack's "
+            "RefreshScheduleGroupName output>."
+        )
+    else:
+        fix = (
+            "Fix the cause (a denied call means the state machine's role lost "
+            "scheduler:CreateSchedule, scheduler:UpdateSchedule or iam:PassRole on the scheduler "
+            "role: deploy the stack again to restore its policies)."
+        )
+    message["NextSteps"] = (
+        f"{fix} The next rotation writes the schedule; nothing needs rolling back."
+    )
+    name = described.name if described else _name_of(report.secret_id)
+    return Notice(
+        subject=subject_line(None, name, _UNSCHEDULED_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
 

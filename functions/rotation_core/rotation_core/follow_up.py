@@ -3,7 +3,7 @@
 A finished rotation schedules the next one before its token expires and, after failures, says
 once that it recovered; a failed one schedules its own retry and notifies only when the streak
 rules say so. The status tags are written here; the schedule's time and the notice are returned
-for the state machine to send, with its own role (README: "Always fresh: refresh before expiry").
+for the state machine to send, with its own role (docs/always-fresh.md).
 """
 
 import logging
@@ -14,18 +14,21 @@ from datetime import datetime
 from rotation_core.config import managed_secret_check
 from rotation_core.errors import AwsUnavailableError, RotationError, UnmanagedSecretError
 from rotation_core.failure_notice import (
+    NEXT_ROTATION_NOT_SCHEDULED,
     FailureReport,
     Notice,
     StageReading,
     StreakNote,
     compose_notice,
     compose_recovered,
+    compose_unscheduled,
     compose_unverified,
     superseding_version,
 )
 from rotation_core.refresh import (
     CURRENT_EXPIRES_AT_TAG,
     STREAK_TAGS,
+    UNSCHEDULED_NOTIFIED_AT_TAG,
     UNVERIFIED_VERSION_TAG,
     FailureStreak,
     RotationSchedule,
@@ -36,6 +39,7 @@ from rotation_core.refresh import (
     next_refresh_at,
     notifies,
     retry_at,
+    unscheduled_notice_due,
 )
 from rotation_core.secrets import PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import STEP_NAMES
@@ -125,7 +129,10 @@ class FollowUps:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
         streak rules say so; one superseded by a rotation that succeeded is no failure (logged,
         nothing sent, scheduled or recorded); any other failure (bad input, a secret not ours)
-        always notifies and schedules nothing."""
+        always notifies and schedules nothing. A rotation that succeeded but could not schedule
+        its next refresh is no failure either: it notifies at most hourly per secret."""
+        if report.step == NEXT_ROTATION_NOT_SCHEDULED:
+            return self._after_unscheduled(report, reading)
         if (
             not isinstance(reading, SecretDescription)
             or report.step not in STEP_NAMES
@@ -162,6 +169,21 @@ class FollowUps:
             return FollowUp(None, schedule)
         note = StreakNote(kind, streak, due, write is StreakWrite.RECORDED)
         return FollowUp(compose_notice(report, reading, note), schedule)
+
+    def _after_unscheduled(self, report: FailureReport, reading: StageReading) -> FollowUp:
+        """No streak, no retry: the token was promoted, and the freshness sweep refreshes it."""
+        if isinstance(reading, SecretDescription):
+            now = self._clock()
+            if not unscheduled_notice_due(reading.tags, now):
+                logger.info("next-refresh-not-scheduled notice held back: one went out this hour")
+                return FollowUp(None, None)
+            try:
+                self._secrets.tag(reading.arn, {UNSCHEDULED_NOTIFIED_AT_TAG: format_timestamp(now)})
+            except RotationError as error:
+                logger.warning(
+                    "the notice's time could not be recorded", extra={"error": str(error)}
+                )
+        return FollowUp(compose_unscheduled(report, reading), None)
 
     def _record(self, secret_arn: str, streak: FailureStreak) -> StreakWrite:
         try:

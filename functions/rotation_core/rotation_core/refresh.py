@@ -41,6 +41,11 @@ REFUSED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}refused-version"
 """The AWSCURRENT version whose token Google's tokeninfo refused while it had not expired (revoked,
 account disabled), as the freshness sweep last noticed it: one notice per refused token, not one
 per sweep; testSecret counts that token as bad."""
+UNSCHEDULED_NOTIFIED_AT_TAG: Final = f"{STATUS_TAG_PREFIX}unscheduled-notified-at"
+"""When a notice last said that a rotation succeeded but its next refresh's schedule could not be
+written (the schedule group deleted, say): such notices come at most hourly per secret. Never
+removed by a success, so that rotations the sweep starts while the group is missing do not each
+notify again."""
 UNVERIFIED_VERSION_TAG: Final = f"{STATUS_TAG_PREFIX}unverified-version"
 """The pending version testSecret accepted without tokeninfo's verdict (tokeninfo unreachable while
 the token in use was bad or about to be); finishSecret says so in a notice and removes it."""
@@ -125,6 +130,19 @@ def notifies(kind: NoticeKind | None, write: StreakWrite) -> bool:
     if write is StreakWrite.UNAVAILABLE:
         return False
     return kind is not None or write is StreakWrite.REFUSED
+
+
+def unscheduled_notice_due(tags: Mapping[str, str], now: datetime) -> bool:
+    """Whether a "next refresh not scheduled" notice goes out now: unless one went out within
+    REMINDER_INTERVAL (a record edited out of shape counts as none, so it never silences)."""
+    recorded = tags.get(UNSCHEDULED_NOTIFIED_AT_TAG)
+    if recorded is None:
+        return True
+    try:
+        notified_at = parse_timestamp(recorded, UNSCHEDULED_NOTIFIED_AT_TAG)
+    except InvalidTokenSecretError:
+        return True
+    return not timedelta(0) <= now - notified_at < REMINDER_INTERVAL
 
 
 def current_expiry(tags: Mapping[str, str]) -> datetime | None:

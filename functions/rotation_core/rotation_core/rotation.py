@@ -280,8 +280,8 @@ class Rotation:
     def _refuse_a_foreign_value(self, secret: SecretDescription) -> TokenMetadata | None:
         """The tag alone does not make a token secret: before anything is written, AWSCURRENT
         must hold the placeholder or a token the rotation stored. Otherwise whoever may tag a
-        secret could have the rotation overwrite a value it never wrote (README "Trust
-        boundary"). The value is never shown. Returns the stored token's metadata (None for the
+        secret could have the rotation overwrite a value it never wrote (docs/trust-boundary.md).
+        The value is never shown. Returns the stored token's metadata (None for the
         placeholder)."""
         current = (
             None
@@ -298,7 +298,7 @@ class Rotation:
             f"{MANAGED_BY_TAG}={secret.tags[MANAGED_BY_TAG]} but is not a token secret: its "
             "AWSCURRENT version holds neither a token this rotation stored nor the placeholder "
             f"{PLACEHOLDER}. Nothing was written. A token secret is created with that "
-            'placeholder as its value (README "Many token secrets per stack"); if this secret '
+            "placeholder as its value (docs/many-secrets.md); if this secret "
             f"is not meant to be one, remove its {MANAGED_BY_TAG} tag"
         )
 

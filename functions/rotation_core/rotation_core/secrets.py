@@ -38,7 +38,7 @@ _THROTTLING_CODES = frozenset(
 )
 _STAGE_NOT_ON_VERSION: Final = "not associated to the provided VersionId"
 """What GetSecretValue(VersionId, VersionStage) answers, as InvalidRequestException, once the
-label left that version (moto's text; README "AWS behaviours we rely on")."""
+label left that version (moto's text; docs/aws-behaviours.md)."""
 _LABEL_MOVED_CODES: Final = frozenset(
     {"InvalidRequestException", "InvalidParameterException", "ResourceNotFoundException"}
 )
