@@ -5,6 +5,7 @@ wheelhouse, since the name is not on PyPI."""
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -74,19 +75,45 @@ def run_shell(block: str, cwd: Path, environment: dict[str, str]) -> None:
     assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
 
 
+@pytest.fixture(scope="module")
+def installed_by(
+    wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """The bin folder of a clean venv in which `install` ran in a clone, once per distinct
+    install block: documents that show the same line share its venv."""
+    venvs: dict[str, Path] = {}
+
+    def install_with(install: str) -> Path:
+        if install not in venvs:
+            folder = tmp_path_factory.mktemp("install")
+            bin_folder = clean_venv(folder / "venv")
+            clone_folder = folder / "clone"
+            shutil.copytree(
+                CLIENT, clone_folder / "client", ignore=shutil.ignore_patterns("__pycache__")
+            )
+            run_shell(install, clone_folder, offline_pip_environment(bin_folder, wheelhouse))
+            venvs[install] = bin_folder
+        return venvs[install]
+
+    return install_with
+
+
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_the_first_example_runs_as_written_in_a_clean_venv(
-    deploy_stack: StackFactory, wheelhouse: Path, clone: Path, tmp_path: Path, document: str
+    deploy_stack: StackFactory,
+    wheelhouse: Path,
+    installed_by: Callable[[str], Path],
+    tmp_path: Path,
+    document: str,
 ) -> None:
     install, example = first_example(document)
     stack = deploy_stack(token_secret_name=DEFAULT_TOKEN_SECRET)
     rotate_on_schedule(stack.cloud, stack.deployment)
     google = stack.cloud.google
     google.add_calendar(stack.account.client_email, readers=[])  # the account's "primary"
-    bin_folder = clean_venv(tmp_path / "venv")
+    bin_folder = installed_by(install)
     environment = offline_pip_environment(bin_folder, wheelhouse)
 
-    run_shell(install, clone, environment)
     # As written, but Google's address is the emulator's.
     ran = subprocess.run(
         [
