@@ -53,11 +53,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dependency_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 
-@pytest.fixture
-def clone(tmp_path: Path) -> Path:
-    """A folder holding a copy of client/, as a clone of the repository does: the install
-    lines run there."""
-    folder = tmp_path / "clone"
+def clone_at(folder: Path) -> Path:
+    """`folder`, holding a copy of client/ as a clone of the repository does: the install lines
+    run there."""
     shutil.copytree(CLIENT, folder / "client", ignore=shutil.ignore_patterns("__pycache__"))
     return folder
 
@@ -87,11 +85,8 @@ def installed_by(
         if install not in venvs:
             folder = tmp_path_factory.mktemp("install")
             bin_folder = clean_venv(folder / "venv")
-            clone_folder = folder / "clone"
-            shutil.copytree(
-                CLIENT, clone_folder / "client", ignore=shutil.ignore_patterns("__pycache__")
-            )
-            run_shell(install, clone_folder, offline_pip_environment(bin_folder, wheelhouse))
+            clone = clone_at(folder / "clone")
+            run_shell(install, clone, offline_pip_environment(bin_folder, wheelhouse))
             venvs[install] = bin_folder
         return venvs[install]
 
@@ -140,10 +135,11 @@ def test_the_first_example_runs_as_written_in_a_clean_venv(
 
 
 def test_the_published_name_installs_from_a_wheelhouse_alone(
-    wheelhouse: Path, clone: Path, tmp_path: Path
+    wheelhouse: Path, tmp_path: Path
 ) -> None:
     block = doc_block("client/README.md", "sh", "--find-links wheelhouse").text
     bin_folder = clean_venv(tmp_path / "venv")
+    clone = clone_at(tmp_path / "clone")
 
     run_shell(block, clone, offline_pip_environment(bin_folder, wheelhouse))
 
