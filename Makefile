@@ -26,6 +26,8 @@ help:
 	@echo "make soak   - a simulated week of 1-hour tokens with random faults (SEED=n replays one)"
 	@echo "make lock   - re-pin every dependency (needs network to PyPI)"
 	@echo "make docs   - serve the documentation site (docs/) at http://127.0.0.1:8000"
+	@echo "make google-setup      - the deployed stack's Google-side setup, filled in (STACK=name)"
+	@echo "make post-deploy-check - rotate once and check token, Google, refresh, alarm, topic (STACK=name)"
 
 # uv installs the hash-pinned locks in seconds and prints every package it installs. It is
 # itself pinned by version and hash (requirements/uv.txt) and bootstrapped with pip into a tiny
@@ -131,3 +133,13 @@ bench: venv
 .PHONY: soak
 soak: venv
 	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED)) $(if $(SOURCE),--source $(SOURCE))
+
+# The operator tools (stacktools/): they read the deployed stack (CloudFormation DescribeStacks)
+# with your AWS credentials and region; STACK=name for a stack samconfig.toml does not name.
+.PHONY: google-setup
+google-setup: venv
+	$(PY) -m stacktools google-setup $(if $(STACK),--stack-name $(STACK))
+
+.PHONY: post-deploy-check
+post-deploy-check: venv
+	$(PY) -m stacktools check $(if $(STACK),--stack-name $(STACK))

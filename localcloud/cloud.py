@@ -371,9 +371,39 @@ class _Deployer:
             if create is None:
                 raise TemplateError(f"{logical_id}: cannot deploy {resource['Type']} locally")
             create(logical_id, self.resolver.value(resource.get("Properties", {})))
+        self._record_stack()
         return Deployment(
             self.stack_name, self.resolver.refs, self.resolver.attributes, self.function_names
         )
+
+    def _record_stack(self) -> None:
+        """What CloudFormation's DescribeStacks answers for the stack: its parameters as deployed
+        and the outputs whose conditions hold, resolved. moto's CloudFormation keeps it as a stack
+        with no resources of its own (the deploy made them through their APIs), so that boto3 and
+        `aws cloudformation describe-stacks` read it as from AWS; a redeploy replaces it."""
+        document = self.template.document
+        outputs = {
+            name: {
+                "Value": str(self.resolver.value(output["Value"])),
+                "Description": " ".join(str(output.get("Description", "")).split()),
+            }
+            for name, output in document.get("Outputs", {}).items()
+            if "Condition" not in output or self.resolver.condition(output["Condition"])
+        }
+        record = {
+            "Description": " ".join(str(document.get("Description", "")).split()),
+            "Parameters": {
+                name: {"Type": "String", "Default": value}
+                for name, value in self.resolver.parameters.items()
+            },
+            "Resources": {},
+            "Outputs": outputs,
+        }
+        stacks = get_backend("cloudformation")[ACCOUNT_ID][REGION]
+        for stack in list(stacks.stacks.values()):
+            if stack.name == self.stack_name:
+                stacks.delete_stack(stack.stack_id)
+        stacks.create_stack(name=self.stack_name, template=json.dumps(record), parameters={})
 
     def _check_rules(self) -> None:
         for name, rule in self.template.document.get("Rules", {}).items():
@@ -442,7 +472,7 @@ class _Deployer:
         arn = self.cloud.client("lambda").create_function(
             FunctionName=name,
             Runtime=spec.runtime,
-            Role=ROLE_ARN,
+            Role=self._function_role(spec),
             Handler=spec.handler,
             Code={"ZipFile": _placeholder_zip()},
             Timeout=spec.timeout_seconds,
@@ -465,6 +495,27 @@ class _Deployer:
         self.resolver.refs[logical_id] = name
         self.resolver.attributes[(logical_id, "Arn")] = arn
         self.function_names[logical_id] = name
+
+    def _function_role(self, spec: FunctionSpec) -> str:
+        """The role SAM makes for a function that names none, `<logical id>Role`, trusting Lambda
+        and holding the function's policy statements; its ARN is the function's Role and the
+        template's `!GetAtt <logical id>Role.Arn`. The worker's own calls still use the local
+        cloud's credentials: moto checks no permission."""
+        logical_id = f"{spec.logical_id}Role"
+        iam = self.cloud.client("iam")
+        name = self._name(logical_id)
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=_LAMBDA_TRUST)["Role"]
+        for index, policy in enumerate(self.resolver.value(list(spec.policies))):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=f"{logical_id}Policy{index}",
+                PolicyDocument=_policy_text({"Version": "2012-10-17", **policy}),
+            )
+        self.resolver.refs[logical_id] = name
+        self.resolver.attributes[(logical_id, "Arn")] = role["Arn"]
+        self.resolver.attributes[(logical_id, "RoleId")] = role["RoleId"]
+        arn: str = role["Arn"]
+        return arn
 
     def _layer_paths(self, spec: FunctionSpec) -> Iterator[Path]:
         for layer in spec.layers:
@@ -623,25 +674,26 @@ def _policy_text(document: Any) -> str:
     return document if isinstance(document, str) else json.dumps(document)
 
 
+_LAMBDA_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
 def ensure_lambda_role(iam: Any) -> str:
-    """The role every local function runs as (moto checks that it exists and trusts Lambda)."""
+    """The role the local state machine and tests' own functions run as (moto checks that it
+    exists and trusts Lambda)."""
     role_name = ROLE_ARN.rsplit("/", 1)[1]
     if role_name not in {role["RoleName"] for role in iam.list_roles()["Roles"]}:
-        iam.create_role(
-            RoleName=role_name,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )
+        iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=_LAMBDA_TRUST)
     return ROLE_ARN
 
 

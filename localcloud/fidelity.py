@@ -97,7 +97,9 @@ Not corrected (worked around where it matters):
 - DescribeSecret and ListSecretVersionIds also list versions that hold no label (AWS leaves
   these deprecated versions out, ListSecretVersionIds unless IncludeDeprecated is set), and
   ListSecretVersionIds answers the secret's name as its ARN.
-- moto's CloudFormation is not used; localcloud.cloud deploys template.yaml through the APIs.
+- moto's CloudFormation deploys nothing; localcloud.cloud deploys template.yaml through the
+  APIs, then records the stack there (parameters and resolved outputs, no resources) so that
+  DescribeStacks answers as CloudFormation would.
 - no IAM or Lambda resource-policy checks.
 """
 

@@ -197,6 +197,8 @@ def _print_banner(
         ("state file", f"{state_path}  (removed when `up` stops)"),
     ]
     exports = client_environment(up.endpoint)
+    # `python -m stacktools check` asks Google's tokeninfo about the token: here, the emulator.
+    exports["GOOGLE_TOKENINFO_URL"] = up.google_tokeninfo_url
     if state_path.resolve() != DEFAULT_STATE_FILE:
         # invoke and start-execution look for the default state file unless told otherwise.
         exports[STATE_FILE_VARIABLE] = str(state_path.resolve())

@@ -120,6 +120,7 @@ def test_the_banner_says_where_everything_is_and_what_to_paste(
     assert f"  export LOCALCLOUD_STATE_FILE={up.state_file.resolve()}\n" in banner
     for name in ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert f"  export {name}=" in banner
+    assert f"  export GOOGLE_TOKENINFO_URL={described.google_tokeninfo_url}\n" in banner
     assert re.search(r"Google token\s+http://127\.0\.0\.1:\d+/token\n", banner)
     assert f" {described.google_tokeninfo_url}\n" in banner
     assert (

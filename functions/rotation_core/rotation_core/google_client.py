@@ -180,8 +180,8 @@ def _impersonation_failure(
     if google_status == "INVALID_ARGUMENT" and "lifetime" in described.lower():
         return GoogleGrantRejectedError(
             f"Google refused the token lifetime for {target}: {described}. Tokens over 3600 s "
-            "need the organization policy constraint "
-            "iam.allowServiceAccountCredentialLifetimeExtension to list "
+            "need the organization policy "
+            "constraints/iam.allowServiceAccountCredentialLifetimeExtension to list "
             f"{target}; add it there, or set TokenLifetimeSeconds to 3600 or less"
         )
     return GoogleGrantRejectedError(

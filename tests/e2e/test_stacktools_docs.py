@@ -1,0 +1,68 @@
+"""Every command docs/google-setup.md and docs/post-deploy-check.md tell a user to run, run as
+written in a shell whose exports point at the local cloud, on a stack deployed as a user's."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localcloud.cloud import LocalCloud
+from localcloud.demo import DEMO_PARAMETERS
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ("docs/google-setup.md", "docs/post-deploy-check.md")
+ACCOUNT = "rotator@demo-project.iam.gserviceaccount.com"
+
+
+def _commands(page: str) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / page).read_text(), flags=re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+DOCUMENTED = [(page, command) for page in PAGES for command in _commands(page)]
+
+
+def test_the_pages_tell_only_stacktools_commands() -> None:
+    assert len(DOCUMENTED) == 4
+    assert all(command.startswith("python -m stacktools ") for _, command in DOCUMENTED)
+
+
+@pytest.fixture(scope="module")
+def shell_environment(cloud: LocalCloud) -> dict[str, str]:
+    """A user's deploy (the default stack name, an ExpectedServiceAccount), its key stored, and
+    the exports `localcloud up` prints; `python` is this virtual environment's."""
+    cloud.deploy({**DEMO_PARAMETERS, "ExpectedServiceAccount": ACCOUNT})
+    cloud.store_service_account_key(cloud.google.create_service_account(ACCOUNT))
+    return {
+        **os.environ,
+        **cloud.client_environment(),
+        "GOOGLE_TOKENINFO_URL": cloud.google.tokeninfo_url,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+@pytest.mark.parametrize(("page", "command"), DOCUMENTED)
+def test_each_documented_command_runs_as_written(
+    cloud: LocalCloud, shell_environment: dict[str, str], page: str, command: str
+) -> None:
+    completed = subprocess.run(
+        ["bash", "-c", command],
+        cwd=ROOT,
+        env=shell_environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stderr == ""
+    if "google-setup" in command:
+        assert f"--iam-account={ACCOUNT}" in completed.stdout
+    else:
+        assert completed.stdout.endswith(" ok: all checks passed\n")
+        token = cloud.client("secretsmanager").get_secret_value(SecretId="google/access-token")
+        assert token["SecretString"].split('"')[3] not in completed.stdout
