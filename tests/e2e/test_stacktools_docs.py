@@ -2,7 +2,6 @@
 written in a shell whose exports point at the local cloud, on a stack deployed as a user's."""
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,22 @@ import pytest
 
 from localcloud.cloud import LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
+from tests.doc_blocks import doc_block
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ("docs/google-setup.md", "docs/post-deploy-check.md")
 ACCOUNT = "rotator@demo-project.iam.gserviceaccount.com"
 
 
-def _commands(page: str) -> list[str]:
-    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / page).read_text(), flags=re.DOTALL)
-    return [line for block in blocks for line in block.splitlines() if line.strip()]
-
-
-DOCUMENTED = [(page, command) for page in PAGES for command in _commands(page)]
+DOCUMENTED = [
+    (block.page, command)
+    for block in (
+        doc_block("docs/google-setup.md", "sh", "python -m stacktools google-setup\n"),
+        doc_block("docs/google-setup.md", "sh", "google-setup --stack-name"),
+        doc_block("docs/post-deploy-check.md", "sh", "python -m stacktools check\n"),
+        doc_block("docs/post-deploy-check.md", "sh", "check --no-rotate"),
+    )
+    for command in block.commands()
+]
 
 
 def test_the_pages_tell_only_stacktools_commands() -> None:
