@@ -110,7 +110,7 @@ check-template: venv build
 
 # The Node.js example's packages, exactly as its lock file pins them (tests/e2e runs the example).
 examples/node/node_modules/.installed: examples/node/package-lock.json
-	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or later (with npm), e.g. from https://nodejs.org or the distribution's nodejs and npm packages" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or later (with npm), e.g. from https://nodejs.org or the distribution's nodejs and npm packages" >&2; exit 1; }
 	cd examples/node && npm ci --no-audit --no-fund
 	touch $@
 

@@ -703,7 +703,10 @@ def ensure_lambda_role(iam: Any) -> str:
     """The role the local state machine and tests' own functions run as (moto checks that it
     exists and trusts Lambda)."""
     role_name = ROLE_ARN.rsplit("/", 1)[1]
-    if role_name not in {role["RoleName"] for role in iam.list_roles()["Roles"]}:
+    # Asked by name: ListRoles answers 100 roles a page, and a process's stacks make more.
+    try:
+        iam.get_role(RoleName=role_name)
+    except iam.exceptions.NoSuchEntityException:
         iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=_LAMBDA_TRUST)
     return ROLE_ARN
 

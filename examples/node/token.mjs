@@ -129,7 +129,22 @@ export async function readToken(client, secretId) {
 
 async function explainAwsError(error, client, secretId) {
   const aws = error?.message ? ` (AWS: ${error.message})` : "";
+  // The SDK resolves its region only when it sends, and says so in this one message.
+  if (error?.message === "Region is missing") {
+    return new TokenSecretError(
+      `no AWS region to read secret ${secretId} in: set AWS_REGION (or region in the AWS ` +
+        "profile), or create the SecretsManagerClient with { region }",
+      { cause: error },
+    );
+  }
   switch (error?.name) {
+    case "CredentialsProviderError":
+      return new TokenSecretError(
+        `no usable AWS credentials to read secret ${secretId}: run the application with an IAM ` +
+          "role (Lambda or ECS task role, EC2 instance profile), or set AWS_PROFILE to a " +
+          `profile in ~/.aws/config, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${aws}`,
+        { cause: error },
+      );
     case "AccessDeniedException":
       return new TokenSecretError(
         `not allowed to read secret ${secretId}: the application's role needs ` +

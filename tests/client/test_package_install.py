@@ -1,11 +1,9 @@
-"""`pip install ./client` in a clean virtual environment: the package builds, brings only its
-declared dependencies, and reads a token secret with nothing of this repository on the path."""
+"""`pip install ./client` in a clean virtual environment (offline, from a wheelhouse of the
+project's venv): the package builds, brings only its declared dependencies (no `requests` without
+the extra), and reads a token secret with nothing of this repository on the path."""
 
 import json
-import os
-import shlex
 import subprocess
-import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
-from tests.doc_blocks import doc_block
+from tests.clean_venv import clean_venv, dependency_wheelhouse, offline_pip_environment
 from tests.support import REGION, SCOPE, TOKEN_SECRET
 
 READ_THE_SECRET = """
@@ -41,16 +39,13 @@ def test_pip_installs_the_client_into_a_clean_venv_and_it_reads_the_secret(
         ),
     )
     secretsmanager.create_secret(Name=TOKEN_SECRET, SecretString=token.to_secret_string())
-    environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
+    bin_folder = clean_venv(tmp_path / "venv")
+    python = bin_folder / "python"
+    wheelhouse = dependency_wheelhouse(tmp_path / "wheelhouse")
 
-    # The README's install line, as typed in a shell where this venv is active.
-    program, *arguments = shlex.split(doc_block("README.md", "sh", "pip install").commands()[0])
     subprocess.run(
-        [environment / "bin" / program, *arguments],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PIP_QUIET": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        [python, "-m", "pip", "install", "--quiet", str(PROJECT_ROOT / "client")],
+        env=offline_pip_environment(bin_folder, wheelhouse),
         check=True,
         timeout=300,
     )

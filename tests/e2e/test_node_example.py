@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
+from pathlib import Path
 from typing import IO
 from urllib.parse import unquote
 
@@ -142,6 +143,52 @@ def test_the_placeholder_fails_with_what_to_do(stack: Stack) -> None:
     )
     assert f"aws secretsmanager rotate-secret --secret-id {stack.secret_arn}" in line
     assert calendar_requests(stack) == []
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        (
+            {},
+            "list-events: no AWS region to read secret google/access-token in: set AWS_REGION "
+            "(or region in the AWS profile), or create the SecretsManagerClient with { region }",
+        ),
+        (
+            {"AWS_REGION": "us-east-1"},
+            "list-events: no usable AWS credentials to read secret google/access-token: run the "
+            "application with an IAM role (Lambda or ECS task role, EC2 instance profile), or set "
+            "AWS_PROFILE to a profile in ~/.aws/config, or set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (AWS: Could not load credentials from any providers)",
+        ),
+    ],
+    ids=["no-region", "no-credentials"],
+)
+def test_no_region_or_no_credentials_says_what_to_set(
+    tmp_path: Path, environment: dict[str, str], expected: str
+) -> None:
+    """No AWS variables of whoever runs the tests, empty AWS files, no instance metadata, and an
+    endpoint nothing answers on (a request sent would fail otherwise)."""
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    result = subprocess.run(
+        [node(), "list-events.mjs"],
+        cwd=EXAMPLE,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "AWS_CONFIG_FILE": str(empty),
+            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", expected + "\n")
 
 
 class Reader:

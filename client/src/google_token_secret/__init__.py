@@ -2,6 +2,7 @@
 
 from google_token_secret.credentials import SecretCredentials
 from google_token_secret.errors import (
+    AWSConfigurationError,
     ExpiredTokenError,
     InvalidTokenSecretError,
     PlaceholderTokenError,
@@ -12,6 +13,7 @@ from google_token_secret.errors import (
 )
 
 __all__ = [
+    "AWSConfigurationError",
     "ExpiredTokenError",
     "InvalidTokenSecretError",
     "PlaceholderTokenError",

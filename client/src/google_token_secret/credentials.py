@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -12,10 +13,21 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    SSOError,
+    TokenRetrievalError,
+)
 from google.auth import credentials
 
 from google_token_secret.errors import (
+    AWSConfigurationError,
     ExpiredTokenError,
     InvalidTokenSecretError,
     PlaceholderTokenError,
@@ -39,6 +51,15 @@ new request, so a busy process cannot flood Secrets Manager while a rotation is 
 _TRANSIENT_CODES: Final = frozenset(
     {"ThrottlingException", "InternalServiceError", "InternalFailure", "ServiceUnavailable"}
 )
+
+_CREDENTIAL_ERRORS: Final = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    SSOError,
+    TokenRetrievalError,
+)
+"""botocore found no AWS credentials, or could not load or refresh the ones configured."""
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +104,7 @@ class SecretCredentials(credentials.Credentials):
         secret_id: str,
         *,
         client: Any = None,
+        region_name: str | None = None,
         refresh_margin_seconds: float = 300,
     ) -> None:
         if not isinstance(secret_id, str) or not secret_id:
@@ -98,7 +120,7 @@ class SecretCredentials(credentials.Credentials):
         self._read_lock = threading.Lock()
         super().__init__()  # type: ignore[no-untyped-call]
         self._secret_id = secret_id
-        self._client = client if client is not None else boto3.client("secretsmanager")
+        self._client = client if client is not None else _client_for(secret_id, region_name)
         self._margin = float(refresh_margin_seconds)
 
     @property
@@ -202,10 +224,12 @@ class SecretCredentials(credentials.Credentials):
             code = str(error.response.get("Error", {}).get("Code", ""))
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
             if code in _TRANSIENT_CODES or status >= 500:
-                return self._keep_or_raise(held, now, f"{code}: {error}")
+                return self._keep_or_raise(held, now, _unreachable(self._secret_id, str(error)))
             raise self._refusal(code, error) from None
+        except _CREDENTIAL_ERRORS as error:
+            return self._keep_or_raise(held, now, _no_credentials(self._secret_id, error))
         except BotoCoreError as error:
-            return self._keep_or_raise(held, now, str(error))
+            return self._keep_or_raise(held, now, _unreachable(self._secret_id, str(error)))
         fresh = self._parse(answer, now)
         if held is None or fresh.version_id != held.version_id:
             _LOGGER.debug(
@@ -232,22 +256,20 @@ class SecretCredentials(credentials.Credentials):
             )
         return fresh
 
-    def _keep_or_raise(self, held: _HeldToken | None, now: float, problem: str) -> _HeldToken:
-        """A transient failure: keep serving a token that still lives, else report it."""
+    def _keep_or_raise(
+        self, held: _HeldToken | None, now: float, problem: TokenSecretError
+    ) -> _HeldToken:
+        """A read that failed before Secrets Manager could answer: keep serving a token that
+        still lives (the read is tried again within 30 s), else raise `problem`."""
         if held is not None and now < held.expires_at:
             _LOGGER.warning(
-                "Could not read token secret %s (%s); using the token held, which expires in %d s",
-                self._secret_id,
+                "%s; using the token held, which expires in %d s",
                 problem,
                 held.expires_at - now,
             )
             recheck = min(LATE_ROTATION_RECHECK_SECONDS, held.expires_at - now)
             return replace(held, read_again_at=now + recheck)
-        raise TokenSecretUnavailableError(
-            f"Could not read the token secret {self._secret_id} from Secrets Manager ({problem}); "
-            "check the network path to Secrets Manager and retry",
-            retryable=True,
-        )
+        raise problem from None  # its message holds what botocore said
 
     def _refusal(self, code: str, error: ClientError) -> TokenSecretError:
         secret, aws_says = self._secret_id, error.response.get("Error", {}).get("Message", "")
@@ -326,6 +348,61 @@ class SecretCredentials(credentials.Credentials):
             else (),
             read_again_at=read_again_at,
         )
+
+
+def _client_for(secret_id: str, region_name: str | None) -> Any:
+    """A Secrets Manager client in `region_name`, else in the region the secret's ARN names,
+    else in boto3's (AWS_DEFAULT_REGION, the profile's region), else in AWS_REGION: the variable
+    the other AWS SDKs and the Node.js example read, which boto3 alone ignores."""
+    region = region_name or _arn_region(secret_id)
+    try:
+        try:
+            return boto3.client("secretsmanager", region_name=region)
+        except NoRegionError:
+            if not os.environ.get("AWS_REGION"):
+                raise
+            return boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
+    except NoRegionError:
+        raise AWSConfigurationError(
+            f"No AWS region to read the token secret {secret_id} in: set AWS_REGION or "
+            "AWS_DEFAULT_REGION (or region in the AWS profile), pass "
+            "SecretCredentials(..., region_name=...), or give the secret's ARN (the stack's "
+            "TokenSecretArn output), which names its region"
+        ) from None
+    except _CREDENTIAL_ERRORS as error:
+        raise _no_credentials(secret_id, error) from None
+    except ProfileNotFound as error:
+        raise AWSConfigurationError(
+            f"The AWS profile {error.kwargs.get('profile')!r} (from AWS_PROFILE) is not in the "
+            "AWS config or credentials file: set AWS_PROFILE to a profile that exists there (see "
+            "`aws configure list-profiles`), or unset it to use the role or the credentials "
+            "this process is given"
+        ) from None
+
+
+def _arn_region(secret_id: str) -> str | None:
+    """The region of `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>`."""
+    parts = secret_id.split(":", 6)
+    if len(parts) == 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
+        return parts[3]
+    return None
+
+
+def _no_credentials(secret_id: str, error: BotoCoreError) -> AWSConfigurationError:
+    return AWSConfigurationError(
+        f"No usable AWS credentials to read the token secret {secret_id} with ({error}): run "
+        "the application with an IAM role (Lambda or ECS task role, EC2 instance profile), or "
+        "set AWS_PROFILE to a profile in ~/.aws/config, or set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY"
+    )
+
+
+def _unreachable(secret_id: str, problem: str) -> TokenSecretUnavailableError:
+    return TokenSecretUnavailableError(
+        f"Could not read the token secret {secret_id} from Secrets Manager ({problem}); "
+        "check the network path to Secrets Manager and retry",
+        retryable=True,
+    )
 
 
 def _epoch_seconds(text: object, secret: str) -> float:

@@ -13,6 +13,10 @@ class TokenSecretError(exceptions.RefreshError):
         super().__init__(message, retryable=retryable)  # type: ignore[no-untyped-call]
 
 
+class AWSConfigurationError(TokenSecretError):
+    """This process has no AWS region, or no AWS credentials, to read the secret with."""
+
+
 class PlaceholderTokenError(TokenSecretError):
     """The secret still holds the value written at deployment: no rotation has succeeded."""
 
