@@ -579,6 +579,9 @@ class Soak:
         self._later: list[tuple[float, Callable[[], None]]] = []
         """What a fault does some time after it began (a group recreated, an old key deleted)."""
         self._pending_patches: list[Fault] = []
+        self._throttled_so_far = 0
+        """Writes the armed throttling fault has refused in earlier minutes: it refuses the
+        next `times` writes in all, however many minutes they take to come."""
         self._seen_versions: set[str] = set()
         self._were_current: set[str] = set()
         self._dropped_versions: set[str] = set()
@@ -809,8 +812,12 @@ class Soak:
         arn = self.deployment.token_secret_arn
         functions = self.deployment.functions
         if fault.kind is FaultKind.AWS_THROTTLING:
-            with faults.secrets_manager_throttled(arn, fault.times) as refusals:
-                yield lambda: refusals.refused >= fault.times
+            left = fault.times - self._throttled_so_far
+            with faults.secrets_manager_throttled(arn, left) as refusals:
+                yield lambda: refusals.refused >= left
+            self._throttled_so_far += refusals.refused
+            if self._throttled_so_far >= fault.times:
+                self._throttled_so_far = 0
         elif fault.kind is FaultKind.CRASH_AFTER_PUT:
             worker = self.cloud.runtime.worker(functions["CreateSecretFunction"])
             with faults.crash_after_put_secret_value(worker, arn) as crash:

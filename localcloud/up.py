@@ -292,6 +292,9 @@ class _ScheduleFirer:
             self._console.line("scheduler", text)
 
 
+_REATTEMPTED = "A previous rotation isn't complete. That rotation will be reattempted."
+
+
 def describe_firing(firing: Firing) -> str:
     """One console line: what fired, which call, when it was due, how the call ended."""
     due = time.strftime("%H:%M:%S", time.localtime(firing.due_at))
@@ -305,6 +308,12 @@ def describe_firing(firing: Firing) -> str:
         if firing.failed
         else "ok"
     )
+    if _REATTEMPTED in (firing.error_message or ""):
+        # As on AWS: the retry a failure notice promised, answered with a refusal that is not one.
+        outcome += (
+            " -> expected after a failed rotation: Secrets Manager re-attempts that rotation now "
+            "(docs/runbook.md#failure-notices)"
+        )
     return f"{what} fired {firing.target} (due {due}): {outcome}"
 
 

@@ -172,7 +172,9 @@ def test_the_retry_a_failure_notice_promises_comes_on_up(operator: Operator) -> 
         timeout=120,
     )
     # As the page says: the retry's RotateSecret is refused, and the rotation re-runs all the same.
-    assert "failed: InvalidRequestException" in operator.up.output(fired).splitlines()[0]
+    said = operator.up.output(fired).splitlines()[0]
+    assert "failed: InvalidRequestException" in said
+    assert "expected after a failed rotation: Secrets Manager re-attempts that rotation" in said
     operator.notice("recovered", start)
     operator.confirm_recovered()
 
