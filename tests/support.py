@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -160,3 +161,16 @@ def invoke_step(step: Step, event: dict[str, object]) -> dict[str, object]:
     """The step's real Lambda handler, called as Lambda calls it."""
     handler = importlib.import_module(STEP_MODULES[step]).lambda_handler
     return cast(dict[str, object], handler(event, lambda_context()))
+
+
+def unconfigured_aws(home: Path) -> dict[str, str]:
+    """A process environment with no AWS configuration at all: no config or credentials file,
+    no instance metadata, its home in `home` (what a fresh machine or container has)."""
+    empty = home / "empty"
+    empty.write_text("")
+    return {
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }

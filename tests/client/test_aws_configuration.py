@@ -20,7 +20,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 from google_token_secret import AWSConfigurationError, SecretCredentials
 from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
-from tests.support import REGION, SCOPE, TOKEN_SECRET
+from tests.support import REGION, SCOPE, TOKEN_SECRET, unconfigured_aws
 
 READ_THE_TOKEN = """
 import sys
@@ -40,17 +40,12 @@ def read_the_token(
 ) -> subprocess.CompletedProcess[str]:
     """`SecretCredentials(secret_id, arguments...).expiry` in a new process whose AWS settings
     are `environment` alone; this checkout's client package comes first on its path."""
-    empty = tmp_path / "empty"
-    empty.write_text("")
     return subprocess.run(
         [sys.executable, "-c", READ_THE_TOKEN, secret_id, *arguments],
         env={
             "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
             "PYTHONPATH": str(PROJECT_ROOT / "client" / "src"),
-            "AWS_CONFIG_FILE": str(empty),
-            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-            "AWS_EC2_METADATA_DISABLED": "true",
+            **unconfigured_aws(tmp_path),
             **environment,
         },
         cwd=tmp_path,

@@ -22,6 +22,7 @@ from localcloud.google_emulator import RecordedRequest
 from localcloud.operations import rotate_on_schedule, start_manual
 from localcloud.template import PROJECT_ROOT
 from tests.e2e.stacks import SecretMaterial, Stack
+from tests.support import unconfigured_aws
 
 EXAMPLE = PROJECT_ROOT / "examples" / "node"
 
@@ -168,17 +169,12 @@ def test_no_region_or_no_credentials_says_what_to_set(
 ) -> None:
     """No AWS variables of whoever runs the tests, empty AWS files, no instance metadata, and an
     endpoint nothing answers on (a request sent would fail otherwise)."""
-    empty = tmp_path / "empty"
-    empty.write_text("")
     result = subprocess.run(
         [node(), "list-events.mjs"],
         cwd=EXAMPLE,
         env={
             "PATH": os.environ.get("PATH", ""),
-            "HOME": str(tmp_path),
-            "AWS_CONFIG_FILE": str(empty),
-            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-            "AWS_EC2_METADATA_DISABLED": "true",
+            **unconfigured_aws(tmp_path),
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             **environment,
         },

@@ -16,6 +16,7 @@ from localcloud.template import PROJECT_ROOT
 from tests.doc_blocks import doc_block
 from tests.e2e.stacks import Stack, StackFactory
 from tests.e2e.test_node_example import node
+from tests.support import unconfigured_aws
 
 READING = "docs/reading-the-token.md"
 PAGE = (PROJECT_ROOT / READING).read_text()
@@ -100,17 +101,12 @@ def test_the_aws_cli_messages_quoted_are_the_clis(
     tmp_path: Path, environment: dict[str, str], quoted: str
 ) -> None:
     assert f"`{quoted}`" in PAGE
-    empty = tmp_path / "empty"
-    empty.write_text("")
 
     ran = subprocess.run(
         ["aws", "secretsmanager", "get-secret-value", "--secret-id", DEFAULT_TOKEN_SECRET],
         env={
             "PATH": TOOLS,
-            "HOME": str(tmp_path),
-            "AWS_CONFIG_FILE": str(empty),
-            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-            "AWS_EC2_METADATA_DISABLED": "true",
+            **unconfigured_aws(tmp_path),
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             **environment,
         },
