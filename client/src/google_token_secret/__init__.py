@@ -1,6 +1,6 @@
-"""Google API credentials read from a Secrets Manager token secret that a rotation keeps fresh."""
+"""Google access and ID tokens, read from a Secrets Manager token secret a rotation keeps fresh."""
 
-from google_token_secret.credentials import SecretCredentials
+from google_token_secret.credentials import SecretCredentials, SecretIdTokenCredentials
 from google_token_secret.errors import (
     AWSConfigurationError,
     ExpiredTokenError,
@@ -18,6 +18,7 @@ __all__ = [
     "InvalidTokenSecretError",
     "PlaceholderTokenError",
     "SecretCredentials",
+    "SecretIdTokenCredentials",
     "TokenSecretAccessDeniedError",
     "TokenSecretError",
     "TokenSecretNotFoundError",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import boto3
 from botocore.exceptions import (
@@ -39,6 +39,7 @@ from google_token_secret.errors import (
 
 CURRENT_STAGE: Final = "AWSCURRENT"
 ACCESS_TOKEN_FIELD: Final = "GOOGLE_ACCESS_TOKEN"
+ID_TOKEN_FIELD: Final = "GOOGLE_ID_TOKEN"
 
 LATE_ROTATION_RECHECK_SECONDS: Final = 30.0
 """Inside the margin with no fresher version yet: how long to keep the held token before asking
@@ -74,6 +75,7 @@ class _HeldToken:
     version_id: str
     service_account: str | None
     scopes: tuple[str, ...]
+    audience: str | None
     read_again_at: float
     """Epoch seconds from which the next use reads the secret again."""
 
@@ -84,20 +86,46 @@ class _HeldToken:
 
 
 @dataclass(frozen=True)
+class _TokenKind:
+    """What a token secret holds, and who reads it: the words its errors use."""
+
+    field: str
+    name: str
+    reader: str
+    """The class that reads this kind."""
+    kept_in: str
+    """Which of the stack's secrets hold this kind."""
+
+
+_ACCESS_TOKEN: Final = _TokenKind(
+    field=ACCESS_TOKEN_FIELD,
+    name="access token",
+    reader="SecretCredentials",
+    kept_in="one with no audience: for Google APIs",
+)
+_ID_TOKEN: Final = _TokenKind(
+    field=ID_TOKEN_FIELD,
+    name="ID token",
+    reader="SecretIdTokenCredentials",
+    kept_in="one given an audience: for Cloud Run, Cloud Functions or IAP",
+)
+
+
+def _other_kind(kind: _TokenKind) -> _TokenKind:
+    return _ID_TOKEN if kind is _ACCESS_TOKEN else _ACCESS_TOKEN
+
+
+@dataclass(frozen=True)
 class _FailedRead:
     error: TokenSecretError
     until: float
 
 
-class SecretCredentials(credentials.Credentials):
-    """Credentials for any Google client library, read from a token secret's AWSCURRENT version.
+class _TokenSecretCredentials(credentials.Credentials):
+    """The reading of a token secret that both kinds share: when to read, one read at a time,
+    what a failed read leaves, and the errors. A subclass says which kind of token it reads."""
 
-    The secret is read on first use and again only when the token comes within
-    `refresh_margin_seconds` of its `expires_at` (the rotation will have stored a newer one by
-    then), or when `refresh` is called, as transports do on a 401. In between, `token` costs
-    no I/O. One instance may be shared by any number of threads: concurrent callers that find
-    the token due wait for a single read.
-    """
+    _KIND: ClassVar[_TokenKind]
 
     def __init__(
         self,
@@ -120,7 +148,11 @@ class SecretCredentials(credentials.Credentials):
         self._read_lock = threading.Lock()
         super().__init__()  # type: ignore[no-untyped-call]
         self._secret_id = secret_id
-        self._client = client if client is not None else _client_for(secret_id, region_name)
+        self._client = (
+            client
+            if client is not None
+            else _client_for(secret_id, region_name, type(self).__name__)
+        )
         self._margin = float(refresh_margin_seconds)
 
     @property
@@ -129,7 +161,7 @@ class SecretCredentials(credentials.Credentials):
 
     @property
     def token(self) -> str:
-        """The access token of the secret's AWSCURRENT version, read again when due."""
+        """The token of the secret's AWSCURRENT version, read again when due."""
         held = self._held
         if held is not None and time.time() < held.read_again_at:
             return held.token
@@ -139,7 +171,9 @@ class SecretCredentials(credentials.Credentials):
     def token(self, value: None) -> None:
         # google-auth's constructor clears the token; anything else would bypass the secret.
         if value is not None:
-            raise AttributeError("SecretCredentials.token comes from the secret; it cannot be set")
+            raise AttributeError(
+                f"{type(self).__name__}.token comes from the secret; it cannot be set"
+            )
 
     @property
     def expiry(self) -> datetime:
@@ -152,7 +186,9 @@ class SecretCredentials(credentials.Credentials):
     @expiry.setter
     def expiry(self, value: None) -> None:
         if value is not None:
-            raise AttributeError("SecretCredentials.expiry comes from the secret; it cannot be set")
+            raise AttributeError(
+                f"{type(self).__name__}.expiry comes from the secret; it cannot be set"
+            )
 
     @property
     def version_id(self) -> str:
@@ -166,10 +202,6 @@ class SecretCredentials(credentials.Credentials):
     def service_account_email(self) -> str | None:
         return self._read_if_due().service_account
 
-    @property
-    def scopes(self) -> tuple[str, ...]:
-        return self._read_if_due().scopes
-
     def refresh(self, request: Any) -> None:  # noqa: ARG002 - google-auth's signature
         """Read the secret again now, as google-auth transports ask after a 401."""
         self._read(forced=True)
@@ -181,7 +213,7 @@ class SecretCredentials(credentials.Credentials):
     def get_cred_info(self) -> dict[str, str]:
         info = {
             "credential_source": f"AWS Secrets Manager secret {self._secret_id}",
-            "credential_type": "access token read from AWS Secrets Manager",
+            "credential_type": f"{self._KIND.name} read from AWS Secrets Manager",
         }
         held = self._held
         if held is not None and held.service_account:
@@ -296,7 +328,8 @@ class SecretCredentials(credentials.Credentials):
         return TokenSecretError(f"Reading the token secret {secret} failed: {code}: {aws_says}")
 
     def _parse(self, answer: Mapping[str, Any], now: float) -> _HeldToken:
-        secret = self._secret_id
+        secret, kind = self._secret_id, self._KIND
+        other = _other_kind(kind)
         try:
             document = json.loads(answer["SecretString"])
         except (KeyError, ValueError):
@@ -304,13 +337,22 @@ class SecretCredentials(credentials.Credentials):
                 f"The secret {secret} holds no JSON string: is it the token secret (the stack's "
                 "TokenSecretArn output), not the service-account key secret?"
             ) from None
-        if not isinstance(document, dict) or ACCESS_TOKEN_FIELD not in document:
+        if not isinstance(document, dict):
+            document = {}
+        token = document.get(kind.field)
+        if not token and document.get(other.field):
             raise InvalidTokenSecretError(
-                f"The secret {secret} has no {ACCESS_TOKEN_FIELD} field: is it the token secret "
+                f"The secret {secret} holds an {other.name} ({other.field}), not an "
+                f"{kind.name}: read it with {other.reader}, or point {kind.reader} at a token "
+                f"secret that holds an {kind.name} ({kind.kept_in})"
+            )
+        if kind.field not in document and other.field not in document:
+            raise InvalidTokenSecretError(
+                f"The secret {secret} has no {kind.field} field: is it the token secret "
                 "(the stack's TokenSecretArn output)?"
             )
-        token = document[ACCESS_TOKEN_FIELD]
-        if token == "":
+        if token == "" or (token is None and document.get(other.field) == ""):
+            # At deploy the stack writes an empty token, of either kind's field.
             raise PlaceholderTokenError(
                 f"The token secret {secret} still holds the placeholder written when the stack "
                 "was deployed: no rotation has succeeded yet. Store the service-account key (or "
@@ -319,9 +361,7 @@ class SecretCredentials(credentials.Credentials):
                 "rotation failed"
             )
         if not isinstance(token, str):
-            raise InvalidTokenSecretError(
-                f"Field {ACCESS_TOKEN_FIELD} of {secret} must be a string"
-            )
+            raise InvalidTokenSecretError(f"Field {kind.field} of {secret} must be a string")
         expires_at = _epoch_seconds(document.get("expires_at"), secret)
         if expires_at <= now:
             raise ExpiredTokenError(
@@ -338,7 +378,8 @@ class SecretCredentials(credentials.Credentials):
             read_again_at = now + min(LATE_ROTATION_RECHECK_SECONDS, expires_at - now)
         scopes = document.get("scopes")
         service_account = document.get("service_account")
-        return _HeldToken(
+        audience = document.get("audience")
+        held = _HeldToken(
             token=token,
             expires_at=expires_at,
             version_id=str(answer.get("VersionId", "")),
@@ -346,11 +387,91 @@ class SecretCredentials(credentials.Credentials):
             scopes=tuple(s for s in scopes if isinstance(s, str))
             if isinstance(scopes, list)
             else (),
+            audience=audience if isinstance(audience, str) else None,
             read_again_at=read_again_at,
         )
+        self._check(held)
+        return held
+
+    def _check(self, held: _HeldToken) -> None:
+        """Refuse, with an InvalidTokenSecretError, a token this reader was not made for."""
 
 
-def _client_for(secret_id: str, region_name: str | None) -> Any:
+class SecretCredentials(_TokenSecretCredentials):
+    """Credentials for any Google client library, read from a token secret's AWSCURRENT version.
+
+    The secret is read on first use and again only when the token comes within
+    `refresh_margin_seconds` of its `expires_at` (the rotation will have stored a newer one by
+    then), or when `refresh` is called, as transports do on a 401. In between, `token` costs
+    no I/O. One instance may be shared by any number of threads: concurrent callers that find
+    the token due wait for a single read.
+    """
+
+    _KIND = _ACCESS_TOKEN
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return self._read_if_due().scopes
+
+
+class SecretIdTokenCredentials(_TokenSecretCredentials):
+    """A Google-signed ID token for one audience (a Cloud Run or Cloud Functions URL, an IAP
+    client ID), read from an ID-token secret's AWSCURRENT version exactly as SecretCredentials
+    reads an access token: `AuthorizedSession(SecretIdTokenCredentials(...))` sends it as
+    `Authorization: Bearer`, which is what Cloud Run, Cloud Functions and IAP check.
+
+    Given `audience`, the secret's audience must be that one: a secret minted for another
+    service is refused with a clear error instead of the service's 401 or 403.
+    """
+
+    _KIND = _ID_TOKEN
+
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        audience: str | None = None,
+        client: Any = None,
+        region_name: str | None = None,
+        refresh_margin_seconds: float = 300,
+    ) -> None:
+        if audience is not None and (not isinstance(audience, str) or not audience):
+            raise ValueError(
+                "audience must be the URL (or IAP client ID) the token is for, or None"
+            )
+        self._expected_audience = audience
+        super().__init__(
+            secret_id,
+            client=client,
+            region_name=region_name,
+            refresh_margin_seconds=refresh_margin_seconds,
+        )
+
+    @property
+    def audience(self) -> str:
+        """The audience the secret's ID token is for: the service that accepts it."""
+        audience = self._read_if_due().audience
+        assert audience is not None  # _check refuses a token without one
+        return audience
+
+    def _check(self, held: _HeldToken) -> None:
+        if held.audience is None:
+            raise InvalidTokenSecretError(
+                f"The ID-token secret {self._secret_id} has no audience field: it was not "
+                "written by the rotation; rotate it with `aws secretsmanager rotate-secret "
+                f"--secret-id {self._secret_id}`"
+            )
+        expected = self._expected_audience
+        if expected is not None and held.audience != expected:
+            raise InvalidTokenSecretError(
+                f"The ID-token secret {self._secret_id} holds tokens for the audience "
+                f"{held.audience}, not {expected}: point SecretIdTokenCredentials at the "
+                f"secret minted for {expected}, or pass audience={held.audience!r} if that "
+                "is the service you call"
+            )
+
+
+def _client_for(secret_id: str, region_name: str | None, reader: str) -> Any:
     """A Secrets Manager client in `region_name`, else in the region the secret's ARN names,
     else in boto3's (AWS_DEFAULT_REGION, the profile's region), else in AWS_REGION: the variable
     the other AWS SDKs and the Node.js example read, which boto3 alone ignores."""
@@ -366,7 +487,7 @@ def _client_for(secret_id: str, region_name: str | None) -> Any:
         raise AWSConfigurationError(
             f"No AWS region to read the token secret {secret_id} in: set AWS_REGION or "
             "AWS_DEFAULT_REGION (or region in the AWS profile), pass "
-            "SecretCredentials(..., region_name=...), or give the secret's ARN (the stack's "
+            f"{reader}(..., region_name=...), or give the secret's ARN (the stack's "
             "TokenSecretArn output), which names its region"
         ) from None
     except _CREDENTIAL_ERRORS as error:
