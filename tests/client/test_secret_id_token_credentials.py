@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import time_machine
+from google.auth.transport.requests import AuthorizedSession, Request
+from google.oauth2 import service_account
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from google_token_secret import (
@@ -21,6 +23,7 @@ from google_token_secret import (
     SecretCredentials,
     SecretIdTokenCredentials,
 )
+from localcloud.google_emulator import GoogleEmulator
 from tests.client.test_secret_credentials import Calls, token_value
 from tests.support import TOKEN_SECRET
 
@@ -294,3 +297,82 @@ def test_logs_name_versions_never_the_id_token(
     assert "its rotation is late or failing" in messages[1]
     assert not any(token in message for message in messages)
     assert token not in repr(credentials.__dict__)
+
+
+# --- AuthorizedSession against the Google emulator's Cloud Run, with tokens Google signed -------
+
+CALLER = "invoices-caller@demo-project.iam.gserviceaccount.com"
+
+
+def minted_id_token(google: GoogleEmulator, audience: str) -> str:
+    """An ID token for `audience` as the key source mints it: google-auth's JWT-bearer grant with
+    `target_audience`, answered and signed by the emulator."""
+    key_file = google.create_service_account(CALLER).key_file(google.token_url)
+    minter = service_account.IDTokenCredentials.from_service_account_info(
+        key_file, target_audience=audience
+    )
+    minter.refresh(Request())
+    token: str = minter.token
+    return token
+
+
+def store(secretsmanager: SecretsManagerClient, token: str, audience: str) -> None:
+    """The token as the rotation stores it, as a new AWSCURRENT version (created if need be)."""
+    value = id_token_value(token, datetime.now(UTC) + timedelta(hours=1), audience)
+    try:
+        make_secret(secretsmanager, value)
+    except secretsmanager.exceptions.ResourceExistsException:
+        secretsmanager.put_secret_value(SecretId=TOKEN_SECRET, SecretString=value)
+
+
+def cloud_run_bearers(google: GoogleEmulator) -> list[tuple[str | None, int | None]]:
+    return [(r.bearer, r.status) for r in google.requests if r.path.startswith("/run/")]
+
+
+def test_an_authorized_session_calls_cloud_run_with_the_secrets_id_token(
+    secretsmanager: SecretsManagerClient, google: GoogleEmulator
+) -> None:
+    url = google.deploy_cloud_run("invoices", invokers=[CALLER])
+    token = minted_id_token(google, url)
+    store(secretsmanager, token, url)
+    session = AuthorizedSession(
+        SecretIdTokenCredentials(TOKEN_SECRET, audience=url, client=secretsmanager)
+    )
+
+    answer = session.get(f"{url}/invoices")
+
+    assert (answer.status_code, answer.json()["email"]) == (200, CALLER)
+    assert cloud_run_bearers(google) == [(token, 200)]
+
+
+def test_a_token_cloud_run_refuses_is_read_again_and_the_request_sent_once_more(
+    secretsmanager: SecretsManagerClient, google: GoogleEmulator
+) -> None:
+    """Google stopped publishing the key that signed the held token: Cloud Run answers 401, the
+    transport calls refresh, which reads the version the rotation stored meanwhile."""
+    url = google.deploy_cloud_run("invoices", invokers=[CALLER])
+    first = minted_id_token(google, url)
+    store(secretsmanager, first, url)
+    credentials = SecretIdTokenCredentials(TOKEN_SECRET, client=secretsmanager)
+    session = AuthorizedSession(credentials)
+    assert session.get(url).status_code == 200
+    old_key = google.signing_key_ids[-1]
+    google.rotate_signing_key()
+    second = minted_id_token(google, url)
+    store(secretsmanager, second, url)
+    google.retire_signing_key(old_key)
+
+    assert session.get(url).status_code == 200
+    assert cloud_run_bearers(google) == [(first, 200), (first, 401), (second, 200)]
+    assert credentials.token == second
+
+
+def test_a_token_for_another_audience_gets_cloud_runs_401(
+    secretsmanager: SecretsManagerClient, google: GoogleEmulator
+) -> None:
+    url = google.deploy_cloud_run("invoices", invokers=[CALLER])
+    other = google.deploy_cloud_run("reports", invokers=[CALLER])
+    store(secretsmanager, minted_id_token(google, other), other)
+    session = AuthorizedSession(SecretIdTokenCredentials(TOKEN_SECRET, client=secretsmanager))
+
+    assert session.get(url).status_code == 401
