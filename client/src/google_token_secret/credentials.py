@@ -95,6 +95,8 @@ class _TokenKind:
     """The class that reads this kind."""
     kept_in: str
     """Which of the stack's secrets hold this kind."""
+    if_refused: str
+    """What a refusal of a token the secret still holds means."""
 
 
 _ACCESS_TOKEN: Final = _TokenKind(
@@ -102,12 +104,17 @@ _ACCESS_TOKEN: Final = _TokenKind(
     name="access token",
     reader="SecretCredentials",
     kept_in="one with no audience: for Google APIs",
+    if_refused="if Google keeps refusing it, the token was revoked; rotate the secret",
 )
 _ID_TOKEN: Final = _TokenKind(
     field=ID_TOKEN_FIELD,
     name="ID token",
     reader="SecretIdTokenCredentials",
     kept_in="one given an audience: for Cloud Run, Cloud Functions or IAP",
+    if_refused=(
+        "if the service keeps refusing it, the service expects another audience, or the "
+        "token's account may not invoke it"
+    ),
 )
 
 
@@ -281,10 +288,11 @@ class _TokenSecretCredentials(credentials.Credentials):
         else:
             _LOGGER.warning(
                 "Asked to refresh, but token secret %s still holds version %s (expiring in "
-                "%d s): if Google keeps refusing it, the token was revoked; rotate the secret",
+                "%d s): %s",
                 self._secret_id,
                 fresh.version_id,
                 fresh.expires_at - now,
+                self._KIND.if_refused,
             )
         return fresh
 
