@@ -72,10 +72,12 @@ def target(emulator: GoogleEmulator) -> str:
 def key_id_token(
     emulator: GoogleEmulator, key: ServiceAccountKey, audience: str = AUDIENCE
 ) -> service_account.IDTokenCredentials:
-    credentials = service_account.IDTokenCredentials.from_service_account_info(
-        key.key_file(emulator.token_url),
-        target_audience=audience,
-        token_uri=emulator.token_url,
+    credentials: service_account.IDTokenCredentials = (
+        service_account.IDTokenCredentials.from_service_account_info(
+            key.key_file(emulator.token_url),
+            target_audience=audience,
+            token_uri=emulator.token_url,
+        )
     )
     credentials.refresh(Request())
     return credentials
@@ -98,15 +100,20 @@ def impersonated_id_token(
     )
 
 
-def verified(emulator: GoogleEmulator, token: str) -> dict[str, object]:
-    claims: dict[str, object] = id_token.verify_token(
+def verified(emulator: GoogleEmulator, token: object) -> dict[str, object]:
+    """The token's claims, verified as a relying party verifies them (with google-auth)."""
+    assert isinstance(token, str)
+    claims = id_token.verify_token(
         token, Request(), audience=AUDIENCE, certs_url=emulator.certs_url
     )
-    return claims
+    return dict(claims)
 
 
-def kid_of(token: str) -> object:
-    return google_jwt.decode_header(token)["kid"]
+def kid_of(token: object) -> str:
+    assert isinstance(token, str)
+    kid = google_jwt.decode_header(token)["kid"]
+    assert isinstance(kid, str)
+    return kid
 
 
 def access_token_of(emulator: GoogleEmulator, key: ServiceAccountKey) -> str:
@@ -212,7 +219,7 @@ def test_a_retired_key_stops_verifying_at_once_and_the_signing_key_cannot_retire
     old = key_id_token(emulator, source).token
     emulator.rotate_signing_key()
 
-    emulator.retire_signing_key(str(kid_of(old)))
+    emulator.retire_signing_key(kid_of(old))
 
     with pytest.raises(ValueError, match="key id"):
         verified(emulator, old)
