@@ -11,7 +11,7 @@ from typing import Any, Final
 from tools.template_parameters import PROJECT_ROOT, Parameter, parameter_groups, template_document
 
 sys.path.insert(0, str(PROJECT_ROOT / "functions" / "rotation_core"))
-from rotation_core import config, refresh
+from rotation_core import config, refresh, token_secret
 
 REGENERATE: Final = ".venv/bin/python -m tools.parameter_reference > docs/reference-parameters.md"
 
@@ -38,7 +38,7 @@ TAG_RULES: Final[Mapping[str, str]] = {
     ),
     config.WORKLOAD_IDENTITY_AUDIENCE.tag: "only the stack's own provider",
     config.TOKEN_KIND.tag: (
-        f"`{config.ID_TOKEN_KIND}` only when the stack lists audiences in "
+        f"`{token_secret.ID_TOKEN_KIND}` only when the stack lists audiences in "
         f"`{config.ID_TOKEN_AUDIENCE.variable}`"
     ),
     config.ID_TOKEN_AUDIENCE.tag: "one of the stack's audiences, never another",

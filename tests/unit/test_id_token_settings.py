@@ -72,7 +72,8 @@ def test_the_only_audience_of_the_ceiling_needs_no_tag() -> None:
 def test_a_missing_audience_among_several_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="'token-rotation:audience' is missing") as error:
         resolve(id_token_tags())
-    assert RUN in str(error.value) and "IdTokenAudiences" in str(error.value)
+    assert RUN in str(error.value)
+    assert "IdTokenAudiences" in str(error.value)
 
 
 def test_an_audience_tag_on_an_access_token_secret_is_refused() -> None:
@@ -81,7 +82,7 @@ def test_an_audience_tag_on_an_access_token_secret_is_refused() -> None:
 
 
 def test_an_unknown_kind_is_refused_naming_the_tag_and_the_kinds() -> None:
-    with pytest.raises(ConfigurationError, match="'token-rotation:token-kind'.*access-token, id"):
+    with pytest.raises(ConfigurationError, match=r"'token-rotation:token-kind'.*access-token, id"):
         resolve({TOKEN_KIND.tag: "refresh-token"})
 
 

@@ -116,7 +116,7 @@ def test_a_pending_token_of_the_other_kind_is_stale() -> None:
     access_settings = RotationSettings.resolve(
         {}, {"GOOGLE_SCOPES": "email", "SERVICE_ACCOUNT_KEY_SECRET_ID": "google/key"}
     )
-    with pytest.raises(TokenVerificationError, match="kind 'id-token'.*ask for 'access-token'"):
+    with pytest.raises(TokenVerificationError, match=r"kind 'id-token'.*ask for 'access-token'"):
         fresh_pending_value(value().to_secret_string(), access_settings, NOW)
 
 
