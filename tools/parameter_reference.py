@@ -11,7 +11,7 @@ from typing import Any, Final
 from tools.template_parameters import PROJECT_ROOT, Parameter, parameter_groups, template_document
 
 sys.path.insert(0, str(PROJECT_ROOT / "functions" / "rotation_core"))
-from rotation_core import config, refresh
+from rotation_core import config, refresh, token_secret
 
 REGENERATE: Final = ".venv/bin/python -m tools.parameter_reference > docs/reference-parameters.md"
 
@@ -37,6 +37,11 @@ TAG_RULES: Final[Mapping[str, str]] = {
         f"the stack's user, or one listed in `{config.ALLOWED_LISTS[config.DELEGATED_SUBJECT]}`"
     ),
     config.WORKLOAD_IDENTITY_AUDIENCE.tag: "only the stack's own provider",
+    config.TOKEN_KIND.tag: (
+        f"`{token_secret.ID_TOKEN_KIND}` only when the stack lists audiences in "
+        f"`{config.ID_TOKEN_AUDIENCE.variable}`"
+    ),
+    config.ID_TOKEN_AUDIENCE.tag: "one of the stack's audiences, never another",
 }
 """What a secret's tag may ask relative to the stack's setting (rotation_core.config enforces it;
 a tag outside it fails the rotation with a notice naming the tag)."""
@@ -163,7 +168,8 @@ def _lines(document: Mapping[str, Any]) -> Iterator[str]:
     yield "|---|---|---|---|"
     for setting in settings():
         yield (
-            f"| `{setting.tag}` | `{setting.variable}` | {_cell(TAG_RULES[setting.tag])} | "
+            f"| `{setting.tag}` | {_code(setting.variable) or 'none: a tag only'} | "
+            f"{_cell(TAG_RULES[setting.tag])} | "
             f"{_cell(setting.expected)} |"
         )
     yield ""

@@ -49,7 +49,7 @@ def test_tokeninfo_naming_another_account_fails_even_when_the_metadata_is_ours()
 
 def test_stored_expiry_exactly_the_minimum_away_is_fresh() -> None:
     stored = pending(timedelta(seconds=MINIMUM)).to_secret_string()
-    assert fresh_pending_value(stored, settings(), NOW).access_token == "ya29.pending"
+    assert fresh_pending_value(stored, settings(), NOW) == pending(timedelta(seconds=MINIMUM))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from rotation_core.errors import ConfigurationError, UnmanagedSecretError
+from rotation_core.token_secret import ACCESS_TOKEN_KIND, ID_TOKEN_KIND, TOKEN_KINDS
 
 TAG_PREFIX: Final = "token-rotation:"
 SERVICE_ACCOUNT_KEY_SOURCE: Final = "service-account-key"
@@ -23,6 +24,10 @@ GOOGLE_STS_URL: Final = "https://sts.googleapis.com/v1/token"
 GOOGLE_IAM_CREDENTIALS_URL: Final = (
     "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{}:generateAccessToken"
 )
+GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
+"""Google's public keys for the ID tokens it signs (PEM by kid), as relying parties fetch them."""
+GENERATE_ACCESS_TOKEN: Final = ":generateAccessToken"
+GENERATE_ID_TOKEN: Final = ":generateIdToken"
 MAX_TOKEN_LIFETIME_SECONDS: Final = 43200
 DEFAULT_TOKEN_LIFETIME_SECONDS: Final = 3600
 """What Google gives without the org policy that allows longer impersonated tokens."""
@@ -92,6 +97,18 @@ WORKLOAD_IDENTITY_AUDIENCE = Setting(
     "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/"
     "providers/PROVIDER",
 )
+TOKEN_KIND = Setting(
+    f"{TAG_PREFIX}token-kind",
+    "",
+    f"one of: {', '.join(TOKEN_KINDS)} (default {ACCESS_TOKEN_KIND})",
+)
+"""A tag only: which kind a secret holds is the secret's choice, within ID_TOKEN_AUDIENCE."""
+ID_TOKEN_AUDIENCE = Setting(
+    f"{TAG_PREFIX}audience",
+    "ID_TOKEN_AUDIENCES",
+    "the audience of the ID token (the Cloud Run service's URL, say), one of the stack's "
+    "IdTokenAudiences",
+)
 DEFAULT_MIN_REMAINING_SECONDS: Final = 900
 ALLOWED_LISTS: Final = {
     IMPERSONATED_SERVICE_ACCOUNT: "ALLOWED_IMPERSONATED_SERVICE_ACCOUNTS",
@@ -131,6 +148,9 @@ class RotationSettings:
     """Keyless federation only: the pool provider the Lambda's AWS role authenticates to."""
     delegated_subject: str | None = None
     """The key's own tokens only: the Workspace user they act for (domain-wide delegation)."""
+    token_kind: str = ACCESS_TOKEN_KIND
+    id_token_audience: str | None = None
+    """ID-token secrets only: the one audience their tokens are minted for."""
 
     @classmethod
     def resolve(cls, tags: Mapping[str, str], environment: Mapping[str, str]) -> "RotationSettings":
@@ -203,6 +223,12 @@ class RotationSettings:
             if entry
         )
 
+        kind = _token_kind(tag(TOKEN_KIND))
+        id_token_audience = _id_token_audience(kind, tag(ID_TOKEN_AUDIENCE), environment)
+        if kind == ID_TOKEN_KIND:
+            # An ID token names the account itself: delegation is for access tokens.
+            subject = None
+
         return cls(
             scopes=scopes,
             credential_source=source,
@@ -219,7 +245,54 @@ class RotationSettings:
             delegates=delegates,
             workload_identity_audience=audience,
             delegated_subject=subject,
+            token_kind=kind,
+            id_token_audience=id_token_audience,
         )
+
+
+def _token_kind(asked: str | None) -> str:
+    """Per secret, from its tag only: the stack's own token secret holds access tokens."""
+    if asked is None:
+        return ACCESS_TOKEN_KIND
+    if asked not in TOKEN_KINDS:
+        raise ConfigurationError(
+            f"invalid tag {TOKEN_KIND.tag!r}: got {asked!r}, expected {TOKEN_KIND.expected}"
+        )
+    return asked
+
+
+def id_token_audiences(environment: Mapping[str, str]) -> tuple[str, ...]:
+    """The deployer's ceiling for ID tokens: the audiences this stack may mint for (none: it
+    mints no ID tokens)."""
+    raw = environment.get(ID_TOKEN_AUDIENCE.variable, "")
+    return tuple(dict.fromkeys(entry for entry in re.split(r"[\s,]+", raw) if entry))
+
+
+def _id_token_audience(kind: str, asked: str | None, environment: Mapping[str, str]) -> str | None:
+    """An ID-token secret's audience: one of the deployer's, named by the tag (or the only one)."""
+    allowed = id_token_audiences(environment)
+    if kind != ID_TOKEN_KIND:
+        if asked is not None:
+            raise ConfigurationError(
+                f"tag {ID_TOKEN_AUDIENCE.tag!r} is set on a secret of kind {kind!r}: an audience "
+                f"is for ID tokens. Tag the secret {TOKEN_KIND.tag}={ID_TOKEN_KIND}, or remove "
+                "the audience tag"
+            )
+        return None
+    ceiling = (
+        f"the audiences {', '.join(allowed)}" if allowed else "none (this stack mints no ID tokens)"
+    )
+    if asked is None:
+        if len(allowed) == 1:
+            return allowed[0]
+        raise ConfigurationError(
+            f"tag {ID_TOKEN_AUDIENCE.tag!r} is missing: an ID-token secret names its audience, "
+            f"one of the deployer's ceiling, {ceiling} (environment variable "
+            f"{ID_TOKEN_AUDIENCE.variable!r}, the stack's IdTokenAudiences parameter)"
+        )
+    if asked not in allowed:
+        raise _outside_ceiling(ID_TOKEN_AUDIENCE, f"names {asked}", ceiling)
+    return asked
 
 
 def _key_secret_id(asked: str | None, environment: Mapping[str, str]) -> str:
@@ -382,6 +455,19 @@ class GoogleEndpoints:
     iam_credentials_url: str = GOOGLE_IAM_CREDENTIALS_URL
     """generateAccessToken, with {} where the target account's e-mail goes."""
     sts_url: str = GOOGLE_STS_URL
+    certs_url: str = GOOGLE_CERTS_URL
+    """Where Google publishes the keys that sign its ID tokens; testSecret fetches them."""
+
+    @property
+    def id_token_url(self) -> str:
+        """generateIdToken beside the configured generateAccessToken, {} for the account."""
+        if not self.iam_credentials_url.endswith(GENERATE_ACCESS_TOKEN):
+            raise ConfigurationError(
+                "environment variable 'GOOGLE_IAM_CREDENTIALS_URL' must end with "
+                f"{GENERATE_ACCESS_TOKEN!r} (ID tokens are minted at {GENERATE_ID_TOKEN!r} "
+                "beside it)"
+            )
+        return self.iam_credentials_url.removesuffix(GENERATE_ACCESS_TOKEN) + GENERATE_ID_TOKEN
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> "GoogleEndpoints":
@@ -403,6 +489,7 @@ class GoogleEndpoints:
                 environment, "GOOGLE_IAM_CREDENTIALS_URL", GOOGLE_IAM_CREDENTIALS_URL
             ),
             sts_url=_url(environment, "GOOGLE_STS_URL", GOOGLE_STS_URL),
+            certs_url=_url(environment, "GOOGLE_CERTS_URL", GOOGLE_CERTS_URL),
         )
 
 

@@ -1,4 +1,5 @@
-"""Where access tokens come from: one seam, so impersonation and federation can join the key."""
+"""Where tokens come from (access tokens and ID tokens): one seam for the key, impersonation and
+keyless federation, every mint through google-auth."""
 
 import logging
 from collections.abc import Mapping
@@ -16,19 +17,31 @@ from rotation_core.config import (
     RotationSettings,
 )
 from rotation_core.errors import ConfigurationError, GoogleResponseError
-from rotation_core.google_client import GoogleClient
+from rotation_core.google_client import (
+    FEDERATED_ROLE_MEMBER,
+    KEY_ACCOUNT_MEMBER,
+    GoogleClient,
+    IamIdTokenCredentials,
+)
 from rotation_core.secrets import SecretsGateway
 from rotation_core.service_account_key import parse_service_account_key
-from rotation_core.token_secret import TokenMetadata, TokenSecretValue
+from rotation_core.token_secret import (
+    IdTokenMetadata,
+    IdTokenSecretValue,
+    TokenMetadata,
+    TokenSecretValue,
+)
 from rotation_core.unverified import TOKENINFO_UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
 
 class CredentialSource(Protocol):
-    """Mints one access token for the given scopes."""
+    """Mints one access token for the given scopes, or one ID token for the given audience."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue: ...
+
+    def mint_id_token(self, audience: str) -> IdTokenSecretValue: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,19 @@ class ServiceAccountKeySource:
             key.client_email,
             key.client_id,
             self.subject,
+        )
+
+    def mint_id_token(self, audience: str) -> IdTokenSecretValue:
+        key = parse_service_account_key(
+            self.secrets.read_current(self.key_secret_id), self.key_secret_id
+        )
+        credentials = key.id_token_credentials(audience, self.google.endpoints.token_url)
+        issued_at = datetime.now(UTC).replace(microsecond=0)
+        self.google.refresh(credentials)
+        if not credentials.token or credentials.expiry is None:
+            raise GoogleResponseError("Google's token endpoint answered without an id_token")
+        return _id_token_value(
+            credentials.token, credentials.expiry, issued_at, audience, key.client_email
         )
 
 
@@ -98,6 +124,24 @@ class ImpersonationSource:
             self.google, impersonating, self.target, scopes, self.known_client_ids
         )
 
+    def mint_id_token(self, audience: str) -> IdTokenSecretValue:
+        """generateIdToken with the key's own token (the OpenID token-creator role on the
+        target), as google-auth's impersonated IDTokenCredentials does."""
+        key = parse_service_account_key(
+            self.secrets.read_current(self.key_secret_id), self.key_secret_id
+        )
+        endpoints = self.google.endpoints
+        target = impersonated_credentials.Credentials(
+            source_credentials=key.credentials((IAM_SCOPE,), endpoints.token_url),
+            target_principal=self.target,
+            target_scopes=[IAM_SCOPE],
+            delegates=list(self.delegates) or None,
+        )
+        credentials = IamIdTokenCredentials(
+            target, audience, endpoints.id_token_url.format(self.target)
+        )
+        return _minted_id_token(self.google, credentials, self.target, audience, KEY_ACCOUNT_MEMBER)
+
 
 AWS_CALLER_IDENTITY_URL: Final = (
     "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
@@ -122,24 +166,45 @@ class WorkloadIdentitySource:
         endpoints = self.google.endpoints
         federated = aws.Credentials.from_info(
             {
-                "type": "external_account",
-                "audience": self.audience,
-                "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
-                "token_url": endpoints.sts_url,
+                **self._external_account(),
                 "service_account_impersonation_url": endpoints.iam_credentials_url.format(
                     self.target
                 ),
                 "service_account_impersonation": {"token_lifetime_seconds": self.lifetime_seconds},
-                "credential_source": {
-                    "environment_id": "aws1",
-                    "regional_cred_verification_url": AWS_CALLER_IDENTITY_URL,
-                },
             },
             scopes=list(scopes),
         )
         return _impersonated_token(
             self.google, federated, self.target, scopes, self.known_client_ids
         )
+
+    def mint_id_token(self, audience: str) -> IdTokenSecretValue:
+        """The federated token itself calls generateIdToken (google-auth's
+        fetch_id_token_credentials does not take external_account credentials): the pool's
+        principal needs the OpenID token-creator role on the target."""
+        federated = aws.Credentials.from_info(self._external_account(), scopes=[IAM_SCOPE])
+        target = impersonated_credentials.Credentials(
+            source_credentials=federated, target_principal=self.target, target_scopes=[IAM_SCOPE]
+        )
+        credentials = IamIdTokenCredentials(
+            target, audience, self.google.endpoints.id_token_url.format(self.target)
+        )
+        return _minted_id_token(
+            self.google, credentials, self.target, audience, FEDERATED_ROLE_MEMBER
+        )
+
+    def _external_account(self) -> dict[str, object]:
+        """The external_account configuration gcloud would write for this pool and role."""
+        return {
+            "type": "external_account",
+            "audience": self.audience,
+            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+            "token_url": self.google.endpoints.sts_url,
+            "credential_source": {
+                "environment_id": "aws1",
+                "regional_cred_verification_url": AWS_CALLER_IDENTITY_URL,
+            },
+        }
 
 
 def _impersonated_token(
@@ -159,6 +224,37 @@ def _impersonated_token(
         )
     client_id = _client_id(google, credentials.token, target, known_client_ids)
     return _token_value(credentials.token, credentials.expiry, issued_at, scopes, target, client_id)
+
+
+def _minted_id_token(
+    google: GoogleClient,
+    credentials: IamIdTokenCredentials,
+    target: str,
+    audience: str,
+    member: str,
+) -> IdTokenSecretValue:
+    """generateIdToken's answer; the account is the target by construction (the URL names
+    it), and testSecret checks the token's email claim against it."""
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    google.mint_id_token(credentials, target, member)
+    if not credentials.token or credentials.expiry is None:
+        raise GoogleResponseError("Google's IAM Credentials endpoint answered without a token")
+    return _id_token_value(credentials.token, credentials.expiry, issued_at, audience, target)
+
+
+def _id_token_value(
+    id_token: str, expiry: datetime, issued_at: datetime, audience: str, account: str
+) -> IdTokenSecretValue:
+    """A minted ID token and what may be said about it (google-auth's expiry is naive UTC)."""
+    return IdTokenSecretValue(
+        id_token=id_token,
+        metadata=IdTokenMetadata(
+            expires_at=expiry.replace(tzinfo=UTC, microsecond=0),
+            issued_at=issued_at,
+            audience=audience,
+            service_account=account,
+        ),
+    )
 
 
 def _client_id(

@@ -43,7 +43,7 @@ from rotation_core.refresh import (
 )
 from rotation_core.secrets import PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import STEP_NAMES
-from rotation_core.token_secret import TokenMetadata, format_timestamp
+from rotation_core.token_secret import StoredMetadata, format_timestamp
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -78,7 +78,7 @@ class FollowUps:
         self,
         secret: SecretDescription,
         version_id: str,
-        current: TokenMetadata,
+        current: StoredMetadata,
         lead_seconds: int,
     ) -> FollowUp:
         """The next rotation `lead_seconds` before the token in use (`version_id`) expires

@@ -1,21 +1,45 @@
 """Whether a pending token can still become AWSCURRENT: pure checks of its stored metadata and
-of what Google's tokeninfo says about it."""
+of what Google says about it (tokeninfo for an access token, the verified claims of an ID token)."""
 
 from datetime import datetime
+from typing import Final
 
 from rotation_core.config import RotationSettings
 from rotation_core.errors import InvalidTokenSecretError, TokenVerificationError
-from rotation_core.google_client import TokenInfo
-from rotation_core.token_secret import TokenSecretValue, format_timestamp
+from rotation_core.google_client import IdTokenClaims, TokenInfo
+from rotation_core.token_secret import (
+    ID_TOKEN_KIND,
+    IdTokenSecretValue,
+    StoredToken,
+    TokenSecretValue,
+    format_timestamp,
+    parse_token_secret,
+    token_kind,
+)
+
+GOOGLE_ISSUERS: Final = frozenset({"https://accounts.google.com", "accounts.google.com"})
+"""The iss values Google's ID tokens carry (relying parties accept both)."""
 
 
-def fresh_pending_value(stored: str, settings: RotationSettings, now: datetime) -> TokenSecretValue:
+def fresh_pending_value(stored: str, settings: RotationSettings, now: datetime) -> StoredToken:
     """The stored pending value, if it could still become AWSCURRENT as far as its own
     metadata tells; TokenVerificationError says why not, without asking Google."""
     try:
-        value = TokenSecretValue.from_secret_string(stored)
+        value = parse_token_secret(stored)
     except InvalidTokenSecretError as error:
         raise TokenVerificationError(f"is malformed ({error})") from None
+    if token_kind(value) != settings.token_kind:
+        raise TokenVerificationError(
+            f"holds a token of kind {token_kind(value)!r}, but the secret's settings now ask for "
+            f"{settings.token_kind!r}"
+        )
+    if isinstance(value, IdTokenSecretValue) and value.metadata.audience != (
+        settings.id_token_audience
+    ):
+        raise TokenVerificationError(
+            f"holds an ID token for {value.metadata.audience}, but the secret's audience is now "
+            f"{settings.id_token_audience}"
+        )
     remaining = int((value.metadata.expires_at - now).total_seconds())
     if remaining < settings.min_remaining_seconds:
         state = "expired" if remaining <= 0 else f"has only {remaining} s left"
@@ -66,4 +90,44 @@ def check_token_info(
         raise TokenVerificationError(
             f"holds a token that Google says expires in {info.expires_in_seconds} s, less than "
             f"the required {settings.min_remaining_seconds} s"
+        )
+
+
+def check_id_token_claims(
+    pending: IdTokenSecretValue, claims: IdTokenClaims, settings: RotationSettings, now: datetime
+) -> None:
+    """What a relying party checks beyond the signature, and the rotation's own rules: Google
+    issued it, for the secret's audience, to the expected account, with life enough left."""
+    meta = pending.metadata
+    if settings.token_kind != ID_TOKEN_KIND:
+        raise TokenVerificationError("holds an ID token, but the secret holds access tokens")
+    if claims.issuer not in GOOGLE_ISSUERS:
+        raise TokenVerificationError(
+            f"holds an ID token issued by {claims.issuer}, not by https://accounts.google.com"
+        )
+    if claims.audience != settings.id_token_audience or claims.audience != meta.audience:
+        raise TokenVerificationError(
+            f"holds an ID token for {claims.audience}, not for {settings.id_token_audience}"
+        )
+    expected = (
+        settings.expected_service_account
+        or settings.impersonated_service_account
+        or meta.service_account
+    )
+    if claims.email is None:
+        raise TokenVerificationError(
+            "holds an ID token without an email claim, so its account cannot be checked "
+            "(generateIdToken must be asked with includeEmail)"
+        )
+    if claims.email != expected or meta.service_account != expected:
+        raise TokenVerificationError(
+            f"holds an ID token of {claims.email}, but the expected service account is "
+            f"{expected}: check the key secret and the 'token-rotation:service-account' setting"
+        )
+    remaining = int((claims.expires_at - now).total_seconds())
+    if remaining < settings.min_remaining_seconds:
+        raise TokenVerificationError(
+            f"holds an ID token that expires in {remaining} s (exp "
+            f"{format_timestamp(claims.expires_at)}), less than the required "
+            f"{settings.min_remaining_seconds} s"
         )

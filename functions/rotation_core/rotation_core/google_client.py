@@ -4,13 +4,15 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import urllib3
 from google.auth import credentials as google_credentials
 from google.auth import exceptions as google_exceptions
-from google.auth import transport
+from google.auth import impersonated_credentials, jwt, transport
 from google.auth.transport.urllib3 import Request as Urllib3Request
+from google.oauth2 import id_token as google_id_token
 
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
@@ -26,6 +28,25 @@ from rotation_core.redaction import safe_external_text
 _MAX_ERROR_CODE_LENGTH = 64
 _TRANSIENT_STATUSES = frozenset({408, 429})
 _TRANSIENT_OAUTH_ERRORS = frozenset({"internal_failure", "server_error", "temporarily_unavailable"})
+ID_TOKEN_CLOCK_SKEW_SECONDS: Final = 30
+"""Leeway for iat and exp between this function's clock and Google's, as relying parties allow;
+exp is held to the minimum remaining life besides."""
+TOKEN_CREATOR_FIX: Final = (
+    "roles/iam.serviceAccountTokenCreator on {target} ("
+    "gcloud iam service-accounts add-iam-policy-binding {target} --member={member} "
+    "--role=roles/iam.serviceAccountTokenCreator)"
+)
+OPENID_TOKEN_CREATOR_FIX: Final = (
+    "roles/iam.serviceAccountOpenIdTokenCreator on {target} ("
+    "gcloud iam service-accounts add-iam-policy-binding {target} --member={member} "
+    "--role=roles/iam.serviceAccountOpenIdTokenCreator)"
+)
+KEY_ACCOUNT_MEMBER: Final = "serviceAccount:<the key's account>"
+FEDERATED_ROLE_MEMBER: Final = (
+    "principalSet://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/"
+    "workloadIdentityPools/POOL/attribute.aws_role/arn:aws:sts::ACCOUNT_ID:assumed-role/ROLE"
+)
+"""The function's AWS role as the pool provider maps it (docs/id-tokens.md shows the mapping)."""
 
 
 def is_transient_status(status: int) -> bool:
@@ -54,6 +75,59 @@ class TokenInfo:
     scopes: frozenset[str]
     expires_in_seconds: int
     email: str | None
+
+
+@dataclass(frozen=True)
+class IdTokenClaims:
+    """What a verified ID token says: its signature, aud and times already checked."""
+
+    issuer: str
+    audience: str
+    email: str | None
+    expires_at: datetime
+
+
+class IamIdTokenCredentials(impersonated_credentials.IDTokenCredentials):
+    """google-auth's generateIdToken credentials, refreshed at a configurable endpoint through
+    the transport they are given. The library's own refresh (google-auth 2.63) posts to Google's
+    fixed URL through `requests` (not in the Lambda runtime) with its own timeout, where
+    generateAccessToken takes an iam_endpoint_override; everything else is the library's."""
+
+    def __init__(
+        self,
+        target_credentials: impersonated_credentials.Credentials,
+        target_audience: str,
+        endpoint: str,
+    ) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            target_credentials, target_audience=target_audience, include_email=True
+        )
+        self._endpoint = endpoint
+
+    def refresh(self, request: transport.Request) -> None:
+        target = self._target_credentials
+        headers = {"Content-Type": "application/json"}
+        # The source's own token first (a key's grant, or Google's STS), as the library does.
+        target._source_credentials.before_request(request, "POST", self._endpoint, headers)
+        body = {
+            "audience": self._target_audience,
+            "delegates": target._delegates or [],
+            "includeEmail": self._include_email,
+        }
+        response = request(
+            url=self._endpoint,
+            method="POST",
+            headers=headers,
+            body=json.dumps(body).encode(),
+        )
+        text = response.data.decode("utf-8", "replace")
+        if response.status != 200:
+            raise google_exceptions.RefreshError("generateIdToken refused", text)
+        token = json.loads(text)["token"]
+        self.token = token
+        self.expiry = datetime.fromtimestamp(jwt.decode(token, verify=False)["exp"], UTC).replace(
+            tzinfo=None
+        )
 
 
 class GoogleClient:
@@ -102,6 +176,56 @@ class GoogleClient:
                     f"Google's IAM Credentials endpoint answered HTTP {request.last_status} with "
                     "a body that is not a generateAccessToken response"
                 ) from None
+
+    def mint_id_token(
+        self, credentials: google_credentials.Credentials, target: str, member: str
+    ) -> None:
+        """generateIdToken for `target` (after the source's own token): Google's refusals are
+        named by what fixes them; `member` is who needs the role, as gcloud writes it."""
+        request = _StatusRecordingRequest(self._http)
+        with _transport_errors_mapped("IAM Credentials endpoint"):
+            try:
+                credentials.refresh(request)
+            except google_exceptions.RefreshError as error:
+                raise _impersonation_failure(
+                    error, request.last_status, target, OPENID_TOKEN_CREATOR_FIX, member
+                ) from None
+            except google_exceptions.OAuthError as error:
+                raise _federation_failure(error, request.last_status) from None
+            except (KeyError, TypeError, ValueError):
+                raise GoogleResponseError(
+                    f"Google's IAM Credentials endpoint answered HTTP {request.last_status} with "
+                    "a body that is not a generateIdToken response"
+                ) from None
+
+    def verify_id_token(self, token: str, audience: str) -> IdTokenClaims:
+        """Verify an ID token as a relying party does: Google's certificates fetched now (so a
+        rotated key's kid is found), signature, aud and times. No message echoes the token."""
+        request = _StatusRecordingRequest(self._http)
+        with _transport_errors_mapped("certificates endpoint"):
+            try:
+                claims = google_id_token.verify_token(
+                    token,
+                    request,
+                    audience=audience,
+                    certs_url=self.endpoints.certs_url,
+                    clock_skew_in_seconds=ID_TOKEN_CLOCK_SKEW_SECONDS,
+                )
+            except google_exceptions.TransportError:
+                if request.last_status is None:
+                    raise  # no answer at all: _transport_errors_mapped names it
+                raise _certs_failure(request.last_status) from None
+            except json.JSONDecodeError:
+                raise GoogleResponseError(
+                    "Google's certificates endpoint answered with a body that is not JSON: check "
+                    "GOOGLE_CERTS_URL"
+                ) from None
+            except ValueError as error:
+                raise TokenVerificationError(
+                    f"holds an ID token that Google's certificates do not verify "
+                    f"({_id_token_refusal(str(error), audience)})"
+                ) from None
+        return _id_token_claims(claims)
 
     def token_info(self, access_token: str) -> TokenInfo:
         """Look the token up at tokeninfo; POST keeps the token out of URLs and access logs."""
@@ -156,8 +280,50 @@ def _error_body(error: google_exceptions.RefreshError) -> Mapping[str, object]:
     return details if isinstance(details, Mapping) else {}
 
 
+def _certs_failure(status: int) -> Exception:
+    if is_transient_status(status):
+        return GoogleUnavailableError(
+            f"Google's certificates endpoint answered HTTP {status}; try again later"
+        )
+    return GoogleResponseError(
+        f"Google's certificates endpoint answered HTTP {status}: check GOOGLE_CERTS_URL"
+    )
+
+
+def _id_token_refusal(reason: str, audience: str) -> str:
+    """google-auth's reason, told in fixed words: some of its messages quote the token."""
+    lowered = reason.lower()
+    if "audience" in lowered:
+        return f"its aud is not {audience}"
+    if "expired" in lowered:
+        return "it expired"
+    if "too early" in lowered or "used too early" in lowered:
+        return "it is not valid yet (iat in the future)"
+    if "key id" in lowered or "certificate for key" in lowered:
+        return "it names a signing key Google does not publish"
+    if "signature" in lowered:
+        return "its signature does not match"
+    return "it is not a well-formed JWT"
+
+
+def _id_token_claims(claims: Mapping[str, Any]) -> IdTokenClaims:
+    try:
+        return IdTokenClaims(
+            issuer=str(claims["iss"]),
+            audience=str(claims["aud"]),
+            email=str(claims["email"]) if "email" in claims else None,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise TokenVerificationError("holds an ID token without iss, aud or exp") from None
+
+
 def _impersonation_failure(
-    error: google_exceptions.RefreshError, status: int | None, target: str
+    error: google_exceptions.RefreshError,
+    status: int | None,
+    target: str,
+    fix: str = TOKEN_CREATOR_FIX,
+    member: str = KEY_ACCOUNT_MEMBER,
 ) -> Exception:
     body = _error_body(error)
     if "error" not in body or not isinstance(body["error"], Mapping):
@@ -171,11 +337,8 @@ def _impersonation_failure(
     google_status = body["error"].get("status")
     if google_status == "PERMISSION_DENIED":
         return GoogleGrantRejectedError(
-            f"Google refused to mint a token for {target}: HTTP 403 ({described}). Grant the "
-            "key's service account roles/iam.serviceAccountTokenCreator on "
-            f"{target} (gcloud iam service-accounts add-iam-policy-binding {target} "
-            "--member=serviceAccount:<the key's account> "
-            "--role=roles/iam.serviceAccountTokenCreator)"
+            f"Google refused to mint a token for {target}: HTTP 403 ({described}). Grant "
+            f"{fix.format(target=target, member=member)}"
         )
     if google_status == "INVALID_ARGUMENT" and "lifetime" in described.lower():
         return GoogleGrantRejectedError(

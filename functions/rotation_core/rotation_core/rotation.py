@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Final, NoReturn
 
 from rotation_core.config import MANAGED_BY_TAG, RotationSettings, managed_secret_check
-from rotation_core.credential_sources import credential_source_for
+from rotation_core.credential_sources import CredentialSource, credential_source_for
 from rotation_core.errors import (
     InvalidTokenSecretError,
     NotPendingVersionError,
@@ -20,17 +20,21 @@ from rotation_core.errors import (
     UnmanagedSecretError,
 )
 from rotation_core.follow_up import Clock, FollowUp, FollowUps
-from rotation_core.freshness import check_token_info, fresh_pending_value
+from rotation_core.freshness import check_id_token_claims, check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
 from rotation_core.refresh import UNVERIFIED_VERSION_TAG
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import Step
 from rotation_core.token_secret import (
+    ID_TOKEN_KIND,
     PLACEHOLDER,
+    IdTokenSecretValue,
+    StoredMetadata,
+    StoredToken,
     TokenMetadata,
-    TokenSecretValue,
     is_token_secret_string,
+    parse_token_secret,
 )
 from rotation_core.unverified import (
     TOKENINFO_UNREACHABLE,
@@ -55,7 +59,7 @@ class StepOutcome:
     secret_arn: str
     version_id: str
     action: str
-    metadata: TokenMetadata | None = None
+    metadata: StoredMetadata | None = None
     previous_version_id: str | None = None
     superseded_version_id: str | None = None
     follow_up: FollowUp | None = None
@@ -124,8 +128,9 @@ class Rotation:
                 return StepOutcome(
                     Step.CREATE, secret.arn, request.token, "already-created", existing.metadata
                 )
-        source = credential_source_for(settings, self._secrets, self._google, in_use)
-        minted = source.mint(settings.scopes)
+        known = in_use if isinstance(in_use, TokenMetadata) else None
+        source = credential_source_for(settings, self._secrets, self._google, known)
+        minted = _mint(source, settings)
         _check_account(minted.metadata.service_account, settings)
         written = self._secrets.put_pending(
             secret.arn, request.token, minted.to_secret_string(), request.rotation_token
@@ -160,10 +165,12 @@ class Rotation:
         return StepOutcome(Step.SET, secret.arn, request.token, "checked", pending.metadata)
 
     def test_secret(self, request: RotationRequest) -> StepOutcome:
-        """Ask Google whether the pending token is valid, scoped, ours and long-lived enough.
-        When tokeninfo cannot answer, a token in use that is bad or about to be is worse than
-        an unverified fresh one: the pending token is then accepted on what can be checked
-        without tokeninfo, and the secret's status tag says so (docs/unverified-promotion.md)."""
+        """Ask Google whether the pending token is valid, scoped, ours and long-lived enough (an
+        ID token: verify it as a relying party does, with Google's certificates).
+        When tokeninfo (or the certificates endpoint) cannot answer, a token in use that is bad
+        or about to be is worse than an unverified fresh one: the pending token is then accepted
+        on what can be checked without tokeninfo, and the secret's status tag says so
+        (docs/unverified-promotion.md)."""
         secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.TEST):
             return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
@@ -179,7 +186,7 @@ class Rotation:
         try:
             pending = fresh_pending_value(stored, settings, self._clock())
             try:
-                info = self._google.token_info(pending.access_token)
+                self._verify(pending, settings)
             except TOKENINFO_UNREACHABLE as unreachable:
                 if not self._accepted_unverified(
                     secret, request.token, pending, settings, unreachable
@@ -188,7 +195,6 @@ class Rotation:
                 return StepOutcome(
                     Step.TEST, secret.arn, request.token, ACCEPTED_UNVERIFIED, pending.metadata
                 )
-            check_token_info(pending, info, settings)
         except TokenVerificationError as error:
             # The stored value can never change: a token that fails now never will pass.
             self._abandon(Step.TEST, secret, request.token, str(error))
@@ -202,7 +208,7 @@ class Rotation:
         the next rotation before the token in use expires."""
         secret = self._describe_managed(request.secret_id)
         if _already_current(secret, request, Step.FINISH):
-            current = TokenSecretValue.from_secret_string(self._secrets.read_current(secret.arn))
+            current = parse_token_secret(self._secrets.read_current(secret.arn))
             return self._finished(secret, request, "already-current", current.metadata, None)
         settings = self._settings(secret)
         pending = self._require_fresh_pending(Step.FINISH, secret, request.token, settings)
@@ -222,7 +228,7 @@ class Rotation:
         secret: SecretDescription,
         request: RotationRequest,
         action: str,
-        current: TokenMetadata,
+        current: StoredMetadata,
         previous: str | None,
     ) -> StepOutcome:
         lead = self._settings(secret).refresh_lead_seconds
@@ -240,7 +246,7 @@ class Rotation:
         self,
         secret: SecretDescription,
         token: str,
-        pending: TokenSecretValue,
+        pending: StoredToken,
         settings: RotationSettings,
         unreachable: Exception,
     ) -> bool:
@@ -277,7 +283,7 @@ class Rotation:
         managed_secret_check(secret.arn, secret.name, secret.tags, self._environment)
         return secret
 
-    def _refuse_a_foreign_value(self, secret: SecretDescription) -> TokenMetadata | None:
+    def _refuse_a_foreign_value(self, secret: SecretDescription) -> StoredMetadata | None:
         """The tag alone does not make a token secret: before anything is written, AWSCURRENT
         must hold the placeholder or a token the rotation stored. Otherwise whoever may tag a
         secret could have the rotation overwrite a value it never wrote (docs/trust-boundary.md).
@@ -290,7 +296,7 @@ class Rotation:
         )
         if current is not None and is_token_secret_string(current):
             try:
-                return TokenSecretValue.from_secret_string(current).metadata
+                return parse_token_secret(current).metadata
             except InvalidTokenSecretError:
                 return None
         raise UnmanagedSecretError(
@@ -302,12 +308,21 @@ class Rotation:
             f"is not meant to be one, remove its {MANAGED_BY_TAG} tag"
         )
 
+    def _verify(self, pending: StoredToken, settings: RotationSettings) -> None:
+        """Google's verdict on a token of either kind; TokenVerificationError says why not, and
+        the errors of TOKENINFO_UNREACHABLE that Google could not answer."""
+        if isinstance(pending, IdTokenSecretValue):
+            claims = self._google.verify_id_token(pending.id_token, pending.metadata.audience)
+            check_id_token_claims(pending, claims, settings, self._clock())
+        else:
+            check_token_info(pending, self._google.token_info(pending.access_token), settings)
+
     def _settings(self, secret: SecretDescription) -> RotationSettings:
         return RotationSettings.resolve(secret.tags, self._environment)
 
     def _require_fresh_pending(
         self, step: Step, secret: SecretDescription, token: str, settings: RotationSettings
-    ) -> TokenSecretValue:
+    ) -> StoredToken:
         stored = self._secrets.read_pending(secret.arn, token)
         if stored is None:
             raise _no_value(step, secret, token)
@@ -320,7 +335,7 @@ class Rotation:
         token: str,
         stored: str,
         settings: RotationSettings,
-    ) -> TokenSecretValue:
+    ) -> StoredToken:
         """The stored pending value if it can still become AWSCURRENT; else the rotation is
         abandoned, because a version's value can never be replaced."""
         try:
@@ -377,8 +392,7 @@ class Rotation:
         if stored is None:
             return "holds no token (its createSecret never stored one)"
         try:
-            value = fresh_pending_value(stored, settings, self._clock())
-            check_token_info(value, self._google.token_info(value.access_token), settings)
+            self._verify(fresh_pending_value(stored, settings, self._clock()), settings)
         except TokenVerificationError as error:
             return str(error)
         return None
@@ -413,6 +427,13 @@ def _already_current(secret: SecretDescription, request: RotationRequest, step: 
             f"(stages: {', '.join(stages)}); this rotation was superseded or abandoned"
         )
     return False
+
+
+def _mint(source: CredentialSource, settings: RotationSettings) -> StoredToken:
+    """A token of the secret's kind: an ID token for its audience, or an access token."""
+    if settings.token_kind == ID_TOKEN_KIND and settings.id_token_audience is not None:
+        return source.mint_id_token(settings.id_token_audience)
+    return source.mint(settings.scopes)
 
 
 def _check_account(account: str, settings: RotationSettings) -> None:

@@ -37,6 +37,17 @@ class ServiceAccountKey:
             scopes=list(scopes),
         )
 
+    def id_token_credentials(
+        self, audience: str, token_uri: str
+    ) -> service_account.IDTokenCredentials:
+        """The JWT-bearer grant with target_audience: Google answers with an ID token."""
+        return service_account.IDTokenCredentials(
+            signer=self._signer,
+            service_account_email=self.client_email,
+            token_uri=token_uri,
+            target_audience=audience,
+        )
+
 
 def parse_service_account_key(secret_string: str, secret_id: str) -> ServiceAccountKey:
     """Read the key file JSON held in secret `secret_id`; errors name the field, never the value."""

@@ -1,7 +1,8 @@
 """One run of the freshness sweep against Secrets Manager, Google and the failure topic.
 
-It reads what every token secret of the stack says about itself, asks Google's tokeninfo about
-the tokens whose verdict can change what happens, decides and plans with rotation_core.sweep,
+It reads what every token secret of the stack says about itself, asks Google about the tokens
+whose verdict can change what happens (tokeninfo for an access token; an ID token is verified
+with Google's certificates, as its relying party would), decides and plans with rotation_core.sweep,
 and acts through RotateSecret only (after UpdateSecretVersionStage for a hopeless pending
 version), so that Secrets Manager keeps serialising rotations. No token is ever logged.
 """
@@ -49,7 +50,13 @@ from rotation_core.sweep import (
     freshness,
     plan,
 )
-from rotation_core.token_secret import TokenSecretValue, format_timestamp, is_token_secret_string
+from rotation_core.token_secret import (
+    IdTokenSecretValue,
+    StoredToken,
+    format_timestamp,
+    is_token_secret_string,
+    parse_token_secret,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -143,7 +150,7 @@ class SweepReport:
 class _Reading:
     state: SecretState
     settings: RotationSettings
-    access_token: str | None = field(repr=False)
+    token: StoredToken | None = field(repr=False)
 
 
 class _Skipped:
@@ -242,7 +249,7 @@ class FreshnessSweep:
             )
             return _SKIPPED
         try:
-            token: TokenSecretValue | None = TokenSecretValue.from_secret_string(value)
+            token: StoredToken | None = parse_token_secret(value)
         except InvalidTokenSecretError:
             token = None  # the placeholder a token secret is created with
         pending = secret.unfinished_rotation()
@@ -260,7 +267,7 @@ class FreshnessSweep:
             refused_noticed=secret.tags.get(REFUSED_VERSION_TAG) == current_version,
             current_issued_at=None if token is None else token.metadata.issued_at,
         )
-        return _Reading(state, settings, None if token is None else token.access_token)
+        return _Reading(state, settings, token)
 
     def _settings(self, secret: SecretDescription) -> RotationSettings:
         """The secret's settings; when one of its tags is out of bounds, the deployer's (its
@@ -278,11 +285,11 @@ class FreshnessSweep:
         self, readings: list[_Reading], now: datetime, pool: ThreadPoolExecutor
     ) -> list[_Reading]:
         """Google's verdict on the tokens in use whose verdict matters, each asked once."""
-        asking = [r for r in readings if r.access_token and asks_google(r.state, now)]
+        asking = [(r.state.arn, r.token) for r in readings if r.token and asks_google(r.state, now)]
         verdicts = dict(
             zip(
-                (reading.state.arn for reading in asking),
-                pool.map(lambda reading: self._verdict(reading.access_token or ""), asking),
+                (arn for arn, _ in asking),
+                pool.map(lambda asked: self._verdict(asked[1]), asking),
                 strict=True,
             )
         )
@@ -293,13 +300,16 @@ class FreshnessSweep:
             for r in readings
         ]
 
-    def _verdict(self, access_token: str) -> Verdict:
+    def _verdict(self, token: StoredToken) -> Verdict:
         with self._lock:
             if self._google_failures >= GOOGLE_FAILURES_TO_STOP:
                 return Verdict.UNKNOWN
             self._google_calls += 1
         try:
-            self._google.token_info(access_token)
+            if isinstance(token, IdTokenSecretValue):
+                self._google.verify_id_token(token.id_token, token.metadata.audience)
+            else:
+                self._google.token_info(token.access_token)
         except TokenVerificationError:
             return Verdict.REFUSED
         except RotationError as error:

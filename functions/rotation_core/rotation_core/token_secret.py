@@ -1,4 +1,5 @@
-"""The token secret's JSON schema: the access token applications read, plus non-secret metadata."""
+"""The token secret's JSON schema, one place for both kinds: an access token or an ID token for one
+audience, each with the non-secret metadata the rotation and applications read."""
 
 import json
 from dataclasses import dataclass
@@ -8,6 +9,10 @@ from typing import Final
 from rotation_core.errors import InvalidTokenSecretError
 
 ACCESS_TOKEN_FIELD = "GOOGLE_ACCESS_TOKEN"
+ID_TOKEN_FIELD: Final = "GOOGLE_ID_TOKEN"
+ACCESS_TOKEN_KIND: Final = "access-token"
+ID_TOKEN_KIND: Final = "id-token"
+TOKEN_KINDS: Final = (ACCESS_TOKEN_KIND, ID_TOKEN_KIND)
 PLACEHOLDER: Final = json.dumps({ACCESS_TOKEN_FIELD: ""})
 """The value a token secret is created with and holds until its first rotation (template.yaml's
 TokenSecret is deployed with exactly this string)."""
@@ -87,13 +92,17 @@ class TokenSecretValue:
 
     @classmethod
     def from_secret_string(cls, secret_string: str) -> "TokenSecretValue":
-        """Parse a stored value; every problem names the field and never echoes the value."""
-        try:
-            document = json.loads(secret_string)
-        except ValueError:
-            raise InvalidTokenSecretError("the token secret value is not JSON") from None
-        if not isinstance(document, dict):
-            raise InvalidTokenSecretError("the token secret value must be a JSON object")
+        """Parse a stored access-token value; every problem names the field and never echoes
+        the value."""
+        stored = parse_token_secret(secret_string)
+        if not isinstance(stored, TokenSecretValue):
+            raise InvalidTokenSecretError(
+                f"the token secret holds an ID token ({ID_TOKEN_FIELD}), not an access token"
+            )
+        return stored
+
+    @classmethod
+    def _from_document(cls, document: dict[str, object]) -> "TokenSecretValue":
         access_token = document.get(ACCESS_TOKEN_FIELD)
         if not isinstance(access_token, str) or not access_token:
             raise InvalidTokenSecretError(
@@ -120,6 +129,90 @@ class TokenSecretValue:
         )
 
 
+@dataclass(frozen=True)
+class IdTokenMetadata:
+    """What may be logged, returned and put in payloads about an ID token: all but the token."""
+
+    expires_at: datetime
+    issued_at: datetime
+    audience: str
+    """The one service the token is for (its aud claim): a Cloud Run URL, an IAP client id."""
+    service_account: str
+
+    def as_payload(self) -> dict[str, object]:
+        return {
+            "ExpiresAt": format_timestamp(self.expires_at),
+            "IssuedAt": format_timestamp(self.issued_at),
+            "Audience": self.audience,
+            "ServiceAccount": self.service_account,
+        }
+
+
+@dataclass(frozen=True)
+class IdTokenSecretValue:
+    """One version of an ID-token secret (a Google-signed JWT for one audience); repr and str
+    hide the token."""
+
+    id_token: str
+    metadata: IdTokenMetadata
+
+    def __repr__(self) -> str:
+        return f"IdTokenSecretValue(id_token=<redacted>, metadata={self.metadata!r})"
+
+    __str__ = __repr__
+
+    def to_secret_string(self) -> str:
+        meta = self.metadata
+        document = {
+            ID_TOKEN_FIELD: self.id_token,
+            "audience": meta.audience,
+            "expires_at": format_timestamp(meta.expires_at),
+            "issued_at": format_timestamp(meta.issued_at),
+            "service_account": meta.service_account,
+        }
+        return json.dumps(document, sort_keys=True)
+
+    @classmethod
+    def _from_document(cls, document: dict[str, object]) -> "IdTokenSecretValue":
+        return cls(
+            id_token=_required_string(document, ID_TOKEN_FIELD),
+            metadata=IdTokenMetadata(
+                expires_at=parse_timestamp(document.get("expires_at"), "expires_at"),
+                issued_at=parse_timestamp(document.get("issued_at"), "issued_at"),
+                audience=_required_string(document, "audience"),
+                service_account=_required_string(document, "service_account"),
+            ),
+        )
+
+
+StoredToken = TokenSecretValue | IdTokenSecretValue
+"""What a token secret's version holds once the rotation has written it."""
+StoredMetadata = TokenMetadata | IdTokenMetadata
+
+
+def parse_token_secret(secret_string: str) -> StoredToken:
+    """Parse a stored value of either kind (the field its token is in says which); every problem
+    names the field and never echoes the value."""
+    try:
+        document = json.loads(secret_string)
+    except ValueError:
+        raise InvalidTokenSecretError("the token secret value is not JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidTokenSecretError("the token secret value must be a JSON object")
+    if ID_TOKEN_FIELD not in document:
+        return TokenSecretValue._from_document(document)
+    if ACCESS_TOKEN_FIELD in document:
+        raise InvalidTokenSecretError(
+            f"the token secret value holds both {ACCESS_TOKEN_FIELD!r} and {ID_TOKEN_FIELD!r}: "
+            "a token secret holds one kind of token"
+        )
+    return IdTokenSecretValue._from_document(document)
+
+
+def token_kind(stored: StoredToken) -> str:
+    return ID_TOKEN_KIND if isinstance(stored, IdTokenSecretValue) else ACCESS_TOKEN_KIND
+
+
 def is_token_secret_string(secret_string: str) -> bool:
     """Whether a secret's value is one the rotation may replace: the placeholder a token secret
     is created with, or a value the rotation wrote. Anything else belongs to someone else."""
@@ -131,7 +224,7 @@ def is_token_secret_string(secret_string: str) -> bool:
     if document == json.loads(PLACEHOLDER):
         return True
     try:
-        TokenSecretValue.from_secret_string(secret_string)
+        parse_token_secret(secret_string)
     except InvalidTokenSecretError:
         return False
     return True
