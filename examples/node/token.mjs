@@ -34,13 +34,15 @@ const ACCESS_TOKEN = {
   field: "GOOGLE_ACCESS_TOKEN",
   name: "access token",
   reader: "secretAccessToken",
-  keptIn: "one with no audience: for Google APIs",
+  keptIn: "one without the tag token-rotation:token-kind=id-token: for Google APIs",
 };
 const ID_TOKEN = {
   field: "GOOGLE_ID_TOKEN",
   name: "ID token",
   reader: "secretIdToken",
-  keptIn: "one given an audience: for Cloud Run, Cloud Functions or IAP",
+  keptIn:
+    "one tagged token-rotation:token-kind=id-token and token-rotation:audience=<the " +
+    "service's URL>: for Cloud Run, Cloud Functions or IAP",
 };
 
 /** An error whose message says what is wrong and how to fix it; print the message alone. */

@@ -24,6 +24,7 @@ from google_token_secret import (
     SecretIdTokenCredentials,
 )
 from localcloud.google_emulator import GoogleEmulator
+from rotation_core.token_secret import IdTokenMetadata, IdTokenSecretValue
 from tests.client.test_secret_credentials import Calls, token_value
 from tests.support import TOKEN_SECRET
 
@@ -33,16 +34,17 @@ AUDIENCE = "https://invoices-4k2j3h5g6a-ew.a.run.app"
 
 
 def id_token_value(token: str, expires_at: datetime, audience: str = AUDIENCE) -> str:
-    """What the rotation stores for an ID-token secret (no access token)."""
-    return json.dumps(
-        {
-            "GOOGLE_ID_TOKEN": token,
-            "audience": audience,
-            "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "issued_at": (expires_at - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "service_account": SERVICE_ACCOUNT,
-        }
-    )
+    """What the rotation stores for an ID-token secret (no access token): written by the
+    rotation's own schema, so both sides agree."""
+    return IdTokenSecretValue(
+        id_token=token,
+        metadata=IdTokenMetadata(
+            expires_at=expires_at,
+            issued_at=expires_at - timedelta(hours=1),
+            audience=audience,
+            service_account=SERVICE_ACCOUNT,
+        ),
+    ).to_secret_string()
 
 
 def new_id_token() -> str:
@@ -170,8 +172,8 @@ def test_an_access_token_secret_names_the_reader_for_it(
     assert str(raised.value) == (
         f"The secret {TOKEN_SECRET} holds an access token (GOOGLE_ACCESS_TOKEN), not an ID "
         "token: read it with SecretCredentials, or point SecretIdTokenCredentials at a token "
-        "secret that holds an ID token (one given an audience: for Cloud Run, Cloud Functions "
-        "or IAP)"
+        "secret that holds an ID token (one tagged token-rotation:token-kind=id-token and "
+        "token-rotation:audience=<the service's URL>: for Cloud Run, Cloud Functions or IAP)"
     )
     assert "ya29.an-access-token" not in str(raised.value)
 
@@ -187,7 +189,8 @@ def test_an_id_token_secret_read_as_an_access_token_names_the_reader_for_it(
     assert str(raised.value) == (
         f"The secret {TOKEN_SECRET} holds an ID token (GOOGLE_ID_TOKEN), not an access token: "
         "read it with SecretIdTokenCredentials, or point SecretCredentials at a token secret "
-        "that holds an access token (one with no audience: for Google APIs)"
+        "that holds an access token (one without the tag token-rotation:token-kind=id-token: "
+        "for Google APIs)"
     )
     assert token not in str(raised.value)
 

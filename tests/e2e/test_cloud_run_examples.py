@@ -19,6 +19,7 @@ from google.oauth2 import service_account
 
 from localcloud.cloud import LocalCloud
 from localcloud.template import PROJECT_ROOT
+from rotation_core.token_secret import PLACEHOLDER, IdTokenMetadata, IdTokenSecretValue
 from tests.e2e.test_node_example import node
 
 NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node"
@@ -39,15 +40,17 @@ class Service:
         rotation writes it; returns the token."""
         token = mint_id_token(self.cloud, audience)
         claims = jwt.decode(token, verify=False)
-        value = {
-            "GOOGLE_ID_TOKEN": token,
-            "audience": audience,
-            "expires_at": rfc3339(claims["exp"]),
-            "issued_at": rfc3339(claims["iat"]),
-            "service_account": CALLER,
-        }
+        value = IdTokenSecretValue(
+            id_token=token,
+            metadata=IdTokenMetadata(
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+                audience=audience,
+                service_account=CALLER,
+            ),
+        )
         self.cloud.client("secretsmanager").put_secret_value(
-            SecretId=self.secret_id, SecretString=json.dumps(value)
+            SecretId=self.secret_id, SecretString=value.to_secret_string()
         )
         return token
 
@@ -65,10 +68,6 @@ class Service:
             "TOKEN_SECRET_ID": self.secret_id,
             "CLOUD_RUN_URL": f"{self.url}/invoices",
         }
-
-
-def rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def mint_id_token(cloud: LocalCloud, audience: str) -> str:
@@ -90,7 +89,7 @@ def service(cloud: LocalCloud) -> Iterator[Service]:
     url = cloud.google.deploy_cloud_run("invoices", invokers=[CALLER])
     secret_id = f"e2e/{uuid.uuid4().hex[:12]}/id-token"
     secrets = cloud.client("secretsmanager")
-    secrets.create_secret(Name=secret_id, SecretString='{"GOOGLE_ACCESS_TOKEN": ""}')
+    secrets.create_secret(Name=secret_id, SecretString=PLACEHOLDER)
     yield Service(cloud, url, secret_id)
     secrets.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
 

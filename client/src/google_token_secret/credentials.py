@@ -103,14 +103,17 @@ _ACCESS_TOKEN: Final = _TokenKind(
     field=ACCESS_TOKEN_FIELD,
     name="access token",
     reader="SecretCredentials",
-    kept_in="one with no audience: for Google APIs",
+    kept_in="one without the tag token-rotation:token-kind=id-token: for Google APIs",
     if_refused="if Google keeps refusing it, the token was revoked; rotate the secret",
 )
 _ID_TOKEN: Final = _TokenKind(
     field=ID_TOKEN_FIELD,
     name="ID token",
     reader="SecretIdTokenCredentials",
-    kept_in="one given an audience: for Cloud Run, Cloud Functions or IAP",
+    kept_in=(
+        "one tagged token-rotation:token-kind=id-token and token-rotation:audience=<the "
+        "service's URL>: for Cloud Run, Cloud Functions or IAP"
+    ),
     if_refused=(
         "if the service keeps refusing it, the service expects another audience, or the "
         "token's account may not invoke it"
