@@ -4,10 +4,11 @@ Two kinds of figure, both against moto over real HTTP:
 
 - the cost of reading `SecretCredentials.token` (and of `before_request`, which a transport calls
   per request) while the credential holds a fresh token, next to one GetSecretValue round trip;
+  and of `SecretIdTokenCredentials.token`, the same read on an ID-token secret;
 - a busy reader, 8 threads, over a simulated day of 1-hour tokens that the rotation replaces
   every 45 minutes (15 minutes before expiry): how many GetSecretValue calls it makes per token
   version, and the least life left on any token it handed out; then the same with one rotation
-  late.
+  late; and the busy reader of an ID-token secret over the same day.
 
 Simulated time (time_machine, not ticking) moves in fixed steps. The reader threads run in lock
 step: every thread makes its share of a step's reads, then waits at a barrier whose action moves
@@ -27,7 +28,7 @@ import threading
 import time
 import timeit
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ import time_machine
 from moto.server import ThreadedMotoServer
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
-from google_token_secret import SecretCredentials
+from google_token_secret import SecretCredentials, SecretIdTokenCredentials
 from google_token_secret.credentials import LATE_ROTATION_RECHECK_SECONDS
 from localcloud import fidelity
 
@@ -51,11 +52,17 @@ _ROTATION_CORE: Final = str(Path(__file__).resolve().parents[1] / "functions" / 
 if _ROTATION_CORE not in sys.path:
     sys.path.append(_ROTATION_CORE)
 
-from rotation_core.token_secret import TokenMetadata, TokenSecretValue  # noqa: E402
+from rotation_core.token_secret import (  # noqa: E402
+    IdTokenMetadata,
+    IdTokenSecretValue,
+    TokenMetadata,
+    TokenSecretValue,
+)
 
 REGION: Final = "us-east-1"
 SCOPE: Final = "https://www.googleapis.com/auth/calendar.readonly"
 SERVICE_ACCOUNT: Final = "rotator@demo-project.iam.gserviceaccount.com"
+AUDIENCE: Final = "https://invoices-4k2j3h5g6a-ew.a.run.app"
 START: Final = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 TOKEN_LIFETIME_SECONDS: Final = 3600
@@ -74,6 +81,16 @@ TOKEN_READS: Final = 1_000_000
 BEFORE_REQUEST_CALLS: Final = 200_000
 REPEATS: Final = 5
 ROUND_TRIPS: Final = 50
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Which kind of token secret is read: the reader class, and the values the rotation writes."""
+
+    reader: type[SecretCredentials] | type[SecretIdTokenCredentials]
+    secret_string: Callable[[str, float], str]
+    """The stored value of a token expiring at an epoch second."""
+    token_prefix: str
 
 
 @dataclass
@@ -116,8 +133,10 @@ class _Secret:
     """The token secret as the rotation writes it: a new AWSCURRENT version 15 minutes before the
     current token expires (one version late by `late_seconds`), each token living one hour."""
 
-    def __init__(self, client: SecretsManagerClient, late_version: int, late_seconds: float):
-        self.client = client
+    def __init__(
+        self, client: SecretsManagerClient, kind: Kind, late_version: int, late_seconds: float
+    ):
+        self.client, self.kind = client, kind
         self.name = f"bench/client-reads-{uuid.uuid4().hex[:12]}"
         self.expires_at: dict[str, float] = {}
         self.stored_at: dict[str, float] = {}
@@ -126,7 +145,7 @@ class _Secret:
         self.versions = 0
         self.late_seconds_in_margin = 0.0
         token, expires_at = self._new(time.time())
-        client.create_secret(Name=self.name, SecretString=_secret_string(token, expires_at))
+        client.create_secret(Name=self.name, SecretString=kind.secret_string(token, expires_at))
 
     def rotate_if_due(self, now: float) -> None:
         current_expiry = self.expires_at[self.newest]
@@ -140,12 +159,12 @@ class _Secret:
         self.client.put_secret_value(
             SecretId=self.name,
             ClientRequestToken=str(uuid.uuid4()),
-            SecretString=_secret_string(token, expires_at),
+            SecretString=self.kind.secret_string(token, expires_at),
             VersionStages=["AWSCURRENT"],
         )
 
     def _new(self, now: float) -> tuple[str, float]:
-        token = f"ya29.bench-{uuid.uuid4().hex}"
+        token = f"{self.kind.token_prefix}{uuid.uuid4().hex}"
         expires_at = now + TOKEN_LIFETIME_SECONDS
         self.expires_at[token], self.stored_at[token] = expires_at, now
         self.newest = token
@@ -163,7 +182,9 @@ class _Reader:
         self.seen: set[str] = set()
         self.failures: list[str] = []
 
-    def read(self, credentials: SecretCredentials, secret: _Secret) -> None:
+    def read(
+        self, credentials: SecretCredentials | SecretIdTokenCredentials, secret: _Secret
+    ) -> None:
         self.reads += 1
         try:
             token = credentials.token
@@ -196,8 +217,11 @@ def simulate(
     threads: int = READER_THREADS,
     step_seconds: float = STEP_SECONDS,
     reads_per_step: int = READS_PER_STEP,
+    kind: Kind | None = None,
 ) -> Simulation:
-    """A busy reader over `hours` of simulated time; moto must be patched (fidelity.apply())."""
+    """A busy reader over `hours` of simulated time; moto must be patched (fidelity.apply()).
+    `kind` is the access-token secret's unless given."""
+    kind = kind or ACCESS_TOKEN
     calls: list[float] = []
 
     def count_call(**_: Any) -> None:
@@ -208,10 +232,8 @@ def simulate(
     readers = [_Reader() for _ in range(threads)]
     broken: list[BaseException] = []
     with time_machine.travel(START, tick=False) as traveller:
-        secret = _Secret(client, late_version, late_seconds)
-        credentials = SecretCredentials(
-            secret.name, client=client, refresh_margin_seconds=MARGIN_SECONDS
-        )
+        secret = _Secret(client, kind, late_version, late_seconds)
+        credentials = kind.reader(secret.name, client=client, refresh_margin_seconds=MARGIN_SECONDS)
         advanced = itertools.count(1)
 
         def next_step() -> None:
@@ -267,7 +289,7 @@ def _share(index: int, step: int, threads: int, reads_per_step: int) -> int:
     return whole + (1 if (index - first) % threads < rest else 0)
 
 
-def _secret_string(token: str, expires_at: float) -> str:
+def _access_token_value(token: str, expires_at: float) -> str:
     expiry = datetime.fromtimestamp(expires_at, UTC)
     return TokenSecretValue(
         access_token=token,
@@ -280,6 +302,24 @@ def _secret_string(token: str, expires_at: float) -> str:
             service_account_client_id="104234567890123456789",
         ),
     ).to_secret_string()
+
+
+def _id_token_value(token: str, expires_at: float) -> str:
+    expiry = datetime.fromtimestamp(expires_at, UTC)
+    return IdTokenSecretValue(
+        id_token=token,
+        metadata=IdTokenMetadata(
+            expires_at=expiry,
+            issued_at=expiry - timedelta(seconds=TOKEN_LIFETIME_SECONDS),
+            audience=AUDIENCE,
+            service_account=SERVICE_ACCOUNT,
+        ),
+    ).to_secret_string()
+
+
+ACCESS_TOKEN: Final = Kind(SecretCredentials, _access_token_value, "ya29.bench-")
+ID_TOKEN: Final = Kind(SecretIdTokenCredentials, _id_token_value, "eyJhbGciOiJSUzI1NiJ9.bench-")
+"""The reader never decodes the JWT, so a token shaped like one is enough."""
 
 
 @contextmanager
@@ -305,11 +345,7 @@ def moto_client() -> Iterator[SecretsManagerClient]:
 
 def read_costs(client: SecretsManagerClient) -> list[Row]:
     """Per-read costs on a credential holding a fresh token (real time), and one round trip."""
-    name = f"bench/client-reads-{uuid.uuid4().hex[:12]}"
-    token = f"ya29.bench-{uuid.uuid4().hex}"
-    client.create_secret(
-        Name=name, SecretString=_secret_string(token, time.time() + TOKEN_LIFETIME_SECONDS)
-    )
+    name, token = _fresh_secret(client, ACCESS_TOKEN)
     credentials = SecretCredentials(name, client=client)
     assert credentials.token == token
     headers: dict[str, str] = {}
@@ -328,6 +364,10 @@ def read_costs(client: SecretsManagerClient) -> list[Row]:
         trips.append(time.perf_counter() - started)
     trip = statistics.median(trips[5:])
     read_us = min(reads) / TOKEN_READS * 1e6
+    id_name, id_token = _fresh_secret(client, ID_TOKEN)
+    id_credentials = SecretIdTokenCredentials(id_name, audience=AUDIENCE, client=client)
+    assert id_credentials.token == id_token
+    id_reads = timeit.repeat(lambda: id_credentials.token, number=TOKEN_READS, repeat=REPEATS)
     return [
         Row(
             "`token` read, fresh token held",
@@ -345,7 +385,21 @@ def read_costs(client: SecretsManagerClient) -> list[Row]:
             f"median of {ROUND_TRIPS} after 5 warm-ups; as long as "
             f"{trip * 1e6 / read_us:,.0f} `token` reads",
         ),
+        Row(
+            "`token` read of an ID-token secret, fresh token held",
+            f"{min(id_reads) / TOKEN_READS * 1e6:.3f} µs",
+            f"SecretIdTokenCredentials; best of {REPEATS} x {TOKEN_READS:,} reads; goal ≤ 2 µs",
+        ),
     ]
+
+
+def _fresh_secret(client: SecretsManagerClient, kind: Kind) -> tuple[str, str]:
+    """A new secret of `kind` holding a token fresh for an hour (real time): its name, token."""
+    name = f"bench/client-reads-{uuid.uuid4().hex[:12]}"
+    token = f"{kind.token_prefix}{uuid.uuid4().hex}"
+    expires_at = time.time() + TOKEN_LIFETIME_SECONDS
+    client.create_secret(Name=name, SecretString=kind.secret_string(token, expires_at))
+    return name, token
 
 
 def simulation_rows(client: SecretsManagerClient, hours: float) -> list[Row]:
@@ -358,6 +412,8 @@ def simulation_rows(client: SecretsManagerClient, hours: float) -> list[Row]:
     ]
     for _, late in lates:
         _check(late)
+    id_tokens = simulate(client, hours=hours, kind=ID_TOKEN)
+    _check(id_tokens)
     reader = (
         f"{READER_THREADS} threads, {READS_PER_STEP} reads per {STEP_SECONDS}-s step of "
         f"simulated time; margin {MARGIN_SECONDS} s"
@@ -397,6 +453,14 @@ def simulation_rows(client: SecretsManagerClient, hours: float) -> list[Row]:
                 f"worst life {late.worst_life_seconds:.0f} s",
             )
         )
+    rows.append(
+        Row(
+            f"busy reader of an ID-token secret, {hours:g} h: GetSecretValue calls / versions seen",
+            f"{id_tokens.get_secret_value_calls} / {id_tokens.versions_seen}",
+            f"{id_tokens.calls_per_version:.2f} per version seen; goal ≤ 1; worst life "
+            f"{id_tokens.worst_life_seconds:.0f} s; {id_tokens.versions_stored} versions stored",
+        )
+    )
     return rows
 
 

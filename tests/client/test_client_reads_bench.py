@@ -2,7 +2,7 @@
 SecretCredentials through simulated hours of 1-hour tokens rotated 15 minutes before expiry, over
 moto's HTTP. What it asserts is behaviour, never speed: one GetSecretValue per token version, no
 token handed out inside the margin while a newer one is stored, and a late rotation costing one
-call per 30-second recheck."""
+call per 30-second recheck; and the same one read per version for an ID-token secret."""
 
 import math
 
@@ -10,6 +10,7 @@ import pytest
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from benchmarks.client_reads import (
+    ID_TOKEN,
     MARGIN_SECONDS,
     READS_PER_STEP,
     ROTATION_LEAD_SECONDS,
@@ -32,6 +33,18 @@ def test_a_busy_reader_reads_each_token_version_once_and_never_inside_the_margin
     # One GetSecretValue per version: not one per thread (the lock), not one per read.
     assert run.get_secret_value_calls == run.versions_seen
     # Every token handed out had more than the margin left: inside it, the newer one was read.
+    assert run.stale_reads == 0
+    assert run.worst_life_seconds > MARGIN_SECONDS
+
+
+def test_a_busy_reader_of_an_id_token_secret_reads_each_version_once(
+    secretsmanager: SecretsManagerClient,
+) -> None:
+    run = simulate(secretsmanager, hours=3, kind=ID_TOKEN)
+
+    assert run.failed_reads == []
+    assert run.versions_stored == run.versions_seen == 4
+    assert run.get_secret_value_calls == run.versions_seen
     assert run.stale_reads == 0
     assert run.worst_life_seconds > MARGIN_SECONDS
 
