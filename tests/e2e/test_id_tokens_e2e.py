@@ -3,9 +3,14 @@ RotateSecret, a manual execution and the refresh schedule each put an ID token i
 that the emulator's Cloud Run service accepts, and that a service of another audience refuses."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import urllib3
@@ -14,6 +19,8 @@ from localcloud.cloud import Deployment, LocalCloud
 from localcloud.deployment import ACCOUNT_ID
 from localcloud.operations import current_value, executions, rotate_on_schedule, start_manual
 from localcloud.scheduler import LocalScheduler
+from localcloud.template import PROJECT_ROOT
+from tests.doc_blocks import doc_block
 from tests.e2e.stacks import PARAMETERS
 
 POOL_PROVIDER = (
@@ -21,7 +28,7 @@ POOL_PROVIDER = (
     "providers/aws-provider"
 )
 LEAD = timedelta(seconds=900)
-Deploy = Callable[[str, str], tuple[Deployment, str]]
+Deploy = Callable[..., tuple[Deployment, str]]
 
 
 def call(url: str, token: str) -> int:
@@ -37,7 +44,7 @@ def deploy_id_token_stack(cloud: LocalCloud) -> Iterator[Deploy]:
     cloud.google.reset()
     deployed: list[Deployment] = []
 
-    def deploy(source: str, audience: str) -> tuple[Deployment, str]:
+    def deploy(source: str, audience: str, stack_name: str | None = None) -> tuple[Deployment, str]:
         suffix = uuid.uuid4().hex[:8]
         parameters = {
             **PARAMETERS,
@@ -54,7 +61,7 @@ def deploy_id_token_stack(cloud: LocalCloud) -> Iterator[Deploy]:
             parameters["WorkloadIdentityAudience"] = POOL_PROVIDER
             caller = cloud.client("sts").get_caller_identity()["Arn"]
             cloud.google.grant_open_id_token_creator(target, caller)
-        deployment = cloud.deploy(parameters, stack_name=f"e2e-id-{suffix}")
+        deployment = cloud.deploy(parameters, stack_name=stack_name or f"e2e-id-{suffix}")
         deployed.append(deployment)
         if source != "workload-identity-federation":
             key = cloud.google.create_service_account()
@@ -159,3 +166,47 @@ def test_an_audience_outside_the_stacks_ceiling_fails_the_rotation_naming_the_ta
     assert "token-rotation:audience" in history
     assert reports in history  # the ceiling
     assert current_value(cloud, deployment.token_secret_arn) == {"GOOGLE_ACCESS_TOKEN": ""}
+
+
+def test_the_pages_add_token_secret_line_adds_an_id_token_secret_cloud_run_accepts(
+    cloud: LocalCloud, deploy_id_token_stack: Deploy
+) -> None:
+    [line] = doc_block("docs/id-tokens.md", "sh", "--id-token-audience").commands()
+    words = shlex.split(line)
+    audience = words[words.index("--id-token-audience") + 1]
+    name = words[words.index("--name") + 1]
+    stack_name = words[words.index("--managed-by") + 1]
+    # A Cloud Run service whose custom audience is the page's URL, as Cloud Run allows.
+    service = cloud.google.deploy_cloud_run(
+        f"reports-{uuid.uuid4().hex[:8]}", custom_audiences=[audience]
+    )
+    deployment, account = deploy_id_token_stack("service-account-key", audience, stack_name)
+    cloud.google.grant_run_invoker(service.rsplit("/", 1)[-1], account)
+    environment = {key: value for key, value in os.environ.items() if key != "AWS_PROFILE"}
+    environment.update(
+        cloud.client_environment(),
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', os.defpath)}",
+    )
+    entry_function = deployment.attributes[("RotationEntryFunction", "Arn")]
+
+    try:
+        added = subprocess.run(
+            ["bash", "-c", line.replace("<RotationEntryFunctionArn>", entry_function)],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert added.returncode == 0, added.stderr
+        value = current_value(cloud, name)
+    finally:
+        cloud.client("secretsmanager").delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+    assert (value["audience"], value["service_account"]) == (audience, account)
+    assert "token-rotation:token-kind=id-token" in added.stdout
+    assert value["GOOGLE_ID_TOKEN"] not in added.stdout + added.stderr
+    assert call(service, value["GOOGLE_ID_TOKEN"]) == 200
