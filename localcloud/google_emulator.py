@@ -3,6 +3,7 @@
 import base64
 import contextlib
 import datetime
+import html
 import json
 import math
 import re
@@ -27,6 +28,12 @@ from google.auth import exceptions as google_auth_exceptions
 from google.auth import jwt as google_jwt
 
 from localcloud.clock import SimulatedClock
+from localcloud.google_id_tokens import (
+    InvalidIdTokenError,
+    SigningKeys,
+    check_id_token,
+    id_token_claims,
+)
 
 JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EMAIL_SCOPES: Final = frozenset({"https://www.googleapis.com/auth/userinfo.email", "email"})
@@ -38,6 +45,8 @@ IAM_SCOPES: Final = frozenset(
     {"https://www.googleapis.com/auth/iam", "https://www.googleapis.com/auth/cloud-platform"}
 )
 TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountTokenCreator"
+OPEN_ID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"
+RUN_INVOKER_ROLE: Final = "roles/run.invoker"
 # Any one of these lets a token list a calendar's events.
 CALENDAR_SCOPES: Final = frozenset(
     {
@@ -48,9 +57,20 @@ CALENDAR_SCOPES: Final = frozenset(
     }
 )
 # Failure-injection keys: "/generateAccessToken" stands for every
-# /v1/projects/-/serviceAccounts/{email}:generateAccessToken path, "/sts" for STS's /v1/token,
-# "/calendar" for every Calendar API path (/calendar/v3/...).
-ROUTES: Final = ("/token", "/tokeninfo", "/generateAccessToken", "/sts", "/calendar")
+# /v1/projects/-/serviceAccounts/{email}:generateAccessToken path (and "/generateIdToken" for
+# :generateIdToken), "/sts" for STS's /v1/token, "/calendar" for every Calendar API path
+# (/calendar/v3/...), "/certs" for both of Google's certificate endpoints (/oauth2/v1/certs and
+# /oauth2/v3/certs), "/run" for every Cloud Run service (/run/{service}/...).
+ROUTES: Final = (
+    "/token",
+    "/tokeninfo",
+    "/generateAccessToken",
+    "/sts",
+    "/calendar",
+    "/generateIdToken",
+    "/certs",
+    "/run",
+)
 MAX_IMPERSONATED_LIFETIME: Final = 43200
 DEFAULT_IMPERSONATED_LIFETIME: Final = 3600
 
@@ -67,9 +87,15 @@ _NOT_SHORT_LIVED: Final = (
     "Check your iat and exp values in the JWT claim."
 )
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
-_GENERATE_ACCESS_TOKEN_PATH: Final = re.compile(
-    r"/v1/projects/(?P<project>[^/]+)/serviceAccounts/(?P<account>[^/:]+):generateAccessToken"
+_IAM_CREDENTIALS_PATH: Final = re.compile(
+    r"/v1/projects/(?P<project>[^/]+)/serviceAccounts/(?P<account>[^/:]+)"
+    r":(?P<method>generateAccessToken|generateIdToken)"
 )
+_CERTS_PATHS: Final = ("/oauth2/v1/certs", "/oauth2/v3/certs")
+_CLOUD_RUN_PREFIX: Final = "/run/"
+_CLOUD_RUN_PATH: Final = re.compile(r"/run/(?P<service>[^/]+)(?P<path>/.*)?")
+# Cloud Run's service names: lowercase letters, digits and hyphens, starting with a letter.
+_CLOUD_RUN_SERVICE: Final = re.compile(r"[a-z](?:[a-z0-9-]{0,47}[a-z0-9])?")
 _STS_PATH: Final = "/v1/token"
 _LIFETIME: Final = re.compile(r"(?P<seconds>[0-9]+)(?:\.[0-9]{1,9})?s")
 _DELEGATE: Final = re.compile(r"projects/-/serviceAccounts/(?P<account>[^/]+)")
@@ -104,7 +130,18 @@ _UNAUTHENTICATED: Final = (
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 _GET_ACCESS_TOKEN_PERMISSION: Final = "iam.serviceAccounts.getAccessToken"
+_GET_OPEN_ID_TOKEN_PERMISSION: Final = "iam.serviceAccounts.getOpenIdToken"
 _CALENDAR_PREFIX: Final = "/calendar/v3/"
+# Routes whose answers, errors included, are not OAuth's JSON.
+_OWN_SHAPE_ROUTES: Final = frozenset(
+    {"/generateAccessToken", "/generateIdToken", "/calendar", "/run", "/certs"}
+)
+_EXACT_ROUTES: Final = {
+    "/token": "/token",
+    "/tokeninfo": "/tokeninfo",
+    _STS_PATH: "/sts",
+    **dict.fromkeys(_CERTS_PATHS, "/certs"),
+}
 _EVENTS_PATH: Final = re.compile(r"/calendar/v3/calendars/(?P<calendar>[^/]+)/events")
 _DEFAULT_MAX_RESULTS: Final = 250
 _MAX_MAX_RESULTS: Final = 2500
@@ -242,6 +279,14 @@ class _Calendar:
     def readable_by(self, principal: str) -> bool:
         # The owner of a calendar (the user whose primary calendar it is) always reads it.
         return bool(principal) and (principal in self.readers or principal == self.id)
+
+
+@dataclass
+class _CloudRunService:
+    invokers: set[str]
+    """Members holding roles/run.invoker on the service: e-mail addresses."""
+    custom_audiences: tuple[str, ...]
+    """Audiences accepted besides the service's own URL."""
 
 
 @dataclass(frozen=True)
@@ -441,7 +486,13 @@ class GoogleEmulator:
     GetCallerIdentity request to `aws_endpoint_url` (the local cloud's AWS).
 
     And a minimal Calendar API for applications to use the tokens on: events.list over the
-    calendars and events a test adds, readable by the principals it names."""
+    calendars and events a test adds, readable by the principals it names.
+
+    It signs Google ID tokens (RS256, kid in the header) with keys it rotates and publishes at
+    Google's certificate endpoints (`certs_url`, `jwks_url`); it hands them out from /token (the
+    JWT-bearer grant with `target_audience`) and from IAM Credentials' generateIdToken; and it
+    serves Cloud Run services (`deploy_cloud_run`) that check a Bearer ID token as Cloud Run's
+    front end does."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
@@ -459,12 +510,17 @@ class GoogleEmulator:
         self.clock_skew_seconds = clock_skew_seconds
         self.clock = clock if clock is not None else SimulatedClock()
         self.clock_offset_seconds: float = 0.0
+        self.certs_max_age_seconds = 21600
+        """The certificate endpoints' Cache-Control max-age (Google's is several hours)."""
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._client_ids: dict[str, str] = {}
         self._keys: dict[str, _KeyEntry] = {}
         self._tokens: dict[str, _TokenRecord] = {}
         self._token_creators: dict[str, set[str]] = {}
+        self._open_id_token_creators: dict[str, set[str]] = {}
+        self._signing_keys = SigningKeys(self.now)
+        self._cloud_run: dict[str, _CloudRunService] = {}
         self._lifetime_extension: set[str] = set()
         self._delegation: dict[str, frozenset[str] | None] = {}
         self._providers: dict[str, _Provider] = {}
@@ -547,6 +603,28 @@ class GoogleEmulator:
         `service_account_impersonation_url`)."""
         return f"{self.base_url}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
 
+    def generate_id_token_url(self, email: str) -> str:
+        """The IAM Credentials generateIdToken URL for `email`. google-auth's
+        impersonated_credentials.IDTokenCredentials takes no endpoint override: point its
+        module constant google.auth.iam._IAM_IDTOKEN_ENDPOINT at
+        `generate_id_token_url("{}")`."""
+        return f"{self.base_url}/v1/projects/-/serviceAccounts/{email}:generateIdToken"
+
+    @property
+    def certs_url(self) -> str:
+        """Google's ID-token certificates, PEM by kid (https://www.googleapis.com/oauth2/v1/certs):
+        the `certs_url` of google-auth's id_token.verify_token."""
+        return self.base_url + _CERTS_PATHS[0]
+
+    @property
+    def jwks_url(self) -> str:
+        """The same keys as a JWK set (https://www.googleapis.com/oauth2/v3/certs)."""
+        return self.base_url + _CERTS_PATHS[1]
+
+    def cloud_run_url(self, service: str) -> str:
+        """The service's URL, which is also the audience its ID tokens must carry."""
+        return f"{self.base_url}{_CLOUD_RUN_PREFIX}{service}"
+
     @property
     def api_root_url(self) -> str:
         """The Google APIs root an application is pointed at (googleapis' `rootUrl`; for
@@ -599,6 +677,70 @@ class GoogleEmulator:
     def revoke_token_creator(self, target_email: str, member: str) -> None:
         with self._lock:
             self._token_creators.get(target_email, set()).discard(member)
+
+    def grant_open_id_token_creator(self, target_email: str, member: str) -> None:
+        """Grants roles/iam.serviceAccountOpenIdTokenCreator on `target_email` to `member`
+        (named as for grant_token_creator): generateIdToken only, no access tokens."""
+        with self._lock:
+            self._open_id_token_creators.setdefault(target_email, set()).add(member)
+
+    def revoke_open_id_token_creator(self, target_email: str, member: str) -> None:
+        with self._lock:
+            self._open_id_token_creators.get(target_email, set()).discard(member)
+
+    # --- ID tokens: Google's signing keys ----------------------------------------------------
+
+    def rotate_signing_key(self) -> str:
+        """Google's key rotation: a new key signs ID tokens from now on, the previous one stays
+        published (its tokens still verify), older ones are dropped. Returns the new kid."""
+        return self._signing_keys.rotate()
+
+    def retire_signing_key(self, kid: str) -> None:
+        """Stops publishing a key that no longer signs: the tokens it signed stop verifying."""
+        self._signing_keys.retire(kid)
+
+    @property
+    def signing_key_ids(self) -> tuple[str, ...]:
+        """The kids published at the certificate endpoints, oldest first; the last one signs."""
+        return self._signing_keys.published_kids
+
+    def sign_id_token(self, claims: Mapping[str, object]) -> str:
+        """Any claims signed as Google signs ID tokens (current key, kid in the header): for
+        tests that need a token Google would never issue (expired, another issuer...)."""
+        return self._signing_keys.sign(claims)
+
+    # --- Cloud Run -------------------------------------------------------------------------
+
+    def deploy_cloud_run(
+        self,
+        service: str,
+        invokers: Iterable[str] = (),
+        *,
+        custom_audiences: Iterable[str] = (),
+    ) -> str:
+        """A Cloud Run service that requires authentication, with roles/run.invoker granted to
+        `invokers` (e-mail addresses) and accepting ID tokens for its URL or any of
+        `custom_audiences`. Returns its URL. Redeploying replaces the service."""
+        if not _CLOUD_RUN_SERVICE.fullmatch(service):
+            raise ValueError(
+                f"{service!r} is not a Cloud Run service name: use up to 49 lowercase letters, "
+                "digits and hyphens, starting with a letter"
+            )
+        if isinstance(invokers, str) or isinstance(custom_audiences, str):
+            raise TypeError("invokers and custom_audiences are collections, not one string")
+        deployed = _CloudRunService(set(invokers), tuple(custom_audiences))
+        with self._lock:
+            self._cloud_run[service] = deployed
+        return self.cloud_run_url(service)
+
+    def grant_run_invoker(self, service: str, member: str) -> None:
+        """Grants roles/run.invoker on the deployed service to `member` (an e-mail address)."""
+        with self._lock:
+            self._cloud_run_service(service).invokers.add(member)
+
+    def revoke_run_invoker(self, service: str, member: str) -> None:
+        with self._lock:
+            self._cloud_run_service(service).invokers.discard(member)
 
     def allow_lifetime_extension(self, email: str) -> None:
         """Lists `email` in constraints/iam.allowServiceAccountCredentialLifetimeExtension, so
@@ -781,7 +923,8 @@ class GoogleEmulator:
 
     def reset(self) -> None:
         """Forgets queued failures, storms, the request log, the access a test granted (roles,
-        policies, delegation, pool providers) and calendars; keys and issued tokens stay."""
+        policies, delegation, pool providers), calendars and Cloud Run services; keys (signing
+        keys too) and issued tokens stay."""
         with self._lock:
             for queue in self._failures.values():
                 queue.clear()
@@ -789,12 +932,20 @@ class GoogleEmulator:
                 storms.clear()
             self.requests.clear()
             self._token_creators.clear()
+            self._open_id_token_creators.clear()
+            self._cloud_run.clear()
             self._lifetime_extension.clear()
             self._delegation.clear()
             self._providers.clear()
             self._calendars.clear()
 
     # --- used by the request handler -------------------------------------------------------
+
+    def _cloud_run_service(self, service: str) -> _CloudRunService:
+        deployed = self._cloud_run.get(service)
+        if deployed is None:
+            raise KeyError(f"no Cloud Run service {service!r}: call deploy_cloud_run first")
+        return deployed
 
     def _key_entry(self, private_key_id: str) -> _KeyEntry:
         entry = self._keys.get(private_key_id)
@@ -838,7 +989,7 @@ class GoogleEmulator:
     ) -> _Reply:
         try:
             route = _route_of(path)
-            if route in ("/generateAccessToken", "/calendar"):
+            if route in _OWN_SHAPE_ROUTES:
                 return self._answer_cloud_api(
                     route, method, path, content_type, query, bearer, body
                 )
@@ -876,11 +1027,27 @@ class GoogleEmulator:
         bearer: str | None,
         body: bytes,
     ) -> _Reply:
-        """The Cloud APIs, which answer in their own error shapes rather than OAuth's."""
+        """The Cloud APIs, Cloud Run and the certificates, which answer in their own shapes
+        rather than OAuth's."""
+        if route == "/run":
+            return self._answer_cloud_run(path, bearer)
+        if route == "/certs":
+            return self._answer_certs(method, path)
         if route == "/calendar":
             # Google takes the token from the header or, as an alternative, the query.
             return self._answer_calendar(method, path, query, bearer or query.get("access_token"))
         return self._answer_generate(method, path, content_type, body, bearer)
+
+    def _answer_certs(self, method: str, path: str) -> _Reply:
+        if method != "GET":
+            reply = _json_reply(405, _request_error("The certificate endpoints take GET."))
+            return _Reply(reply.status, reply.body, reply.content_type, (("Allow", "GET"),))
+        keys = self._signing_keys
+        payload = keys.certificates() if path == _CERTS_PATHS[0] else keys.jwks()
+        reply = _json_reply(200, payload)
+        # Relying parties cache the keys for max-age, so a rotation reaches them late.
+        cache = f"public, max-age={self.certs_max_age_seconds}, must-revalidate, no-transform"
+        return _Reply(reply.status, reply.body, reply.content_type, (("Cache-Control", cache),))
 
     def _grant(self, content_type: str, form: dict[str, str]) -> dict[str, object]:
         if content_type != _FORM:
@@ -892,6 +1059,18 @@ class GoogleEmulator:
         if not assertion:
             raise _OAuthError(400, "invalid_request", "Missing required parameter: assertion")
         issuer, client_id, claims = self._verified_assertion(assertion)
+        target_audience = claims.get("target_audience")
+        if isinstance(target_audience, str) and target_audience:
+            # Google answers an ID token for that audience instead of an access token.
+            id_token = self._signing_keys.sign(
+                id_token_claims(
+                    audience=target_audience,
+                    unique_id=client_id,
+                    email=issuer,
+                    issued_at=self.now(),
+                )
+            )
+            return {"id_token": id_token}
         scopes = _scopes(claims)
         subject = self._delegated_subject(issuer, claims, scopes)
         lifetime = int(self.token_lifetime_seconds)
@@ -956,22 +1135,25 @@ class GoogleEmulator:
         try:
             if method != "POST":
                 raise _ApiError(404, "NOT_FOUND", f"The emulator has no {method} {path}.")
-            match = _GENERATE_ACCESS_TOKEN_PATH.fullmatch(path)
+            match = _IAM_CREDENTIALS_PATH.fullmatch(path)
             if match is None or match["project"] != "-":
                 # Google insists on the "-" wildcard for the project.
                 raise _invalid_argument(
                     "The resource name must be projects/-/serviceAccounts/{ACCOUNT_EMAIL}."
                 )
-            answer = self._generate_access_token(
-                unquote(match["account"]), content_type, body, bearer
+            generate = (
+                self._generate_access_token
+                if match["method"] == "generateAccessToken"
+                else self._generate_id_token
             )
-            return _json_reply(200, answer)
+            return _json_reply(200, generate(unquote(match["account"]), content_type, body, bearer))
         except _ApiError as error:
             return _json_reply(error.code, error.payload())
 
-    def _generate_access_token(
-        self, target: str, content_type: str, body: bytes, bearer: str | None
-    ) -> dict[str, object]:
+    def _iam_credentials_request(
+        self, content_type: str, body: bytes, bearer: str | None
+    ) -> tuple[_TokenRecord, dict[str, object]]:
+        """The caller's token record and the JSON request of an IAM Credentials call."""
         caller = self._bearer_record(bearer)
         if not IAM_SCOPES.intersection(caller.token.scopes):
             # Google's text for a token without cloud-platform or iam (verified as Google's
@@ -987,23 +1169,68 @@ class GoogleEmulator:
             raise _invalid_argument("Invalid JSON payload received.") from None
         if not isinstance(request, dict):
             raise _invalid_argument("Invalid JSON payload received.")
-        scopes = _requested_scopes(request.get("scope"))
-        lifetime = _requested_lifetime(request.get("lifetime"))
-        delegates = _requested_delegates(request.get("delegates"))
+        return caller, request
+
+    def _authorized_target(
+        self,
+        caller: _TokenRecord,
+        delegates: tuple[str, ...],
+        target: str,
+        *,
+        id_token: bool,
+    ) -> str:
+        """The target's client_id once the chain may act for it: the caller holds the permission
+        on the first delegate (or the target), each delegate the token-creator role on the
+        next. For ID tokens the caller's permission, getOpenIdToken, comes with either the
+        OpenID token creator role or the token creator role."""
+        permission = _GET_OPEN_ID_TOKEN_PERMISSION if id_token else _GET_ACCESS_TOKEN_PERMISSION
         with self._lock:
-            # Each link of the chain needs the token-creator role on the next: the caller on the
-            # first delegate (or the target), each delegate on the one after it.
             members: frozenset[str] = caller.identities
-            for next_account in (*delegates, target):
-                if not members.intersection(self._token_creators.get(next_account, ())):
-                    raise _permission_denied(_GET_ACCESS_TOKEN_PERMISSION)
+            for link, next_account in enumerate((*delegates, target)):
+                holders = set(self._token_creators.get(next_account, ()))
+                if id_token and link == 0:
+                    holders |= self._open_id_token_creators.get(next_account, set())
+                if not members.intersection(holders):
+                    raise _permission_denied(permission)
                 members = frozenset({next_account})
             client_id = self._client_ids.get(target)
-            extended = target in self._lifetime_extension
         if client_id is None:
             # Unverified text: Google's answer for an account that does not exist (it is
             # reached only when the caller holds the role, e.g. granted on the project).
             raise _ApiError(404, "NOT_FOUND", f"Not found; Gaia id not found for email {target}")
+        return client_id
+
+    def _generate_id_token(
+        self, target: str, content_type: str, body: bytes, bearer: str | None
+    ) -> dict[str, object]:
+        caller, request = self._iam_credentials_request(content_type, body, bearer)
+        audience = request.get("audience")
+        if not isinstance(audience, str) or not audience:
+            # Unverified text: Google answers 400 INVALID_ARGUMENT for a missing audience.
+            raise _invalid_argument("Invalid value for field 'audience': it is required.")
+        include_email = request.get("includeEmail", False)
+        if not isinstance(include_email, bool):
+            raise _invalid_argument("Invalid value at 'include_email' (TYPE_BOOL).")
+        delegates = _requested_delegates(request.get("delegates"))
+        client_id = self._authorized_target(caller, delegates, target, id_token=True)
+        claims = id_token_claims(
+            audience=audience,
+            unique_id=client_id,
+            email=target if include_email else None,
+            issued_at=self.now(),
+        )
+        return {"token": self._signing_keys.sign(claims)}
+
+    def _generate_access_token(
+        self, target: str, content_type: str, body: bytes, bearer: str | None
+    ) -> dict[str, object]:
+        caller, request = self._iam_credentials_request(content_type, body, bearer)
+        scopes = _requested_scopes(request.get("scope"))
+        lifetime = _requested_lifetime(request.get("lifetime"))
+        delegates = _requested_delegates(request.get("delegates"))
+        client_id = self._authorized_target(caller, delegates, target, id_token=False)
+        with self._lock:
+            extended = target in self._lifetime_extension
         if lifetime > DEFAULT_IMPERSONATED_LIFETIME and not extended:
             # Unverified text: Google's exact wording was not found; it answers 400
             # INVALID_ARGUMENT and names the 1-hour cap and the org policy constraint.
@@ -1034,6 +1261,41 @@ class GoogleEmulator:
             if record is None or record.revoked or now >= record.token.expires_at:
                 raise _ApiError(401, "UNAUTHENTICATED", _UNAUTHENTICATED)
             return record
+
+    # --- Cloud Run: the front end's check of the Bearer ID token -----------------------------
+
+    def _answer_cloud_run(self, path: str, bearer: str | None) -> _Reply:
+        match = _CLOUD_RUN_PATH.fullmatch(path)
+        service = match["service"] if match else ""
+        inner_path = (match["path"] if match else None) or "/"
+        with self._lock:
+            deployed = self._cloud_run.get(service)
+            invokers = frozenset(deployed.invokers) if deployed else frozenset()
+            audiences = (
+                (self.cloud_run_url(service), *deployed.custom_audiences) if deployed else ()
+            )
+        if deployed is None:
+            return _front_end_page(404, inner_path)
+        if bearer is None:
+            # No credentials at all: Cloud Run answers 403, not 401.
+            return _front_end_page(403, inner_path)
+        try:
+            claims = self._signing_keys.verified_claims(bearer)
+            check_id_token(
+                claims,
+                audiences=audiences,
+                now=self.now(),
+                clock_skew_seconds=self.clock_skew_seconds,
+            )
+        except InvalidIdTokenError:
+            # Access tokens land here too: they are not JWTs.
+            return _front_end_page(401, inner_path)
+        email = claims.get("email")
+        # Unverified: a token without the email claim (generateIdToken without includeEmail)
+        # is refused here; the product asks for the email, so the stricter reading is safe.
+        if claims.get("email_verified") is not True or email not in invokers:
+            return _front_end_page(403, inner_path)
+        return _json_reply(200, {"message": "hello", "email": email})
 
     # --- Calendar API: events.list ----------------------------------------------------------
 
@@ -1431,8 +1693,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
-        self.send_header("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
-        self.send_header("Pragma", "no-cache")
+        if not any(name == "Cache-Control" for name, _ in reply.headers):
+            self.send_header("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
+            self.send_header("Pragma", "no-cache")
         for name, value in reply.headers:
             self.send_header(name, value)
         if self.close_connection:
@@ -1467,6 +1730,38 @@ def _failure(
     return InjectedFailure(route, status, body, hang_seconds, reset_connection, count)
 
 
+# Google's front end answers in these pages (401 and 403 verified: quoted from Cloud Run's
+# real answers in google/adk-python issue #3814 and datacommonsorg/docsite #463; the 404 and
+# the 401's WWW-Authenticate, reported for Cloud Functions, are unverified for Cloud Run).
+_FRONT_END_TITLES: Final = {401: "Unauthorized", 403: "Forbidden", 404: "Page not found"}
+_FRONT_END_TEXTS: Final = {
+    401: "Your client does not have permission to the requested URL <code>{path}</code>.",
+    403: "Your client does not have permission to get URL <code>{path}</code> from this server.",
+    404: "The requested URL <code>{path}</code> was not found on this server.",
+}
+_INVALID_ID_TOKEN: Final = (
+    'Bearer error="invalid_token" error_description="The access token could not be verified"'
+)
+
+
+def _front_end_page(status: int, path: str) -> _Reply:
+    title = _FRONT_END_TITLES[status]
+    text = _FRONT_END_TEXTS[status].format(path=html.escape(path))
+    page = (
+        "<html><head>\n"
+        '<meta http-equiv="content-type" content="text/html;charset=utf-8">\n'
+        f"<title>{status} {title}</title>\n"
+        "</head>\n"
+        "<body text=#000000 bgcolor=#ffffff>\n"
+        f"<h1>Error: {title}</h1>\n"
+        f"<h2>{text}</h2>\n"
+        "<h2></h2>\n"
+        "</body></html>\n"
+    )
+    headers = (("WWW-Authenticate", _INVALID_ID_TOKEN),) if status == 401 else ()
+    return _Reply(status, page.encode(), _HTML, headers)
+
+
 def _json_reply(status: int, payload: dict[str, Any]) -> _Reply:
     # Google pretty-prints its OAuth JSON; matching it keeps byte counts realistic.
     return _Reply(status, json.dumps(payload, indent=2).encode())
@@ -1478,7 +1773,13 @@ def _request_error(description: str) -> dict[str, str]:
 
 def _failure_reply(failure: InjectedFailure) -> _Reply:
     body = failure.body
-    if body is None and failure.route in ("/generateAccessToken", "/calendar"):
+    if body is None and failure.route == "/run":
+        # Unverified page: what Google's front end serves when the service fails.
+        body = (
+            f"<html><head><title>{failure.status} Injected failure</title></head>"
+            f"<body><h1>Error: Injected failure (HTTP {failure.status})</h1></body></html>\n"
+        )
+    if body is None and failure.route in ("/generateAccessToken", "/generateIdToken", "/calendar"):
         # Cloud APIs answer in their own error shape, not OAuth's.
         status = "UNAVAILABLE" if failure.status == 503 else "INTERNAL"
         if failure.status < 500:
@@ -1504,14 +1805,14 @@ def _failure_reply(failure: InjectedFailure) -> _Reply:
 
 def _route_of(path: str) -> str | None:
     """The failure-injection key of a request path (one of ROUTES), or None."""
-    if path in ("/token", "/tokeninfo"):
-        return path
-    if path == _STS_PATH:
-        return "/sts"
-    if path.endswith(":generateAccessToken") and path.startswith("/v1/projects/"):
-        return "/generateAccessToken"
-    if path.startswith(_CALENDAR_PREFIX):
-        return "/calendar"
+    if path in _EXACT_ROUTES:
+        return _EXACT_ROUTES[path]
+    if path.startswith("/v1/projects/"):
+        method = path.rpartition(":")[2]
+        return f"/{method}" if method in ("generateAccessToken", "generateIdToken") else None
+    for prefix, route in ((_CALENDAR_PREFIX, "/calendar"), (_CLOUD_RUN_PREFIX, "/run")):
+        if path.startswith(prefix):
+            return route
     return None
 
 
