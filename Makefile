@@ -123,7 +123,7 @@ test: venvs examples/node/node_modules/.installed
 	trap 'rm -f "$$tests_log"' EXIT; \
 	trap '[ -z "$$tests_pid" ] || kill $$tests_pid 2>/dev/null; exit 130' INT TERM; \
 	echo "$(PY) -m pytest &   # started now; its output follows the checks"; \
-	$(PY) -m pytest --numprocesses 2 --dist worksteal $$([ -t 1 ] && echo --color=yes) >"$$tests_log" 2>&1 & tests_pid=$$!; \
+	$(PY) -m pytest --numprocesses 2 --dist worksteal --durations=25 $$([ -t 1 ] && echo --color=yes) >"$$tests_log" 2>&1 & tests_pid=$$!; \
 	$(MAKE) --no-print-directory --keep-going lint check-template; checks=$$?; \
 	echo "$(PY) -m pytest   # output so far, then live"; \
 	tail -n +1 -f --pid=$$tests_pid "$$tests_log"; \

@@ -549,6 +549,7 @@ class _Deployer:
             "GOOGLE_TOKENINFO_URL": self.cloud.google.tokeninfo_url,
             "GOOGLE_IAM_CREDENTIALS_URL": self.cloud.google.generate_access_token_url("{}"),
             "GOOGLE_STS_URL": self.cloud.google.sts_url,
+            "GOOGLE_CERTS_URL": self.cloud.google.certs_url,
             "GOOGLE_HTTP_TIMEOUT_SECONDS": str(self.cloud._google_timeout),
             # Never the developer's own AWS profile: only the local cloud's fake credentials.
             "AWS_CONFIG_FILE": "/dev/null",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
 
 MAX_FAILURES: Final = 1000
+MAX_ADVANCE_SECONDS: Final = 86400
 
 
 class RehearsalError(ValueError):
@@ -71,3 +72,13 @@ def fail_next(cloud: "LocalCloud", request: object) -> dict[str, object]:
 def end_failures(cloud: "LocalCloud") -> dict[str, object]:
     """Google's outage ends: the failures still queued are dropped."""
     return {"FailuresDropped": cloud.google.end_failures()}
+
+
+def advance_clock(cloud: "LocalCloud", request: object) -> dict[str, object]:
+    """`Seconds` pass on the cloud's clock at once, so that what is due then (a retry a notice
+    promised, the sweep) fires without waiting for it in real time."""
+    seconds = request.get("Seconds") if isinstance(request, dict) else None
+    if not isinstance(seconds, int) or not 1 <= seconds <= MAX_ADVANCE_SECONDS:
+        raise RehearsalError(f"Seconds must be 1 to {MAX_ADVANCE_SECONDS}, not {seconds!r}")
+    cloud.clock.advance(seconds)
+    return {"AdvancedSeconds": seconds, "Now": cloud.clock.now()}

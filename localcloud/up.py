@@ -32,6 +32,7 @@ from localcloud.intrinsics import TemplateError
 from localcloud.operations import subscribe_queue
 from localcloud.rehearsal import (
     RehearsalError,
+    advance_clock,
     create_key,
     delete_stored_key,
     end_failures,
@@ -197,8 +198,8 @@ def _print_banner(
         ("failure topic", f"{up.refs['FailureTopic']}  (notices are printed here)"),
         (
             "control",
-            f"{up.control_url}  (POST /begin-rotation, /google/<action>; GET / describes this "
-            "cloud)",
+            f"{up.control_url}  (POST /begin-rotation, /google/<action>, /clock/advance; GET / "
+            "describes this cloud)",
         ),
         (
             "schedules",
@@ -419,13 +420,15 @@ class _ControlServer(ThreadingHTTPServer):
         }
 
 
-_GOOGLE_ACTIONS: Final[dict[str, Callable[[LocalCloud, Any], dict[str, Any]]]] = {
+_REHEARSAL_ACTIONS: Final[dict[str, Callable[[LocalCloud, Any], dict[str, Any]]]] = {
     "/google/delete-key": lambda cloud, _request: delete_stored_key(cloud),
     "/google/create-key": lambda cloud, _request: create_key(cloud),
     "/google/fail": fail_next,
     "/google/recover": lambda cloud, _request: end_failures(cloud),
+    "/clock/advance": advance_clock,
 }
-"""What happens at Google, for `python -m localcloud google ...` (localcloud.rehearsal)."""
+"""What happens at Google, for `python -m localcloud google ...`, and time passing at once
+(localcloud.rehearsal)."""
 
 
 class _ControlHandler(BaseHTTPRequestHandler):
@@ -447,8 +450,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._reply(200, json.loads(description.to_json()))
 
     def do_POST(self) -> None:
-        if self.path != "/begin-rotation" and self.path not in _GOOGLE_ACTIONS:
-            self._reply(404, {"error": f"POST /begin-rotation or {', '.join(_GOOGLE_ACTIONS)}"})
+        if self.path != "/begin-rotation" and self.path not in _REHEARSAL_ACTIONS:
+            self._reply(404, {"error": f"POST /begin-rotation or {', '.join(_REHEARSAL_ACTIONS)}"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY_BYTES:
@@ -460,8 +463,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
             self._reply(400, {"error": "the body is not JSON"})
             return
         try:
-            if self.path in _GOOGLE_ACTIONS:
-                status, body = 200, _GOOGLE_ACTIONS[self.path](self._server.cloud, request)
+            if self.path in _REHEARSAL_ACTIONS:
+                status, body = 200, _REHEARSAL_ACTIONS[self.path](self._server.cloud, request)
             else:
                 status, body = self._server.begin_rotation(request)
         except RehearsalError as error:

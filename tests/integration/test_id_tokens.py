@@ -4,6 +4,7 @@ rotation, aud, email, life), accepted by a Cloud Run service, refused with the f
 judged by the freshness sweep with the certificates instead of tokeninfo."""
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from rotation_core.steps import Step
 from rotation_core.sweep import Action, Reason
 from rotation_core.sweep_run import FreshnessSweep
 from rotation_core.token_secret import IdTokenMetadata, IdTokenSecretValue, parse_token_secret
+from tests.doc_blocks import doc_block
 from tests.minting_sources import AUDIENCE as POOL_PROVIDER
 from tests.minting_sources import federated_target, impersonation_target
 from tests.support import (
@@ -186,7 +188,12 @@ def test_without_the_openid_token_creator_role_the_refusal_quotes_the_binding(
 
     message = str(refused.value)
     assert f"gcloud iam service-accounts add-iam-policy-binding {account} {member}" in message
-    assert "--role=roles/iam.serviceAccountOpenIdTokenCreator" in message
+    # The page's binding is the one the refusal quotes (gcloud cannot reach the emulator).
+    [line] = doc_block("docs/id-tokens.md", "sh", "serviceAccountOpenIdTokenCreator").commands()
+    quoted_member = re.search(r"--member=(.+?) --role=", message)
+    assert quoted_member is not None
+    filled = line.replace('"$TARGET"', account).replace('"$MEMBER"', quoted_member[1])
+    assert filled in message
     assert stages(secretsmanager, id_token_secret)[token] == ["AWSPENDING"]  # nothing stored
 
 

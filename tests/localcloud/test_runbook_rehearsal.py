@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from localcloud.deployment import client_environment
 from localcloud.template import PROJECT_ROOT
@@ -164,8 +165,17 @@ def test_the_retry_a_failure_notice_promises_comes_on_up(operator: Operator) -> 
     assert "FreshnessSweepSchedule\t" in sweep.stdout  # DISABLED here: the tests paused it
     operator.run(doc_block(PAGE, "sh", "output RotationEntryLogGroupName").text)
 
-    # The fix without "rotate now": the retry the notice names does the rest.
+    # The fix without "rotate now": the retry the notice names does the rest, a minute on (the
+    # test moves `up`'s clock there instead of waiting for it).
     operator.run(key_fix())
+    clock = f"{operator.up.description().control_url}/clock/advance"
+    refused = requests.post(clock, json={"Seconds": 0}, timeout=10)
+    assert (refused.status_code, refused.json()) == (
+        400,
+        {"error": "Seconds must be 1 to 86400, not 0"},
+    )
+    advanced = requests.post(clock, json={"Seconds": 60}, timeout=10)
+    assert advanced.status_code == 200, advanced.text
     fired = operator.up.wait_for(
         r"\[scheduler\].*RefreshScheduleGroup/\S+ fired secretsmanager:rotateSecret",
         start=start,

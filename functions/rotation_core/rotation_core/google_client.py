@@ -43,8 +43,8 @@ OPENID_TOKEN_CREATOR_FIX: Final = (
 )
 KEY_ACCOUNT_MEMBER: Final = "serviceAccount:<the key's account>"
 FEDERATED_ROLE_MEMBER: Final = (
-    "principalSet://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/"
-    "workloadIdentityPools/POOL/attribute.aws_role/arn:aws:sts::ACCOUNT_ID:assumed-role/ROLE"
+    "principalSet://iam.googleapis.com/projects/NUMBER/locations/global/"
+    "workloadIdentityPools/POOL/attribute.aws_role/arn:aws:sts::ACCOUNT:assumed-role/ROLE_NAME"
 )
 """The function's AWS role as the pool provider maps it (docs/id-tokens.md shows the mapping)."""
 
