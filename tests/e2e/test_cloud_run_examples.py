@@ -9,8 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from google.auth import jwt
@@ -20,11 +22,15 @@ from google.oauth2 import service_account
 from localcloud.cloud import LocalCloud
 from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import PLACEHOLDER, IdTokenMetadata, IdTokenSecretValue
+from tests.doc_blocks import doc_block
 from tests.e2e.test_node_example import node
 
 NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node"
 PYTHON_EXAMPLE = PROJECT_ROOT / "examples" / "python" / "call_cloud_run.py"
 CALLER = "invoices-caller@demo-project.iam.gserviceaccount.com"
+READING = "docs/reading-the-token.md"
+DOCUMENTED_SERVICE = "https://invoices-4k2j3h5g6a-ew.a.run.app"
+DOCUMENTED_SECRET = "google/id-token"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,11 @@ class Service:
             SecretId=self.secret_id, SecretString=value.to_secret_string()
         )
         return token
+
+    def current(self) -> dict[str, str]:
+        answer = self.cloud.client("secretsmanager").get_secret_value(SecretId=self.secret_id)
+        value: dict[str, str] = json.loads(answer["SecretString"])
+        return value
 
     def bearers(self) -> list[tuple[str | None, int | None]]:
         return [(r.bearer, r.status) for r in self.cloud.google.requests if "/run/" in r.path]
@@ -83,15 +94,23 @@ def mint_id_token(cloud: LocalCloud, audience: str) -> str:
     return token
 
 
-@pytest.fixture
-def service(cloud: LocalCloud) -> Iterator[Service]:
+@contextmanager
+def deployed(cloud: LocalCloud, secret_id: str) -> Iterator[Service]:
+    """The service, and the secret as the stack creates it (the placeholder), deleted after."""
     cloud.google.reset()
     url = cloud.google.deploy_cloud_run("invoices", invokers=[CALLER])
-    secret_id = f"e2e/{uuid.uuid4().hex[:12]}/id-token"
     secrets = cloud.client("secretsmanager")
     secrets.create_secret(Name=secret_id, SecretString=PLACEHOLDER)
-    yield Service(cloud, url, secret_id)
-    secrets.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+    try:
+        yield Service(cloud, url, secret_id)
+    finally:
+        secrets.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+
+
+@pytest.fixture
+def service(cloud: LocalCloud) -> Iterator[Service]:
+    with deployed(cloud, f"e2e/{uuid.uuid4().hex[:12]}/id-token") as service:
+        yield service
 
 
 def call_node(service: Service) -> subprocess.CompletedProcess[str]:
@@ -189,3 +208,53 @@ def test_an_access_token_secret_is_refused_naming_the_reader_for_it(
     assert (ran.returncode, ran.stdout) == (1, "")
     assert "holds an access token (GOOGLE_ACCESS_TOKEN), not an ID token" in ran.stderr
     assert service.bearers() == []
+
+
+# --- docs/reading-the-token.md's ID-token blocks, as written but for the service's address ---
+
+
+@pytest.fixture
+def documented(cloud: LocalCloud) -> Iterator[Service]:
+    """The page's secret name, holding a token for the emulator's service."""
+    with deployed(cloud, DOCUMENTED_SECRET) as service:
+        service.store(service.url)
+        yield service
+
+
+def test_the_python_block_calls_the_service(documented: Service, tmp_path: Path) -> None:
+    block = doc_block(READING, "python", "SecretIdTokenCredentials(").text
+
+    ran = subprocess.run(
+        [sys.executable, "-c", block.replace(DOCUMENTED_SERVICE, documented.url)],
+        cwd=tmp_path,
+        env={**documented.environment(), "PYTHONPATH": str(PROJECT_ROOT / "client" / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (ran.returncode, ran.stderr) == (0, "")
+    expires_at = datetime.fromisoformat(documented.current()["expires_at"])
+    assert ran.stdout == f"200 {expires_at.replace(tzinfo=None)}\n"
+    assert documented.bearers() == [(documented.current()["GOOGLE_ID_TOKEN"], 200)]
+
+
+def test_the_node_block_calls_the_service(documented: Service, tmp_path: Path) -> None:
+    block = doc_block(READING, "js", "secretIdToken(").text
+    (tmp_path / "token.mjs").symlink_to(NODE_EXAMPLE / "token.mjs")
+    (tmp_path / "app.mjs").write_text(block.replace(DOCUMENTED_SERVICE, documented.url))
+
+    ran = subprocess.run(
+        [node(), "app.mjs"],
+        cwd=tmp_path,
+        env=documented.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert ran.stdout == f"200 {documented.current()['expires_at']}\n"
+    assert documented.bearers() == [(documented.current()["GOOGLE_ID_TOKEN"], 200)]
