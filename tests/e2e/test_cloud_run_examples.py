@@ -29,6 +29,7 @@ NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node"
 PYTHON_EXAMPLE = PROJECT_ROOT / "examples" / "python" / "call_cloud_run.py"
 CALLER = "invoices-caller@demo-project.iam.gserviceaccount.com"
 READING = "docs/reading-the-token.md"
+CLIENT_README = "client/README.md"
 DOCUMENTED_SERVICE = "https://invoices-4k2j3h5g6a-ew.a.run.app"
 DOCUMENTED_SECRET = "google/id-token"
 
@@ -210,7 +211,7 @@ def test_an_access_token_secret_is_refused_naming_the_reader_for_it(
     assert service.bearers() == []
 
 
-# --- docs/reading-the-token.md's ID-token blocks, as written but for the service's address ---
+# --- the documents' ID-token blocks, as written but for the service's address ----------------
 
 
 @pytest.fixture
@@ -221,8 +222,16 @@ def documented(cloud: LocalCloud) -> Iterator[Service]:
         yield service
 
 
-def test_the_python_block_calls_the_service(documented: Service, tmp_path: Path) -> None:
-    block = doc_block(READING, "python", "SecretIdTokenCredentials(").text
+def python_block(page: str) -> str:
+    return {
+        READING: doc_block(READING, "python", "SecretIdTokenCredentials("),
+        CLIENT_README: doc_block(CLIENT_README, "python", "SecretIdTokenCredentials("),
+    }[page].text
+
+
+@pytest.mark.parametrize("page", [READING, CLIENT_README])
+def test_the_python_block_calls_the_service(documented: Service, tmp_path: Path, page: str) -> None:
+    block = python_block(page)
 
     ran = subprocess.run(
         [sys.executable, "-c", block.replace(DOCUMENTED_SERVICE, documented.url)],
