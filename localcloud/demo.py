@@ -77,6 +77,9 @@ def run_demo(say: Callable[[str], None] = print) -> int:
         calendar_application(cloud, deployment, account, expect)
         say("\n10. A long-running reader keeps working across a rotation, without a restart")
         long_running_reader(cloud, keyless, expect)
+        say("\n11. An ID token for Cloud Run: a keyless stack rotates one, and the Python example")
+        say("    calls the service with it")
+        cloud_run_caller(cloud, expect)
 
     elapsed = time.monotonic() - started
     if expect.failures:
@@ -307,6 +310,96 @@ def long_running_reader(cloud: LocalCloud, deployment: Deployment, expect: Expec
         reads == [CURRENT, CURRENT],
         f"it read the secret twice, once per token version ({len(reads)} GetSecretValue calls)",
     )
+
+
+ID_TOKEN_SERVICE = "invoices"
+ID_TOKEN_SECRET = "google/id-token"
+CLOUD_RUN_EXAMPLE = PROJECT_ROOT / "examples" / "python" / "call_cloud_run.py"
+
+
+def cloud_run_caller(cloud: LocalCloud, expect: Expectations) -> None:
+    """A third stack, keyless, whose token secret holds ID tokens for one Cloud Run service
+    (within its IdTokenAudiences); examples/python/call_cloud_run.py calls the service with
+    AWSCURRENT's token, then a service of another audience refuses that token."""
+    say = expect.say
+    google = cloud.google
+    service_url = google.deploy_cloud_run(ID_TOKEN_SERVICE, invokers=[KEYLESS_TARGET])
+    other_url = google.deploy_cloud_run("reports", invokers=[KEYLESS_TARGET])
+    caller = cloud.client("sts").get_caller_identity()["Arn"]
+    google.grant_open_id_token_creator(KEYLESS_TARGET, caller)
+    say(f"   Google side: Cloud Run service {ID_TOKEN_SERVICE} at {service_url};")
+    say(f"   {KEYLESS_TARGET} may invoke it (roles/run.invoker),")
+    say(f"   and {caller} may mint that account's ID tokens")
+    say("   (roles/iam.serviceAccountOpenIdTokenCreator)")
+    deployment = cloud.deploy(
+        {
+            **DEMO_PARAMETERS,
+            "TokenSecretName": ID_TOKEN_SECRET,
+            "CredentialSource": "workload-identity-federation",
+            "WorkloadIdentityAudience": KEYLESS_AUDIENCE,
+            "GoogleServiceAccount": KEYLESS_TARGET,
+            "IdTokenAudiences": service_url,
+        },
+        stack_name="google-token-rotation-id-token",
+    )
+    tags = {"token-rotation:token-kind": "id-token", "token-rotation:audience": service_url}
+    cloud.client("secretsmanager").tag_resource(
+        SecretId=deployment.token_secret_arn,
+        Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+    )
+    say(f"   stack google-token-rotation-id-token, IdTokenAudiences={service_url};")
+    say(f"   its token secret {ID_TOKEN_SECRET} tagged")
+    for key, value in tags.items():
+        say(f"     {key}={value}")
+    rotated = rotate_on_schedule(cloud, deployment)
+    show_executions(rotated, say)
+    expect.check(
+        [e.status for e in rotated] == ["SUCCEEDED"] * 4, "the ID-token rotation SUCCEEDED"
+    )
+    value = current_value(cloud, deployment.token_secret_arn)
+    token = str(value.get("GOOGLE_ID_TOKEN", ""))
+    say(f"   AWSCURRENT now holds ID token {mask(token)}")
+    say(f"     for        {value.get('audience')}")
+    say(f"     issued to  {value.get('service_account')} at {value.get('issued_at')}")
+    say(f"     expires    {value.get('expires_at')}")
+    expect.check(
+        "GOOGLE_ACCESS_TOKEN" not in value and value.get("audience") == service_url,
+        "the secret holds an ID token for the service's URL, and no access token",
+    )
+    called = _call_cloud_run(cloud, service_url, say)
+    expect.check(
+        called.returncode == 0 and called.stdout.startswith("HTTP 200"),
+        "the example called the service with AWSCURRENT's ID token: 200",
+    )
+    refused = _call_cloud_run(cloud, other_url, say)
+    expect.check(
+        refused.returncode == 1 and "(HTTP 401)" in refused.stderr,
+        "a service of another audience refuses the same token: 401, in one line",
+    )
+    bearers = {r.bearer for r in google.requests if r.path.startswith("/run/")}
+    expect.check(bearers == {token}, "both services saw that token and no other")
+    output = called.stdout + called.stderr + refused.stdout + refused.stderr
+    expect.check(token not in output, "the example never prints the token")
+
+
+def _call_cloud_run(
+    cloud: LocalCloud, url: str, say: Callable[[str], None]
+) -> subprocess.CompletedProcess[str]:
+    """examples/python/call_cloud_run.py, run as its own process the way an operator would."""
+    environment = {"TOKEN_SECRET_ID": ID_TOKEN_SECRET, "CLOUD_RUN_URL": url}
+    say(f"   $ export {' '.join(f'{k}={v}' for k, v in environment.items())}")
+    say(f"   $ python {CLOUD_RUN_EXAMPLE.relative_to(PROJECT_ROOT)}")
+    called = subprocess.run(  # noqa: S603 - this interpreter and our own example
+        [sys.executable, str(CLOUD_RUN_EXAMPLE)],
+        env={**os.environ, **cloud.client_environment(), **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    for line in (called.stdout + called.stderr).splitlines():
+        say(f"   {line}")
+    return called
 
 
 class _CalendarReader(threading.Thread):

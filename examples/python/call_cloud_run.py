@@ -39,7 +39,10 @@ def main() -> int:
         return 1
     credentials = SecretIdTokenCredentials(os.environ.get("TOKEN_SECRET_ID", "google/id-token"))
     try:
-        answer = AuthorizedSession(credentials).get(url, timeout=30)
+        # One new read after a 401 finds a token the rotation stored meanwhile; a second
+        # would find the same version again.
+        session = AuthorizedSession(credentials, max_refresh_attempts=1)
+        answer = session.get(url, timeout=30)
         if answer.status_code in (401, 403):
             print(
                 f"call-cloud-run: {refusal(answer.status_code, credentials, url)}", file=sys.stderr

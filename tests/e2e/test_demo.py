@@ -20,6 +20,7 @@ CHAPTERS = (
     "8. The recommended source: keyless",
     "9. The application: the Python example lists a Google Calendar",
     "10. A long-running reader keeps working across a rotation",
+    "11. An ID token for Cloud Run",
 )
 
 
@@ -48,4 +49,5 @@ def test_the_demo_tells_the_whole_story_and_every_expectation_holds() -> None:
     assert '"GOOGLE_ACCESS_TOKEN": "ya29.' in out  # the application's read, masked
     assert "Stand-up" in out  # the Python example's listing
     assert "old token → 401\n     new token → 200" in out  # the reader moved on without a restart
+    assert "HTTP 200" in out  # the Cloud Run example's call with the rotated ID token
     assert "Demo passed" in out
