@@ -349,8 +349,8 @@ def cloud_run_caller(cloud: LocalCloud, expect: Expectations) -> None:
     )
     say(f"   stack google-token-rotation-id-token, IdTokenAudiences={service_url};")
     say(f"   its token secret {ID_TOKEN_SECRET} tagged")
-    for key, value in tags.items():
-        say(f"     {key}={value}")
+    for tag in (f"{key}={tagged}" for key, tagged in tags.items()):
+        say(f"     {tag}")
     rotated = rotate_on_schedule(cloud, deployment)
     show_executions(rotated, say)
     expect.check(
