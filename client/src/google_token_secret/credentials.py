@@ -432,7 +432,7 @@ class SecretIdTokenCredentials(_TokenSecretCredentials):
     `Authorization: Bearer`, which is what Cloud Run, Cloud Functions and IAP check.
 
     Given `audience`, the secret's audience must be that one: a secret minted for another
-    service is refused with a clear error instead of the service's 401 or 403.
+    service is refused with an error naming both, instead of the service's 401.
     """
 
     _KIND = _ID_TOKEN
