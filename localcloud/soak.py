@@ -30,6 +30,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+import urllib3
 from botocore.exceptions import ClientError
 from moto.backends import get_backend
 
@@ -66,6 +67,11 @@ SOAK_AUDIENCE: Final = (
     "providers/aws"
 )
 WORKER_GOOGLE_TIMEOUT_SECONDS: Final = 1.0
+TOKEN_SECRET_PLACEHOLDER: Final = '{"GOOGLE_ACCESS_TOKEN": ""}'
+"""rotation_core.token_secret.PLACEHOLDER: the value a token secret is created with."""
+ID_TOKEN_SECRET: Final = "id-token"
+"""The last part of the name of the ID-token secret the soak keeps beside the access-token one,
+for a Cloud Run service of the emulator that every read of it calls."""
 TOKENINFO_OUTAGE_SECONDS: Final = 2 * 3600
 """tokeninfo unreachable for 2 hours while the token endpoint keeps minting (issue 17)."""
 OLD_KEY_DELETED_AFTER_SECONDS: Final = 5 * MINUTE
@@ -331,6 +337,13 @@ class SoakResult:
     live_pending_dropped: list[float] = field(default_factory=list)
     """When a pending version Google would still accept was found dropped unpromoted: a second
     rotation started while one was in progress."""
+    id_secret_name: str | None = None
+    """The ID-token secret beside the access-token one (None: a run without it)."""
+    id_reads: list[Read] = field(default_factory=list)
+    """Reads of the ID-token secret; valid: the Cloud Run service accepted its token."""
+    id_promotions: list[float] = field(default_factory=list)
+    id_excused: list[tuple[float, float, Fault]] = field(default_factory=list)
+    """The blocking faults that outlived the ID token in use (as `excused` for the other)."""
 
     def counted(self) -> list[Read]:
         """Reads outside the reported outages (faults that outlived the token in use) and
@@ -382,9 +395,14 @@ class SoakResult:
                 f"p0.1 remaining {self.percentile_remaining(0.001):.0f} s is below half the "
                 f"lead ({self.lead_seconds / 2:.0f} s)"
             )
-        storm = _notice_storm(self.notices, self.promotions)
-        if storm:
-            broken.append(storm)
+        for notices, promotions in (
+            ([n for n in self.notices if not self._names_id_secret(n[1])], self.promotions),
+            ([n for n in self.notices if self._names_id_secret(n[1])], self.id_promotions),
+        ):
+            storm = _notice_storm(notices, promotions)
+            if storm:
+                broken.append(storm)
+        broken.extend(self._id_token_trouble())
         for revoked, replaced in self.revocation_gaps():
             if replaced == math.inf:
                 broken.append(
@@ -409,6 +427,52 @@ class SoakResult:
 
     def _hours(self, at: float) -> float:
         return (at - self.reads[0].at) / 3600 if self.reads else 0.0
+
+    def _names_id_secret(self, subject: str) -> bool:
+        """Notices name their secret at the end of the subject, in parentheses."""
+        return self.id_secret_name is not None and f"({self.id_secret_name})" in subject
+
+    def id_counted(self) -> list[Read]:
+        """ID-token reads outside the outages that outlived the ID token in use."""
+        return [
+            read
+            for read in self.id_reads
+            if not any(begin <= read.at <= end for begin, end, _ in self.id_excused)
+        ]
+
+    def _id_token_trouble(self) -> list[str]:
+        """The promise for the ID-token secret: every counted read gets a token the Cloud Run
+        service accepts, with half the lead to spare at p0.1 (no tokeninfo in its way)."""
+        if self.id_secret_name is None:
+            return []
+        counted = self.id_counted()
+        trouble = []
+        refused = [read for read in counted if not read.valid]
+        if refused:
+            trouble.append(
+                f"{len(refused)} ID-token reads outside reported outages got a token Cloud Run "
+                f"refuses (first at +{self._hours(refused[0].at):.2f} h)"
+            )
+        if len(self.id_reads) < self.lifetimes * 60:
+            trouble.append(f"only {len(self.id_reads)} ID-token reads: one per simulated minute")
+        remaining = sorted(read.remaining for read in counted)
+        p01 = remaining[int(0.001 * len(remaining))] if remaining else math.nan
+        if not p01 >= self.lead_seconds / 2:
+            trouble.append(
+                f"ID-token p0.1 remaining {p01:.0f} s is below half the lead "
+                f"({self.lead_seconds / 2:.0f} s)"
+            )
+        return trouble
+
+    def id_token_line(self) -> str:
+        counted = self.id_counted()
+        accepted = sum(read.valid for read in counted)
+        lowest = min((read.remaining for read in counted), default=math.nan)
+        return (
+            f"ID token ({self.id_secret_name}): {accepted}/{len(counted)} reads accepted by the "
+            f"Cloud Run service, min remaining {lowest:.0f} s, rotations "
+            f"{len(self.id_promotions)}, outages longer than its life {len(self.id_excused)}"
+        )
 
     def _sweep_trouble(self) -> str | None:
         """The freshness sweep fired for every 5-minute period of the run, within two reads."""
@@ -587,29 +651,40 @@ class Soak:
         self._dropped_versions: set[str] = set()
         """Versions that lost every label without ever being AWSCURRENT: dropped pendings."""
         self._notices_seen = 0
+        self.id_secret_arn: str | None = None
+        self.cloud_run_url = ""
+        self._seen_id_versions: set[str] = set()
 
     def run(self) -> SoakResult:
         started = time.monotonic()
         cloud = self.cloud
         # Names of its own: moto's backends are the process's, and a test suite runs many clouds.
         suffix = uuid.uuid4().hex[:8]
+        self.cloud_run_url = cloud.google.deploy_cloud_run(f"soak-{suffix}")
         self.deployment = cloud.deploy(
             {
                 **DEMO_PARAMETERS,
                 "RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS),
                 "TokenSecretName": f"soak/{suffix}/access-token",
+                "IdTokenAudiences": self.cloud_run_url,
                 **self._google_side(suffix),
             },
             stack_name=f"soak-{suffix}",
         )
+        invoker = self._target(suffix)
         if self.source != FEDERATION_SOURCE:
             account = cloud.google.create_service_account()
             self.key = account
             self.key_id = account.private_key_id
             cloud.store_service_account_key(account)
             if self.source == IMPERSONATION_SOURCE:
-                cloud.google.grant_token_creator(self._target(suffix), account.client_email)
+                cloud.google.grant_token_creator(invoker, account.client_email)
+                cloud.google.grant_open_id_token_creator(invoker, account.client_email)
+            else:
+                invoker = account.client_email
+        cloud.google.grant_run_invoker(f"soak-{suffix}", invoker)
         cloud.prewarm()
+        self.id_secret_arn = self._add_id_token_secret(f"soak/{suffix}/{ID_TOKEN_SECRET}")
         # The stack's own schedules: the refresh group's and the sweep's (in the default group).
         scheduler = LocalScheduler(cloud, stack=self.deployment)
         start = cloud.clock.now()
@@ -643,9 +718,11 @@ class Soak:
             if ahead > 0:
                 cloud.clock.advance(ahead)
             self._read()
+            self._read_id_token()
             tick += TICK_SECONDS
         self.result.failed_executions = self._failed_executions()
         self.result.excused = excused_outages(self.result.faults, self.result.reads)
+        self.result.id_excused = excused_outages(self.result.faults, self.result.id_reads)
         self.result.wall_seconds = time.monotonic() - started
         return self.result
 
@@ -664,8 +741,33 @@ class Soak:
             google.register_workload_identity_provider(SOAK_AUDIENCE, ACCOUNT_ID)
             caller = self.cloud.client("sts").get_caller_identity()["Arn"]
             google.grant_token_creator(target, caller)
+            google.grant_open_id_token_creator(target, caller)
             parameters["WorkloadIdentityAudience"] = SOAK_AUDIENCE
         return parameters
+
+    def _add_id_token_secret(self, name: str) -> str:
+        """An ID-token secret for the Cloud Run service, as tools/add-token-secret adds one: the
+        placeholder, the stack's tag and the kind and audience tags, then RotateSecret (which
+        rotates it at once)."""
+        assert self.deployment is not None
+        secretsmanager = self.cloud.client("secretsmanager")
+        arn: str = secretsmanager.create_secret(
+            Name=name,
+            SecretString=TOKEN_SECRET_PLACEHOLDER,
+            # rotation_core.config's tags (the local cloud runs the product without importing it).
+            Tags=[
+                {"Key": "token-rotation:managed-by", "Value": self.deployment.stack_name},
+                {"Key": "token-rotation:token-kind", "Value": "id-token"},
+                {"Key": "token-rotation:audience", "Value": self.cloud_run_url},
+            ],
+        )["ARN"]
+        secretsmanager.rotate_secret(
+            SecretId=arn,
+            RotationLambdaARN=self.deployment.attributes[("RotationEntryFunction", "Arn")],
+            RotationRules={"ScheduleExpression": "rate(4 hours)", "Duration": "1h"},
+        )
+        self.result.id_secret_name = name
+        return arn
 
     def _rotate_now(self) -> None:
         assert self.deployment is not None
@@ -845,6 +947,14 @@ class Soak:
                 self._dropped_versions.add(version)
                 if self._live(version):
                     self.result.live_pending_dropped.append(self.cloud.clock.now())
+        if self.id_secret_arn is not None:
+            described = self.cloud.client("secretsmanager").describe_secret(
+                SecretId=self.id_secret_arn
+            )
+            for version, stages in described.get("VersionIdsToStages", {}).items():
+                if "AWSCURRENT" in stages and version not in self._seen_id_versions:
+                    self._seen_id_versions.add(version)
+                    self.result.id_promotions.append(self.cloud.clock.now())
         topic = get_backend("sns")[ACCOUNT_ID][REGION].topics[self.deployment.topic_arn]
         sent = topic.sent_notifications
         for _, _, subject, *_ in sent[self._notices_seen :]:
@@ -886,6 +996,30 @@ class Soak:
         info = self.cloud.google.token_info(str(value.get("GOOGLE_ACCESS_TOKEN", "")))
         remaining = float(info["exp"]) - now if info is not None else _remaining(value, now)
         self.result.reads.append(Read(now, answer["VersionId"], info is not None, remaining))
+
+    def _read_id_token(self) -> None:
+        """An application's read of the ID-token secret, then its call to the Cloud Run service
+        the token is for: valid when the service answers 200."""
+        assert self.id_secret_arn is not None
+        now = self.cloud.clock.now()
+        try:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.id_secret_arn
+            )
+        except ClientError:
+            self.result.id_reads.append(Read(now, "", False, -math.inf))
+            return
+        value = json.loads(answer["SecretString"])
+        token = value.get("GOOGLE_ID_TOKEN")
+        accepted = isinstance(token, str) and (
+            urllib3.request(
+                "GET", self.cloud_run_url, headers={"Authorization": f"Bearer {token}"}, timeout=5
+            ).status
+            == 200
+        )
+        self.result.id_reads.append(
+            Read(now, answer["VersionId"], accepted, _remaining(value, now))
+        )
 
     def _failed_executions(self) -> int:
         assert self.deployment is not None
@@ -931,6 +1065,7 @@ def run_soak(
     say(result.outage_line())
     say(result.verification_line())
     say(result.revocation_line())
+    say(result.id_token_line())
     say(result.line())
     return result
 

@@ -309,7 +309,15 @@ def test_certificates_down_with_no_token_in_use_promotes_the_mint_unverified(
     google.fail_next("/certs", **CERTS_DOWN)
 
     assert rotation.run(Step.TEST, request).action == ACCEPTED_UNVERIFIED
-    assert rotation.run(Step.FINISH, request).action == "promoted-unverified"
+    finished = rotation.run(Step.FINISH, request)
+
+    assert finished.action == "promoted-unverified"
+    assert finished.follow_up is not None
+    assert finished.follow_up.notice is not None
+    notice = json.loads(finished.follow_up.notice.message)
+    assert "certificates endpoint could not be reached" in notice["Summary"]
+    assert "signed JWT" in notice["Checked"]
+    assert "GOOGLE_ACCESS_TOKEN" not in finished.follow_up.notice.message
 
 
 def test_a_certificates_url_that_answers_404_is_a_permanent_misconfiguration(

@@ -170,6 +170,61 @@ def test_reads_while_tokeninfo_is_unreachable_count_but_are_left_out_of_p01() ->
     assert result.broken_invariants()[0].startswith("1 reads outside reported outages")
 
 
+ID_SECRET = "soak/test/id-token"
+
+
+def with_id_token_reads(result: SoakResult) -> SoakResult:
+    result.id_secret_name = ID_SECRET
+    result.id_reads = reads_every_minute(result.lifetimes)
+    return result
+
+
+def test_an_id_token_read_cloud_run_refuses_outside_its_outages_breaks_the_promise() -> None:
+    result = with_id_token_reads(a_result(3))
+    assert result.broken_invariants() == []
+
+    result.id_reads[90] = Read(result.id_reads[90].at, "v", False, -5.0)
+
+    [refused, *_] = result.broken_invariants()
+    assert refused == (
+        "1 ID-token reads outside reported outages got a token Cloud Run refuses (first at +1.50 h)"
+    )
+    assert result.id_token_line().startswith(f"ID token ({ID_SECRET}): 179/180 reads accepted")
+
+
+def test_id_token_reads_inside_an_outage_that_outlived_its_token_are_reported_apart() -> None:
+    result = with_id_token_reads(a_result(3))
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, 1800, "/token", "503")
+    result.id_reads[70] = Read(result.id_reads[70].at, "v", False, -5.0)
+    result.id_excused = [(outage.at, outage.until + RECOVERY_SECONDS, outage)]
+
+    assert result.broken_invariants() == []
+    assert len(result.id_counted()) == 180 - (1800 + RECOVERY_SECONDS) // 60 - 1
+
+
+def test_id_token_reads_with_less_than_half_the_lead_left_break_the_promise() -> None:
+    result = with_id_token_reads(a_result(3))
+    result.id_reads[0] = Read(result.id_reads[0].at, "v", True, DEFAULT_LEAD_SECONDS / 2 - 1)
+
+    assert any("ID-token p0.1 remaining" in broken for broken in result.broken_invariants())
+
+
+def test_each_secrets_failure_notices_are_a_streak_of_their_own() -> None:
+    """The same fault fails both secrets' rotations: one notice each within the hour is no
+    storm; a second one of the same secret is."""
+    result = with_id_token_reads(a_result(3))
+    result.notices = [
+        (START + 600, "Google token rotation failed at createSecret (soak/test/access-token)"),
+        (START + 660, f"Google token rotation failed at createSecret ({ID_SECRET})"),
+    ]
+    assert result.broken_invariants() == []
+
+    result.notices.append((START + 1200, f"Google token rotation still failing ({ID_SECRET})"))
+    [storm] = result.broken_invariants()
+    assert storm.startswith("two failure notices within an hour of a streak")
+    assert ID_SECRET in storm
+
+
 def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     result = a_result(3)
     result.notices = [
@@ -454,6 +509,9 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert valid == counted
     assert int(match[5]) >= DEFAULT_LEAD_SECONDS / 2
     assert result.notices, "the faults' failing streaks notified"
+    # The ID-token secret beside it kept its own promise (broken_invariants) through the faults.
+    assert len(result.id_reads) == len(result.reads)
+    assert len(result.id_promotions) >= SHORT_SOAK_LIFETIMES // 2
     # Both schedules fired: the expiry-driven ones, and Secrets Manager's 4-hour backstop.
     assert set(result.firings) == {"schedule", "rotation"}
     # Every token read came from a rotation: none is in any function's output.

@@ -9,6 +9,7 @@ import pytest
 
 from rotation_core.config import RotationSettings
 from rotation_core.errors import InvalidTokenSecretError, TokenVerificationError
+from rotation_core.failure_notice import compose_refused
 from rotation_core.freshness import check_id_token_claims, fresh_pending_value
 from rotation_core.google_client import IdTokenClaims
 from rotation_core.token_secret import (
@@ -187,3 +188,22 @@ def test_an_id_token_of_another_account_fails_without_the_certificates() -> None
     stranger = value(account="intruder@demo-project.iam.gserviceaccount.com")
     with pytest.raises(TokenVerificationError, match="holds an ID token of intruder@"):
         check_without_tokeninfo(stranger, pinned, NOW)
+
+
+# --- notices -------------------------------------------------------------------------------------
+
+
+def test_the_refused_notice_of_an_id_token_names_the_certificates_not_tokeninfo() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:google/reports-AbCdEf"
+    expires = NOW + timedelta(minutes=40)
+    id_notice = json.loads(
+        compose_refused(arn, "google/reports", "v" * 36, expires, NOW, id_token=True).message
+    )
+    access_notice = json.loads(
+        compose_refused(arn, "google/reports", "v" * 36, expires, NOW).message
+    )
+
+    assert id_notice["Summary"].startswith("Google's certificates no longer verify the ID token")
+    assert "a key Google no longer publishes" in id_notice["NextSteps"]
+    assert access_notice["Summary"].startswith("Google's tokeninfo refused the token in use")
+    assert "no longer publishes" not in access_notice["NextSteps"]

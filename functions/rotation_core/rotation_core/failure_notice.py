@@ -264,36 +264,32 @@ def compose_recovered(
     )
 
 
-def compose_unverified(
-    secret: SecretDescription,
-    version_id: str,
-    streak: FailureStreak | None,
-    now: datetime,
-    expires_at: datetime,
-    next_refresh: datetime,
-) -> Notice:
-    """The one notice of a token promoted without tokeninfo's verdict: what was and was not
-    checked, and what to look at; it also ends the failure streak, if any, in place of
-    "recovered"."""
-    arn = bounded(secret.arn, SECRET_SHOWN_LIMIT)
-    summary = (
-        f"Google's tokeninfo could not be reached when testSecret checked the new token of secret "
-        f"{arn}, and the token then in use was expired, missing, refused by Google or within a "
-        "third of the refresh lead of its expiry. The rotation therefore promoted the new token "
-        "to AWSCURRENT without tokeninfo's verification: applications now read it."
-    )
-    message: dict[str, object] = {"Summary": summary, "SecretId": arn}
-    if streak is not None:
-        lasted = int((now - streak.since).total_seconds()) // 60
-        message["Summary"] = f"{summary} This ends {_attempts(streak)} over {lasted} minutes."
-        message["FailingSince"] = format_timestamp(streak.since)
-        message["FailedAttempts"] = streak.failed_attempts
-    command_id = _command_id(secret.name)
-    message |= {
-        "PromotedVersionId": _version(version_id),
-        "PromotedAt": format_timestamp(now),
-        "CurrentTokenExpiresAt": format_timestamp(expires_at),
-        "NextRefreshAt": format_timestamp(next_refresh),
+_ID_TOKEN_UNVERIFIED: Final[dict[str, object]] = {
+    "Checked": (
+        "Without Google's certificates: Google issued the ID token over TLS to this rotation's own "
+        "credentials; the stored value is a well-formed token secret holding a signed JWT; its "
+        "lifetime is Google's hour and at least the minimum remaining life (RefreshLeadSeconds) of "
+        "it remains; it was minted for the secret's audience and service account."
+    ),
+    "NotChecked": (
+        "Google's signature on the token, its issuer, its aud and email claims (what the "
+        "receiving service checks)."
+    ),
+    "NextSteps": (
+        "Check that applications calling the audience with the token get no 401 or 403 from it. "
+        "The TestSecret function's log has the warning 'accepted unverified' with the "
+        "certificates endpoint's error and why the token in use was at risk; see "
+        "https://status.cloud.google.com for an outage. The next rotation, at NextRefreshAt, "
+        "verifies its token as usual."
+    ),
+}
+"""What an ID token promoted unverified was and was not checked for."""
+
+
+def _access_token_unverified(command_id: str) -> dict[str, object]:
+    """What an access token promoted unverified was and was not checked for, and how to ask
+    tokeninfo about it."""
+    return {
         "Checked": (
             "Without tokeninfo: Google's token endpoint issued the token over TLS to this "
             "rotation's own credentials; the stored value is a well-formed token secret holding "
@@ -317,8 +313,49 @@ def compose_unverified(
             '{"SecretId": "<the secret\'s name or ARN>"} once tokeninfo answers). The next '
             "rotation, at NextRefreshAt, verifies its token as usual."
         ),
-        "Runbook": runbook_link(NoticeEntry.PROMOTED_UNVERIFIED),
     }
+
+
+def compose_unverified(
+    secret: SecretDescription,
+    version_id: str,
+    streak: FailureStreak | None,
+    now: datetime,
+    expires_at: datetime,
+    next_refresh: datetime,
+    *,
+    id_token: bool = False,
+) -> Notice:
+    """The one notice of a token promoted without tokeninfo's verdict (an ID token: without
+    Google's certificates): what was and was not checked, and what to look at; it also ends the
+    failure streak, if any, in place of "recovered"."""
+    arn = bounded(secret.arn, SECRET_SHOWN_LIMIT)
+    verifier, verification = (
+        ("certificates endpoint", "verifying its signature")
+        if id_token
+        else ("tokeninfo", "tokeninfo's verification")
+    )
+    summary = (
+        f"Google's {verifier} could not be reached when testSecret checked the new token of "
+        f"secret {arn}, and the token then in use was expired, missing, refused by Google or "
+        "within a third of the refresh lead of its expiry. The rotation therefore promoted the "
+        f"new token to AWSCURRENT without {verification}: applications now read it."
+    )
+    message: dict[str, object] = {"Summary": summary, "SecretId": arn}
+    if streak is not None:
+        lasted = int((now - streak.since).total_seconds()) // 60
+        message["Summary"] = f"{summary} This ends {_attempts(streak)} over {lasted} minutes."
+        message["FailingSince"] = format_timestamp(streak.since)
+        message["FailedAttempts"] = streak.failed_attempts
+    command_id = _command_id(secret.name)
+    message |= {
+        "PromotedVersionId": _version(version_id),
+        "PromotedAt": format_timestamp(now),
+        "CurrentTokenExpiresAt": format_timestamp(expires_at),
+        "NextRefreshAt": format_timestamp(next_refresh),
+    }
+    message |= _ID_TOKEN_UNVERIFIED if id_token else _access_token_unverified(command_id)
+    message["Runbook"] = runbook_link(NoticeEntry.PROMOTED_UNVERIFIED)
     return Notice(
         subject=subject_line(None, secret.name, _UNVERIFIED_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
@@ -372,15 +409,26 @@ def compose_unscheduled(report: FailureReport, reading: StageReading) -> Notice:
 
 
 def compose_refused(
-    secret_arn: str, secret_name: str, version_id: str, expires_at: datetime, now: datetime
+    secret_arn: str,
+    secret_name: str,
+    version_id: str,
+    expires_at: datetime,
+    now: datetime,
+    *,
+    id_token: bool = False,
 ) -> Notice:
-    """The one notice of a token in use that Google refused before it expired: the freshness
-    sweep replaces it at once."""
+    """The one notice of a token in use that Google refused before it expired (an ID token:
+    that Google's certificates no longer verify): the freshness sweep replaces it at once."""
     arn = bounded(secret_arn, SECRET_SHOWN_LIMIT)
+    refused = (
+        "Google's certificates no longer verify the ID token in use"
+        if id_token
+        else "Google's tokeninfo refused the token in use"
+    )
     message = {
         "Summary": (
-            f"Google's tokeninfo refused the token in use of secret {arn} although it had not "
-            "expired; the freshness sweep started a rotation at once to replace it."
+            f"{refused} of secret {arn} although it had not expired; the freshness sweep "
+            "started a rotation at once to replace it."
         ),
         "SecretId": arn,
         "RefusedVersionId": _version(version_id),
@@ -392,8 +440,10 @@ def compose_refused(
         ),
         "NextSteps": (
             "Find out why Google refused the token: revoked (on purpose, or after a leak), the "
-            "service account disabled or deleted, or its key deleted. If the account and key "
-            "are fine, nothing is left to do: this notice comes once per refused token."
+            "service account disabled or deleted, or its key deleted"
+            + (" (or signed by a key Google no longer publishes)" if id_token else "")
+            + ". If the account and key are fine, nothing is left to do: this notice comes "
+            "once per refused token."
         ),
         "Runbook": runbook_link(NoticeEntry.TOKEN_REFUSED),
     }

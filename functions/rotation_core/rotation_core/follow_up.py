@@ -43,7 +43,7 @@ from rotation_core.refresh import (
 )
 from rotation_core.secrets import PENDING, SecretDescription, SecretsGateway
 from rotation_core.steps import STEP_NAMES
-from rotation_core.token_secret import StoredMetadata, format_timestamp
+from rotation_core.token_secret import IdTokenMetadata, StoredMetadata, format_timestamp
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -116,7 +116,15 @@ class FollowUps:
             logger.warning("the refresh status could not be recorded", extra={"error": str(error)})
         notice = None
         if unverified:
-            notice = compose_unverified(secret, version_id, streak, now, current.expires_at, due)
+            notice = compose_unverified(
+                secret,
+                version_id,
+                streak,
+                now,
+                current.expires_at,
+                due,
+                id_token=isinstance(current, IdTokenMetadata),
+            )
         elif streak is not None:
             notice = compose_recovered(secret, streak, now, current.expires_at, due)
             logger.info(

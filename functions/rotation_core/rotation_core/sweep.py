@@ -137,6 +137,8 @@ class SecretState:
     current_issued_at: datetime | None = None
     """When the token in use was minted, if known: its schedule is never due sooner than
     MIN_VERSION_INTERVAL after that (refresh.refresh_due)."""
+    holds_id_token: bool = False
+    """The token in use is an ID token: Google's verdict comes from its certificates."""
 
 
 @dataclass(frozen=True)

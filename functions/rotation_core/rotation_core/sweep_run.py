@@ -266,6 +266,7 @@ class FreshnessSweep:
             lead_seconds=settings.refresh_lead_seconds,
             refused_noticed=secret.tags.get(REFUSED_VERSION_TAG) == current_version,
             current_issued_at=None if token is None else token.metadata.issued_at,
+            holds_id_token=isinstance(token, IdTokenSecretValue),
         )
         return _Reading(state, settings, token)
 
@@ -389,7 +390,12 @@ class FreshnessSweep:
         if state.current_version is None or state.current_expires_at is None:
             return False
         notice = compose_refused(
-            state.arn, state.name, state.current_version, state.current_expires_at, now
+            state.arn,
+            state.name,
+            state.current_version,
+            state.current_expires_at,
+            now,
+            id_token=state.holds_id_token,
         )
         try:
             self._publish(notice)
