@@ -212,6 +212,41 @@ def test_an_access_token_secret_is_refused_naming_the_reader_for_it(
     assert service.bearers() == []
 
 
+NODE_READER = """
+import { secretIdToken } from "./token.mjs";
+const auth = secretIdToken(process.env.TOKEN_SECRET_ID, { audience: process.argv[1] });
+try {
+  await auth.request({ url: process.env.CLOUD_RUN_URL });
+} catch (error) {
+  console.error(error.message);
+}
+"""
+
+
+def test_a_node_reader_expecting_another_audience_refuses_before_any_request(
+    service: Service,
+) -> None:
+    other = service.cloud.google.cloud_run_url("reports")
+    service.store(service.url)
+
+    ran = subprocess.run(
+        [node(), "--input-type=module", "-e", NODE_READER, other],
+        cwd=NODE_EXAMPLE,
+        env=service.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.stderr == (
+        f"secret {service.secret_id} holds ID tokens for {service.url}, not {other}: use the "
+        f'secret minted for {other}, or pass {{ audience: "{service.url}" }} if that is the '
+        "service you call\n"
+    )
+    assert service.bearers() == []
+
+
 # --- the documents' ID-token blocks, as written but for the service's address ----------------
 
 
