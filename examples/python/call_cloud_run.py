@@ -37,8 +37,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    credentials = SecretIdTokenCredentials(os.environ.get("TOKEN_SECRET_ID", "google/id-token"))
     try:
+        credentials = SecretIdTokenCredentials(os.environ.get("TOKEN_SECRET_ID", "google/id-token"))
         # One new read after a 401 finds a token the rotation stored meanwhile; a second
         # would find the same version again.
         session = AuthorizedSession(credentials, max_refresh_attempts=1)

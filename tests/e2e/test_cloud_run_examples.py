@@ -24,6 +24,7 @@ from localcloud.template import PROJECT_ROOT
 from rotation_core.token_secret import PLACEHOLDER, IdTokenMetadata, IdTokenSecretValue
 from tests.doc_blocks import doc_block
 from tests.e2e.test_node_example import node
+from tests.support import unconfigured_aws
 
 NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node"
 PYTHON_EXAMPLE = PROJECT_ROOT / "examples" / "python" / "call_cloud_run.py"
@@ -210,6 +211,48 @@ def test_an_access_token_secret_is_refused_naming_the_reader_for_it(
     assert (ran.returncode, ran.stdout) == (1, "")
     assert "holds an access token (GOOGLE_ACCESS_TOKEN), not an ID token" in ran.stderr
     assert service.bearers() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["node", "call-cloud-run.mjs"],
+            "call-cloud-run: no AWS region to read secret google/id-token in: set AWS_REGION (or "
+            "region in the AWS profile), or create the SecretsManagerClient with { region }",
+        ),
+        (
+            [sys.executable, str(PYTHON_EXAMPLE)],
+            "call-cloud-run: No AWS region to read the token secret google/id-token in: set "
+            "AWS_REGION or AWS_DEFAULT_REGION (or region in the AWS profile), pass "
+            "SecretIdTokenCredentials(..., region_name=...), or give the secret's ARN (the "
+            "stack's TokenSecretArn output), which names its region",
+        ),
+    ],
+    ids=["node", "python"],
+)
+def test_no_aws_region_says_what_to_set_in_one_line(
+    tmp_path: Path, command: list[str], expected: str
+) -> None:
+    """No AWS configuration at all, and an endpoint nothing answers on (a request sent would
+    fail otherwise)."""
+    ran = subprocess.run(
+        [node() if command[0] == "node" else command[0], *command[1:]],
+        cwd=NODE_EXAMPLE,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(PROJECT_ROOT / "client" / "src"),
+            **unconfigured_aws(tmp_path),
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "CLOUD_RUN_URL": "http://127.0.0.1:9/",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (ran.returncode, ran.stdout, ran.stderr) == (1, "", expected + "\n")
 
 
 NODE_READER = """
