@@ -22,6 +22,7 @@ from rotation_core.errors import (
     GoogleUnavailableError,
     RotationAbandonedError,
 )
+from rotation_core.failure_notice import Notice
 from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import ACCEPTED_UNVERIFIED, Rotation
 from rotation_core.rotation_request import RotationRequest
@@ -345,14 +346,16 @@ def test_the_sweep_judges_an_id_token_in_use_by_googles_certificates(
     run_all(rotation, RotationRequest(id_token_secret, begin_rotation(id_token_secret)))
     tokeninfo_calls = sum(r.path == "/tokeninfo" for r in google.requests)
 
+    notices: list[Notice] = []
+
     def sweep() -> list[tuple[Action, str]]:
         report = FreshnessSweep(
             SecretsGateway(secretsmanager),
             GoogleClient(GoogleEndpoints.from_environment(id_environment)),
             id_environment,
-            lambda notice: None,
+            notices.append,
             clock=lambda: datetime.now(UTC),
-            budget=0,
+            budget=1,
             spacing=timedelta(0),
         ).run()
         assert report.google_calls == 1
@@ -363,4 +366,6 @@ def test_the_sweep_judges_an_id_token_in_use_by_googles_certificates(
     google.rotate_signing_key()
     google.retire_signing_key(old_kid)  # what Google's certificates no longer vouch for
     assert sweep() == [(Action.ROTATE, Reason.REFUSED)]
+    [refused] = notices
+    assert "certificates no longer verify the ID token" in json.loads(refused.message)["Summary"]
     assert sum(r.path == "/tokeninfo" for r in google.requests) == tokeninfo_calls
