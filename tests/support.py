@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -174,3 +174,20 @@ def unconfigured_aws(home: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+def read_from_threads(read: Callable[[], str], threads: int = 32, each: int = 100) -> list[str]:
+    """What `threads` threads, released at once, saw calling `read` `each` times."""
+    start = threading.Barrier(threads)
+    seen: list[str] = []
+
+    def reader() -> None:
+        start.wait()
+        seen.extend(read() for _ in range(each))
+
+    running = [threading.Thread(target=reader) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return seen

@@ -31,7 +31,7 @@ from google_token_secret.credentials import (
 )
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
 from tests.scripted_aws import Answer, ScriptedAws, error_answer, json_answer, scripted_aws
-from tests.support import REGION, SCOPE, TOKEN_SECRET
+from tests.support import REGION, SCOPE, TOKEN_SECRET, read_from_threads
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SERVICE_ACCOUNT = "rotator@demo-project.iam.gserviceaccount.com"
@@ -305,18 +305,7 @@ def test_threads_that_find_the_token_due_share_one_read(
     token = new_token()
     make_secret(secretsmanager, token_value(token, datetime.now(UTC) + timedelta(hours=1)))
     credentials = SecretCredentials(TOKEN_SECRET, client=secretsmanager)
-    start = threading.Barrier(32)
-    seen: list[str] = []
-
-    def reader() -> None:
-        start.wait()
-        seen.extend(credentials.token for _ in range(100))
-
-    threads = [threading.Thread(target=reader) for _ in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seen = read_from_threads(lambda: credentials.token)
     assert seen == [token] * 3200
     assert len(calls) == 1
 

@@ -4,7 +4,6 @@ name the fix when the secret is of the other kind or for another audience."""
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from google_token_secret import (
 from localcloud.google_emulator import GoogleEmulator
 from rotation_core.token_secret import IdTokenMetadata, IdTokenSecretValue
 from tests.client.test_secret_credentials import Calls, token_value
-from tests.support import TOKEN_SECRET
+from tests.support import TOKEN_SECRET, read_from_threads
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SERVICE_ACCOUNT = "caller@demo-project.iam.gserviceaccount.com"
@@ -132,18 +131,7 @@ def test_threads_that_find_the_id_token_due_share_one_read(
     token = new_id_token()
     make_secret(secretsmanager, id_token_value(token, datetime.now(UTC) + timedelta(hours=1)))
     credentials = SecretIdTokenCredentials(TOKEN_SECRET, client=secretsmanager)
-    start = threading.Barrier(32)
-    seen: list[str] = []
-
-    def reader() -> None:
-        start.wait()
-        seen.extend(credentials.token for _ in range(100))
-
-    threads = [threading.Thread(target=reader) for _ in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seen = read_from_threads(lambda: credentials.token)
     assert seen == [token] * 3200
     assert len(calls) == 1
 
