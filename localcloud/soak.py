@@ -197,7 +197,9 @@ def plan_faults(
     planned: list[Fault] = []
 
     def when(margin: float = 0.0) -> float:
-        return rng.uniform(start + 10 * MINUTE, max(start + 10 * MINUTE, end - margin))
+        # Before the run's last tick: a fault planned after it would never be injected.
+        latest = end - margin - TICK_SECONDS
+        return rng.uniform(start + 10 * MINUTE, max(start + 10 * MINUTE, latest))
 
     for kind, rate in _PER_DAY.items():
         for _ in range(max(1, round(rate * days))):
@@ -242,7 +244,8 @@ def plan_events(rng: random.Random, start: float, end: float, faults_: list[Faul
     earliest = start + 10 * MINUTE
 
     def when(margin: float = 0.0) -> float:
-        return rng.uniform(earliest, max(earliest, end - margin))
+        # Before the run's last tick: a fault planned after it would never be injected.
+        return rng.uniform(earliest, max(earliest, end - margin - TICK_SECONDS))
 
     per_day = {**EVENTS_PER_DAY, **{kind: rate / 7 for kind, rate in EVENTS_PER_WEEK.items()}}
     quiet_ones = {kind: per_day.pop(kind) for kind in QUIET_EVENTS}
@@ -629,10 +632,15 @@ class Soak:
         lifetimes: int,
         say: Callable[[str], None],
         source: str = KEY_SOURCE,
+        *,
+        id_token: bool = True,
     ) -> None:
+        """`id_token`: an ID-token secret for a Cloud Run service beside the access-token one,
+        read and called every minute too (a short soak may leave it out to save time)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         self.source = source
+        self.with_id_token = id_token
         self.cloud = cloud
         self.rng = random.Random(seed)
         self.say = say
@@ -745,10 +753,12 @@ class Soak:
             parameters["WorkloadIdentityAudience"] = SOAK_AUDIENCE
         return parameters
 
-    def _add_id_token_secret(self, name: str) -> str:
+    def _add_id_token_secret(self, name: str) -> str | None:
         """An ID-token secret for the Cloud Run service, as tools/add-token-secret adds one: the
         placeholder, the stack's tag and the kind and audience tags, then RotateSecret (which
-        rotates it at once)."""
+        rotates it at once). None in a run without one."""
+        if not self.with_id_token:
+            return None
         assert self.deployment is not None
         secretsmanager = self.cloud.client("secretsmanager")
         arn: str = secretsmanager.create_secret(
@@ -999,8 +1009,9 @@ class Soak:
 
     def _read_id_token(self) -> None:
         """An application's read of the ID-token secret, then its call to the Cloud Run service
-        the token is for: valid when the service answers 200."""
-        assert self.id_secret_arn is not None
+        the token is for: valid when the service answers 200 (nothing in a run without one)."""
+        if self.id_secret_arn is None:
+            return
         now = self.cloud.clock.now()
         try:
             answer = self.cloud.client("secretsmanager").get_secret_value(

@@ -175,7 +175,10 @@ def test_the_pages_add_token_secret_line_adds_an_id_token_secret_cloud_run_accep
     words = shlex.split(line)
     audience = words[words.index("--id-token-audience") + 1]
     name = words[words.index("--name") + 1]
-    stack_name = words[words.index("--managed-by") + 1]
+    assert words[words.index("--managed-by") + 1] == "<StackName>"
+    # The page's placeholder, as a reader fills it: a name of this test's own, so that no other
+    # test's stack of the default name meets this one in moto's process-wide state.
+    stack_name = f"id-docs-{uuid.uuid4().hex[:8]}"
     # A Cloud Run service whose custom audience is the page's URL, as Cloud Run allows.
     service = cloud.google.deploy_cloud_run(
         f"reports-{uuid.uuid4().hex[:8]}", custom_audiences=[audience]
@@ -193,7 +196,13 @@ def test_the_pages_add_token_secret_line_adds_an_id_token_secret_cloud_run_accep
 
     try:
         added = subprocess.run(
-            ["bash", "-c", line.replace("<RotationEntryFunctionArn>", entry_function)],
+            [
+                "bash",
+                "-c",
+                line.replace("<RotationEntryFunctionArn>", entry_function).replace(
+                    "<StackName>", stack_name
+                ),
+            ],
             cwd=PROJECT_ROOT,
             env=environment,
             capture_output=True,

@@ -23,6 +23,7 @@ from localcloud.soak import (
     REVOCATION_GAP_LIMIT_SECONDS,
     ROUTES_OF,
     SWEEP_PERIOD_SECONDS,
+    TICK_SECONDS,
     TOKENINFO_OUTAGE_SECONDS,
     TOKENINFO_ROUTE,
     WORKER_GOOGLE_TIMEOUT_SECONDS,
@@ -335,7 +336,7 @@ def test_a_week_plans_what_operators_and_google_do_at_their_rates() -> None:
     assert all(fault.seconds == OLD_KEY_DELETED_AFTER_SECONDS for fault in rollovers)
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", [*range(40), 1401045715])  # the last: a hang in the last minute
 def test_every_short_plan_holds_every_kind_and_its_quiet_events_are_clear_of_google_faults(
     seed: int,
 ) -> None:
@@ -346,6 +347,8 @@ def test_every_short_plan_holds_every_kind_and_its_quiet_events_are_clear_of_goo
     plan = plan_faults(random.Random(seed), START, end)
 
     assert {fault.kind for fault in plan} == set(FaultKind)
+    # Each is injected: the run's last tick is a minute before its end.
+    assert all(fault.at <= end - TICK_SECONDS for fault in plan)
     quiet = [
         (fault.at, max(fault.until, fault.at + REVOCATION_GAP_LIMIT_SECONDS))
         for fault in plan
@@ -490,11 +493,12 @@ def soak_seed(lifetimes: int, source: str = KEY_SOURCE) -> int:
 def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: LocalCloud) -> None:
     """Ten token lifetimes of simulated time with at least one fault of each kind, drawn from a
     new seed every run: every read outside the reported outages gets a token Google accepts,
-    with half the lead to spare."""
+    with half the lead to spare. The access-token secret alone, to keep `make test` short: the
+    other sources' short soaks and `make soak` run an ID-token secret beside it."""
     lines: list[str] = []
     seed = soak_seed(SHORT_SOAK_LIFETIMES)
 
-    result = Soak(cloud, seed, SHORT_SOAK_LIFETIMES, lines.append).run()
+    result = Soak(cloud, seed, SHORT_SOAK_LIFETIMES, lines.append, id_token=False).run()
 
     assert result.broken_invariants() == [], "\n".join(lines)
     assert len(result.reads) >= SHORT_SOAK_LIFETIMES * 60
@@ -509,9 +513,7 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert valid == counted
     assert int(match[5]) >= DEFAULT_LEAD_SECONDS / 2
     assert result.notices, "the faults' failing streaks notified"
-    # The ID-token secret beside it kept its own promise (broken_invariants) through the faults.
-    assert len(result.id_reads) == len(result.reads)
-    assert len(result.id_promotions) >= SHORT_SOAK_LIFETIMES // 2
+    assert result.id_reads == []
     # Both schedules fired: the expiry-driven ones, and Secrets Manager's 4-hour backstop.
     assert set(result.firings) == {"schedule", "rotation"}
     # Every token read came from a rotation: none is in any function's output.
@@ -534,6 +536,9 @@ def test_a_short_soak_of_each_other_source_keeps_the_promise(
 
     assert result.broken_invariants() == [], "\n".join(lines)
     assert result.rotations >= 3
+    # The ID-token secret beside it kept its own promise (broken_invariants) through the faults.
+    assert len(result.id_reads) == len(result.reads)
+    assert len(result.id_promotions) >= 3 // 2
     routes = {fault.route for fault in result.faults if fault.kind in BLOCKING}
     assert routes <= set(ROUTES_OF[source])
     assert "/generateAccessToken" in ROUTES_OF[source]
