@@ -278,7 +278,8 @@ def test_a_key_deleted_behind_the_rotation_s_back_is_replaced_with_the_standby_a
 
     replacement = key_stack.current_key_id()
     assert replacement not in (standby, deleted)
-    assert finished.follow_up is not None and finished.follow_up.notice is not None
+    assert finished.follow_up is not None
+    assert finished.follow_up.notice is not None
     notice = json.loads(finished.follow_up.notice.message)
     assert notice["RefusedKey"] == deleted[:12] + "…"
     assert notice["Runbook"] == "docs/runbook.md#key-replaced"
@@ -299,6 +300,7 @@ def test_a_key_expiry_policy_is_recorded_and_brings_the_next_rotation_forward(
 
     valid_before = datetime.fromisoformat(key_stack.tags()[KEY_VALID_BEFORE_TAG])
     assert timedelta(hours=7, minutes=58) < valid_before - key_stack.now() <= timedelta(hours=8)
-    assert finished.follow_up is not None and finished.follow_up.schedule is not None
+    assert finished.follow_up is not None
+    assert finished.follow_up.schedule is not None
     due = finished.follow_up.schedule.due
     assert timedelta(minutes=118) < valid_before - due <= timedelta(minutes=121)
