@@ -6,7 +6,7 @@ import datetime
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import google.auth.exceptions
 import google.auth.transport.urllib3
@@ -89,7 +89,7 @@ def call(
     method: str,
     url: str,
     token: str | None,
-    body: dict[str, object] | None = None,
+    body: Mapping[str, object] | None = None,
 ) -> urllib3.BaseHTTPResponse:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     if body is not None:
