@@ -37,6 +37,7 @@ from localcloud.google_id_tokens import (
 from localcloud.google_keys import (
     GOOGLE_CREDENTIALS_FILE,
     USER_MANAGED,
+    InvalidKeyRequestError,
     KeyCall,
     KeyLimitError,
     ManagedKey,
@@ -508,7 +509,12 @@ class GoogleEmulator:
     Google's certificate endpoints (`certs_url`, `jwks_url`); it hands them out from /token (the
     JWT-bearer grant with `target_audience`) and from IAM Credentials' generateIdToken; and it
     serves Cloud Run services (`deploy_cloud_run`) that check a Bearer ID token as Cloud Run's
-    front end does."""
+    front end does.
+
+    And the IAM service-account keys API (create, list, get, delete, disable, enable) with
+    Google's 10-key limit, the organisation's key-expiry policy (`set_key_expiry_policy`) and
+    new keys accepted only `key_propagation_seconds` after their creation (localcloud.google_keys
+    keeps the keys)."""
 
     GOOGLE_TOKEN_AUDIENCE: Final = "https://oauth2.googleapis.com/token"
 
@@ -1350,7 +1356,7 @@ class GoogleEmulator:
             return _json_reply(
                 400, _ApiError(400, "FAILED_PRECONDITION", "Precondition check failed.").payload()
             )
-        except ValueError as error:
+        except InvalidKeyRequestError as error:
             return _json_reply(400, _invalid_argument(str(error)).payload())
         except _ApiError as error:
             return _json_reply(error.code, error.payload())

@@ -28,6 +28,10 @@ _KEYS_PATH: Final = re.compile(
 )
 
 
+class InvalidKeyRequestError(ValueError):
+    """The request's parameters or body are not what the keys API takes (INVALID_ARGUMENT)."""
+
+
 class KeyLimitError(Exception):
     """The account already holds MAX_KEYS_PER_ACCOUNT keys (Google's FAILED_PRECONDITION)."""
 
@@ -232,13 +236,13 @@ def project_of(client_email: str) -> str:
 
 
 def requested_key_types(raw_query: str) -> frozenset[str]:
-    """keys.list's keyTypes (repeatable); none asked means every type. ValueError names a
-    value that is not a key type."""
+    """keys.list's keyTypes (repeatable); none asked means every type.
+    InvalidKeyRequestError names a value that is not a key type."""
     asked = parse_qs(raw_query).get("keyTypes", [])
     for value in asked:
         if value not in _KEY_TYPES:
             # Unverified text: Google's usual answer to a bad enum value in the query.
-            raise ValueError(
+            raise InvalidKeyRequestError(
                 "Invalid value at 'key_types' "
                 f"(type.googleapis.com/google.iam.admin.v1.ListServiceAccountKeysRequest.KeyType), "
                 f'"{value}"'
@@ -250,20 +254,20 @@ def requested_key_types(raw_query: str) -> frozenset[str]:
 
 def check_create_request(request: dict[str, object]) -> None:
     """keys.create's body: the emulator makes Google credentials files of RSA 2048 keys only.
-    ValueError says what is wrong."""
+    InvalidKeyRequestError says what is wrong."""
     unknown = sorted(set(request) - _CREATE_FIELDS)
     if unknown:
-        raise ValueError(
+        raise InvalidKeyRequestError(
             f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.'
         )
     private_key_type = request.get("privateKeyType", GOOGLE_CREDENTIALS_FILE)
     if private_key_type not in _PRIVATE_KEY_TYPES:
-        raise ValueError(
+        raise InvalidKeyRequestError(
             f"The emulator makes {GOOGLE_CREDENTIALS_FILE} keys only, not {private_key_type!r}."
         )
     algorithm = request.get("keyAlgorithm", RSA_2048)
     if algorithm not in _KEY_ALGORITHMS:
-        raise ValueError(f"The emulator makes {RSA_2048} keys only, not {algorithm!r}.")
+        raise InvalidKeyRequestError(f"The emulator makes {RSA_2048} keys only, not {algorithm!r}.")
 
 
 def _rfc3339(epoch: float) -> str:
