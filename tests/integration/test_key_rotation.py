@@ -111,17 +111,14 @@ def key_stack(
 
 
 @contextmanager
-def put_secret_value_refused_once() -> Iterator[None]:
+def put_secret_value_refused() -> Iterator[None]:
     """The crash between Google's answer to keys.create and Secrets Manager storing the key:
-    only PutSecretValue fails (the write-ahead tag before it goes through)."""
+    while active, PutSecretValue fails however often boto3 retries it (the write-ahead tag
+    before it goes through)."""
     original = SecretsManagerBackend.put_secret_value
-    refused: list[bool] = []
 
     def refusing(self: SecretsManagerBackend, *args: Any, **kwargs: Any) -> Any:
-        if not refused:
-            refused.append(True)
-            raise SecretsManagerThrottledError()
-        return original(self, *args, **kwargs)
+        raise SecretsManagerThrottledError()
 
     SecretsManagerBackend.put_secret_value = refusing  # type: ignore[method-assign]
     try:
@@ -248,7 +245,7 @@ def test_a_crash_between_keys_create_and_put_secret_value_leaves_no_key_behind(
     first = key_stack.current_key_id()
     token = begin_rotation(KEY_SECRET)
     request = RotationRequest(KEY_SECRET, token)
-    with put_secret_value_refused_once(), pytest.raises(AwsUnavailableError):
+    with put_secret_value_refused(), pytest.raises(AwsUnavailableError):
         key_stack.rotation().run(Step.CREATE, request)
     assert len(key_stack.google_key_ids()) == 2
     assert KEY_CREATE_STARTED_TAG in key_stack.tags()
