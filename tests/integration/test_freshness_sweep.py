@@ -45,6 +45,7 @@ from rotation_core.token_secret import (
     TokenSecretValue,
     format_timestamp,
 )
+from tests.conftest import SECRET_MATERIAL
 from tests.support import (
     ACCOUNT_ID,
     KEY_SECRET,
@@ -629,3 +630,49 @@ def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
     assert key["DaysLeft"] == pytest.approx(1 / 24, abs=0.001)
     assert (key["Action"], key["Reason"]) == ("nothing", Reason.KEY_NOT_DUE)
     assert key_secret.steps == []
+
+
+def test_a_due_key_is_replaced_through_the_sweeps_rotate_secret_at_googles_keys_api(
+    stack: Stack, google: GoogleEmulator
+) -> None:
+    """The whole loop: the run that finds the key due calls RotateSecret, the rotation creates a
+    key at Google and promotes it, and the next run finds the new key due KeyRotationDays on."""
+    account = f"rotator-{uuid.uuid4().hex[:10]}@demo-project.iam.gserviceaccount.com"
+    first = google.create_service_account(account)
+    SECRET_MATERIAL.add_key(first)
+    google.grant_key_admin(account, f"serviceAccount:{account}")
+    google.key_propagation_seconds = 0
+    stack.secretsmanager.put_secret_value(
+        SecretId=KEY_SECRET,
+        SecretString=json.dumps(first.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
+    )
+    stack.environment.update(
+        KEY_ROTATION_DAYS=str(KEY_ROTATION_DAYS), GOOGLE_IAM_URL=google.keys_url("{}")
+    )
+    stack.secretsmanager.cancel_rotate_secret(SecretId=TOKEN_SECRET)
+    key_arn = stack.secretsmanager.describe_secret(SecretId=KEY_SECRET)["ARN"]
+    fidelity.configure_rotation(moto_secrets(), key_arn, stack.rotation_function)
+    due = key_version_created(stack) + timedelta(days=KEY_ROTATION_DAYS)
+    try:
+        stack.world.move_to(due)
+        rotating = stack.sweep()
+        stack.world.move_to(due + timedelta(minutes=5))
+        after = stack.sweep()
+    finally:
+        google.key_propagation_seconds = 5.0
+
+    assert [(a.decision.secret_arn, a.outcome) for a in rotating.acted] == [(key_arn, "started")]
+    current = json.loads(
+        stack.secretsmanager.get_secret_value(SecretId=KEY_SECRET, VersionStage="AWSCURRENT")[
+            "SecretString"
+        ]
+    )
+    SECRET_MATERIAL.values.add(current["private_key"].splitlines()[5])
+    assert current["private_key_id"] != first.private_key_id
+    assert {key.key_id for key in google.user_managed_keys(account)} == {
+        first.private_key_id,
+        current["private_key_id"],
+    }, "the key replaced stays as the standby"
+    assert after.key is not None
+    assert after.key.decision.reason == Reason.KEY_NOT_DUE
+    assert after.key.days_left == pytest.approx(KEY_ROTATION_DAYS - 5 / (24 * 60), abs=0.001)
