@@ -124,7 +124,8 @@ SWEEP_METRICS: Final = (
     "ServiceAccountKeyDaysLeft",
 )
 """What the sweep publishes every run, each once per stack (dimension Stack): a custom metric a
-month each (ServiceAccountKeyDaysLeft while the stack's key rotates, as deployed by default).
+month each (ServiceAccountKeyDaysLeft while the stack's key rotates, as deployed by default;
+ServiceAccountKeyDaysToExpiry as well under a key-expiry policy, which no stack has by default).
 CloudWatch bills a custom metric pro rata for the hours it is published, so the counts the sweep
 sends only when not 0 (SweepRotationsStarted, SweepRotationsDeferred: a repair, or pacing; rare
 while the schedules work) are not priced as monthly metrics, nor is UnverifiedPromotions

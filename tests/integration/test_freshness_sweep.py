@@ -24,6 +24,7 @@ from localcloud.operations import drain_notices, subscribe_queue
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import ConfigurationError, RotationError
 from rotation_core.google_client import GoogleClient
+from rotation_core.iam_keys import NO_EXPIRY
 from rotation_core.key_rotation import KEY_REFUSED_TAG, KEY_ROTATED_AT_TAG, KEY_VALID_BEFORE_TAG
 from rotation_core.refresh import REFUSED_VERSION_TAG
 from rotation_core.rotation import Rotation
@@ -548,6 +549,7 @@ def test_a_key_google_refused_is_replaced_at_once_however_long_before_it_is_due(
         SecretId=KEY_SECRET,
         Tags=[
             {"Key": KEY_ROTATED_AT_TAG, "Value": format_timestamp(now - timedelta(days=1))},
+            {"Key": KEY_VALID_BEFORE_TAG, "Value": format_timestamp(NO_EXPIRY)},
             {"Key": KEY_REFUSED_TAG, "Value": "0123456789abcdef"},
         ],
     )
@@ -560,6 +562,7 @@ def test_a_key_google_refused_is_replaced_at_once_however_long_before_it_is_due(
         Reason.KEY_REFUSED,
     )
     assert report.key.days_left == pytest.approx(KEY_ROTATION_DAYS - 1, abs=0.01)
+    assert report.key.days_to_expiry is None, "Google's validBeforeTime of a key that never expires"
     assert key_secret.rotations_started() == 1
 
 
@@ -588,8 +591,10 @@ def test_a_key_secret_that_holds_no_key_yet_is_never_rotated(
         "Reason": Reason.NO_KEY,
         "DueAt": None,
         "DaysLeft": None,
+        "DaysToExpiry": None,
     }
-    assert "ServiceAccountKeyDaysLeft" not in published_metrics(stdout_so_far(capsys))
+    published = published_metrics(stdout_so_far(capsys))
+    assert {"ServiceAccountKeyDaysLeft", "ServiceAccountKeyDaysToExpiry"}.isdisjoint(published)
     skipped = [r for r in caplog.records if "holds no key yet" in r.getMessage()]
     assert len(skipped) == 1
 
@@ -602,8 +607,8 @@ def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A key an 8-hour key-expiry policy made, rotated 5 hours ago: due at 6 hours, so one hour
-    (1/24 of a day) is left; the metric per stack like the freshness metrics, and the summary
-    says when."""
+    (1/24 of a day) is left, and 3 hours before Google stops accepting it; the metrics per stack
+    like the freshness metrics, and the summary says when."""
     rotated_at = stack.world.now().replace(microsecond=0) - timedelta(hours=5)
     stack.secretsmanager.tag_resource(
         SecretId=KEY_SECRET,
@@ -622,12 +627,16 @@ def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
     summary = freshness_sweep.lambda_handler({}, lambda_context())
 
     freshness_sweep._sweep_parts.cache_clear()
-    [days_left] = published_metrics(stdout_so_far(capsys))["ServiceAccountKeyDaysLeft"]
+    published = published_metrics(stdout_so_far(capsys))
+    [days_left] = published["ServiceAccountKeyDaysLeft"]
+    [days_to_expiry] = published["ServiceAccountKeyDaysToExpiry"]
     assert days_left == pytest.approx(1 / 24, abs=0.001)
+    assert days_to_expiry == pytest.approx(3 / 24, abs=0.001)
     key = summary["ServiceAccountKey"]
     assert isinstance(key, dict)
     assert key["DueAt"] == format_timestamp(rotated_at + timedelta(hours=6))
     assert key["DaysLeft"] == pytest.approx(1 / 24, abs=0.001)
+    assert key["DaysToExpiry"] == pytest.approx(3 / 24, abs=0.001)
     assert (key["Action"], key["Reason"]) == ("nothing", Reason.KEY_NOT_DUE)
     assert key_secret.steps == []
 

@@ -44,6 +44,7 @@ from rotation_core.errors import (
 from rotation_core.failure_notice import Notice, compose_refused
 from rotation_core.freshness import fresh_pending_value
 from rotation_core.google_client import GoogleClient
+from rotation_core.iam_keys import NO_EXPIRY
 from rotation_core.key_rotation import KeyStatus
 from rotation_core.refresh import REFUSED_VERSION_TAG
 from rotation_core.secrets import CURRENT, RotateOutcome, SecretDescription, SecretsGateway
@@ -134,18 +135,26 @@ class KeyCheck:
     due_at: datetime | None
     """None when the secret holds no key yet (`{}`, as the stack creates it)."""
     now: datetime
+    valid_before: datetime | None = None
+    """When Google stops accepting the key; None without a key-expiry policy."""
 
     @property
     def days_left(self) -> float | None:
         return None if self.due_at is None else days_left(self.due_at, self.now)
 
+    @property
+    def days_to_expiry(self) -> float | None:
+        expires = None if self.due_at is None else self.valid_before
+        return None if expires is None else days_left(expires, self.now)
+
     def as_payload(self) -> dict[str, object]:
-        days = self.days_left
+        left, to_expiry = self.days_left, self.days_to_expiry
         return {
             "Action": self.decision.action.value,
             "Reason": self.decision.reason,
             "DueAt": None if self.due_at is None else format_timestamp(self.due_at),
-            "DaysLeft": None if days is None else round(days, 3),
+            "DaysLeft": None if left is None else round(left, 3),
+            "DaysToExpiry": None if to_expiry is None else round(to_expiry, 3),
         }
 
 
@@ -415,11 +424,12 @@ class FreshnessSweep:
         if rotated_at is None:
             return None  # no AWSCURRENT version to date: nothing a rotation could start from
         pending = secret.unfinished_rotation()
+        expires = status.valid_before
         state = KeyState(
             arn=secret.arn,
             rotation_enabled=secret.rotation_enabled,
             due_at=status.due_at(days, rotated_at),
-            valid_before=status.valid_before,
+            valid_before=None if expires is None or expires >= NO_EXPIRY else expires,
             refused=status.refused_key is not None,
             pending_version=pending,
             pending_created_at=(
@@ -440,7 +450,7 @@ class FreshnessSweep:
             )
             skipped = replace(decision, action=Action.NOTHING, reason=Reason.NO_KEY)
             return KeyCheck(secret.name, skipped, None, now)
-        return KeyCheck(secret.name, decision, state.due_at, now)
+        return KeyCheck(secret.name, decision, state.due_at, now, state.valid_before)
 
     def _holds_no_key(self, secret: SecretDescription) -> bool:
         """The key secret holds `{}`, as the stack creates it before a key is put in it."""
