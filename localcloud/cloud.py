@@ -40,6 +40,9 @@ from localcloud.lambda_runtime import FunctionWorker, LambdaRuntime
 from localcloud.template import FunctionSpec, Template, load_template
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/local-cloud"
+IAM_KEYS_PATH = "/v1/projects/-/serviceAccounts/{}/keys"
+"""IAM's service-account keys collection, {} for the account's e-mail (GOOGLE_IAM_URL after the
+emulator's base URL): the key's own rotation creates, lists and deletes keys there."""
 LogSink = Callable[[str, str], None]
 __all__ = [
     "ACCOUNT_ID",
@@ -550,6 +553,7 @@ class _Deployer:
             "GOOGLE_IAM_CREDENTIALS_URL": self.cloud.google.generate_access_token_url("{}"),
             "GOOGLE_STS_URL": self.cloud.google.sts_url,
             "GOOGLE_CERTS_URL": self.cloud.google.certs_url,
+            "GOOGLE_IAM_URL": self.cloud.google.base_url + IAM_KEYS_PATH,
             "GOOGLE_HTTP_TIMEOUT_SECONDS": str(self.cloud._google_timeout),
             # Never the developer's own AWS profile: only the local cloud's fake credentials.
             "AWS_CONFIG_FILE": "/dev/null",
@@ -580,6 +584,9 @@ class _Deployer:
         )
 
     def _deploy_rotation_schedule(self, logical_id: str, properties: Any) -> None:
+        """Rotation switched on with its rules, fired by localcloud.scheduler. `!Ref` of the
+        resource is the secret's ARN, as CloudFormation answers; that also makes a secret the
+        stack did not create (ServiceAccountKeySecretArn) one of the stack's for the scheduler."""
         rules = properties.get("RotationRules", {})
         expression, period = _rotation_period(logical_id, rules)
         fidelity.configure_rotation(
@@ -597,6 +604,7 @@ class _Deployer:
                 deployed_at=self.cloud.clock.now(),
             )
         )
+        self.resolver.refs[logical_id] = properties["SecretId"]
 
     def _deploy_alarm(self, logical_id: str, properties: Any) -> None:
         self.cloud.client("cloudwatch").put_metric_alarm(
