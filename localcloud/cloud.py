@@ -265,6 +265,9 @@ class LocalCloud:
             SecretId=self.deployment.key_secret_arn,
             SecretString=json.dumps(key.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
         )
+        # What `make google-setup` prints for a key that renews itself: the account manages
+        # its own keys (roles/iam.serviceAccountKeyAdmin on itself).
+        self.google.grant_key_admin(key.client_email, f"serviceAccount:{key.client_email}")
 
     def prewarm(self) -> dict[str, dict[str, object]]:
         """Starts one warm sandbox of every deployed function at once, as provisioned
@@ -587,7 +590,10 @@ class _Deployer:
         """Rotation switched on with its rules, fired by localcloud.scheduler. `!Ref` of the
         resource is the secret's ARN, as CloudFormation answers; that also makes a secret the
         stack did not create (ServiceAccountKeySecretArn) one of the stack's for the scheduler."""
-        rules = properties.get("RotationRules", {})
+        rules = dict(properties.get("RotationRules", {}))
+        if "AutomaticallyAfterDays" in rules:
+            # CloudFormation hands a Number parameter's `!Ref` over as the integer the API takes.
+            rules["AutomaticallyAfterDays"] = int(rules["AutomaticallyAfterDays"])
         expression, period = _rotation_period(logical_id, rules)
         fidelity.configure_rotation(
             self.cloud.secrets_backend(),

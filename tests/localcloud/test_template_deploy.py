@@ -459,7 +459,7 @@ def test_the_key_secret_renews_itself_every_key_rotation_days(cloud: LocalCloud)
 
     assert described["RotationEnabled"] is True
     assert described["RotationLambdaARN"] == deployment.attributes[("RotationEntryFunction", "Arn")]
-    assert described["RotationRules"] == {"ScheduleExpression": "rate(7 days)"}
+    assert described["RotationRules"] == {"AutomaticallyAfterDays": 7}
     assert list(described["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
     assert _rotating_secrets(cloud, deployment) == {
         deployment.token_secret_arn: 4 / 24,

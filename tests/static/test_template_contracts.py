@@ -16,6 +16,7 @@ from rotation_core import config
 from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
 from rotation_core.failure_notice import NEXT_ROTATION_NOT_SCHEDULED
+from rotation_core.key_rotation import KEY_ACCEPTANCE_BOUND
 from rotation_core.refresh import (
     FAILED_ATTEMPTS_TAG,
     REFUSED_VERSION_TAG,
@@ -1112,10 +1113,6 @@ def _camel(snake: str) -> str:
 
 
 # The key secret renews itself (KeyRotationDays).
-
-NEW_KEY_ACCEPTANCE_BOUND_SECONDS = 180
-"""How long after createSecret stored a new key testSecret still waits for Google to accept it
-(the core's bound, docs: key rotation); after that the rotation is abandoned."""
 KEY_TAGS_OF = {
     "CreateSecretFunction": {f"{TAG_PREFIX}key-create-started", f"{TAG_PREFIX}key-refused"},
     "FinishSecretFunction": {
@@ -1173,7 +1170,7 @@ def test_the_key_secret_renews_itself_on_its_own_schedule_never_at_deploy() -> N
         "SecretId": KEY_SECRET,
         "RotationLambdaARN": ENTRY_FUNCTION_ARN,
         "RotateImmediatelyOnUpdate": False,
-        "RotationRules": {"ScheduleExpression": {"Fn::Sub": "rate(${KeyRotationDays} days)"}},
+        "RotationRules": {"AutomaticallyAfterDays": {"Ref": "KeyRotationDays"}},
     }
     # The token secret's schedule rotates at once: its first token is wanted right away.
     assert TEMPLATE.resources["TokenRotationSchedule"]["Properties"]["RotateImmediatelyOnUpdate"]
@@ -1272,7 +1269,7 @@ def test_test_secret_waits_for_a_new_key_within_the_cores_bound(name: str) -> No
         for n in range(rule["MaxAttempts"])
     ]
     assert waits[-1] < rule["MaxDelaySeconds"], "the cap never shortens a wait"
-    assert 90 <= sum(waits) < NEW_KEY_ACCEPTANCE_BOUND_SECONDS
+    assert 90 <= sum(waits) < KEY_ACCEPTANCE_BOUND.total_seconds()
     google_timeout = float(
         TEMPLATE.document["Globals"]["Function"]["Environment"]["Variables"][
             "GOOGLE_HTTP_TIMEOUT_SECONDS"
