@@ -31,10 +31,12 @@ from rotation_core.refresh import (
     RotationSchedule,
     first_refresh_spread,
 )
-from rotation_core.rotation import Rotation, StepOutcome
+from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import SecretDescription, SecretsGateway
+from rotation_core.step_outcome import StepOutcome
 from rotation_core.steps import Step
+from rotation_core.token_secret import TokenMetadata
 from tests.support import (
     KEY_SECRET,
     MANAGED_TAG,
@@ -302,7 +304,7 @@ def test_a_rerun_finish_on_the_current_version_still_returns_the_schedule_from_a
     assert again.follow_up is not None
     assert again.follow_up.notice is None
     assert schedule_of(again).due == schedule_of(finished).due < expires - LEAD
-    assert again.metadata is not None
+    assert isinstance(again.metadata, TokenMetadata)
     assert again.metadata.expires_at == expires
     assert status_tags(secretsmanager, token_secret_arn) == {CURRENT_EXPIRES_AT_TAG: iso(expires)}
 

@@ -12,7 +12,7 @@ from rotation_core.errors import (
     TransientRotationError,
     error_names,
 )
-from rotation_core.rotation import StepOutcome
+from rotation_core.step_outcome import StepOutcome
 from rotation_core.steps import Step
 from rotation_core.token_secret import TokenMetadata
 

@@ -25,6 +25,8 @@ GOOGLE_IAM_CREDENTIALS_URL: Final = (
     "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{}:generateAccessToken"
 )
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_IAM_URL: Final = "https://iam.googleapis.com/v1/projects/-/serviceAccounts/{}/keys"
+"""IAM's service-account keys collection, {} for the account's e-mail."""
 """Google's public keys for the ID tokens it signs (PEM by kid), as relying parties fetch them."""
 GENERATE_ACCESS_TOKEN: Final = ":generateAccessToken"
 GENERATE_ID_TOKEN: Final = ":generateIdToken"
@@ -122,6 +124,9 @@ MANAGED_BY_TAG: Final = f"{TAG_PREFIX}managed-by"
 MANAGED_BY_VARIABLE: Final = "MANAGED_BY"
 ALLOWED_KEY_SECRET_IDS_VARIABLE: Final = "ALLOWED_KEY_SECRET_IDS"
 DELEGATES_VARIABLE: Final = "IMPERSONATION_DELEGATES"
+KEY_ROTATION_DAYS_VARIABLE: Final = "KEY_ROTATION_DAYS"
+MAX_KEY_ROTATION_DAYS: Final = 90
+"""Google asks for user-managed keys to be rotated at least every 90 days."""
 _ARN_SUFFIX_LENGTH: Final = 7  # Secrets Manager appends "-" and six random characters
 
 
@@ -393,6 +398,26 @@ def allowed_key_secret_ids(environment: Mapping[str, str]) -> frozenset[str]:
     return frozenset(entry for entry in (*listed, default) if entry)
 
 
+def key_rotation_days(environment: Mapping[str, str]) -> int:
+    """Days between rotations of the stack's own key secret; 0 when the key does not rotate."""
+    raw = environment.get(KEY_ROTATION_DAYS_VARIABLE, "").strip() or "0"
+    days = int(raw) if raw.isdigit() else -1
+    if not 0 <= days <= MAX_KEY_ROTATION_DAYS:
+        raise ConfigurationError(
+            f"environment variable {KEY_ROTATION_DAYS_VARIABLE!r} must be a whole number of days "
+            f"from 0 (the key does not rotate) to {MAX_KEY_ROTATION_DAYS}, got {raw!r}: set the "
+            "stack's KeyRotationDays parameter"
+        )
+    return days
+
+
+def is_rotating_key_secret(arn: str, name: str, environment: Mapping[str, str]) -> bool:
+    """The stack's own key secret renews itself when KEY_ROTATION_DAYS is above 0; the other
+    allowed key secrets never rotate here (other stacks may own them)."""
+    own = environment.get(KEY_SECRET_ID.variable, "").strip()
+    return bool(own) and _same_secret(own, arn, name) and key_rotation_days(environment) > 0
+
+
 def managed_by(environment: Mapping[str, str]) -> str:
     """The value of the tag that marks the token secrets this stack rotates (its name)."""
     owner = environment.get(MANAGED_BY_VARIABLE, "").strip()
@@ -457,6 +482,8 @@ class GoogleEndpoints:
     sts_url: str = GOOGLE_STS_URL
     certs_url: str = GOOGLE_CERTS_URL
     """Where Google publishes the keys that sign its ID tokens; testSecret fetches them."""
+    iam_url: str = GOOGLE_IAM_URL
+    """IAM's keys collection for an account ({} for its e-mail): the key's own rotation."""
 
     @property
     def id_token_url(self) -> str:
@@ -490,6 +517,7 @@ class GoogleEndpoints:
             ),
             sts_url=_url(environment, "GOOGLE_STS_URL", GOOGLE_STS_URL),
             certs_url=_url(environment, "GOOGLE_CERTS_URL", GOOGLE_CERTS_URL),
+            iam_url=_url(environment, "GOOGLE_IAM_URL", GOOGLE_IAM_URL),
         )
 
 

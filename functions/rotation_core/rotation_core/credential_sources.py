@@ -2,7 +2,7 @@
 keyless federation, every mint through google-auth."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -16,7 +16,13 @@ from rotation_core.config import (
     WORKLOAD_IDENTITY_SOURCE,
     RotationSettings,
 )
-from rotation_core.errors import ConfigurationError, GoogleResponseError
+from rotation_core.errors import (
+    ConfigurationError,
+    GoogleGrantRejectedError,
+    GoogleResponseError,
+    InvalidServiceAccountKeyError,
+    RotationError,
+)
 from rotation_core.google_client import (
     FEDERATED_ROLE_MEMBER,
     KEY_ACCOUNT_MEMBER,
@@ -24,7 +30,7 @@ from rotation_core.google_client import (
     IamIdTokenCredentials,
 )
 from rotation_core.secrets import SecretsGateway
-from rotation_core.service_account_key import parse_service_account_key
+from rotation_core.service_account_key import ServiceAccountKey, parse_service_account_key
 from rotation_core.token_secret import (
     IdTokenMetadata,
     IdTokenSecretValue,
@@ -55,40 +61,40 @@ class ServiceAccountKeySource:
     """Domain-wide delegation: the Workspace user the token acts for (the JWT grant's sub)."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
-        key = parse_service_account_key(
-            self.secrets.read_current(self.key_secret_id), self.key_secret_id
-        )
-        credentials = key.credentials(scopes, self.google.endpoints.token_url)
-        if self.subject is not None:
-            credentials = credentials.with_subject(self.subject)
-        issued_at = datetime.now(UTC).replace(microsecond=0)
-        self.google.refresh(credentials)
-        if not credentials.token or credentials.expiry is None:
-            raise GoogleResponseError(
-                "Google's token endpoint answered without an access_token or expires_in"
+        def with_key(key: ServiceAccountKey) -> TokenSecretValue:
+            credentials = key.credentials(scopes, self.google.endpoints.token_url)
+            if self.subject is not None:
+                credentials = credentials.with_subject(self.subject)
+            issued_at = datetime.now(UTC).replace(microsecond=0)
+            self.google.refresh(credentials)
+            if not credentials.token or credentials.expiry is None:
+                raise GoogleResponseError(
+                    "Google's token endpoint answered without an access_token or expires_in"
+                )
+            return _token_value(
+                credentials.token,
+                credentials.expiry,
+                issued_at,
+                scopes,
+                key.client_email,
+                key.client_id,
+                self.subject,
             )
-        return _token_value(
-            credentials.token,
-            credentials.expiry,
-            issued_at,
-            scopes,
-            key.client_email,
-            key.client_id,
-            self.subject,
-        )
+
+        return with_standby(self.secrets, self.key_secret_id, with_key)
 
     def mint_id_token(self, audience: str) -> IdTokenSecretValue:
-        key = parse_service_account_key(
-            self.secrets.read_current(self.key_secret_id), self.key_secret_id
-        )
-        credentials = key.id_token_credentials(audience, self.google.endpoints.token_url)
-        issued_at = datetime.now(UTC).replace(microsecond=0)
-        self.google.refresh(credentials)
-        if not credentials.token or credentials.expiry is None:
-            raise GoogleResponseError("Google's token endpoint answered without an id_token")
-        return _id_token_value(
-            credentials.token, credentials.expiry, issued_at, audience, key.client_email
-        )
+        def with_key(key: ServiceAccountKey) -> IdTokenSecretValue:
+            credentials = key.id_token_credentials(audience, self.google.endpoints.token_url)
+            issued_at = datetime.now(UTC).replace(microsecond=0)
+            self.google.refresh(credentials)
+            if not credentials.token or credentials.expiry is None:
+                raise GoogleResponseError("Google's token endpoint answered without an id_token")
+            return _id_token_value(
+                credentials.token, credentials.expiry, issued_at, audience, key.client_email
+            )
+
+        return with_standby(self.secrets, self.key_secret_id, with_key)
 
 
 IAM_SCOPE: Final = "https://www.googleapis.com/auth/iam"
@@ -109,38 +115,42 @@ class ImpersonationSource:
     """Accounts' OAuth client ids this rotation stored before (see `_client_id`)."""
 
     def mint(self, scopes: tuple[str, ...]) -> TokenSecretValue:
-        key = parse_service_account_key(
-            self.secrets.read_current(self.key_secret_id), self.key_secret_id
-        )
-        impersonating = impersonated_credentials.Credentials(
-            source_credentials=key.credentials((IAM_SCOPE,), self.google.endpoints.token_url),
-            target_principal=self.target,
-            target_scopes=list(scopes),
-            delegates=list(self.delegates) or None,
-            lifetime=self.lifetime_seconds,
-            iam_endpoint_override=self.google.endpoints.iam_credentials_url.format(self.target),
-        )
-        return _impersonated_token(
-            self.google, impersonating, self.target, scopes, self.known_client_ids
-        )
+        def with_key(key: ServiceAccountKey) -> TokenSecretValue:
+            endpoints = self.google.endpoints
+            impersonating = impersonated_credentials.Credentials(
+                source_credentials=key.credentials((IAM_SCOPE,), endpoints.token_url),
+                target_principal=self.target,
+                target_scopes=list(scopes),
+                delegates=list(self.delegates) or None,
+                lifetime=self.lifetime_seconds,
+                iam_endpoint_override=endpoints.iam_credentials_url.format(self.target),
+            )
+            return _impersonated_token(
+                self.google, impersonating, self.target, scopes, self.known_client_ids
+            )
+
+        return with_standby(self.secrets, self.key_secret_id, with_key)
 
     def mint_id_token(self, audience: str) -> IdTokenSecretValue:
         """generateIdToken with the key's own token (the OpenID token-creator role on the
         target), as google-auth's impersonated IDTokenCredentials does."""
-        key = parse_service_account_key(
-            self.secrets.read_current(self.key_secret_id), self.key_secret_id
-        )
-        endpoints = self.google.endpoints
-        target = impersonated_credentials.Credentials(
-            source_credentials=key.credentials((IAM_SCOPE,), endpoints.token_url),
-            target_principal=self.target,
-            target_scopes=[IAM_SCOPE],
-            delegates=list(self.delegates) or None,
-        )
-        credentials = IamIdTokenCredentials(
-            target, audience, endpoints.id_token_url.format(self.target)
-        )
-        return _minted_id_token(self.google, credentials, self.target, audience, KEY_ACCOUNT_MEMBER)
+
+        def with_key(key: ServiceAccountKey) -> IdTokenSecretValue:
+            endpoints = self.google.endpoints
+            target = impersonated_credentials.Credentials(
+                source_credentials=key.credentials((IAM_SCOPE,), endpoints.token_url),
+                target_principal=self.target,
+                target_scopes=[IAM_SCOPE],
+                delegates=list(self.delegates) or None,
+            )
+            credentials = IamIdTokenCredentials(
+                target, audience, endpoints.id_token_url.format(self.target)
+            )
+            return _minted_id_token(
+                self.google, credentials, self.target, audience, KEY_ACCOUNT_MEMBER
+            )
+
+        return with_standby(self.secrets, self.key_secret_id, with_key)
 
 
 AWS_CALLER_IDENTITY_URL: Final = (
@@ -205,6 +215,45 @@ class WorkloadIdentitySource:
                 "regional_cred_verification_url": AWS_CALLER_IDENTITY_URL,
             },
         }
+
+
+def with_standby[T](
+    secrets: SecretsGateway, key_secret_id: str, mint: Callable[[ServiceAccountKey], T]
+) -> T:
+    """Mint with the key in AWSCURRENT; when Google refuses it (deleted, disabled or expired
+    behind the rotation's back) and the key secret still holds the standby key in AWSPREVIOUS,
+    mint with that instead and start the key's own rotation, which replaces the refused key and
+    says so (docs/key-rotation.md). Without a standby, or when it is refused too, the first
+    refusal stands."""
+    key = parse_service_account_key(secrets.read_current(key_secret_id), key_secret_id)
+    try:
+        return mint(key)
+    except GoogleGrantRejectedError as refusal:
+        standby_file = secrets.read_previous_string(key_secret_id)
+        if standby_file is None:
+            raise
+        try:
+            standby = parse_service_account_key(standby_file, key_secret_id)
+        except InvalidServiceAccountKeyError:
+            raise refusal from None
+        if standby.private_key_id == key.private_key_id:
+            raise
+        try:
+            minted = mint(standby)
+        except GoogleGrantRejectedError:
+            raise refusal from None
+    logger.warning(
+        "Google refused the key in AWSCURRENT; the standby key in AWSPREVIOUS minted the token "
+        "and the key secret's rotation is started",
+        extra={"key_id": key.private_key_id, "standby_key_id": standby.private_key_id},
+    )
+    try:
+        secrets.rotate(key_secret_id)
+    except RotationError as error:
+        logger.warning(
+            "the key secret's rotation could not be started", extra={"error": str(error)}
+        )
+    return minted
 
 
 def _impersonated_token(

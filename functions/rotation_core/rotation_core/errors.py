@@ -27,6 +27,11 @@ class GoogleConnectionError(TransientRotationError):
     """The connection to Google failed or was reset before an answer arrived."""
 
 
+class NewKeyNotYetAcceptedError(TransientRotationError):
+    """Google does not accept a service-account key it created moments ago: new keys take a
+    short while to work everywhere, so testSecret waits for it within a bound."""
+
+
 class AwsUnavailableError(TransientRotationError):
     """An AWS API throttled us, failed on its side (5xx) or could not be reached."""
 
@@ -91,6 +96,16 @@ class GoogleResponseError(PermanentRotationError):
 
 class TokenVerificationError(PermanentRotationError):
     """The pending token failed testSecret: invalid, expired, wrong scopes or service account."""
+
+
+class KeyLimitReachedError(PermanentRotationError):
+    """The service account already holds Google's maximum of 10 user-managed keys: no new key
+    can be created until one is deleted."""
+
+
+class KeyAdminDeniedError(PermanentRotationError):
+    """Google's IAM refused to create, list or delete the account's keys: the account lacks
+    roles/iam.serviceAccountKeyAdmin on itself (or the token lacks the scope)."""
 
 
 class AwsAccessError(PermanentRotationError):

@@ -25,6 +25,7 @@ from rotation_core.redaction import (
     redact_secrets,
     safe_external_text,
     shown_if_short,
+    shown_key_id,
 )
 from rotation_core.refresh import FailureStreak, NoticeKind
 from rotation_core.rotation_request import MAX_SECRET_ID_LENGTH
@@ -60,6 +61,7 @@ manual run had begun before the label moved, since its version exists only once 
 _SUBJECT_PREFIX: Final = "Google token rotation failed"
 _REMINDER_PREFIX: Final = "Google token rotation still failing"
 _RECOVERED_PREFIX: Final = "Google token rotation recovered"
+_KEY_REPLACED_PREFIX: Final = "Google service-account key replaced"
 _UNVERIFIED_PREFIX: Final = "Google token rotation promoted an unverified token"
 _REFUSED_PREFIX: Final = "Google refused the token in use, replacing it"
 _UNSCHEDULED_PREFIX: Final = "Google token rotated, next refresh not scheduled"
@@ -260,6 +262,41 @@ def compose_recovered(
     }
     return Notice(
         subject=subject_line(None, secret.name, _RECOVERED_PREFIX),
+        message=json.dumps(message, indent=2, ensure_ascii=False),
+    )
+
+
+def compose_key_replaced(
+    secret: SecretDescription,
+    refused_key: str,
+    new_key: str,
+    now: datetime,
+    next_rotation: datetime,
+) -> Notice:
+    """The key in use stopped working at Google behind the rotation's back and the standby key
+    replaced it: nothing is broken now, but someone deleted or disabled a key, or it expired."""
+    arn = bounded(secret.arn, SECRET_SHOWN_LIMIT)
+    message = {
+        "Summary": (
+            f"Google refused the service-account key in secret {arn} (key "
+            f"{shown_key_id(refused_key)}: deleted, disabled or expired outside this stack); the "
+            f"standby key created its replacement, key {shown_key_id(new_key)}, now AWSCURRENT."
+        ),
+        "SecretId": arn,
+        "RefusedKey": shown_key_id(refused_key),
+        "NewKey": shown_key_id(new_key),
+        "ReplacedAt": format_timestamp(now),
+        "NextKeyRotationAt": format_timestamp(next_rotation),
+        "NextSteps": (
+            "Token secrets keep minting with the new key. Find out who removed the key (Cloud "
+            "Audit Logs, method google.iam.admin.v1.DeleteServiceAccountKey or "
+            "DisableServiceAccountKey) or whether a key-expiry policy shortened it; keys this "
+            "stack made are deleted by the stack itself."
+        ),
+        "Runbook": runbook_link(NoticeEntry.KEY_REPLACED),
+    }
+    return Notice(
+        subject=subject_line(None, secret.name, _KEY_REPLACED_PREFIX),
         message=json.dumps(message, indent=2, ensure_ascii=False),
     )
 

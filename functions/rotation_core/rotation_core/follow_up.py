@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from rotation_core.config import managed_secret_check
+from rotation_core.config import is_rotating_key_secret, managed_secret_check
 from rotation_core.errors import AwsUnavailableError, RotationError, UnmanagedSecretError
 from rotation_core.failure_notice import (
     NEXT_ROTATION_NOT_SCHEDULED,
@@ -19,6 +19,7 @@ from rotation_core.failure_notice import (
     Notice,
     StageReading,
     StreakNote,
+    compose_key_replaced,
     compose_notice,
     compose_recovered,
     compose_unscheduled,
@@ -133,6 +134,30 @@ class FollowUps:
             )
         return FollowUp(notice, RotationSchedule(secret.arn, due))
 
+    def after_key_rotation(
+        self, secret: SecretDescription, key_id: str, due: datetime, refused_tag: str
+    ) -> FollowUp:
+        """The key secret's next rotation at `due`; one "key replaced" notice when the key in
+        use had been refused at Google (the tag `refused_tag` says which), else one "recovered"
+        notice when it ends a streak of failures."""
+        now = self._clock()
+        streak = FailureStreak.from_tags(secret.tags)
+        refused = secret.tags.get(refused_tag)
+        ended = [key for key in (*STREAK_TAGS, refused_tag) if key in secret.tags]
+        if ended:
+            try:
+                self._secrets.untag(secret.arn, ended)
+            except RotationError as error:
+                logger.warning(
+                    "ended status tags could not be removed", extra={"error": str(error)}
+                )
+        notice = None
+        if refused is not None and refused != key_id:
+            notice = compose_key_replaced(secret, refused, key_id, now, due)
+        elif streak is not None:
+            notice = compose_recovered(secret, streak, now, due, due)
+        return FollowUp(notice, RotationSchedule(secret.arn, due))
+
     def after_failure(self, report: FailureReport, reading: StageReading) -> FollowUp:
         """A failed rotation of a managed secret schedules its own retry and notifies when the
         streak rules say so; one superseded by a rotation that succeeded is no failure (logged,
@@ -150,7 +175,8 @@ class FollowUps:
         ):
             return FollowUp(compose_notice(report, reading), None)
         try:
-            managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
+            if not is_rotating_key_secret(reading.arn, reading.name, self._environment):
+                managed_secret_check(reading.arn, reading.name, reading.tags, self._environment)
         except RotationError:
             return FollowUp(compose_notice(report, reading), None)
         winner = superseding_version(report, reading)

@@ -227,6 +227,23 @@ class GoogleClient:
                 ) from None
         return _id_token_claims(claims)
 
+    def api_request(
+        self, method: str, url: str, access_token: str, endpoint: str, body: object = None
+    ) -> tuple[int, dict[str, object]]:
+        """One call to a Google JSON API with the caller's token; the status and the JSON body
+        (empty when it is not JSON). Transport failures are mapped, statuses left to the caller."""
+        with _transport_errors_mapped(endpoint):
+            response = self._http.request(
+                method,
+                url,
+                body=None if body is None else json.dumps(body).encode(),
+                headers={
+                    "Authorization": f"Bearer {access_token}",
+                    "Content-Type": "application/json",
+                },
+            )
+        return response.status, _json_object(response.data)
+
     def token_info(self, access_token: str) -> TokenInfo:
         """Look the token up at tokeninfo; POST keeps the token out of URLs and access logs."""
         with _transport_errors_mapped("tokeninfo endpoint"):
@@ -391,6 +408,11 @@ def _refresh_failure(error: google_exceptions.RefreshError, status: int | None) 
         f"Google refused to issue a token: HTTP {status} ({described}). Check that the "
         "service-account key is current and enabled and that the scopes are valid"
     )
+
+
+def describe_google_error(body: Mapping[str, object]) -> str:
+    """A Google API's error body, bounded and redacted, for messages that reach notices."""
+    return _describe_oauth_error(body)
 
 
 def _describe_oauth_error(body: Mapping[str, object]) -> str:

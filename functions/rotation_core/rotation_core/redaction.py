@@ -19,6 +19,9 @@ _KNOWN_SECRET_SHAPES: Final = re.compile(
 # that it cannot swallow a known token's start and leave its rest. Dots, hyphens and colons end a
 # run: scope URLs, IAM permission names, ARNs and version ids stay readable.
 _LONG_RUN: Final = re.compile(r"[A-Za-z0-9+/_=]{32,}")
+SHOWN_KEY_ID_LENGTH: Final = 12
+"""Key ids in messages are shortened: a 40-hex id would be redacted as secret-shaped, and the
+first characters are enough to match one in `gcloud iam service-accounts keys list`."""
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -61,3 +64,8 @@ def shown_if_short(value: object, limit: int = 40) -> str:
     ):
         return repr(value)
     return describe_kind(value)
+
+
+def shown_key_id(key_id: str) -> str:
+    """A service-account key id as messages show it (not a secret, but shaped like one)."""
+    return key_id[:SHOWN_KEY_ID_LENGTH] + ("…" if len(key_id) > SHOWN_KEY_ID_LENGTH else "")

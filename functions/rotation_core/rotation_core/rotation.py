@@ -2,29 +2,32 @@
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, NoReturn
 
-from rotation_core.config import MANAGED_BY_TAG, RotationSettings, managed_secret_check
+from rotation_core.config import (
+    MANAGED_BY_TAG,
+    RotationSettings,
+    is_rotating_key_secret,
+    managed_secret_check,
+)
 from rotation_core.credential_sources import CredentialSource, credential_source_for
 from rotation_core.errors import (
     InvalidTokenSecretError,
     NotPendingVersionError,
     RotationAbandonedError,
     RotationInProgressError,
-    RotationNotEnabledError,
-    SecretNotFoundError,
     TokenVerificationError,
-    UnknownRotationTokenError,
     UnmanagedSecretError,
 )
-from rotation_core.follow_up import Clock, FollowUp, FollowUps
+from rotation_core.follow_up import Clock, FollowUps
 from rotation_core.freshness import check_id_token_claims, check_token_info, fresh_pending_value
 from rotation_core.google_client import GoogleClient
+from rotation_core.key_rotation import KeyRotation
 from rotation_core.refresh import UNVERIFIED_VERSION_TAG
 from rotation_core.rotation_request import RotationRequest
 from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
+from rotation_core.step_outcome import StepOutcome, already_current, no_pending_value
 from rotation_core.steps import Step
 from rotation_core.token_secret import (
     ID_TOKEN_KIND,
@@ -51,38 +54,6 @@ PROMOTED_UNVERIFIED: Final = "promoted-unverified"
 count these in the UnverifiedPromotions metric)."""
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    """What a step reports: ids and non-secret metadata only, safe for logs and payloads."""
-
-    step: Step
-    secret_arn: str
-    version_id: str
-    action: str
-    metadata: StoredMetadata | None = None
-    previous_version_id: str | None = None
-    superseded_version_id: str | None = None
-    follow_up: FollowUp | None = None
-    """finishSecret only: what the state machine does next (schedule, notice)."""
-
-    def as_payload(self) -> dict[str, object]:
-        payload: dict[str, object] = {
-            "Step": self.step.value,
-            "SecretArn": self.secret_arn,
-            "VersionId": self.version_id,
-            "Action": self.action,
-        }
-        if self.metadata is not None:
-            payload |= self.metadata.as_payload()
-        if self.previous_version_id is not None:
-            payload["PreviousVersionId"] = self.previous_version_id
-        if self.superseded_version_id is not None:
-            payload["SupersededVersionId"] = self.superseded_version_id
-        if self.follow_up is not None:
-            payload["FollowUp"] = self.follow_up.as_payload()
-        return payload
-
-
 class Rotation:
     """Runs rotation steps against Secrets Manager and Google; every step is idempotent, and a
     pending version that can never pass is abandoned instead of blocking the secret."""
@@ -99,25 +70,33 @@ class Rotation:
         self._environment = environment
         self._clock = clock
         self._follow_ups = FollowUps(secrets, environment, clock)
+        self._keys = KeyRotation(secrets, google, environment, clock, self._follow_ups)
 
     def run(self, step: Step, request: RotationRequest) -> StepOutcome:
+        """The step for a token secret of this stack, or for the stack's own key secret when
+        it renews itself (KEY_ROTATION_DAYS above 0)."""
+        secret = self._secrets.describe(request.secret_id)
+        if is_rotating_key_secret(secret.arn, secret.name, self._environment):
+            return self._keys.run(step, request, secret)
         handlers = {
             Step.CREATE: self.create_secret,
             Step.SET: self.set_secret,
             Step.TEST: self.test_secret,
             Step.FINISH: self.finish_secret,
         }
-        return handlers[step](request)
+        return handlers[step](request, secret)
 
-    def create_secret(self, request: RotationRequest) -> StepOutcome:
+    def create_secret(
+        self, request: RotationRequest, described: SecretDescription | None = None
+    ) -> StepOutcome:
         """Mint a token and store it as AWSPENDING, unless this rotation already did."""
-        secret = self._describe_managed(request.secret_id)
+        secret = self._describe_managed(request.secret_id, described)
         in_use = self._refuse_a_foreign_value(secret)
         settings = self._settings(secret)
         superseded = None
         if request.manual and request.token not in secret.version_stages:
             superseded = self._supersede_stale_rotation(secret, request.token, settings)
-        elif _already_current(secret, request, Step.CREATE):
+        elif already_current(secret, request, Step.CREATE):
             return StepOutcome(Step.CREATE, secret.arn, request.token, "already-current")
         else:
             stored = self._secrets.read_pending(secret.arn, request.token)
@@ -154,25 +133,29 @@ class Rotation:
             superseded_version_id=superseded,
         )
 
-    def set_secret(self, request: RotationRequest) -> StepOutcome:
+    def set_secret(
+        self, request: RotationRequest, described: SecretDescription | None = None
+    ) -> StepOutcome:
         """Nothing to set at Google for an access token: prove the pending value is well formed
         and still fresh."""
-        secret = self._describe_managed(request.secret_id)
-        if _already_current(secret, request, Step.SET):
+        secret = self._describe_managed(request.secret_id, described)
+        if already_current(secret, request, Step.SET):
             return StepOutcome(Step.SET, secret.arn, request.token, "already-current")
         settings = self._settings(secret)
         pending = self._require_fresh_pending(Step.SET, secret, request.token, settings)
         return StepOutcome(Step.SET, secret.arn, request.token, "checked", pending.metadata)
 
-    def test_secret(self, request: RotationRequest) -> StepOutcome:
+    def test_secret(
+        self, request: RotationRequest, described: SecretDescription | None = None
+    ) -> StepOutcome:
         """Ask Google whether the pending token is valid, scoped, ours and long-lived enough (an
         ID token: verify it as a relying party does, with Google's certificates).
         When tokeninfo (or the certificates endpoint) cannot answer, a token in use that is bad
         or about to be is worse than an unverified fresh one: the pending token is then accepted
         on what can be checked without tokeninfo, and the secret's status tag says so
         (docs/unverified-promotion.md)."""
-        secret = self._describe_managed(request.secret_id)
-        if _already_current(secret, request, Step.TEST):
+        secret = self._describe_managed(request.secret_id, described)
+        if already_current(secret, request, Step.TEST):
             return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
         settings = self._settings(secret)
         stored = self._secrets.read_pending(secret.arn, request.token)
@@ -182,7 +165,7 @@ class Rotation:
             logger.info("no pending value: the rotation's configuration was checked")
             return StepOutcome(Step.TEST, secret.arn, request.token, "configuration-checked")
         if stored is None:
-            raise _no_value(Step.TEST, secret, request.token)
+            raise no_pending_value(Step.TEST, secret, request.token)
         try:
             pending = fresh_pending_value(stored, settings, self._clock())
             try:
@@ -203,11 +186,13 @@ class Rotation:
             self._secrets.untag(secret.arn, [UNVERIFIED_VERSION_TAG])
         return StepOutcome(Step.TEST, secret.arn, request.token, "verified", pending.metadata)
 
-    def finish_secret(self, request: RotationRequest) -> StepOutcome:
+    def finish_secret(
+        self, request: RotationRequest, described: SecretDescription | None = None
+    ) -> StepOutcome:
         """Move AWSCURRENT onto the tested version, never onto an empty or stale one, then plan
         the next rotation before the token in use expires."""
-        secret = self._describe_managed(request.secret_id)
-        if _already_current(secret, request, Step.FINISH):
+        secret = self._describe_managed(request.secret_id, described)
+        if already_current(secret, request, Step.FINISH):
             current = parse_token_secret(self._secrets.read_current(secret.arn))
             return self._finished(secret, request, "already-current", current.metadata, None)
         settings = self._settings(secret)
@@ -277,9 +262,12 @@ class Rotation:
         )
         return True
 
-    def _describe_managed(self, secret_id: str) -> SecretDescription:
-        """Before anything is read or written: the secret must be a token secret of this stack."""
-        secret = self._secrets.describe(secret_id)
+    def _describe_managed(
+        self, secret_id: str, described: SecretDescription | None
+    ) -> SecretDescription:
+        """Before anything is read or written: the secret must be a token secret of this stack
+        (`described`: the run's own DescribeSecret, not repeated)."""
+        secret = described or self._secrets.describe(secret_id)
         managed_secret_check(secret.arn, secret.name, secret.tags, self._environment)
         return secret
 
@@ -325,7 +313,7 @@ class Rotation:
     ) -> StoredToken:
         stored = self._secrets.read_pending(secret.arn, token)
         if stored is None:
-            raise _no_value(step, secret, token)
+            raise no_pending_value(step, secret, token)
         return self._fresh_or_abandon(step, secret, token, stored, settings)
 
     def _fresh_or_abandon(
@@ -396,37 +384,6 @@ class Rotation:
         except TokenVerificationError as error:
             return str(error)
         return None
-
-
-def _no_value(step: Step, secret: SecretDescription, token: str) -> SecretNotFoundError:
-    return SecretNotFoundError(
-        f"{step.value}: the pending version {token} of {secret.name!r} has no value: run "
-        "createSecret for this rotation first"
-    )
-
-
-def _already_current(secret: SecretDescription, request: RotationRequest, step: Step) -> bool:
-    """The contract's checks at the start of every step; True means the work is already done."""
-    if not request.manual and not secret.rotation_enabled:
-        raise RotationNotEnabledError(
-            f"rotation is not enabled for {secret.name!r}: enable it with RotateSecret or "
-            "start a manual rotation instead"
-        )
-    stages = secret.version_stages.get(request.token)
-    if not stages:
-        raise UnknownRotationTokenError(
-            f"{step.value}: version {request.token} of {secret.name!r} has no stage for "
-            "rotation (never started, or abandoned or superseded earlier); nothing to do for it"
-        )
-    if CURRENT in stages:
-        logger.info("version is already AWSCURRENT: nothing to do", extra={"step": step.value})
-        return True
-    if PENDING not in stages:
-        raise NotPendingVersionError(
-            f"{step.value}: version {request.token} of {secret.name!r} is not AWSPENDING "
-            f"(stages: {', '.join(stages)}); this rotation was superseded or abandoned"
-        )
-    return False
 
 
 def _mint(source: CredentialSource, settings: RotationSettings) -> StoredToken:

@@ -19,6 +19,9 @@ from rotation_core.errors import (
     InvalidRequestError,
     InvalidServiceAccountKeyError,
     InvalidTokenSecretError,
+    KeyAdminDeniedError,
+    KeyLimitReachedError,
+    NewKeyNotYetAcceptedError,
     NotPendingVersionError,
     RotationAbandonedError,
     RotationError,
@@ -44,6 +47,8 @@ class NoticeEntry(StrEnum):
     NOTICE_NOT_COMPOSED = "notice-not-composed"
     """The state machine's DescribeFailureFallback: a fixed notice when DescribeFailure failed."""
     NEXT_REFRESH_NOT_SCHEDULED = "next-refresh-not-scheduled"
+    KEY_REPLACED = "key-replaced"
+    """The key in AWSCURRENT was refused at Google and the standby key replaced it."""
     OTHER_ERROR = "other-errors"
     """A failure whose error is not one of the rotation's own (a Lambda crash or timeout, an
     AWS call of the state machine refused)."""
@@ -69,6 +74,9 @@ ERROR_ENTRIES: Final[dict[type[RotationError], str]] = {
     GoogleResponseError: "googleresponseerror",
     TokenVerificationError: "tokenverificationerror",
     AwsAccessError: "awsaccesserror",
+    NewKeyNotYetAcceptedError: "newkeynotyetacceptederror",
+    KeyLimitReachedError: "keylimitreachederror",
+    KeyAdminDeniedError: "keyadmindeniederror",
 }
 """Every error a step raises on purpose (each concrete RotationError) and its entry."""
 
@@ -84,6 +92,7 @@ ALARM_ENTRIES: Final = {
     "TokenFreshnessAlarm": "tokenfreshnessalarm",
     "RotationFailuresAlarm": "rotationfailuresalarm",
     "RotationEntryFailuresAlarm": "rotationentryfailuresalarm",
+    "ServiceAccountKeyExpiryAlarm": "serviceaccountkeyexpiryalarm",
 }
 """CloudWatch sends these, not the rotation: each alarm's AlarmDescription names its entry."""
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 CURRENT: Final = "AWSCURRENT"
 PENDING: Final = "AWSPENDING"
+PREVIOUS: Final = "AWSPREVIOUS"
 LIST_PAGE_SIZE: Final = 100
 """ListSecrets and ListSecretVersionIds return at most 100 entries a page."""
 _REATTEMPTED_MESSAGE: Final = "previous rotation isn't complete"
@@ -150,6 +151,18 @@ class SecretsGateway:
         """The AWSCURRENT string, or None when the current version holds binary data."""
         with _aws_errors_mapped(f"secret {secret_id!r}"):
             answer = self._client.get_secret_value(SecretId=secret_id, VersionStage=CURRENT)
+        return answer.get("SecretString")
+
+    def read_previous_string(self, secret_id: str) -> str | None:
+        """The AWSPREVIOUS string, or None when no version holds that label."""
+        try:
+            answer = self._client.get_secret_value(SecretId=secret_id, VersionStage=PREVIOUS)
+        except ClientError as error:
+            if error_code(error) == "ResourceNotFoundException":
+                return None
+            raise _client_failure(error, f"secret {secret_id!r}") from None
+        except BotoCoreError as error:
+            raise _transport_failure(error) from None
         return answer.get("SecretString")
 
     def read_pending(self, secret_id: str, version_id: str) -> str | None:

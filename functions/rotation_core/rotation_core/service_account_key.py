@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -47,6 +48,22 @@ class ServiceAccountKey:
             token_uri=token_uri,
             target_audience=audience,
         )
+
+
+@dataclass(frozen=True)
+class KeyMetadata:
+    """What a key secret's step reports of the key: its id and account, nothing secret."""
+
+    key_id: str
+    service_account: str
+    valid_before: datetime | None = None
+    """None while unknown, or when no key-expiry policy limits the key."""
+
+    def as_payload(self) -> dict[str, object]:
+        payload: dict[str, object] = {"KeyId": self.key_id, "ServiceAccount": self.service_account}
+        if self.valid_before is not None:
+            payload["KeyValidBefore"] = self.valid_before.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return payload
 
 
 def parse_service_account_key(secret_string: str, secret_id: str) -> ServiceAccountKey:

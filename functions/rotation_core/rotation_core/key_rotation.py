@@ -1,0 +1,430 @@
+"""The service-account key secret renews itself through the same four steps as a token secret:
+a new key at Google becomes AWSPENDING, is proven by a mint, is promoted, and the key it replaced
+stays as a standby until the next rotation deletes it (docs/key-rotation.md)."""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, NoReturn
+
+from rotation_core.config import key_rotation_days
+from rotation_core.errors import (
+    GoogleGrantRejectedError,
+    InvalidServiceAccountKeyError,
+    NewKeyNotYetAcceptedError,
+    NotPendingVersionError,
+    RotationAbandonedError,
+    RotationError,
+    RotationInProgressError,
+)
+from rotation_core.follow_up import Clock, FollowUps
+from rotation_core.google_client import GoogleClient
+from rotation_core.iam_keys import (
+    KEY_ADMIN_SCOPE,
+    KEY_LIMIT,
+    NO_EXPIRY,
+    ServiceAccountKeys,
+)
+from rotation_core.redaction import shown_key_id
+from rotation_core.rotation_request import RotationRequest
+from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
+from rotation_core.service_account_key import (
+    KeyMetadata,
+    ServiceAccountKey,
+    parse_service_account_key,
+)
+from rotation_core.step_outcome import StepOutcome, already_current, no_pending_value
+from rotation_core.steps import Step
+from rotation_core.token_secret import format_timestamp, parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+KEY_VALID_BEFORE_TAG: Final = "token-rotation:key-valid-before"
+"""When Google stops accepting the key in AWSCURRENT (absent: no key-expiry policy)."""
+KEY_ROTATED_AT_TAG: Final = "token-rotation:key-rotated-at"
+KEY_CREATE_STARTED_TAG: Final = "token-rotation:key-create-started"
+"""Write-ahead record of keys.create: "<version id> <time>", removed once the key file is stored,
+so that a crash between Google's answer and PutSecretValue leaves a key this stack can find."""
+KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
+"""The id of a key in AWSCURRENT that Google refused (deleted, disabled or expired behind the
+rotation's back): finishSecret says so in a notice once a new key replaced it."""
+KEY_ACCEPTANCE_BOUND: Final = timedelta(seconds=180)
+"""How long a new key may take before Google accepts it; past that the rotation is abandoned."""
+ORPHAN_WINDOW: Final = timedelta(minutes=5)
+"""Keys created this close after a recorded keys.create, and held by no version, are that call's."""
+MAX_EXPIRY_MARGIN: Final = timedelta(days=7)
+
+
+def expiry_margin(rotated_at: datetime, valid_before: datetime) -> timedelta:
+    """How long before its expiry a key is replaced: a week, or a quarter of the key's life when
+    a key-expiry policy makes keys shorter-lived than four weeks (an 8-hour key: after 6 h)."""
+    return min(MAX_EXPIRY_MARGIN, max(valid_before - rotated_at, timedelta(0)) / 4)
+
+
+def key_due_at(rotated_at: datetime, valid_before: datetime | None, days: int) -> datetime:
+    """When the key in AWSCURRENT must next be replaced: every `days`, and earlier when its own
+    expiry comes within the margin."""
+    due = rotated_at + timedelta(days=days)
+    if valid_before is None or valid_before >= NO_EXPIRY:
+        return due
+    return min(due, valid_before - expiry_margin(rotated_at, valid_before))
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """What the key secret's tags say of its key: for the sweep's metric and its trigger."""
+
+    rotated_at: datetime | None
+    valid_before: datetime | None
+    refused_key: str | None
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "KeyStatus":
+        def moment(tag: str) -> datetime | None:
+            try:
+                return parse_timestamp(tags[tag], tag) if tag in tags else None
+            except RotationError:
+                return None
+
+        return cls(
+            moment(KEY_ROTATED_AT_TAG), moment(KEY_VALID_BEFORE_TAG), tags.get(KEY_REFUSED_TAG)
+        )
+
+    def due_at(self, days: int, created: datetime) -> datetime:
+        """`created`: the AWSCURRENT version's creation, for a key put by hand (no tag yet)."""
+        return key_due_at(self.rotated_at or created, self.valid_before, days)
+
+
+class KeyRotation:
+    """The four steps for the stack's own key secret; the key's account manages its own keys
+    (roles/iam.serviceAccountKeyAdmin on itself)."""
+
+    def __init__(
+        self,
+        secrets: SecretsGateway,
+        google: GoogleClient,
+        environment: Mapping[str, str],
+        clock: Clock,
+        follow_ups: FollowUps,
+    ) -> None:
+        self._secrets = secrets
+        self._google = google
+        self._environment = environment
+        self._clock = clock
+        self._follow_ups = follow_ups
+
+    def run(self, step: Step, request: RotationRequest, secret: SecretDescription) -> StepOutcome:
+        handlers = {
+            Step.CREATE: self._create,
+            Step.SET: self._set,
+            Step.TEST: self._test,
+            Step.FINISH: self._finish,
+        }
+        return handlers[step](request, secret)
+
+    def _create(self, request: RotationRequest, secret: SecretDescription) -> StepOutcome:
+        """A new key at Google stored as AWSPENDING, after the standby key is deleted: at most
+        two keys of this stack exist at Google, and never more than one created per rotation."""
+        if request.manual and request.token not in secret.version_stages:
+            self._take_over_pending(secret, request.token)
+        elif already_current(secret, request, Step.CREATE):
+            return StepOutcome(Step.CREATE, secret.arn, request.token, "already-current")
+        else:
+            stored = self._secrets.read_pending(secret.arn, request.token)
+            if stored is not None:
+                pending = parse_service_account_key(stored, secret.name)
+                return StepOutcome(
+                    Step.CREATE, secret.arn, request.token, "already-created", _metadata(pending)
+                )
+        current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
+        keys, refused = self._keys_api(secret, current)
+        self._retire(secret, keys, current, request.token, standby_in_use=refused)
+        existing = keys.listed()
+        if len(existing) >= KEY_LIMIT:
+            raise keys.limit_reached(existing)
+        now = self._clock()
+        self._secrets.tag(
+            secret.arn, {KEY_CREATE_STARTED_TAG: f"{request.token} {format_timestamp(now)}"}
+        )
+        created = keys.create()
+        new_key = parse_service_account_key(created.key_file, secret.name)
+        written = self._secrets.put_pending(
+            secret.arn, request.token, created.key_file, request.rotation_token
+        )
+        if not written:
+            # Another attempt of this rotation stored its key first: ours is nobody's.
+            keys.delete(created.key.key_id)
+            stored = self._secrets.read_pending(secret.arn, request.token)
+            if stored is None:
+                raise no_pending_value(Step.CREATE, secret, request.token)
+            winner = parse_service_account_key(stored, secret.name)
+            return StepOutcome(
+                Step.CREATE, secret.arn, request.token, "already-created", _metadata(winner)
+            )
+        self._secrets.untag(secret.arn, [KEY_CREATE_STARTED_TAG])
+        logger.info(
+            "stored a new service-account key as AWSPENDING",
+            extra={"version_id": request.token, "key_id": created.key.key_id},
+        )
+        return StepOutcome(
+            Step.CREATE,
+            secret.arn,
+            request.token,
+            "created",
+            _metadata(new_key, created.key.valid_before),
+        )
+
+    def _set(self, request: RotationRequest, secret: SecretDescription) -> StepOutcome:
+        """Nothing to set at Google: keys.create already made the key; it must parse."""
+        if already_current(secret, request, Step.SET):
+            return StepOutcome(Step.SET, secret.arn, request.token, "already-current")
+        pending = self._pending_key(Step.SET, secret, request.token)
+        return StepOutcome(Step.SET, secret.arn, request.token, "checked", _metadata(pending))
+
+    def _test(self, request: RotationRequest, secret: SecretDescription) -> StepOutcome:
+        """Mint with the new key and ask tokeninfo whose token it is. A new key may take a
+        short while before Google accepts it: refused within KEY_ACCEPTANCE_BOUND is transient
+        (the state machine retries), past it the rotation is abandoned and the key deleted."""
+        if already_current(secret, request, Step.TEST):
+            return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
+        pending = self._pending_key(Step.TEST, secret, request.token)
+        credentials = pending.credentials((KEY_ADMIN_SCOPE,), self._google.endpoints.token_url)
+        try:
+            self._google.refresh(credentials)
+        except GoogleGrantRejectedError as refusal:
+            created = self._secrets.version_created(secret.arn, request.token)
+            age = None if created is None else self._clock() - created
+            if age is not None and age < KEY_ACCEPTANCE_BOUND:
+                raise NewKeyNotYetAcceptedError(
+                    "testSecret: Google does not accept the new key "
+                    f"{shown_key_id(pending.private_key_id)} of {pending.client_email} yet "
+                    f"({int(age.total_seconds())} s after it was created; new keys can take a "
+                    f"short while): {refusal}"
+                ) from None
+            self._abandon(
+                Step.TEST,
+                secret,
+                request.token,
+                pending,
+                f"holds a key Google still refused {int(KEY_ACCEPTANCE_BOUND.total_seconds())} s "
+                f"after creating it ({refusal})",
+            )
+        info = self._google.token_info(str(credentials.token))
+        if info.email not in (None, pending.client_email) or info.authorized_party != (
+            pending.client_id
+        ):
+            self._abandon(
+                Step.TEST,
+                secret,
+                request.token,
+                pending,
+                f"holds a key whose token tokeninfo attributes to another account than "
+                f"{pending.client_email}",
+            )
+        return StepOutcome(Step.TEST, secret.arn, request.token, "verified", _metadata(pending))
+
+    def _finish(self, request: RotationRequest, secret: SecretDescription) -> StepOutcome:
+        """Promote the tested key; the one it replaces becomes AWSPREVIOUS, the standby."""
+        days = key_rotation_days(self._environment)
+        if already_current(secret, request, Step.FINISH):
+            current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
+            return self._finished(secret, request, "already-current", current, None, days)
+        pending = self._pending_key(Step.FINISH, secret, request.token)
+        previous = secret.version_with(CURRENT)
+        self._secrets.promote(secret.arn, request.token, previous)
+        logger.info(
+            "promoted the new service-account key to AWSCURRENT",
+            extra={"key_id": pending.private_key_id, "previous": previous},
+        )
+        return self._finished(secret, request, "promoted", pending, previous, days)
+
+    def _finished(
+        self,
+        secret: SecretDescription,
+        request: RotationRequest,
+        action: str,
+        key: ServiceAccountKey,
+        previous: str | None,
+        days: int,
+    ) -> StepOutcome:
+        now = self._clock()
+        valid_before = self._valid_before(secret, key)
+        tags = {KEY_ROTATED_AT_TAG: format_timestamp(now)}
+        if valid_before is not None:
+            tags[KEY_VALID_BEFORE_TAG] = format_timestamp(valid_before)
+        stale = [] if valid_before is not None else [KEY_VALID_BEFORE_TAG]
+        try:
+            self._secrets.tag(secret.arn, tags)
+            if stale and KEY_VALID_BEFORE_TAG in secret.tags:
+                self._secrets.untag(secret.arn, stale)
+        except RotationError as error:
+            logger.warning("the key's status could not be recorded", extra={"error": str(error)})
+        due = key_due_at(now, valid_before, days)
+        follow_up = self._follow_ups.after_key_rotation(
+            secret, key.private_key_id, due, KEY_REFUSED_TAG
+        )
+        return StepOutcome(
+            Step.FINISH,
+            secret.arn,
+            request.token,
+            action,
+            _metadata(key, valid_before),
+            previous_version_id=previous,
+            follow_up=follow_up,
+        )
+
+    def _valid_before(self, secret: SecretDescription, key: ServiceAccountKey) -> datetime | None:
+        """The new key's expiry as IAM reports it (a key-expiry policy sets it at creation)."""
+        try:
+            keys, _ = self._keys_api(secret, key)
+            listed = {entry.key_id: entry for entry in keys.listed()}
+        except RotationError as error:
+            logger.warning("the key's expiry could not be read", extra={"error": str(error)})
+            return None
+        entry = listed.get(key.private_key_id)
+        return entry.valid_before if entry is not None and entry.expires else None
+
+    def _keys_api(
+        self, secret: SecretDescription, current: ServiceAccountKey
+    ) -> tuple[ServiceAccountKeys, bool]:
+        """IAM's keys API with a token of the key in AWSCURRENT; when Google refuses that key
+        (deleted, disabled or expired behind our back), with the standby in AWSPREVIOUS, and the
+        refusal is recorded for finishSecret's notice. True in the second case."""
+        try:
+            return self._authorised(current), False
+        except GoogleGrantRejectedError as refusal:
+            standby_file = self._secrets.read_previous_string(secret.arn)
+            if standby_file is None:
+                raise
+            try:
+                standby = parse_service_account_key(standby_file, secret.name)
+                keys = self._authorised(standby)
+            except (GoogleGrantRejectedError, InvalidServiceAccountKeyError):
+                raise refusal from None
+            logger.warning(
+                "Google refused the key in AWSCURRENT; the standby key in AWSPREVIOUS replaces it",
+                extra={"key_id": current.private_key_id, "standby_key_id": standby.private_key_id},
+            )
+            self._secrets.tag(secret.arn, {KEY_REFUSED_TAG: current.private_key_id})
+            return keys, True
+
+    def _authorised(self, key: ServiceAccountKey) -> ServiceAccountKeys:
+        credentials = key.credentials((KEY_ADMIN_SCOPE,), self._google.endpoints.token_url)
+        self._google.refresh(credentials)
+        return ServiceAccountKeys(self._google, key.client_email, str(credentials.token))
+
+    def _retire(
+        self,
+        secret: SecretDescription,
+        keys: ServiceAccountKeys,
+        current: ServiceAccountKey,
+        token: str,
+        standby_in_use: bool,
+    ) -> None:
+        """Delete the standby (AWSPREVIOUS's key) and any key a crashed keys.create of this
+        rotation left; never the key in AWSCURRENT, and not the standby while it is the key
+        that works."""
+        doomed: dict[str, str] = {}
+        if not standby_in_use:
+            standby_file = self._secrets.read_previous_string(secret.arn)
+            if standby_file is not None:
+                standby_id = _key_id_of(standby_file)
+                if standby_id is not None and standby_id != current.private_key_id:
+                    doomed[standby_id] = "the standby key of the previous rotation"
+        started = secret.tags.get(KEY_CREATE_STARTED_TAG, "").split(" ")
+        if len(started) == 2 and started[0] == token:
+            since = parse_timestamp(started[1], KEY_CREATE_STARTED_TAG)
+            held = self._held_key_ids(secret)
+            for key in keys.listed():
+                if key.key_id not in held and since <= key.valid_after <= since + ORPHAN_WINDOW:
+                    doomed[key.key_id] = "left by an interrupted createSecret of this rotation"
+        for key_id, why in doomed.items():
+            deleted = keys.delete(key_id)
+            logger.info(
+                "deleted a service-account key at Google" if deleted else "key already gone",
+                extra={"key_id": key_id, "why": why},
+            )
+
+    def _held_key_ids(self, secret: SecretDescription) -> set[str]:
+        """The key ids the key secret's labelled versions hold (AWSCURRENT, AWSPREVIOUS,
+        AWSPENDING of another rotation)."""
+        held: set[str] = set()
+        for reader in (self._secrets.read_current_string, self._secrets.read_previous_string):
+            value = reader(secret.arn)
+            key_id = None if value is None else _key_id_of(value)
+            if key_id is not None:
+                held.add(key_id)
+        return held
+
+    def _pending_key(self, step: Step, secret: SecretDescription, token: str) -> ServiceAccountKey:
+        stored = self._secrets.read_pending(secret.arn, token)
+        if stored is None:
+            raise no_pending_value(step, secret, token)
+        return parse_service_account_key(stored, secret.name)
+
+    def _take_over_pending(self, secret: SecretDescription, token: str) -> None:
+        """A manual run supersedes a pending key that is not the one in use; another rotation's
+        pending key younger than the acceptance bound may still pass, and is left to it."""
+        for version, stages in secret.version_stages.items():
+            if version == token or PENDING not in stages or CURRENT in stages:
+                continue
+            created = self._secrets.version_created(secret.arn, version)
+            if created is not None and self._clock() - created < KEY_ACCEPTANCE_BOUND:
+                raise RotationInProgressError(
+                    f"another rotation of {secret.name!r} is testing its new key (pending "
+                    f"version {version}): wait for it to finish (or fail) and start again"
+                )
+            try:
+                stored = self._secrets.read_pending(secret.arn, version)
+            except NotPendingVersionError:
+                continue
+            self._secrets.remove_pending(secret.arn, version)
+            if stored is not None:
+                self._delete_quietly(secret, parse_service_account_key(stored, secret.name))
+
+    def _abandon(
+        self,
+        step: Step,
+        secret: SecretDescription,
+        token: str,
+        pending: ServiceAccountKey,
+        reason: str,
+    ) -> NoReturn:
+        """The new key can never pass: it is deleted at Google (no key of ours is left behind)
+        and AWSPENDING removed, so the next rotation starts fresh."""
+        self._delete_quietly(secret, pending)
+        self._secrets.remove_pending(secret.arn, token)
+        raise RotationAbandonedError(
+            f"{step.value}: abandoned the rotation of key secret {secret.name!r}: its pending "
+            f"version {token} {reason}. The new key was deleted at Google and AWSPENDING "
+            "removed, so the next rotation starts fresh; AWSCURRENT was not touched"
+        )
+
+    def _delete_quietly(self, secret: SecretDescription, doomed: ServiceAccountKey) -> None:
+        """Best effort: a key that cannot be deleted now is the next rotation's orphan to find."""
+        try:
+            current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
+            keys, _ = self._keys_api(secret, current)
+            keys.delete(doomed.private_key_id)
+        except RotationError as error:
+            logger.warning(
+                "a key this rotation created could not be deleted at Google",
+                extra={"key_id": doomed.private_key_id, "error": str(error)},
+            )
+
+
+def _key_id_of(key_file: str) -> str | None:
+    """The private_key_id of a stored key file, without parsing the key itself."""
+    try:
+        document = json.loads(key_file)
+    except ValueError:
+        return None
+    key_id = document.get("private_key_id") if isinstance(document, dict) else None
+    return key_id if isinstance(key_id, str) and key_id else None
+
+
+def _metadata(key: ServiceAccountKey, valid_before: datetime | None = None) -> KeyMetadata:
+    expiry = valid_before if valid_before is not None and valid_before < NO_EXPIRY else None
+    return KeyMetadata(key.private_key_id, key.client_email, expiry)
