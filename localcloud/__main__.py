@@ -151,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
         "create-key", help="a new key of the key secret's service account, written to FILE"
     )
     create.add_argument("file", type=Path, metavar="FILE", help="where to write the key file")
+    actions.add_parser(
+        "list-keys", help="the user-managed keys of the key secret's service account"
+    )
+    policy = actions.add_parser(
+        "key-expiry-policy",
+        help="the org policy iam.serviceAccountKeyExpiryHours: new keys expire after HOURS",
+    )
+    policy.add_argument(
+        "hours", type=_hours, metavar="HOURS", help='hours (Google: 8 to 2160), or "none" to lift'
+    )
     fail = actions.add_parser("fail", help="the next requests to a Google route fail")
     fail.add_argument("route", choices=GOOGLE_ROUTES, help="which of Google's endpoints")
     fail.add_argument("--status", type=int, default=503, help="HTTP status (default: 503)")
@@ -159,6 +169,17 @@ def _parser() -> argparse.ArgumentParser:
     for action in actions.choices.values():
         _state_file_argument(action)
     return parser
+
+
+def _hours(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'HOURS is a number of hours or "none", not {text!r}'
+        ) from None
 
 
 def _state_file_argument(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +219,8 @@ def _google(arguments: argparse.Namespace) -> int:
         if arguments.action == "fail":
             request = {"Route": arguments.route, "Status": arguments.status}
             answer = cloud.google("fail", {**request, "Count": arguments.count})
+        elif arguments.action == "key-expiry-policy":
+            answer = cloud.google(arguments.action, {"Hours": arguments.hours})
         else:
             answer = cloud.google(arguments.action, {})
     except AttachError as error:

@@ -5,6 +5,7 @@ the runbook (docs/runbook.md) on the local cloud: a key deleted, a new key made,
 someone does in the Google Cloud console or with `gcloud` (no gcloud talks to the emulator)."""
 
 import json
+import math
 from typing import TYPE_CHECKING, Final
 
 from localcloud.deployment import CURRENT
@@ -53,6 +54,30 @@ def create_key(cloud: "LocalCloud") -> dict[str, str]:
     email = stored_key(cloud)["client_email"]
     key = cloud.google.create_service_account(email)
     return key.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)
+
+
+def list_keys(cloud: "LocalCloud") -> dict[str, object]:
+    """The user-managed keys of the key secret's service account as IAM's keys.list shows them
+    (gcloud iam service-accounts keys list --managed-by=user), oldest first."""
+    email = stored_key(cloud)["client_email"]
+    keys = [key.resource() for key in cloud.google.user_managed_keys(email)]
+    return {"ServiceAccount": email, "Keys": keys}
+
+
+def set_key_expiry_policy(cloud: "LocalCloud", request: object) -> dict[str, object]:
+    """The organisation policy constraints/iam.serviceAccountKeyExpiryHours: keys made from now
+    on expire `Hours` after they are made; null lifts it."""
+    hours = request.get("Hours") if isinstance(request, dict) else None
+    if hours is not None and (
+        isinstance(hours, bool)
+        or not isinstance(hours, int | float)
+        or not (hours > 0 and math.isfinite(hours))
+    ):
+        raise RehearsalError(
+            f"Hours must be a positive number (Google allows 8 to 2160) or null, not {hours!r}"
+        )
+    cloud.google.set_key_expiry_policy(hours)
+    return {"KeyExpiryHours": hours}
 
 
 def fail_next(cloud: "LocalCloud", request: object) -> dict[str, object]:

@@ -37,6 +37,8 @@ from localcloud.rehearsal import (
     delete_stored_key,
     end_failures,
     fail_next,
+    list_keys,
+    set_key_expiry_policy,
 )
 from localcloud.remote import (
     DEFAULT_STATE_FILE,
@@ -423,6 +425,8 @@ class _ControlServer(ThreadingHTTPServer):
 _REHEARSAL_ACTIONS: Final[dict[str, Callable[[LocalCloud, Any], dict[str, Any]]]] = {
     "/google/delete-key": lambda cloud, _request: delete_stored_key(cloud),
     "/google/create-key": lambda cloud, _request: create_key(cloud),
+    "/google/list-keys": lambda cloud, _request: list_keys(cloud),
+    "/google/key-expiry-policy": set_key_expiry_policy,
     "/google/fail": fail_next,
     "/google/recover": lambda cloud, _request: end_failures(cloud),
     "/clock/advance": advance_clock,

@@ -288,3 +288,26 @@ def test_a_google_action_without_a_running_up_says_what_to_start(tmp_path: Path)
     assert result.returncode == 2
     assert result.stderr.startswith("no running `up` to act on: start `python -m localcloud up`")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_key_secrets_keys_are_listed_and_an_expiry_policy_is_set(operator: Operator) -> None:
+    google = ".venv/bin/python -m localcloud google"
+    stored_key = operator.run('aws secretsmanager get-secret-value --secret-id "$KEY_SECRET"')
+    stored_key_id = json.loads(json.loads(stored_key.stdout)["SecretString"])["private_key_id"]
+
+    policy = operator.run(f"{google} key-expiry-policy 720")
+    operator.run(f"{google} create-key key.json")
+    listed = json.loads(operator.run(f"{google} list-keys").stdout)
+    lifted = operator.run(f"{google} key-expiry-policy none")
+    refused = operator.run(f"{google} key-expiry-policy 0", expect=2)
+
+    assert json.loads(policy.stdout) == {"KeyExpiryHours": 720.0}
+    created_id = json.loads((PROJECT_ROOT / "key.json").read_text())["private_key_id"]
+    ends = {key["name"].rpartition("/")[2]: key["validBeforeTime"] for key in listed["Keys"]}
+    assert ends[stored_key_id] == "9999-12-31T23:59:59Z"
+    assert ends[created_id] != "9999-12-31T23:59:59Z"
+    assert json.loads(lifted.stdout) == {"KeyExpiryHours": None}
+    assert refused.stderr == (
+        "google key-expiry-policy refused: Hours must be a positive number (Google allows 8 to "
+        "2160) or null, not 0.0\n"
+    )
