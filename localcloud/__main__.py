@@ -156,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     policy = actions.add_parser(
         "key-expiry-policy",
-        help="the org policy iam.serviceAccountKeyExpiryHours: new keys expire after HOURS",
+        help="the org policy constraints/iam.serviceAccountKeyExpiryHours: new keys expire "
+        "after HOURS",
     )
     policy.add_argument(
         "hours", type=_hours, metavar="HOURS", help='hours (Google: 8 to 2160), or "none" to lift'

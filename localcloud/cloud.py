@@ -40,6 +40,9 @@ from localcloud.lambda_runtime import FunctionWorker, LambdaRuntime
 from localcloud.template import FunctionSpec, Template, load_template
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/local-cloud"
+IAM_KEYS_PATH = "/v1/projects/-/serviceAccounts/{}/keys"
+"""IAM's service-account keys collection, {} for the account's e-mail (GOOGLE_IAM_URL after the
+emulator's base URL): the key's own rotation creates, lists and deletes keys there."""
 LogSink = Callable[[str, str], None]
 __all__ = [
     "ACCOUNT_ID",
@@ -262,6 +265,9 @@ class LocalCloud:
             SecretId=self.deployment.key_secret_arn,
             SecretString=json.dumps(key.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
         )
+        # What `make google-setup` prints for a key that renews itself: the account manages
+        # its own keys (roles/iam.serviceAccountKeyAdmin on itself).
+        self.google.grant_key_admin(key.client_email, f"serviceAccount:{key.client_email}")
 
     def prewarm(self) -> dict[str, dict[str, object]]:
         """Starts one warm sandbox of every deployed function at once, as provisioned
@@ -550,6 +556,7 @@ class _Deployer:
             "GOOGLE_IAM_CREDENTIALS_URL": self.cloud.google.generate_access_token_url("{}"),
             "GOOGLE_STS_URL": self.cloud.google.sts_url,
             "GOOGLE_CERTS_URL": self.cloud.google.certs_url,
+            "GOOGLE_IAM_URL": self.cloud.google.base_url + IAM_KEYS_PATH,
             "GOOGLE_HTTP_TIMEOUT_SECONDS": str(self.cloud._google_timeout),
             # Never the developer's own AWS profile: only the local cloud's fake credentials.
             "AWS_CONFIG_FILE": "/dev/null",
@@ -580,7 +587,13 @@ class _Deployer:
         )
 
     def _deploy_rotation_schedule(self, logical_id: str, properties: Any) -> None:
-        rules = properties.get("RotationRules", {})
+        """Rotation switched on with its rules, fired by localcloud.scheduler. `!Ref` of the
+        resource is the secret's ARN, as CloudFormation answers; that also makes a secret the
+        stack did not create (ServiceAccountKeySecretArn) one of the stack's for the scheduler."""
+        rules = dict(properties.get("RotationRules", {}))
+        if "AutomaticallyAfterDays" in rules:
+            # CloudFormation hands a Number parameter's `!Ref` over as the integer the API takes.
+            rules["AutomaticallyAfterDays"] = int(rules["AutomaticallyAfterDays"])
         expression, period = _rotation_period(logical_id, rules)
         fidelity.configure_rotation(
             self.cloud.secrets_backend(),
@@ -597,6 +610,7 @@ class _Deployer:
                 deployed_at=self.cloud.clock.now(),
             )
         )
+        self.resolver.refs[logical_id] = properties["SecretId"]
 
     def _deploy_alarm(self, logical_id: str, properties: Any) -> None:
         self.cloud.client("cloudwatch").put_metric_alarm(

@@ -11,6 +11,7 @@ from stacktools.stack import (
     CREDENTIAL_SOURCE,
     DELEGATED_SUBJECT,
     GOOGLE_SERVICE_ACCOUNT,
+    KEY_ROTATION_DAYS,
     PUT_KEY_COMMAND,
     WORKLOAD_IDENTITY_AUDIENCE,
     DeployedStack,
@@ -23,7 +24,9 @@ DEFAULT_KEY_ACCOUNT_NAME: Final = "token-rotation"
 KEY_FILE: Final = "service-account-key.json"
 TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountTokenCreator"
 WORKLOAD_IDENTITY_USER_ROLE: Final = "roles/iam.workloadIdentityUser"
+KEY_ADMIN_ROLE: Final = "roles/iam.serviceAccountKeyAdmin"
 KEY_CREATION_POLICY: Final = "constraints/iam.disableServiceAccountKeyCreation"
+KEY_EXPIRY_POLICY: Final = "constraints/iam.serviceAccountKeyExpiryHours"
 LIFETIME_POLICY: Final = "constraints/iam.allowServiceAccountCredentialLifetimeExtension"
 # Google's own mapping for AWS providers, given explicitly: attribute.aws_role is the assumed
 # role without its session name, so one binding covers every session of the role.
@@ -132,7 +135,8 @@ def _key(stack: DeployedStack, project: str | None, key_account: str | None) -> 
         steps.append(_delegation(stack, account, subject))
     else:
         steps.append(_reach_the_data(stack, account))
-    steps += [_create_key(account, project), _store_key(stack), _check(stack)]
+    steps += [_create_key(account, project), _store_key(stack)]
+    steps += [*_renew_key(stack, account, project), _check(stack)]
     return steps
 
 
@@ -162,7 +166,8 @@ def _impersonation(
         ),
     ]
     steps += _longer_lifetime(stack, target, project)
-    steps += [_create_key(account, project), _store_key(stack), _check(stack)]
+    steps += [_create_key(account, project), _store_key(stack)]
+    steps += [*_renew_key(stack, account, project), _check(stack)]
     return steps
 
 
@@ -353,6 +358,32 @@ def _create_key(account: str, project: str) -> Step:
         ),
         commands=(f"gcloud iam service-accounts keys create {KEY_FILE} --iam-account={account}",),
     )
+
+
+def _renew_key(stack: DeployedStack, account: str, project: str) -> list[Step]:
+    """The key renews itself (KeyRotationDays above 0) as its own account: that account may
+    manage its own keys, and no other account's, nor anything else in the project."""
+    days = stack.key_rotation_days
+    if days <= 0:
+        return []
+    return [
+        Step(
+            f"Let {account} renew its own key ({KEY_ROTATION_DAYS}={days}):",
+            notes=(
+                f"every {days} days the stack, signed in with the key in use, creates the",
+                "account's next key, tests it, makes it the key in use and deletes the key",
+                "before last. The role is bound on the account itself, not on the project:",
+                "it manages this account's keys and nothing else.",
+                f"If the organization policy {KEY_EXPIRY_POLICY} is enforced,",
+                "each new key expires after the hours it sets: the stack renews a key before",
+                "it expires, 7 days before or, for shorter-lived keys, after three quarters of",
+                "its life. This shows the hours in force for the project:",
+                f"gcloud resource-manager org-policies describe {KEY_EXPIRY_POLICY} "
+                f"--project={project} --effective",
+            ),
+            commands=(_binding(account, f"serviceAccount:{account}", KEY_ADMIN_ROLE),),
+        )
+    ]
 
 
 def _store_key(stack: DeployedStack) -> Step:

@@ -18,6 +18,8 @@ GOOGLE_SERVICE_ACCOUNT: Final = "GoogleServiceAccount"
 TOKEN_LIFETIME_SECONDS: Final = "TokenLifetimeSeconds"
 WORKLOAD_IDENTITY_AUDIENCE: Final = "WorkloadIdentityAudience"
 DELEGATED_SUBJECT: Final = "DelegatedSubject"
+KEY_ROTATION_DAYS: Final = "KeyRotationDays"
+"""Days between renewals of the key (0: never); a stack deployed before it existed has none."""
 PARAMETERS_READ: Final = (
     CREDENTIAL_SOURCE,
     GOOGLE_SCOPES,
@@ -25,6 +27,7 @@ PARAMETERS_READ: Final = (
     TOKEN_LIFETIME_SECONDS,
     WORKLOAD_IDENTITY_AUDIENCE,
     DELEGATED_SUBJECT,
+    KEY_ROTATION_DAYS,
 )
 
 # Outputs.
@@ -92,6 +95,11 @@ class DeployedStack:
     @property
     def token_lifetime_seconds(self) -> int:
         raw = self.parameter(TOKEN_LIFETIME_SECONDS) or "3600"
+        return int(raw)
+
+    @property
+    def key_rotation_days(self) -> int:
+        raw = self.parameter(KEY_ROTATION_DAYS) or "0"
         return int(raw)
 
 

@@ -59,6 +59,7 @@ STATUS_TAGS: Final[Mapping[str, str]] = {
 UNITS: Final = (
     ("Seconds", "seconds"),
     ("InDays", "days"),
+    ("Days", "days"),
     ("Window", "hours, as 1h to 24h"),
     ("Arn", "ARN"),
 )

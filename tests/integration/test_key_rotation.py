@@ -301,3 +301,14 @@ def test_a_key_expiry_policy_is_recorded_and_brings_the_next_rotation_forward(
     assert finished.follow_up.schedule is not None
     due = finished.follow_up.schedule.due
     assert timedelta(minutes=118) < valid_before - due <= timedelta(minutes=121)
+
+
+def test_testsecret_alone_on_an_empty_pending_version_checks_the_configuration_only(
+    key_stack: KeyStack,
+) -> None:
+    token = begin_rotation(KEY_SECRET)
+
+    outcome = key_stack.rotation().run(Step.TEST, RotationRequest(KEY_SECRET, token))
+
+    assert outcome.action == "configuration-checked"
+    assert len(key_stack.google_key_ids()) == 1

@@ -11,8 +11,8 @@ from localcloud.template import load_template
 PARAMETERS = load_template().document["Parameters"]
 
 
-SECONDS = {"Type": "Number", "MinValue": 0, "MaxValue": 43200}
-"""MinValue/MaxValue as CloudFormation checks them (template.yaml has no such parameter today)."""
+DAYS = "KeyRotationDays"
+"""The template's parameter with a MinValue and a MaxValue (0 to 90)."""
 
 
 @pytest.mark.parametrize(
@@ -40,15 +40,15 @@ def test_values_aws_accepts_pass(name: str, value: str) -> None:
     check_parameter(name, PARAMETERS[name], value)
 
 
-@pytest.mark.parametrize("value", ["0", "43200"])
+@pytest.mark.parametrize("value", ["0", "90"])
 def test_numbers_within_min_and_max_value_pass(value: str) -> None:
-    check_parameter("Seconds", SECONDS, value)
+    check_parameter(DAYS, PARAMETERS[DAYS], value)
 
 
-@pytest.mark.parametrize(("value", "says"), [("-1", "outside"), ("43201", "outside")])
+@pytest.mark.parametrize(("value", "says"), [("-1", "outside"), ("91", "outside")])
 def test_numbers_outside_min_and_max_value_fail(value: str, says: str) -> None:
-    with pytest.raises(TemplateError, match=f"parameter Seconds: .*{says}"):
-        check_parameter("Seconds", SECONDS, value)
+    with pytest.raises(TemplateError, match=f"parameter {DAYS}: .*{says}"):
+        check_parameter(DAYS, PARAMETERS[DAYS], value)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,10 @@ import pytest
 
 from localcloud import fidelity
 from localcloud.cloud import LocalCloud
+from localcloud.deployment import Deployment
 from localcloud.intrinsics import Resolver, TemplateError, references
 from localcloud.operations import current_value, rotate_on_schedule
+from localcloud.scheduler import LocalScheduler
 from localcloud.template import PROJECT_ROOT, FunctionSpec, Template, load_template
 
 PSEUDO = {
@@ -406,4 +408,112 @@ def test_deploy_refuses_a_kms_key_for_a_key_secret_that_federation_does_not_have
         cloud.deploy({**federation, "ServiceAccountKeyKmsKeyArn": kms_key_arn})
 
     assert str(refused.value) == f"rule KeyEncryptionNeedsAKey: {description}"
+    assert cloud.deployment is None
+
+
+# The key secret renews itself (KeyRotationDays).
+
+FEDERATION = {
+    "CredentialSource": "workload-identity-federation",
+    "GoogleServiceAccount": "rotator@demo-project.iam.gserviceaccount.com",
+    "WorkloadIdentityAudience": (
+        "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/aws/"
+        "providers/account"
+    ),
+}
+
+
+def _own_stack(cloud: LocalCloud, parameters: Mapping[str, str]) -> Deployment:
+    suffix = uuid.uuid4().hex[:12]
+    return cloud.deploy(
+        {**SCOPES, "TokenSecretName": f"keyrot-{suffix}/token", **parameters},
+        stack_name=f"keyrot-{suffix}",
+    )
+
+
+def _rotating_secrets(cloud: LocalCloud, deployment: Deployment) -> dict[str, float]:
+    """The stack's secrets with a rotation schedule, with its period in days."""
+    stack = set(deployment.refs.values())
+    return {
+        rule.secret_arn: rule.period_seconds / 86400
+        for rule in cloud.rotation_rules
+        if rule.secret_arn in stack
+    }
+
+
+def _key_rotation_days(cloud: LocalCloud, deployment: Deployment, logical_id: str) -> str:
+    configuration = cloud.client("lambda").get_function_configuration(
+        FunctionName=deployment.functions[logical_id]
+    )
+    days: str = configuration["Environment"]["Variables"]["KEY_ROTATION_DAYS"]
+    return days
+
+
+def test_the_key_secret_renews_itself_every_key_rotation_days(cloud: LocalCloud) -> None:
+    """Through the stack's entry function, and not at deploy: the new key secret holds {} until
+    the deployer puts a key in it."""
+    deployment = _own_stack(cloud, {"KeyRotationDays": "7"})
+    key_secret = deployment.key_secret_arn
+
+    described = cloud.client("secretsmanager").describe_secret(SecretId=key_secret)
+
+    assert described["RotationEnabled"] is True
+    assert described["RotationLambdaARN"] == deployment.attributes[("RotationEntryFunction", "Arn")]
+    assert described["RotationRules"] == {"AutomaticallyAfterDays": 7}
+    assert list(described["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
+    assert _rotating_secrets(cloud, deployment) == {
+        deployment.token_secret_arn: 4 / 24,
+        key_secret: 7,
+    }
+    assert _key_rotation_days(cloud, deployment, "CreateSecretFunction") == "7"
+    assert _key_rotation_days(cloud, deployment, "FreshnessSweepFunction") == "7"
+
+
+@pytest.mark.parametrize(
+    "parameters", [{"KeyRotationDays": "0"}, FEDERATION], ids=["switched-off", "keyless"]
+)
+def test_no_key_renews_itself_when_switched_off_or_keyless(
+    cloud: LocalCloud, parameters: Mapping[str, str]
+) -> None:
+    deployment = _own_stack(cloud, parameters)
+
+    assert _rotating_secrets(cloud, deployment) == {deployment.token_secret_arn: 4 / 24}
+    if "ServiceAccountKeySecret" in deployment.refs:
+        described = cloud.client("secretsmanager").describe_secret(
+            SecretId=deployment.key_secret_arn
+        )
+        assert not described.get("RotationEnabled")
+    assert _key_rotation_days(cloud, deployment, "TestSecretFunction") == "0"
+
+
+def test_an_existing_key_secret_renews_itself_on_the_stacks_schedule(cloud: LocalCloud) -> None:
+    """ServiceAccountKeySecretArn: a secret the stack did not create still rotates with the
+    stack's schedule, which fires RotateSecret on it every KeyRotationDays of simulated time."""
+    secrets = cloud.client("secretsmanager")
+    existing = secrets.create_secret(
+        Name=f"existing-{uuid.uuid4().hex[:12]}/key", SecretString="{}"
+    )["ARN"]
+    deployment = _own_stack(cloud, {"ServiceAccountKeySecretArn": existing, "KeyRotationDays": "7"})
+    assert _rotating_secrets(cloud, deployment)[existing] == 7
+    [rule] = [rule for rule in cloud.rotation_rules if rule.secret_arn == existing]
+
+    cloud.clock.advance_to(rule.deployed_at + 7 * 86400)
+    fired = LocalScheduler(cloud, stack=deployment).fire_due()
+
+    assert [(f.kind, f.due_at) for f in fired if f.name == existing] == [
+        ("rotation", rule.deployed_at + 7 * 86400)
+    ]
+
+
+def test_deploy_refuses_key_rotation_days_that_are_not_whole_days(cloud: LocalCloud) -> None:
+    """A Number parameter takes 7.5 and 030, which rate() refuses: the template's rule names
+    the fix before anything exists."""
+    rule = load_template().document["Rules"]["KeyRotationDaysAreWholeDays"]
+    description = " ".join(rule["Assertions"][0]["AssertDescription"].split())
+    for days in ("7.5", "030"):
+        with pytest.raises(TemplateError) as refused:
+            cloud.deploy({**SCOPES, "KeyRotationDays": days})
+        assert str(refused.value) == f"rule KeyRotationDaysAreWholeDays: {description}"
+    with pytest.raises(TemplateError, match=r"KeyRotationDays: 91 is outside \[0, 90\]"):
+        cloud.deploy({**SCOPES, "KeyRotationDays": "91"})
     assert cloud.deployment is None

@@ -29,6 +29,7 @@ BASE_PARAMETERS = {
     "TokenLifetimeSeconds": "3600",
     "WorkloadIdentityAudience": "",
     "DelegatedSubject": "",
+    "KeyRotationDays": "30",
 }
 SOURCES: Mapping[str, Mapping[str, str]] = {
     "service-account-key": {

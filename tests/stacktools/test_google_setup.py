@@ -43,6 +43,7 @@ def test_the_org_policy_names_have_one_form() -> None:
     for name in (
         "iam.disableServiceAccountKeyCreation",
         "iam.allowServiceAccountCredentialLifetimeExtension",
+        "iam.serviceAccountKeyExpiryHours",
     ):
         assert texts.count(name) == texts.count(f"constraints/{name}") > 0
 
@@ -76,3 +77,43 @@ def test_a_short_token_life_needs_no_lifetime_policy() -> None:
     text = google_setup(deployed("impersonation", TokenLifetimeSeconds="3600"))
 
     assert "allowServiceAccountCredentialLifetimeExtension" not in text
+
+
+KEY_ADMIN_BINDING = (
+    "gcloud iam service-accounts add-iam-policy-binding {account} "
+    "--member=serviceAccount:{account} --role=roles/iam.serviceAccountKeyAdmin"
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "account"),
+    [
+        ("service-account-key", "calendar-reader@acme-tokens.iam.gserviceaccount.com"),
+        ("domain-wide-delegation", "calendar-reader@acme-tokens.iam.gserviceaccount.com"),
+        ("impersonation", "token-rotation@acme-tokens.iam.gserviceaccount.com"),
+    ],
+)
+def test_a_key_that_renews_itself_needs_its_account_to_manage_its_own_keys(
+    source: str, account: str
+) -> None:
+    """Bound on the key's own account (for impersonation the key's, not the impersonated one),
+    after the key is stored and before the check; none when the key does not renew itself."""
+    binding = KEY_ADMIN_BINDING.format(account=account)
+
+    text = google_setup(deployed(source, KeyRotationDays="45"))
+
+    assert binding + "\n" in text
+    assert "(KeyRotationDays=45)" in text
+    assert "every 45 days" in text
+    order = ["rm service-account-key.json", binding, "stacktools check"]
+    positions = [text.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    for off in ({"KeyRotationDays": "0"}, {"KeyRotationDays": ""}):
+        assert "serviceAccountKeyAdmin" not in google_setup(deployed(source, **off))
+
+
+def test_keyless_federation_has_no_key_to_renew() -> None:
+    text = google_setup(deployed("workload-identity-federation", KeyRotationDays="30"))
+
+    assert "serviceAccountKeyAdmin" not in text
+    assert "serviceAccountKeyExpiryHours" not in text

@@ -8,6 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICIES = (
     "iam.disableServiceAccountKeyCreation",
     "iam.allowServiceAccountCredentialLifetimeExtension",
+    "iam.serviceAccountKeyExpiryHours",
 )
 # template.yaml is left to its owner until its parameter descriptions settle.
 READ_BY_USERS = ("README.md", "docs", "functions", "stacktools", "localcloud")

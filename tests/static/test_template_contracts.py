@@ -12,9 +12,11 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from localcloud.template import PROJECT_ROOT, FunctionSpec, load_template
+from rotation_core import config
 from rotation_core.config import MANAGED_BY_TAG, TAG_PREFIX
 from rotation_core.errors import PermanentRotationError, TransientRotationError, error_names
 from rotation_core.failure_notice import NEXT_ROTATION_NOT_SCHEDULED
+from rotation_core.key_rotation import KEY_ACCEPTANCE_BOUND
 from rotation_core.refresh import (
     FAILED_ATTEMPTS_TAG,
     REFUSED_VERSION_TAG,
@@ -107,6 +109,18 @@ KEY_SECRET = {
         {"Ref": "ServiceAccountKeySecretArn"},
     ]
 }
+KEY_SECRET_FOR_CFN_LINT = {
+    "Fn::If": [
+        "CreateKeySecret",
+        {"Ref": "ServiceAccountKeySecret"},
+        {"Fn::Sub": "${ServiceAccountKeySecretArn}"},
+    ]
+}
+"""The same, as a plain IAM policy names it (cfn-lint would check the parameter's default)."""
+KEY_ROTATION_CONDITIONS = {"RotatesKey", "RotatesKeyUnderKmsKey"}
+"""Whatever only the key's own rotation needs is kept by one of these conditions."""
+STEP_ONLY_TRANSIENT = {"TestSecret": frozenset({"NewKeyNotYetAcceptedError"})}
+"""Transient errors only one step raises, retried by that step alone and on their own terms."""
 STEP_FUNCTION_IDS = (
     "CreateSecretFunction",
     "SetSecretFunction",
@@ -153,9 +167,17 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
     step_twins = {twin for twin, base in TWINS.items() if base in STEP_TASKS}
     assert set(tasks) == STEP_TASKS | step_twins | {"DescribeFailure"}
     tasks = {name: tasks[name] for name in STEP_TASKS | step_twins}
+    step_only = frozenset().union(*STEP_ONLY_TRANSIENT.values())
+    assert step_only <= error_names(TransientRotationError)
     for name, task in tasks.items():
+        own = STEP_ONLY_TRANSIENT.get(TWINS.get(name, name), frozenset())
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
-        expected = error_names(TransientRotationError) | AWS_LAMBDA_TRANSIENT | {AWS_LAMBDA_CRASH}
+        expected = (
+            error_names(TransientRotationError) - step_only
+            | own
+            | AWS_LAMBDA_TRANSIENT
+            | {AWS_LAMBDA_CRASH}
+        )
         assert retried == expected, name
         # Every step is idempotent: a crash, even after its write, runs it again at once.
         [crash] = [rule for rule in task["Retry"] if AWS_LAMBDA_CRASH in rule["ErrorEquals"]]
@@ -164,7 +186,7 @@ def test_step_tasks_retry_exactly_the_transient_errors_with_full_jitter() -> Non
         assert crash["MaxDelaySeconds"] <= 4
         for rule in task["Retry"]:
             assert isinstance(rule["BackoffRate"], float)
-            assert rule["JitterStrategy"] == "FULL"
+            assert rule["JitterStrategy"] == ("NONE" if set(rule["ErrorEquals"]) <= own else "FULL")
             assert rule["MaxDelaySeconds"] > 0
         assert [c["ErrorEquals"] for c in task["Catch"]] == [["States.ALL"]]
         assert task["ResultSelector"] == {"Outcome.$": "$.Payload"}
@@ -457,6 +479,64 @@ def all_policies() -> Iterator[tuple[str, dict[str, Any]]]:
                     yield logical_id, statement
 
 
+def conditioned_policies() -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    """Every statement with the template condition that keeps it (an `Fn::If` around it, or the
+    policy resource's own Condition), None for a statement always there."""
+    for owner, policies in [
+        *((spec.logical_id, spec.policies) for spec in TEMPLATE.functions().values()),
+        (STATE_MACHINE.logical_id, STATE_MACHINE.policies),
+    ]:
+        for policy in policies:
+            if isinstance(policy, dict):
+                for statement in policy.get("Statement", []):
+                    yield from _conditioned(owner, None, statement)
+    for logical_id, resource in TEMPLATE.resources.items():
+        documents = []
+        if resource["Type"] == "AWS::IAM::Policy":
+            documents = [resource["Properties"]["PolicyDocument"]]
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        for document in documents:
+            for statement in document["Statement"]:
+                yield from _conditioned(logical_id, resource.get("Condition"), statement)
+
+
+def _conditioned(
+    owner: str, condition: str | None, statement: dict[str, Any]
+) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    if "Fn::If" in statement:
+        name, kept, otherwise = statement["Fn::If"]
+        assert condition is None, f"{owner}: a condition inside a conditional resource"
+        assert otherwise == {"Ref": "AWS::NoValue"}, f"{owner}: {name} chooses between statements"
+        yield from _conditioned(owner, name, kept)
+    else:
+        yield owner, condition, statement
+
+
+KEY_ROTATION_GRANTS = {
+    ("CreateSecretFunction", "StoreTheNewServiceAccountKey"),
+    ("CreateSecretFunction", "AbandonAStalePendingKey"),
+    ("CreateSecretFunction", "RecordTheKeyCreation"),
+    ("CreateSecretFunction", "StartTheKeyRotation"),
+    ("SetSecretFunction", "DescribeTheServiceAccountKeySecret"),
+    ("SetSecretFunction", "ReadThePendingServiceAccountKey"),
+    ("SetSecretFunction", "AbandonAStalePendingKey"),
+    ("TestSecretFunction", "DescribeTheServiceAccountKeySecret"),
+    ("TestSecretFunction", "ReadThePendingServiceAccountKey"),
+    ("TestSecretFunction", "AbandonAStalePendingKey"),
+    ("FinishSecretFunction", "DescribeTheServiceAccountKeySecret"),
+    ("FinishSecretFunction", "ReadThePendingServiceAccountKey"),
+    ("FinishSecretFunction", "PromoteThePendingKey"),
+    ("FinishSecretFunction", "RecordTheKeyRotation"),
+    ("DescribeFailureFunction", "DescribeTheServiceAccountKeySecret"),
+    ("DescribeFailureFunction", "RecordTheKeyFailureStreak"),
+    ("FreshnessSweepFunction", "ReadTheKeyRotationDates"),
+    ("FreshnessSweepFunction", "RotateTheServiceAccountKey"),
+    ("RefreshSchedulerKeyPolicy", "RotateTheServiceAccountKey"),
+}
+"""The statements on the key secret that its own rotation adds, by owner and Sid."""
+
+
 def limited_to_this_stacks_secrets(statement: dict[str, Any]) -> bool:
     equals = statement.get("Condition", {}).get("StringEquals", {})
     return all(equals.get(key) == value for key, value in MANAGED_HERE.items())
@@ -473,12 +553,22 @@ def test_token_secrets_are_chosen_by_this_stacks_tag_and_the_key_secret_by_its_a
     that carries token-rotation:managed-by=<this stack>, whatever its name; only the statement
     that reads the key names one secret, and no statement names the stack's own token secret."""
     exact = []
-    for owner, statement in secret_statements():
+    for owner, condition, statement in conditioned_policies():
+        if not any(action.startswith("secretsmanager:") for action in statement["Action"]):
+            continue
         if statement["Resource"] == ANY_SECRET:
             assert limited_to_this_stacks_secrets(statement), f"{owner}: {statement}"
         elif (owner, statement["Sid"]) not in RESOURCELESS:
-            exact.append((owner, statement["Sid"], statement["Resource"]))
-    assert exact == [("CreateSecretFunction", "ReadTheServiceAccountKey", KEY_SECRET)]
+            assert statement["Resource"] in (KEY_SECRET, KEY_SECRET_FOR_CFN_LINT), owner
+            exact.append((owner, statement["Sid"], condition))
+    # Beyond createSecret's read of the key, only the key's own rotation names the key secret.
+    assert [entry for entry in exact if entry[2] not in KEY_ROTATION_CONDITIONS] == [
+        ("CreateSecretFunction", "ReadTheServiceAccountKey", "UsesKey")
+    ]
+    assert {(owner, sid) for owner, sid, _ in exact} == {
+        ("CreateSecretFunction", "ReadTheServiceAccountKey"),
+        *KEY_ROTATION_GRANTS,
+    }
     assert "TokenSecret" not in json.dumps([s["Resource"] for _, s in secret_statements()])
 
 
@@ -540,12 +630,17 @@ def _may_name_tag_key(condition: dict[str, Any], key: str) -> bool:
 
 
 TAGGING_ACTIONS = ("secretsmanager:TagResource", "secretsmanager:UntagResource")
+SETTING_TAGS = sorted(
+    value.tag for value in vars(config).values() if isinstance(value, config.Setting)
+)
+"""The deployer's per-secret settings (token-rotation:key-secret-id among them)."""
 
 
 def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
     """Whoever may set token-rotation:managed-by decides what the stack rotates: none of the
     stack's own roles may, nor change a setting tag; they may write status tags only."""
     status_tags = {
+        "CreateSecretFunction": f"{TAG_PREFIX}key-create-started",
         "FinishSecretFunction": FAILED_ATTEMPTS_TAG,
         "DescribeFailureFunction": FAILED_ATTEMPTS_TAG,
         "FreshnessSweepFunction": REFUSED_VERSION_TAG,
@@ -560,7 +655,8 @@ def test_no_role_of_the_stack_may_set_or_remove_the_managed_by_tag() -> None:
         taggers.add(owner)
         condition = statement.get("Condition", {})
         assert not _may_name_tag_key(condition, MANAGED_BY_TAG), f"{owner}: {granted}"
-        assert not _may_name_tag_key(condition, f"{TAG_PREFIX}scopes"), f"{owner}: {granted}"
+        for setting in SETTING_TAGS:
+            assert not _may_name_tag_key(condition, setting), f"{owner}: {granted} {setting}"
         assert _may_name_tag_key(condition, status_tags[owner]), owner
     assert taggers == set(status_tags)
 
@@ -647,6 +743,8 @@ def test_the_state_machine_may_invoke_exactly_the_functions_its_definition_calls
             "RefreshSchedulerPolicy",
             "FreshnessSweepFunction",
             "FreshnessSweepSchedulerRole",
+            # RotateSecret on the key secret needs it (createSecret's standby-key fallback).
+            "CreateSecretKeyRotationPolicy",
         }
     )
 
@@ -682,14 +780,14 @@ def _conditional_statements(logical_id: str) -> dict[str, list[Any]]:
 
 
 def test_keyless_federation_leaves_no_function_able_to_read_or_decrypt_a_key() -> None:
-    conditional = _conditional_statements("CreateSecretFunction")
-    assert set(conditional) == {"ReadTheServiceAccountKey", "DecryptTheServiceAccountKey"}
-    condition, _, otherwise = conditional["ReadTheServiceAccountKey"]
-    assert condition == "UsesKey"
-    assert otherwise == {"Ref": "AWS::NoValue"}
-    condition, _, otherwise = conditional["DecryptTheServiceAccountKey"]
-    assert condition == "DecryptsTheKeySecret"
-    assert otherwise == {"Ref": "AWS::NoValue"}
+    """Every statement that names the key secret or its KMS key is kept only by a condition that
+    needs a key: federation keeps none of them."""
+    for owner, condition, statement in conditioned_policies():
+        named = json.dumps(statement["Resource"])
+        if "ServiceAccountKeySecret" in named or "ServiceAccountKeyKmsKeyArn" in named:
+            assert condition in {"UsesKey", "DecryptsTheKeySecret", *KEY_ROTATION_CONDITIONS}, (
+                f"{owner}: {statement['Sid']}"
+            )
     conditions = TEMPLATE.document["Conditions"]
     assert conditions["UsesKey"] == {"Fn::Not": [{"Condition": "Keyless"}]}
     assert conditions["Keyless"] == {
@@ -698,29 +796,55 @@ def test_keyless_federation_leaves_no_function_able_to_read_or_decrypt_a_key() -
     assert conditions["DecryptsTheKeySecret"] == {
         "Fn::And": [{"Condition": "UsesKey"}, {"Condition": "HasKeySecretKmsKey"}]
     }
+    assert conditions["RotatesKey"] == {
+        "Fn::And": [
+            {"Condition": "UsesKey"},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "KeyRotationDays"}, "0"]}]},
+        ]
+    }
+    assert conditions["RotatesKeyUnderKmsKey"] == {
+        "Fn::And": [{"Condition": "RotatesKey"}, {"Condition": "HasKeySecretKmsKey"}]
+    }
     assert TEMPLATE.resources["ServiceAccountKeySecret"]["Condition"] == "CreateKeySecret"
 
 
-def test_only_create_secret_may_decrypt_the_key_secret_and_only_through_secrets_manager() -> None:
-    decrypting = [
-        (owner, s) for owner, s in all_policies() if any("kms:" in a for a in s["Action"])
+def test_the_key_secrets_kms_key_serves_only_through_secrets_manager_and_its_rotation() -> None:
+    """createSecret decrypts the key it reads; with the key's own rotation, createSecret also
+    encrypts the new key (PutSecretValue asks for a data key) and the later steps decrypt the
+    pending one. Nothing else, and never directly."""
+    via_secrets_manager = {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+        }
+    }
+    using = [
+        (owner, condition, statement["Sid"], statement["Action"])
+        for owner, condition, statement in conditioned_policies()
+        if any(action.startswith("kms:") for action in statement["Action"])
+        and statement["Resource"] == {"Ref": "ServiceAccountKeyKmsKeyArn"}
+        and statement["Condition"] == via_secrets_manager
     ]
-    assert decrypting == [
+    assert using == [
         (
             "CreateSecretFunction",
-            {
-                "Sid": "DecryptTheServiceAccountKey",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": {"Ref": "ServiceAccountKeyKmsKeyArn"},
-                "Condition": {
-                    "StringEquals": {
-                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
-                    }
-                },
-            },
-        )
+            "DecryptsTheKeySecret",
+            "DecryptTheServiceAccountKey",
+            ["kms:Decrypt"],
+        ),
+        (
+            "CreateSecretFunction",
+            "RotatesKeyUnderKmsKey",
+            "EncryptTheNewServiceAccountKey",
+            ["kms:GenerateDataKey"],
+        ),
+        *(
+            (owner, "RotatesKeyUnderKmsKey", "DecryptThePendingServiceAccountKey", ["kms:Decrypt"])
+            for owner in ("SetSecretFunction", "TestSecretFunction", "FinishSecretFunction")
+        ),
     ]
+    assert len(using) == sum(
+        1 for _, s in all_policies() if any(a.startswith("kms:") for a in s["Action"])
+    )
     key_secret = TEMPLATE.resources["ServiceAccountKeySecret"]["Properties"]
     assert key_secret["KmsKeyId"] == {
         "Fn::If": [
@@ -769,17 +893,31 @@ def test_the_token_secret_is_deployed_as_a_managed_token_secret_holding_the_plac
     assert {"Key": MANAGED_BY_TAG, "Value": {"Ref": "AWS::StackName"}} in properties["Tags"]
 
 
-def test_only_create_secret_may_read_the_key_secret() -> None:
+def test_only_create_secret_reads_the_key_in_use_and_only_the_steps_read_a_pending_key() -> None:
+    """The key's value: createSecret reads it to mint (and, rotating the key, to reach IAM with
+    the current or standby key); setSecret, testSecret and finishSecret read the pending key of
+    the key's own rotation, AWSPENDING only. No one else, the sweep included."""
     readers = {
-        owner
-        for owner, statement in all_policies()
-        if "ServiceAccountKeySecret" in json.dumps(statement["Resource"], default=str)
+        (owner, condition, json.dumps(statement.get("Condition"), sort_keys=True))
+        for owner, condition, statement in conditioned_policies()
+        if "secretsmanager:GetSecretValue" in statement["Action"]
+        and statement["Resource"] in (KEY_SECRET, KEY_SECRET_FOR_CFN_LINT)
     }
-    assert readers == {"CreateSecretFunction"}
+    pending_only = json.dumps(
+        {"StringEquals": {"secretsmanager:VersionStage": "AWSPENDING"}}, sort_keys=True
+    )
+    assert readers == {
+        ("CreateSecretFunction", "UsesKey", "null"),
+        ("SetSecretFunction", "RotatesKey", pending_only),
+        ("TestSecretFunction", "RotatesKey", pending_only),
+        ("FinishSecretFunction", "RotatesKey", pending_only),
+    }
 
 
-def test_describe_failure_may_only_read_token_secrets_labels_and_tag_their_status() -> None:
+def test_describe_failure_may_only_read_labels_and_tag_their_status() -> None:
+    """Token secrets by the stack's tag; the key secret, when it renews itself, by its ARN."""
     spec = TEMPLATE.functions()["DescribeFailureFunction"]
+    status_only = {"ForAllValues:StringLike": {"aws:TagKeys": f"{STATUS_TAG_PREFIX}*"}}
     assert list(policy_statements(spec.policies)) == [
         {
             "Sid": "ReadTheTokenSecretStages",
@@ -793,10 +931,20 @@ def test_describe_failure_may_only_read_token_secrets_labels_and_tag_their_statu
             "Effect": "Allow",
             "Action": ["secretsmanager:TagResource"],
             "Resource": ANY_SECRET,
-            "Condition": {
-                "StringEquals": MANAGED_HERE,
-                "ForAllValues:StringLike": {"aws:TagKeys": f"{STATUS_TAG_PREFIX}*"},
-            },
+            "Condition": {"StringEquals": MANAGED_HERE, **status_only},
+        },
+        {
+            "Sid": "DescribeTheServiceAccountKeySecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:DescribeSecret"],
+            "Resource": KEY_SECRET,
+        },
+        {
+            "Sid": "RecordTheKeyFailureStreak",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:TagResource"],
+            "Resource": KEY_SECRET,
+            "Condition": status_only,
         },
     ]
     assert len(spec.policies) == 1
@@ -813,8 +961,9 @@ ENTRY_FUNCTION_ARN = {"Fn::GetAtt": ["RotationEntryFunction", "Arn"]}
 
 
 def test_the_sweep_may_only_list_read_rotate_and_tag_this_stacks_token_secrets() -> None:
-    """Never the key secret, never a value but AWSCURRENT's and AWSPENDING's, one status tag, and
-    RotateSecret (with the entry function it invokes) as its only way to change a token."""
+    """Never the key secret's value, never a token but AWSCURRENT's and AWSPENDING's, one status
+    tag, and RotateSecret (with the entry function it invokes) as its only way to change a token
+    or, when it is due, the key."""
     spec = TEMPLATE.functions()["FreshnessSweepFunction"]
     statements = {s["Sid"]: s for s in policy_statements(spec.policies)}
     granted = {
@@ -849,6 +998,13 @@ def test_the_sweep_may_only_list_read_rotate_and_tag_this_stacks_token_secrets()
             },
         ),
         "PublishRefusedTokenNotices": (["sns:Publish"], {"Ref": "FailureTopic"}, None),
+        # The key secret's due time from its tags and versions' dates, never its value.
+        "ReadTheKeyRotationDates": (
+            ["secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds"],
+            KEY_SECRET,
+            None,
+        ),
+        "RotateTheServiceAccountKey": (["secretsmanager:RotateSecret"], KEY_SECRET, None),
     }
     assert all(statement["Effect"] == "Allow" for statement in statements.values())
     assert not _may_name_tag_key(granted["RecordARefusedToken"][2] or {}, FAILED_ATTEMPTS_TAG), (
@@ -954,3 +1110,172 @@ def test_manual_input_starts_a_whole_rotation() -> None:
 def _camel(snake: str) -> str:
     first, *rest = snake.split("_")
     return first + "".join(part.title() for part in rest)
+
+
+# The key secret renews itself (KeyRotationDays).
+KEY_TAGS_OF = {
+    "CreateSecretFunction": {f"{TAG_PREFIX}key-create-started", f"{TAG_PREFIX}key-refused"},
+    "FinishSecretFunction": {
+        f"{TAG_PREFIX}key-valid-before",
+        f"{TAG_PREFIX}key-rotated-at",
+        f"{TAG_PREFIX}key-refused",
+    },
+}
+"""The key rotation's own tags each step writes or removes on the key secret."""
+
+
+def _grants(owner: str) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    return {
+        statement["Sid"]: (condition, statement)
+        for found, condition, statement in conditioned_policies()
+        if found == owner
+    }
+
+
+def test_key_rotation_days_is_a_whole_number_of_days_up_to_googles_90() -> None:
+    parameter = TEMPLATE.document["Parameters"]["KeyRotationDays"]
+    assert (parameter["Type"], parameter["Default"]) == ("Number", 30)
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (0, 90)
+    description = " ".join(parameter["Description"].split())
+    for needed in ("Default 30", "90 days", "0 switches", "Keyless", "no key at all"):
+        assert needed in description
+    interface = TEMPLATE.document["Metadata"]["AWS::CloudFormation::Interface"]
+    [group] = [g for g in interface["ParameterGroups"] if "KeyRotationDays" in g["Parameters"]]
+    assert group["Label"]["default"] == "Google credential source"
+    assert interface["ParameterLabels"]["KeyRotationDays"]["default"]
+    # A Number also takes 7.5 or 030, which rate() refuses: the rule lists the whole days.
+    [assertion] = TEMPLATE.document["Rules"]["KeyRotationDaysAreWholeDays"]["Assertions"]
+    allowed, value = assertion["Assert"]["Fn::Contains"]
+    assert allowed == [str(days) for days in range(91)]
+    assert value == {"Ref": "KeyRotationDays"}
+
+
+def test_every_step_and_the_sweep_know_whether_the_key_renews_itself() -> None:
+    """0 for a keyless stack, whatever KeyRotationDays says: no key, no key rotation."""
+    days = {"Fn::If": ["RotatesKey", {"Ref": "KeyRotationDays"}, "0"]}
+    functions = TEMPLATE.functions()
+    for logical_id in (*STEP_FUNCTION_IDS, "FreshnessSweepFunction"):
+        assert functions[logical_id].environment["KEY_ROTATION_DAYS"] == days, logical_id
+
+
+def test_the_key_secret_renews_itself_on_its_own_schedule_never_at_deploy() -> None:
+    """Through the entry function and the state machine of the token secrets. Not at deploy
+    (RotateImmediatelyOnUpdate false): the key secret the stack creates holds {} until the
+    deployer puts a key in it, so a rotation then could only fail."""
+    schedule = TEMPLATE.resources["KeyRotationSchedule"]
+    assert schedule["Type"] == "AWS::SecretsManager::RotationSchedule"
+    assert schedule["Condition"] == "RotatesKey"
+    assert schedule["DependsOn"] == "SecretsManagerMayInvokeRotationEntry"
+    assert schedule["Properties"] == {
+        "SecretId": KEY_SECRET,
+        "RotationLambdaARN": ENTRY_FUNCTION_ARN,
+        "RotateImmediatelyOnUpdate": False,
+        "RotationRules": {"AutomaticallyAfterDays": {"Ref": "KeyRotationDays"}},
+    }
+    # The token secret's schedule rotates at once: its first token is wanted right away.
+    assert TEMPLATE.resources["TokenRotationSchedule"]["Properties"]["RotateImmediatelyOnUpdate"]
+
+
+def test_the_key_is_written_promoted_and_given_up_by_the_steps_that_must() -> None:
+    """PutSecretValue by createSecret alone; AWSPENDING taken off by the steps that may abandon a
+    new key, AWSCURRENT moved by finishSecret alone."""
+    pending = {"StringEquals": {"secretsmanager:VersionStage": "AWSPENDING"}}
+    writes = {
+        (owner, action, json.dumps(statement.get("Condition"), sort_keys=True))
+        for owner, _, statement in conditioned_policies()
+        if statement["Resource"] == KEY_SECRET
+        for action in statement["Action"]
+        if action in {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+    }
+    give_up = json.dumps(pending, sort_keys=True)
+    assert writes == {
+        ("CreateSecretFunction", "secretsmanager:PutSecretValue", "null"),
+        ("CreateSecretFunction", "secretsmanager:UpdateSecretVersionStage", give_up),
+        ("SetSecretFunction", "secretsmanager:UpdateSecretVersionStage", give_up),
+        ("TestSecretFunction", "secretsmanager:UpdateSecretVersionStage", give_up),
+        (
+            "FinishSecretFunction",
+            "secretsmanager:UpdateSecretVersionStage",
+            json.dumps({"StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"}}),
+        ),
+    }
+
+
+@pytest.mark.parametrize("owner", sorted(KEY_TAGS_OF))
+def test_the_key_rotations_tags_are_written_only_by_their_steps(owner: str) -> None:
+    [(condition, statement)] = [
+        (condition, statement)
+        for condition, statement in _grants(owner).values()
+        if statement["Resource"] == KEY_SECRET
+        and any(action in TAGGING_ACTIONS for action in statement["Action"])
+    ]
+    assert condition == "RotatesKey"
+    assert statement["Action"] == list(TAGGING_ACTIONS)
+    for tag in (tag for tags in KEY_TAGS_OF.values() for tag in tags):
+        assert _may_name_tag_key(statement["Condition"], tag) is (tag in KEY_TAGS_OF[owner]), tag
+    assert _may_name_tag_key(statement["Condition"], FAILED_ATTEMPTS_TAG) is (
+        owner == "FinishSecretFunction"
+    ), "finishSecret ends the key's failure streak; createSecret keeps none"
+
+
+def test_the_key_rotation_is_started_by_its_schedules_the_sweep_and_the_standby_fallback() -> None:
+    """RotateSecret on the key secret, with the entry function it invokes: the retry and due-time
+    schedules (as the scheduler role), the sweep, and a token's createSecret whose key Google
+    refused. The policies apart from their roles avoid a cycle through the state machine."""
+    for logical_id, role in (
+        ("RefreshSchedulerKeyPolicy", "RefreshSchedulerRole"),
+        ("CreateSecretKeyRotationPolicy", "CreateSecretFunctionRole"),
+    ):
+        resource = TEMPLATE.resources[logical_id]
+        assert resource["Condition"] == "RotatesKey"
+        assert resource["Properties"]["Roles"] == [{"Ref": role}]
+    [scheduler] = TEMPLATE.resources["RefreshSchedulerKeyPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert (scheduler["Action"], scheduler["Resource"]) == (
+        ["secretsmanager:RotateSecret"],
+        KEY_SECRET_FOR_CFN_LINT,
+    )
+    [invoke] = TEMPLATE.resources["CreateSecretKeyRotationPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert (invoke["Action"], invoke["Resource"]) == (["lambda:InvokeFunction"], ENTRY_FUNCTION_ARN)
+    condition, rotate = _grants("CreateSecretFunction")["StartTheKeyRotation"]
+    assert condition == "RotatesKey"
+    assert (rotate["Action"], rotate["Resource"]) == (["secretsmanager:RotateSecret"], KEY_SECRET)
+    condition, rotate = _grants("FreshnessSweepFunction")["RotateTheServiceAccountKey"]
+    assert condition == "RotatesKey"
+    assert (rotate["Action"], rotate["Resource"]) == (["secretsmanager:RotateSecret"], KEY_SECRET)
+    # Secrets Manager may invoke the entry function for the key secret too: any of the
+    # account's secrets (test_secrets_manager_may_invoke_the_entry_function_...).
+
+
+@pytest.mark.parametrize("name", ["TestSecret", "ManualTestSecret"])
+def test_test_secret_waits_for_a_new_key_within_the_cores_bound(name: str) -> None:
+    """Google accepts a new key a short while after creating it: testSecret tries again at
+    fixed, growing waits (no jitter: the wait is for Google, not to spread load), about 100 s,
+    and its last try comes before the core gives the key up. Each try mints once and asks
+    tokeninfo once, each bounded by the Google timeout: all of it fits the entry function's
+    wait for one step, so Secrets Manager's call sees the step end."""
+    [rule] = [
+        rule
+        for rule in ASL["States"][name]["Retry"]
+        if rule["ErrorEquals"] == ["NewKeyNotYetAcceptedError"]
+    ]
+    assert (rule["IntervalSeconds"], rule["BackoffRate"], rule["MaxAttempts"]) == (5, 1.5, 6)
+    assert rule["JitterStrategy"] == "NONE"
+    waits = [
+        min(rule["IntervalSeconds"] * rule["BackoffRate"] ** n, rule["MaxDelaySeconds"])
+        for n in range(rule["MaxAttempts"])
+    ]
+    assert waits[-1] < rule["MaxDelaySeconds"], "the cap never shortens a wait"
+    assert 90 <= sum(waits) < KEY_ACCEPTANCE_BOUND.total_seconds()
+    google_timeout = float(
+        TEMPLATE.document["Globals"]["Function"]["Environment"]["Variables"][
+            "GOOGLE_HTTP_TIMEOUT_SECONDS"
+        ]
+    )
+    entry = TEMPLATE.functions()["RotationEntryFunction"]
+    entry_wait = entry.timeout_seconds - float(entry.environment["DEADLINE_MARGIN_SECONDS"])
+    tries = rule["MaxAttempts"] + 1
+    assert sum(waits) + tries * 2 * google_timeout <= entry_wait

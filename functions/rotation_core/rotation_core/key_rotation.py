@@ -189,6 +189,11 @@ class KeyRotation:
         (the state machine retries), past it the rotation is abandoned and the key deleted."""
         if already_current(secret, request, Step.TEST):
             return StepOutcome(Step.TEST, secret.arn, request.token, "already-current")
+        if not request.manual and self._secrets.read_pending(secret.arn, request.token) is None:
+            # RotateSecret(RotateImmediately=false), as CloudFormation's schedule runs it at
+            # deploy: testSecret alone on an empty pending version, before any key was put.
+            logger.info("no pending key: the rotation's configuration was checked")
+            return StepOutcome(Step.TEST, secret.arn, request.token, "configuration-checked")
         pending = self._pending_key(Step.TEST, secret, request.token)
         credentials = pending.credentials((KEY_ADMIN_SCOPE,), self._google.endpoints.token_url)
         try:
