@@ -135,11 +135,12 @@ class FollowUps:
         return FollowUp(notice, RotationSchedule(secret.arn, due))
 
     def after_key_rotation(
-        self, secret: SecretDescription, key_id: str, due: datetime, refused_tag: str
+        self, secret: SecretDescription, key_id: str | None, due: datetime, refused_tag: str
     ) -> FollowUp:
         """The key secret's next rotation at `due`; one "key replaced" notice when the key in
         use had been refused at Google (the tag `refused_tag` says which), else one "recovered"
-        notice when it ends a streak of failures."""
+        notice when it ends a streak of failures (`key_id`: the key now in use, None when a
+        re-run of finishSecret found it promoted already)."""
         now = self._clock()
         streak = FailureStreak.from_tags(secret.tags)
         refused = secret.tags.get(refused_tag)
@@ -152,7 +153,7 @@ class FollowUps:
                     "ended status tags could not be removed", extra={"error": str(error)}
                 )
         notice = None
-        if refused is not None and refused != key_id:
+        if refused is not None and key_id is not None and refused != key_id:
             notice = compose_key_replaced(secret, refused, key_id, now, due)
         elif streak is not None:
             notice = compose_recovered(secret, streak, now, due, due)
