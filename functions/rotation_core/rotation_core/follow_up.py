@@ -103,13 +103,7 @@ class FollowUps:
         # Status only, each write on its own: the rotation succeeded, and its successor is
         # scheduled all the same. What ended goes first: a streak left on record would make
         # the next failure a reminder of it.
-        if ended:
-            try:
-                self._secrets.untag(secret.arn, ended)
-            except RotationError as error:
-                logger.warning(
-                    "ended status tags could not be removed", extra={"error": str(error)}
-                )
+        self._untag_ended(secret.arn, ended)
         try:
             expires_at = format_timestamp(current.expires_at)
             self._secrets.tag(secret.arn, {CURRENT_EXPIRES_AT_TAG: expires_at})
@@ -145,13 +139,7 @@ class FollowUps:
         streak = FailureStreak.from_tags(secret.tags)
         refused = secret.tags.get(refused_tag)
         ended = [key for key in (*STREAK_TAGS, refused_tag) if key in secret.tags]
-        if ended:
-            try:
-                self._secrets.untag(secret.arn, ended)
-            except RotationError as error:
-                logger.warning(
-                    "ended status tags could not be removed", extra={"error": str(error)}
-                )
+        self._untag_ended(secret.arn, ended)
         notice = None
         if refused is not None and key_id is not None and refused != key_id:
             notice = compose_key_replaced(secret, refused, key_id, now, due)
@@ -219,6 +207,15 @@ class FollowUps:
                     "the notice's time could not be recorded", extra={"error": str(error)}
                 )
         return FollowUp(compose_unscheduled(report, reading), None)
+
+    def _untag_ended(self, secret_arn: str, ended: list[str]) -> None:
+        """Status only: the rotation succeeded whether or not the tags go."""
+        if not ended:
+            return
+        try:
+            self._secrets.untag(secret_arn, ended)
+        except RotationError as error:
+            logger.warning("ended status tags could not be removed", extra={"error": str(error)})
 
     def _record(self, secret_arn: str, streak: FailureStreak) -> StreakWrite:
         try:
