@@ -290,7 +290,7 @@ def _count_rows(rotations: Sequence[KeyRotationUsage], memory: Mapping[str, int]
     rows.append(
         _row(
             "**$ per rotation**",
-            [f"**{_dollars(cost.variable_dollars(_items(u, memory), 1))}**" for u in usages],
+            [f"**{dollars(cost.variable_dollars(_items(u, memory), 1))}**" for u in usages],
         )
     )
     return rows
@@ -347,22 +347,22 @@ def _cost_lines(later: Measurement) -> list[str]:
         "|---|---|---|" + "---|" * len(months),
     ]
     for item in priced:
-        per_month = [_dollars(item.dollars_per_month(rotations)) for rotations in months.values()]
+        per_month = [dollars(item.dollars_per_month(rotations)) for rotations in months.values()]
         lines.append(
             _row(
                 item.item,
                 [
                     _amount(item.per_rotation, item.unit),
-                    _dollars(item.dollars_per_month(1)),
+                    dollars(item.dollars_per_month(1)),
                     *per_month,
                 ],
             )
         )
-    totals = [_dollars(cost.variable_dollars(items, rotations)) for rotations in months.values()]
+    totals = [dollars(cost.variable_dollars(items, rotations)) for rotations in months.values()]
     lines.append(
         _row(
             "**key rotation**",
-            ["", f"**{_dollars(cost.variable_dollars(items, 1))}**", *[f"**{t}**" for t in totals]],
+            ["", f"**{dollars(cost.variable_dollars(items, 1))}**", *[f"**{t}**" for t in totals]],
         )
     )
     return lines
@@ -383,7 +383,7 @@ def _amount(value: float, unit: str) -> str:
     return f"{text} {unit}".rstrip()
 
 
-def _dollars(value: float) -> str:
+def dollars(value: float) -> str:
     """Three significant digits below a dollar, so that no cost that exists shows as zero."""
     if value == 0:
         return "$0"
