@@ -189,6 +189,7 @@ def _counted(
 
 
 def google_route(request: "RecordedRequest") -> str:
+    """What a request asked Google for, named without the account or key it names."""
     call = key_call(request.method, request.path)
     return request.path if call is None else f"keys.{call.action}"
 
@@ -222,6 +223,7 @@ def google_calls_by_step(
 
 
 def rotations_per_month(days: int) -> float:
+    """A key renewed every `days` (KeyRotationDays) rotates this often in cost.py's month."""
     return cost.MONTH_SECONDS / (days * 86_400)
 
 
@@ -251,13 +253,13 @@ def report(measured: KeyRotationMeasurement) -> list[str]:
         "",
         f"| per key rotation | {' | '.join(shown)} |",
         "|---|" + "---|" * len(shown),
-        *_count_rows(list(shown.values()), later.memory_mb),
+        *_count_rows(list(shown.values()), later),
         "",
         *_cost_lines(later),
     ]
 
 
-def _count_rows(rotations: Sequence[KeyRotationUsage], memory: Mapping[str, int]) -> list[str]:
+def _count_rows(rotations: Sequence[KeyRotationUsage], priced: Measurement) -> list[str]:
     usages = [r.usage for r in rotations]
     rows = [
         _row("wall time (RotateSecret until the rotation ended)", [_wall(u) for u in usages]),
@@ -290,7 +292,7 @@ def _count_rows(rotations: Sequence[KeyRotationUsage], memory: Mapping[str, int]
     rows.append(
         _row(
             "**$ per rotation**",
-            [f"**{dollars(cost.variable_dollars(_items(u, memory), 1))}**" for u in usages],
+            [f"**{dollars(cost.variable_dollars(_items(u, priced), 1))}**" for u in usages],
         )
     )
     return rows
@@ -325,9 +327,9 @@ def _by_step(google: Mapping[tuple[str, str], float], route: str) -> str:
     return f"{total:g}" + (f" ({each})" if each else "")
 
 
-def _items(usage: RotationUsage, memory: Mapping[str, int]) -> list[LineItem]:
-    """One rotation priced as cost.py prices a token secret's."""
-    return cost.line_items(Measurement(1, [usage], memory, 0, (KEY_SECRET,), alarms={}))
+def _items(usage: RotationUsage, priced: Measurement) -> list[LineItem]:
+    """One rotation priced as cost.py prices a token secret's (and as `priced` is)."""
+    return cost.line_items(dataclasses.replace(priced, rotations=1, usage=[usage]))
 
 
 def _cost_lines(later: Measurement) -> list[str]:
