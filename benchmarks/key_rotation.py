@@ -15,7 +15,7 @@ from benchmarks import cost
 from benchmarks.cost import LineItem, Measurement, RotationUsage
 from localcloud.deployment import Deployment
 from localcloud.google_keys import key_call
-from localcloud.template import load_template
+from localcloud.template import Template, load_template
 from rotation_core.config import KEY_ROTATION_DAYS_VARIABLE
 
 if TYPE_CHECKING:
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from localcloud.google_emulator import RecordedRequest
 
 KEY_SECRET: Final = "ServiceAccountKeySecret"
+KEY_ALARM: Final = "ServiceAccountKeyExpiryAlarm"
+KEY_METRICS: Final = tuple(
+    name for name in cost.SWEEP_METRICS if name.startswith("ServiceAccountKey")
+)
+"""The sweep's metrics of the key sent every run (cost.py prices them with the stack's)."""
 ROTATIONS_MEASURED: Final = 5
 ROTATION_DAYS: Final = (30, 1)
 """KeyRotationDays priced: the default, and the shortest."""
@@ -367,7 +372,36 @@ def _cost_lines(later: Measurement) -> list[str]:
             ["", f"**{dollars(cost.variable_dollars(items, 1))}**", *[f"**{t}**" for t in totals]],
         )
     )
+    upkeep = upkeep_items(load_template())
+    lines += [
+        "",
+        "What watching the key costs, per stack and month whatever KeyRotationDays is (part of "
+        "the stack's fixed costs and the sweep's runs in cost.py):",
+        "",
+        "| per stack, while the key renews itself | $ per month |",
+        "|---|---|",
+        *[_row(item, [dollars(monthly)]) for item, monthly in upkeep.items()],
+        _row("**watching the key**", [f"**{dollars(sum(upkeep.values()))}**"]),
+    ]
     return lines
+
+
+def upkeep_items(template: Template) -> dict[str, float]:
+    """What a stack pays a month for the key's renewal besides the rotations: the sweep's key
+    metrics, the key's alarm, and the sweep's read of the key secret every run."""
+    alarm_metrics = cost.alarm_metrics(template)[KEY_ALARM]
+    runs = cost.sweep_runs_per_month()
+    reads = cost.SWEEP_KEY_READS_PER_RUN
+    metrics = f"CloudWatch custom metrics, the sweep's every run: {', '.join(KEY_METRICS)}"
+    alarm = f"CloudWatch alarm metrics: {KEY_ALARM} ({alarm_metrics})"
+    describe = (
+        f"Secrets Manager DescribeSecret of the key secret, {reads} a sweep run ({runs:,.0f})"
+    )
+    return {
+        metrics: len(KEY_METRICS) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH,
+        alarm: alarm_metrics * cost.CLOUDWATCH_PER_ALARM_METRIC_MONTH,
+        describe: reads * runs * cost.SECRETS_MANAGER_PER_API_CALL,
+    }
 
 
 def _row(label: str, cells: Sequence[str]) -> str:

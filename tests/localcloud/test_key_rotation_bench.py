@@ -43,7 +43,14 @@ GOOGLE_CALLS = {
     ("finishSecret", "/token"): 1,
     ("finishSecret", "keys.list"): 1,
 }
-"""The first rotation after a key was put by hand; every later one deletes the standby too."""
+"""The first rotation after a key was put by hand."""
+LATER_GOOGLE_CALLS = {
+    **GOOGLE_CALLS,
+    # From the second rotation on, createSecret first deletes the standby key, and lists the keys
+    # to find the last keys.create's key if no version holds it (the write-ahead tag is kept).
+    ("createSecret", "keys.list"): 2,
+    ("createSecret", "keys.delete"): 1,
+}
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,11 @@ def test_each_rotation_makes_the_google_calls_the_design_names_by_step(bench: Be
     (later,) = bench.measured.later
 
     assert bench.measured.first.google == GOOGLE_CALLS
-    assert later.google == {**GOOGLE_CALLS, ("createSecret", "keys.delete"): 1}
+    assert later.google == LATER_GOOGLE_CALLS
     assert later.usage.google_requests == {
         "/token": 3,
         "/tokeninfo": 1,
-        "keys.list": 2,
+        "keys.list": 3,
         "keys.create": 1,
         "keys.delete": 1,
     }
@@ -168,6 +175,14 @@ def test_the_section_prints_the_counts_and_the_cost_at_30_and_1_days(bench: Benc
         + " |"
     )
     assert key_rotation.rotations_per_month(1) == pytest.approx(30.4)
+    # Watching the key: the sweep's ServiceAccountKeyDaysLeft, the key's alarm on it, and the
+    # sweep's DescribeSecret of the key secret every run.
+    watching = (
+        cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
+        + cost.CLOUDWATCH_PER_ALARM_METRIC_MONTH
+        + cost.sweep_runs_per_month() * cost.SECRETS_MANAGER_PER_API_CALL
+    )
+    assert f"| **watching the key** | **{key_rotation.dollars(watching)}** |" in lines
 
 
 def test_no_key_or_token_reaches_the_section_or_the_functions_logs(bench: Bench) -> None:
