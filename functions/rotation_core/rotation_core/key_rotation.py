@@ -24,6 +24,7 @@ from rotation_core.iam_keys import (
     KEY_ADMIN_SCOPE,
     KEY_LIMIT,
     NO_EXPIRY,
+    GoogleKey,
     ServiceAccountKeys,
 )
 from rotation_core.redaction import shown_key_id
@@ -141,8 +142,7 @@ class KeyRotation:
                 )
         current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
         keys, refused = self._keys_api(secret, current)
-        self._retire(secret, keys, current, standby_in_use=refused)
-        existing = keys.listed()
+        existing = self._retire(secret, keys, current, standby_in_use=refused)
         if len(existing) >= KEY_LIMIT:
             raise keys.limit_reached(existing)
         now = self._clock()
@@ -329,22 +329,22 @@ class KeyRotation:
         keys: ServiceAccountKeys,
         current: ServiceAccountKey,
         standby_in_use: bool,
-    ) -> None:
+    ) -> list[GoogleKey]:
         """Delete the standby (AWSPREVIOUS's key) and the key of the last keys.create if no
-        version holds it (a crash before it was stored, or a key testSecret gave up); never the
-        key in AWSCURRENT, and not the standby while it is the key that works."""
+        version holds it (a crash before it was stored, a key testSecret gave up, a pending key
+        a manual run superseded); never the key in AWSCURRENT, and not the standby while it is
+        the key that works. The account's keys that remain, from one keys.list."""
+        listed = keys.listed()
+        standby_file = self._secrets.read_previous_string(secret.arn)
+        standby_id = None if standby_file is None else _key_id_of(standby_file)
+        held = {current.private_key_id, *([standby_id] if standby_id else [])}
         doomed: dict[str, str] = {}
-        if not standby_in_use:
-            standby_file = self._secrets.read_previous_string(secret.arn)
-            if standby_file is not None:
-                standby_id = _key_id_of(standby_file)
-                if standby_id is not None and standby_id != current.private_key_id:
-                    doomed[standby_id] = "the standby key of the previous rotation"
+        if not standby_in_use and standby_id is not None and standby_id != current.private_key_id:
+            doomed[standby_id] = "the standby key of the previous rotation"
         started = secret.tags.get(KEY_CREATE_STARTED_TAG, "").split(" ")
         if len(started) == 2:
             since = parse_timestamp(started[1], KEY_CREATE_STARTED_TAG)
-            held = self._held_key_ids(secret)
-            for key in keys.listed():
+            for key in listed:
                 if key.key_id not in held and since <= key.valid_after <= since + ORPHAN_WINDOW:
                     doomed[key.key_id] = "made by the last createSecret and held by no version"
         for key_id, why in doomed.items():
@@ -353,17 +353,7 @@ class KeyRotation:
                 "deleted a service-account key at Google" if deleted else "key already gone",
                 extra={"key_id": key_id, "why": why},
             )
-
-    def _held_key_ids(self, secret: SecretDescription) -> set[str]:
-        """The key ids the key secret's labelled versions hold (AWSCURRENT, AWSPREVIOUS,
-        AWSPENDING of another rotation)."""
-        held: set[str] = set()
-        for reader in (self._secrets.read_current_string, self._secrets.read_previous_string):
-            value = reader(secret.arn)
-            key_id = None if value is None else _key_id_of(value)
-            if key_id is not None:
-                held.add(key_id)
-        return held
+        return [key for key in listed if key.key_id not in doomed]
 
     def _pending_key(self, step: Step, secret: SecretDescription, token: str) -> ServiceAccountKey:
         stored = self._secrets.read_pending(secret.arn, token)
