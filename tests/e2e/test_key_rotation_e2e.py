@@ -1,0 +1,267 @@
+"""The stack's key secret renews itself on the whole local cloud: RotateSecret through the entry
+function and the state machine, Google's 10-key limit, a key expiring under an organisation's
+key-expiry policy, a key deleted behind the stack's back, and a Lambda crash at each step of the
+key's rotation; token secrets keep minting valid tokens through all of it.
+
+One stack serves the module (a deploy costs seconds): each test starts from a key secret whose
+AWSCURRENT key works and leaves it so. Only the first-key case deploys a stack of its own."""
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from localcloud.cloud import LocalCloud
+from localcloud.deployment import CURRENT, PENDING, PREVIOUS
+from localcloud.faults import (
+    Crash,
+    crash_after_get_secret_value,
+    crash_after_google_answers,
+    crash_after_update_secret_version_stage,
+)
+from localcloud.google_emulator import RecordedRequest
+from localcloud.operations import (
+    ExecutionSummary,
+    executions,
+    rotate_on_schedule,
+    subscribe_queue,
+)
+from localcloud.scheduler import LocalScheduler
+from rotation_core.refresh import schedule_name
+from tests.e2e.stacks import PARAMETERS, SecretMaterial, Stack, StackFactory
+
+ROTATION_DAYS = 30
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+TASKS = ("CreateSecret", "SetSecret", "TestSecret", "FinishSecret")
+KEY_LIMIT = 10
+
+
+# --- the module's stack ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key_stack(cloud: LocalCloud) -> Iterator[Stack]:
+    """A stack whose key renews itself every ROTATION_DAYS, with an account of its own (keys at
+    Google outlive a test) holding the key-admin role on itself, and one token in use."""
+    suffix = uuid.uuid4().hex[:12]
+    deployment = cloud.deploy(
+        {
+            **PARAMETERS,
+            "TokenSecretName": f"e2e/{suffix}/token",
+            "KeyRotationDays": str(ROTATION_DAYS),
+        },
+        stack_name=f"e2e-{suffix}",
+    )
+    assert cloud.prewarm() == {}
+    account = cloud.google.create_service_account(
+        f"rotator-{suffix}@demo-project.iam.gserviceaccount.com"
+    )
+    cloud.store_service_account_key(account)
+    queue_url = subscribe_queue(cloud, deployment.topic_arn, name=f"e2e-{suffix}-notices")
+    stack = Stack(cloud, deployment, account, queue_url)
+    yield stack
+    for name in deployment.functions.values():
+        cloud.runtime.worker(name).stop()
+
+
+@pytest.fixture(autouse=True)
+def google_for_the_stack(cloud: LocalCloud, key_stack: Stack) -> Iterator[None]:
+    """Google as the module's stack needs it, whatever the last test did to it: the account
+    manages its own keys, no key-expiry policy, no failure queued, new keys usable at once."""
+    cloud.google.reset()
+    cloud.google.grant_key_admin(
+        key_stack.account.client_email, f"serviceAccount:{key_stack.account.client_email}"
+    )
+    cloud.google.key_propagation_seconds = 0
+    cloud.corrections.retry_waits.clear()
+    key_stack.notices()
+    yield
+    cloud.google.key_propagation_seconds = 5.0
+
+
+@pytest.fixture(autouse=True)
+def no_secret_material_leaks(
+    cloud: LocalCloud, key_stack: Stack, secret_material: SecretMaterial
+) -> Iterator[None]:
+    """After each test: no execution it caused and no log line it printed holds a token or any
+    key the key secret ever held (the keys Google made during the test included)."""
+    first_line = len(cloud.logs.lines)
+    seen = {execution.arn for execution in key_stack.executions()}
+    yield
+    for pem in key_pems(key_stack):
+        secret_material.add_key(pem)
+    for execution in key_stack.executions():
+        if execution.arn in seen:
+            continue
+        record = json.dumps([execution.input, execution.output, execution.history], default=str)
+        leaked = secret_material.found_in(record)
+        assert not leaked, f"execution {execution.name} holds secret material: {leaked}"
+    log_text = "\n".join(line for _, line in cloud.logs.lines[first_line:])
+    leaked = secret_material.found_in(log_text)
+    assert not leaked, f"function logs hold secret material: {leaked}"
+
+
+# --- reading the key secret and Google ---------------------------------------------------------
+
+
+def key_file(stack: Stack, stage: str = CURRENT) -> dict[str, str]:
+    answer = stack.cloud.client("secretsmanager").get_secret_value(
+        SecretId=stack.deployment.key_secret_arn, VersionStage=stage
+    )
+    document: dict[str, str] = json.loads(answer["SecretString"])
+    return document
+
+
+def key_id(stack: Stack, stage: str = CURRENT) -> str | None:
+    """The key id in the key secret's version at `stage` (None: `{}`, as the stack creates it)."""
+    return key_file(stack, stage).get("private_key_id")
+
+
+def key_pems(stack: Stack) -> list[str]:
+    """Every private key any version of the key secret holds."""
+    secrets = stack.cloud.client("secretsmanager")
+    arn = stack.deployment.key_secret_arn
+    versions = secrets.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+    pems = []
+    for version in versions:
+        value = secrets.get_secret_value(SecretId=arn, VersionId=version["VersionId"])
+        pem = json.loads(value.get("SecretString") or "{}").get("private_key")
+        if pem:
+            pems.append(pem)
+    return pems
+
+
+def key_stages(stack: Stack) -> dict[str, list[str]]:
+    described = stack.cloud.client("secretsmanager").describe_secret(
+        SecretId=stack.deployment.key_secret_arn
+    )
+    return dict(described["VersionIdsToStages"])
+
+
+def at_google(stack: Stack) -> set[str]:
+    """The ids of the account's user-managed keys, as keys.list shows them now."""
+    return {key.key_id for key in stack.cloud.google.user_managed_keys(stack.account.client_email)}
+
+
+def held(stack: Stack) -> set[str]:
+    """The key ids AWSCURRENT and AWSPREVIOUS hold: the only keys of the stack at Google."""
+    return {key for key in (key_id(stack), key_id(stack, PREVIOUS)) if key is not None}
+
+
+def google_accepts(stack: Stack, key: str | None) -> bool:
+    """Whether Google's token endpoint accepts assertions signed by `key` now."""
+    google = stack.cloud.google
+    return any(
+        found.key_id == key and found.usable(google.now())
+        for found in google.user_managed_keys(stack.account.client_email)
+    )
+
+
+def token_valid(stack: Stack) -> bool:
+    return stack.cloud.google.token_info(stack.current()["GOOGLE_ACCESS_TOKEN"]) is not None
+
+
+def rotate_key(stack: Stack) -> list[ExecutionSummary]:
+    """RotateSecret on the key secret, as its rotation schedule calls it; the executions it
+    caused, oldest first."""
+    before = {execution.arn for execution in stack.executions()}
+    stack.cloud.client("secretsmanager").rotate_secret(SecretId=stack.deployment.key_secret_arn)
+    return [execution for execution in stack.executions() if execution.arn not in before]
+
+
+def steps_of(found: list[ExecutionSummary]) -> list[tuple[str, str]]:
+    return [(execution.name.split("-", 1)[0], execution.status) for execution in found]
+
+
+def key_schedule(stack: Stack) -> dict[str, Any]:
+    """The key secret's one EventBridge Scheduler schedule (its next rotation, or its retry)."""
+    answer: dict[str, Any] = stack.cloud.client("scheduler").get_schedule(
+        GroupName=stack.deployment.refs["RefreshScheduleGroup"],
+        Name=schedule_name(stack.deployment.key_secret_arn),
+    )
+    return answer
+
+
+def due_of(schedule: dict[str, Any]) -> datetime:
+    expression = schedule["ScheduleExpression"]
+    return datetime.strptime(expression, "at(%Y-%m-%dT%H:%M:%S)").replace(tzinfo=UTC)
+
+
+def simulated_now(stack: Stack) -> datetime:
+    return datetime.fromtimestamp(stack.cloud.clock.now(), UTC)
+
+
+def refresh_scheduler(stack: Stack) -> LocalScheduler:
+    """Fires the stack's refresh and key schedules (not the sweep, not the rotation rules)."""
+    return LocalScheduler(stack.cloud, group=stack.deployment.refs["RefreshScheduleGroup"])
+
+
+def signing_key_ids(requests: list[RecordedRequest]) -> set[str]:
+    """The key ids (the JWT header's kid) of the assertions minted at Google's /token."""
+    kids = set()
+    for request in requests:
+        if request.path == "/token" and request.status == 200:
+            header = request.form["assertion"].split(".", 1)[0]
+            decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+            kids.add(str(decoded["kid"]))
+    return kids
+
+
+def with_standby(stack: Stack) -> None:
+    """A key rotation first when the key secret holds no working standby in AWSPREVIOUS."""
+    if not google_accepts(stack, key_id(stack, PREVIOUS)):
+        assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
+        stack.notices()
+
+
+def shown(key: str | None) -> str:
+    """A key id as notices and logs show it."""
+    assert key is not None
+    return key[:12] + "…"
+
+
+# --- 1. the scheduled rotation -------------------------------------------------------------------
+
+
+def test_a_scheduled_key_rotation_renews_the_key_the_token_secrets_then_mint_with(
+    key_stack: Stack,
+) -> None:
+    stack = key_stack
+    described = stack.cloud.client("secretsmanager").describe_secret(
+        SecretId=stack.deployment.key_secret_arn
+    )
+    assert described["RotationEnabled"] is True
+    assert described["RotationRules"] == {"AutomaticallyAfterDays": ROTATION_DAYS}
+    assert described["RotationLambdaARN"].endswith(":function:" + stack.deployment.functions[
+        "RotationEntryFunction"
+    ])
+    before = key_id(stack)
+    started = simulated_now(stack)
+
+    found = rotate_key(stack)
+
+    assert steps_of(found) == [(step, "SUCCEEDED") for step in STEPS]
+    new = key_id(stack)
+    assert new not in (None, before)
+    assert key_id(stack, PREVIOUS) == before
+    assert google_accepts(stack, new)
+    assert at_google(stack) == {before, new}
+    assert stack.notices() == []
+    # The key's next rotation: a one-time schedule ROTATION_DAYS on, RotateSecret on the key.
+    schedule = key_schedule(stack)
+    every = timedelta(days=ROTATION_DAYS)
+    # Whole seconds, rounded up, after the moment finishSecret promoted the key.
+    assert started + every <= due_of(schedule) <= simulated_now(stack) + every + timedelta(seconds=1)
+    assert schedule["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+    assert json.loads(schedule["Target"]["Input"]) == {"SecretId": stack.deployment.key_secret_arn}
+
+    # The token secret's next rotation mints with the new key, and Google accepts the token.
+    stack.cloud.google.requests.clear()
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    assert signing_key_ids(stack.cloud.google.requests) == {new}
+    assert token_valid(stack)
