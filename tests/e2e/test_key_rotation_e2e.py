@@ -129,7 +129,10 @@ def key_pems(stack: Stack) -> list[str]:
     versions = secrets.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
     pems = []
     for version in versions:
-        value = secrets.get_secret_value(SecretId=arn, VersionId=version["VersionId"])
+        try:
+            value = secrets.get_secret_value(SecretId=arn, VersionId=version["VersionId"])
+        except secrets.exceptions.ResourceNotFoundException:
+            continue  # a rotation's AWSPENDING before createSecret stored anything
         pem = json.loads(value.get("SecretString") or "{}").get("private_key")
         if pem:
             pems.append(pem)
@@ -265,3 +268,69 @@ def test_a_scheduled_key_rotation_renews_the_key_the_token_secrets_then_mint_wit
     assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
     assert signing_key_ids(stack.cloud.google.requests) == {new}
     assert token_valid(stack)
+
+
+# --- 2. Google's 10-key limit --------------------------------------------------------------------
+
+
+def test_an_account_at_google_s_10_key_limit_refuses_the_key_rotation_until_a_key_is_deleted(
+    key_stack: Stack,
+) -> None:
+    stack, google = key_stack, key_stack.cloud.google
+    email = stack.account.client_email
+    in_use = key_id(stack)
+    # Someone deleted the stack's standby by hand, and keys made outside the stack fill the
+    # account: the rotation has no key of its own to retire and Google refuses an eleventh.
+    for key in at_google(stack) - {in_use}:
+        google.revoke_key(key)
+    others = [google.create_service_account(email) for _ in range(KEY_LIMIT - 1)]
+    try:
+        version_in_use = stack.current_version()
+
+        [refused] = rotate_key(stack)
+
+        assert (steps_of([refused]), refused.error) == (
+            [("createSecret", "FAILED")],
+            "KeyLimitReachedError",
+        )
+        [notice] = stack.notices()
+        message = notice["Message"]
+        assert (message["Step"], message["Error"]) == ("createSecret", "KeyLimitReachedError")
+        assert message["Runbook"] == "docs/runbook.md#keylimitreachederror"
+        assert key_id(stack) == in_use
+        refused_keys = at_google(stack)
+        assert refused_keys == {in_use} | {other.private_key_id for other in others}
+
+        # The token secrets keep rotating with the key in use.
+        assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {
+            "SUCCEEDED"
+        }
+        assert stack.current_version() != version_in_use
+        assert token_valid(stack)
+
+        # One key deleted at Google: the retry the notice promised renews the key.
+        google.revoke_key(others.pop().private_key_id)
+        retry_at = due_of(key_schedule(stack))
+        assert message["NextAttempt"].startswith(
+            f"RotateSecret runs again at {retry_at:%Y-%m-%dT%H:%M:%S}"
+        )
+        stack.cloud.clock.advance_to(retry_at.timestamp())
+        [retry] = refresh_scheduler(stack).fire_due()
+
+        assert retry.error_code == "InvalidRequestException", "RotateSecret re-attempts it"
+        renewed = key_id(stack)
+        assert renewed != in_use
+        assert key_id(stack, PREVIOUS) == in_use
+        assert google_accepts(stack, renewed)
+        [recovered] = stack.notices()
+        assert recovered["Subject"].startswith("Google token rotation recovered (")
+        assert len(at_google(stack)) == KEY_LIMIT
+
+        # What the refusal told the user: every key it found, and the commands to free a place.
+        cause = message["Cause"]
+        assert all(shown(key) in cause for key in refused_keys)
+        assert f"gcloud iam service-accounts keys list --iam-account={email}" in cause
+        assert f"gcloud iam service-accounts keys delete KEY_ID --iam-account={email} " in cause
+    finally:
+        for other in others:
+            google.revoke_key(other.private_key_id)
