@@ -334,3 +334,66 @@ def test_an_account_at_google_s_10_key_limit_refuses_the_key_rotation_until_a_ke
     finally:
         for other in others:
             google.revoke_key(other.private_key_id)
+
+
+# --- 4. a key deleted behind the stack's back --------------------------------------------------
+
+
+def test_a_key_deleted_by_someone_else_is_replaced_with_the_standby_and_said_once(
+    key_stack: Stack,
+) -> None:
+    stack, google = key_stack, key_stack.cloud.google
+    with_standby(stack)
+    deleted, standby = key_id(stack), key_id(stack, PREVIOUS)
+
+    google.revoke_key(deleted)
+
+    # The token secret's next rotation mints with the standby and starts the key's rotation,
+    # which replaces the deleted key: the token never stops being valid.
+    google.requests.clear()
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    assert token_valid(stack)
+    replacement = key_id(stack)
+    assert replacement not in (deleted, standby)
+    assert google_accepts(stack, replacement)
+    [notice] = stack.notices()
+    assert notice["Subject"].startswith("Google service-account key replaced (")
+    message = notice["Message"]
+    assert (message["RefusedKey"], message["NewKey"]) == (shown(deleted), shown(replacement))
+    assert message["Runbook"] == "docs/runbook.md#key-replaced"
+
+    # Token secrets mint with the replacement from now on.
+    google.requests.clear()
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    assert signing_key_ids(google.requests) == {replacement}
+    assert stack.notices() == []
+    # No key of the stack is left behind at Google: the standby that made the replacement
+    # is one the key secret's labels still hold, so a later rotation deletes it.
+    assert at_google(stack) == held(stack)
+
+
+def test_a_first_key_deleted_with_no_standby_fails_with_a_notice_naming_the_fix(
+    deploy_stack: StackFactory,
+) -> None:
+    stack = deploy_stack(parameters={"KeyRotationDays": str(ROTATION_DAYS)})
+    stack.cloud.google.key_propagation_seconds = 0
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    in_use = stack.current()
+    assert key_id(stack, PREVIOUS) is None
+
+    stack.cloud.google.revoke_key(stack.account.private_key_id)
+    [failed] = rotate_key(stack)
+
+    assert (failed.name.split("-", 1)[0], failed.error) == ("createSecret", "GoogleGrantRejectedError")
+    [notice] = stack.notices()
+    message = notice["Message"]
+    assert (message["Step"], message["Error"]) == ("createSecret", "GoogleGrantRejectedError")
+    assert "invalid_grant" in message["Cause"]
+    assert "service-account key is current and enabled" in message["Cause"]
+    # The runbook's entry is the fix: a new key made and put in the key secret.
+    assert message["Runbook"] == "docs/runbook.md#googlegrantrejectederror"
+    assert key_id(stack) == stack.account.private_key_id
+    # The token in use was minted before the key went: it stays valid until it expires.
+    expires = datetime.fromisoformat(in_use["expires_at"])
+    stack.cloud.clock.advance_to((expires - timedelta(minutes=1)).timestamp())
+    assert stack.cloud.google.token_info(in_use["GOOGLE_ACCESS_TOKEN"]) is not None
