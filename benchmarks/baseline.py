@@ -660,14 +660,16 @@ def _sweep_metrics_note(comparison: Comparison, rotations: float) -> str:
     """What the sweep's metrics weigh where they weigh most: a stack of one secret."""
     theirs = sum(per_secret_month(comparison.baseline, rotations, 1).values())
     ours = sum(per_secret_month(comparison.orchestrated, rotations, 1).values())
-    sent, others = cost.SWEEP_METRICS, cost.SWEEP_METRICS[1:]
+    sent = cost.SWEEP_METRICS
+    others = [name for name in sent if name not in cost.SWEEP_ALARMED_METRICS]
     extra = len(others) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
     return (
         f"The sweep sends {len(sent)} metrics every run ({', '.join(sent)}): "
         f"{_dollars(len(sent) * cost.CLOUDWATCH_PER_CUSTOM_METRIC_MONTH)} a stack-month. Its "
         "repair counts are sent only when not zero, billed only for the hours they are sent, "
-        "and its Google calls are in its summary line, not a metric. The alarm needs "
-        f"{sent[0]} alone; with {', '.join(others)} sent only when not zero too, a 1-secret "
+        "and its Google calls are in its summary line, not a metric. The alarms need "
+        f"{' and '.join(cost.SWEEP_ALARMED_METRICS)} alone; with {', '.join(others)} sent only "
+        "when not zero too, a 1-secret "
         f"stack of 1-hour tokens would cost {_dollars(ours - extra)} a month, "
         f"{(ours - extra) / theirs:.2f}x the baseline instead of {ours / theirs:.2f}x."
     )

@@ -113,16 +113,27 @@ their tags, stages and rotation dates, in one call per 100."""
 SWEEP_READS_PER_SECRET: Final = 1
 """Assumed: one GetSecretValue of AWSCURRENT per secret and run (its expires_at, and the token
 tokeninfo is asked about); ListSecrets gives the rest. A DescribeSecret as well would double it."""
+SWEEP_KEY_READS_PER_RUN: Final = 1
+"""One DescribeSecret of the stack's key secret a run, while its key rotates (a key source with
+KeyRotationDays above 0, as deployed by default): when the key is due, from its tags."""
 SWEEP_LOG_BYTES_PER_RUN: Final = 2_000
 """Assumed: a summary line and the metric line a run; a line per secret only for a decision."""
-SWEEP_METRICS: Final = ("LeastSecondsLeft", "SecretsWithoutValidToken")
+SWEEP_METRICS: Final = (
+    "LeastSecondsLeft",
+    "SecretsWithoutValidToken",
+    "ServiceAccountKeyDaysLeft",
+)
 """What the sweep publishes every run, each once per stack (dimension Stack): a custom metric a
-month each. CloudWatch bills a custom metric pro rata for the hours it is published, so the
-counts the sweep sends only when not 0 (SweepRotationsStarted, SweepRotationsDeferred: a repair,
-or pacing; rare while the schedules work) are not priced as monthly metrics, nor is
-UnverifiedPromotions (finishSecret, only when a token is promoted unverified). The Google calls
-of a run are in its summary line, not a metric."""
-
+month each (ServiceAccountKeyDaysLeft while the stack's key rotates, as deployed by default;
+ServiceAccountKeyDaysToExpiry as well under a key-expiry policy, which no stack has by default).
+CloudWatch bills a custom metric pro rata for the hours it is published, so the counts the sweep
+sends only when not 0 (SweepRotationsStarted, SweepRotationsDeferred: a repair, or pacing; rare
+while the schedules work) are not priced as monthly metrics, nor is UnverifiedPromotions
+(finishSecret, only when a token is promoted unverified). The Google calls of a run are in its
+summary line, not a metric."""
+SWEEP_ALARMED_METRICS: Final = ("LeastSecondsLeft", "ServiceAccountKeyDaysLeft")
+"""The sweep's metrics an alarm watches (TokenFreshnessAlarm, ServiceAccountKeyExpiryAlarm), which
+must be sent every run; the others could be sent only when not 0."""
 
 # --- The arithmetic ---------------------------------------------------------------------------
 
@@ -216,6 +227,7 @@ def sweep_items(secrets: int) -> list[LineItem]:
         raise ValueError(f"a stack rotates at least one secret, not {secrets}")
     run_ms = SWEEP_RUN_MS + secrets * SWEEP_CHECK_MS / SWEEP_CONCURRENCY
     pages = math.ceil(secrets / SWEEP_LIST_PAGE)
+    reads = secrets * SWEEP_READS_PER_SECRET
     return [
         LineItem("Lambda requests (one a run)", 1, LAMBDA_PER_REQUEST),
         LineItem(
@@ -225,9 +237,9 @@ def sweep_items(secrets: int) -> list[LineItem]:
             "GB-s",
         ),
         LineItem(
-            f"Secrets Manager: {pages} ListSecrets, {secrets * SWEEP_READS_PER_SECRET:,} "
-            "GetSecretValue a run",
-            pages + secrets * SWEEP_READS_PER_SECRET,
+            f"Secrets Manager: {pages} ListSecrets, {reads:,} GetSecretValue, "
+            f"{SWEEP_KEY_READS_PER_RUN} DescribeSecret (the key secret) a run",
+            pages + reads + SWEEP_KEY_READS_PER_RUN,
             SECRETS_MANAGER_PER_API_CALL,
         ),
         LineItem("EventBridge Scheduler invocations (one a run)", 1, SCHEDULER_PER_INVOCATION),

@@ -31,6 +31,12 @@ LEAST_SECONDS_LEFT_METRIC: Final = "LeastSecondsLeft"
 """The least remaining life of any token the stack manages; 0 when one is missing or refused."""
 WITHOUT_VALID_TOKEN_METRIC: Final = "SecretsWithoutValidToken"
 """Managed secrets whose token is missing, expired or refused by Google."""
+KEY_DAYS_LEFT_METRIC: Final = "ServiceAccountKeyDaysLeft"
+"""Days until the stack's own key must be replaced, negative once overdue; only while it rotates
+(ServiceAccountKeyExpiryAlarm)."""
+KEY_DAYS_TO_EXPIRY_METRIC: Final = "ServiceAccountKeyDaysToExpiry"
+"""Days until Google stops accepting that key; only for a key that expires (a key-expiry
+policy)."""
 ROTATIONS_STARTED_METRIC: Final = "SweepRotationsStarted"
 ROTATIONS_DEFERRED_METRIC: Final = "SweepRotationsDeferred"
 TOPIC_VARIABLE: Final = "FAILURE_TOPIC_ARN"
@@ -80,10 +86,12 @@ def lambda_handler(_event: Any, context: LambdaContext) -> dict[str, object]:
 
 def _publish_metrics(report: SweepReport) -> None:
     """The two freshness metrics every run (an alarm on them needs a point every interval, and
-    treats none as breaching); the repair counts only when not 0, so that a quiet stack pays for
-    no series of zeros (CloudWatch bills a custom metric for the hours it is published). The
-    Google calls are no metric: a quiet run makes them too (it asks tokeninfo about each fresh
-    token), so that metric would be billed every hour; the summary line carries the count."""
+    treats none as breaching), and the key's days left (and to its expiry, if it expires) while
+    the stack's key rotates and its secret holds a key; the repair counts only when not 0, so
+    that a quiet stack pays for no series of zeros (CloudWatch bills a custom metric for the
+    hours it is published). The Google calls are no metric: a quiet run makes them too (it asks
+    tokeninfo about each fresh token), so that metric would be billed every hour; the summary
+    line carries the count."""
     metrics.add_dimension(name=STACK_DIMENSION, value=managed_by(os.environ))
     least = report.freshness.least_seconds_left
     if least is not None:
@@ -93,6 +101,14 @@ def _publish_metrics(report: SweepReport) -> None:
         unit=MetricUnit.Count,
         value=report.freshness.without_valid_token,
     )
+    key = {
+        KEY_DAYS_LEFT_METRIC: None if report.key is None else report.key.days_left,
+        KEY_DAYS_TO_EXPIRY_METRIC: None if report.key is None else report.key.days_to_expiry,
+    }
+    for name, days in key.items():
+        if days is not None:
+            # CloudWatch has no unit for days.
+            metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=days)
     repairs = {
         ROTATIONS_STARTED_METRIC: report.rotations_started,
         ROTATIONS_DEFERRED_METRIC: len(report.deferred),

@@ -21,7 +21,7 @@ from rotation_core.refresh import (
     next_refresh_at,
     schedule_name,
 )
-from rotation_core.sweep import SCHEDULE_GRACE
+from rotation_core.sweep import SCHEDULE_GRACE, Reason
 from tests.e2e.stacks import Stack
 
 LEAD = timedelta(seconds=900)
@@ -263,3 +263,11 @@ def test_a_deleted_refresh_schedule_is_repaired_by_the_deployed_sweep(stack: Sta
     stack_name = stack.deployment.stack_name
     dimensions = (("Stack", stack_name), ("service", "google-token-rotation"))
     assert ("GoogleTokenRotation", "LeastSecondsLeft", dimensions) in published
+    # The stack's key renews itself (KeyRotationDays' default): its key, put at deploy, is far
+    # from due, and the alarm's metric goes out with the same dimensions.
+    assert (summary["ServiceAccountKey"]["Action"], summary["ServiceAccountKey"]["Reason"]) == (
+        "nothing",
+        Reason.KEY_NOT_DUE,
+    )
+    assert 29 < summary["ServiceAccountKey"]["DaysLeft"] <= 30
+    assert ("GoogleTokenRotation", "ServiceAccountKeyDaysLeft", dimensions) in published

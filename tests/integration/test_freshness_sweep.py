@@ -24,6 +24,8 @@ from localcloud.operations import drain_notices, subscribe_queue
 from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import ConfigurationError, RotationError
 from rotation_core.google_client import GoogleClient
+from rotation_core.iam_keys import NO_EXPIRY
+from rotation_core.key_rotation import KEY_REFUSED_TAG, KEY_ROTATED_AT_TAG, KEY_VALID_BEFORE_TAG
 from rotation_core.refresh import REFUSED_VERSION_TAG
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
@@ -38,9 +40,16 @@ from rotation_core.sweep_run import (
     NoticeTopic,
     SweepReport,
 )
-from rotation_core.token_secret import PLACEHOLDER, TokenMetadata, TokenSecretValue
+from rotation_core.token_secret import (
+    PLACEHOLDER,
+    TokenMetadata,
+    TokenSecretValue,
+    format_timestamp,
+)
+from tests.conftest import SECRET_MATERIAL
 from tests.support import (
     ACCOUNT_ID,
+    KEY_SECRET,
     MANAGED_TAG,
     MANAGING_STACK,
     REGION,
@@ -449,3 +458,197 @@ def test_the_handler_without_its_topic_says_which_variable_to_set(
 
     with pytest.raises(ConfigurationError, match="'FAILURE_TOPIC_ARN' is not set"):
         freshness_sweep.lambda_handler({}, lambda_context())
+
+
+# The stack's own key secret, when it renews itself: the sweep starts its rotation once due.
+
+KEY_ROTATION_DAYS = 30
+
+
+@dataclass
+class KeySecret:
+    """The stack's key secret with rotation configured. Its rotation function only records what
+    Secrets Manager asks of it and fails createSecret, which leaves AWSPENDING as a stopped
+    rotation does: the key rotation itself, at Google's keys API, is other tests' subject."""
+
+    arn: str
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    """(step, ClientRequestToken) of each invocation for the key secret."""
+
+    def rotations_started(self) -> int:
+        return sum(step == "createSecret" for step, _ in self.steps)
+
+
+@pytest.fixture
+def key_secret(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> KeySecret:
+    """The token secret's rotation switched off, so that only the key secret can be acted on."""
+    stack.environment["KEY_ROTATION_DAYS"] = str(KEY_ROTATION_DAYS)
+    stack.secretsmanager.cancel_rotate_secret(SecretId=TOKEN_SECRET)
+    key = KeySecret(stack.secretsmanager.describe_secret(SecretId=KEY_SECRET)["ARN"])
+    fidelity.configure_rotation(moto_secrets(), key.arn, stack.rotation_function)
+    token_rotation = fidelity.CORRECTIONS.dispatch
+    assert token_rotation is not None
+
+    def dispatch(function: LambdaFunction, payload: Any) -> tuple[bytes, str | None]:
+        if payload.get("SecretId") != key.arn:
+            return token_rotation(function, payload)
+        key.steps.append((payload["Step"], payload["ClientRequestToken"]))
+        failure = {"errorType": "NotRotatedHere", "errorMessage": "recorded only"}
+        return json.dumps(failure).encode(), "NotRotatedHere"
+
+    monkeypatch.setattr(fidelity.CORRECTIONS, "dispatch", dispatch)
+    return key
+
+
+def key_version_created(stack: Stack) -> datetime:
+    versions = stack.secretsmanager.list_secret_version_ids(SecretId=KEY_SECRET)["Versions"]
+    [current] = [v for v in versions if "AWSCURRENT" in v.get("VersionStages", [])]
+    return current["CreatedDate"]
+
+
+def test_a_key_put_by_hand_is_rotated_once_key_rotation_days_have_passed_and_not_before(
+    stack: Stack, key_secret: KeySecret
+) -> None:
+    """No tag yet: the key is due KeyRotationDays after its version was created. The run that
+    finds it due starts its rotation once; the next, while that rotation is young, does not."""
+    due = key_version_created(stack) + timedelta(days=KEY_ROTATION_DAYS)
+
+    stack.world.move_to(due - timedelta(minutes=1))
+    before = stack.sweep()
+    stack.world.move_to(due)
+    rotating = stack.sweep()
+    stack.world.move_to(due + timedelta(minutes=5))
+    after = stack.sweep()
+
+    assert before.key is not None
+    assert (before.key.decision.action, before.key.decision.reason) == (
+        Action.NOTHING,
+        Reason.KEY_NOT_DUE,
+    )
+    assert before.acted == ()
+    assert rotating.key is not None
+    assert (rotating.key.decision.action, rotating.key.decision.reason) == (
+        Action.ROTATE,
+        Reason.KEY_DUE,
+    )
+    assert [(a.decision.secret_arn, a.outcome) for a in rotating.acted] == [
+        (key_secret.arn, "started")
+    ]
+    assert rotating.as_payload()["RotationsStarted"] == 1
+    assert key_secret.rotations_started() == 1
+    assert after.key is not None
+    assert after.key.decision.reason == Reason.IN_PROGRESS
+    assert key_secret.rotations_started() == 1, "a young rotation is never doubled"
+
+
+def test_a_key_google_refused_is_replaced_at_once_however_long_before_it_is_due(
+    stack: Stack, key_secret: KeySecret
+) -> None:
+    now = stack.world.now()
+    stack.secretsmanager.tag_resource(
+        SecretId=KEY_SECRET,
+        Tags=[
+            {"Key": KEY_ROTATED_AT_TAG, "Value": format_timestamp(now - timedelta(days=1))},
+            {"Key": KEY_VALID_BEFORE_TAG, "Value": format_timestamp(NO_EXPIRY)},
+            {"Key": KEY_REFUSED_TAG, "Value": "0123456789abcdef"},
+        ],
+    )
+
+    report = stack.sweep()
+
+    assert report.key is not None
+    assert (report.key.decision.action, report.key.decision.reason) == (
+        Action.ROTATE,
+        Reason.KEY_REFUSED,
+    )
+    assert report.key.days_left == pytest.approx(KEY_ROTATION_DAYS - 1, abs=0.01)
+    assert report.key.days_to_expiry is None, "Google's validBeforeTime of a key that never expires"
+    assert key_secret.rotations_started() == 1
+
+
+def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
+    stack: Stack,
+    key_secret: KeySecret,
+    lambda_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A key an 8-hour key-expiry policy made, rotated 5 hours ago: due at 6 hours, so one hour
+    (1/24 of a day) is left, and 3 hours before Google stops accepting it; the metrics per stack
+    like the freshness metrics, and the summary says when."""
+    rotated_at = stack.world.now().replace(microsecond=0) - timedelta(hours=5)
+    stack.secretsmanager.tag_resource(
+        SecretId=KEY_SECRET,
+        Tags=[
+            {"Key": KEY_ROTATED_AT_TAG, "Value": format_timestamp(rotated_at)},
+            {
+                "Key": KEY_VALID_BEFORE_TAG,
+                "Value": format_timestamp(rotated_at + timedelta(hours=8)),
+            },
+        ],
+    )
+    monkeypatch.setenv("KEY_ROTATION_DAYS", str(KEY_ROTATION_DAYS))
+    monkeypatch.setenv("FAILURE_TOPIC_ARN", stack.topic_arn)
+    freshness_sweep._sweep_parts.cache_clear()
+
+    summary = freshness_sweep.lambda_handler({}, lambda_context())
+
+    freshness_sweep._sweep_parts.cache_clear()
+    published = published_metrics(stdout_so_far(capsys))
+    [days_left] = published["ServiceAccountKeyDaysLeft"]
+    [days_to_expiry] = published["ServiceAccountKeyDaysToExpiry"]
+    assert days_left == pytest.approx(1 / 24, abs=0.001)
+    assert days_to_expiry == pytest.approx(3 / 24, abs=0.001)
+    key = summary["ServiceAccountKey"]
+    assert isinstance(key, dict)
+    assert key["DueAt"] == format_timestamp(rotated_at + timedelta(hours=6))
+    assert key["DaysLeft"] == pytest.approx(1 / 24, abs=0.001)
+    assert key["DaysToExpiry"] == pytest.approx(3 / 24, abs=0.001)
+    assert (key["Action"], key["Reason"]) == ("nothing", Reason.KEY_NOT_DUE)
+    assert key_secret.steps == []
+
+
+def test_a_due_key_is_replaced_through_the_sweeps_rotate_secret_at_googles_keys_api(
+    stack: Stack, google: GoogleEmulator
+) -> None:
+    """The whole loop: the run that finds the key due calls RotateSecret, the rotation creates a
+    key at Google and promotes it, and the next run finds the new key due KeyRotationDays on."""
+    account = f"rotator-{uuid.uuid4().hex[:10]}@demo-project.iam.gserviceaccount.com"
+    first = google.create_service_account(account)
+    SECRET_MATERIAL.add_key(first)
+    google.grant_key_admin(account, f"serviceAccount:{account}")
+    google.key_propagation_seconds = 0
+    stack.secretsmanager.put_secret_value(
+        SecretId=KEY_SECRET,
+        SecretString=json.dumps(first.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
+    )
+    stack.environment.update(
+        KEY_ROTATION_DAYS=str(KEY_ROTATION_DAYS), GOOGLE_IAM_URL=google.keys_url("{}")
+    )
+    stack.secretsmanager.cancel_rotate_secret(SecretId=TOKEN_SECRET)
+    key_arn = stack.secretsmanager.describe_secret(SecretId=KEY_SECRET)["ARN"]
+    fidelity.configure_rotation(moto_secrets(), key_arn, stack.rotation_function)
+    due = key_version_created(stack) + timedelta(days=KEY_ROTATION_DAYS)
+    try:
+        stack.world.move_to(due)
+        rotating = stack.sweep()
+        stack.world.move_to(due + timedelta(minutes=5))
+        after = stack.sweep()
+    finally:
+        google.key_propagation_seconds = 5.0
+
+    assert [(a.decision.secret_arn, a.outcome) for a in rotating.acted] == [(key_arn, "started")]
+    current = json.loads(
+        stack.secretsmanager.get_secret_value(SecretId=KEY_SECRET, VersionStage="AWSCURRENT")[
+            "SecretString"
+        ]
+    )
+    SECRET_MATERIAL.values.add(current["private_key"].splitlines()[5])
+    assert current["private_key_id"] != first.private_key_id
+    assert {key.key_id for key in google.user_managed_keys(account)} == {
+        first.private_key_id,
+        current["private_key_id"],
+    }, "the key replaced stays as the standby"
+    assert after.key is not None
+    assert after.key.decision.reason == Reason.KEY_NOT_DUE
+    assert after.key.days_left == pytest.approx(KEY_ROTATION_DAYS - 5 / (24 * 60), abs=0.001)

@@ -1,6 +1,7 @@
 """The alarms operators rely on: every way a rotation can go wrong reaches the failure topic,
-including the failures that happen before any execution exists, and one freshness alarm per
-stack fires when any managed token lapses or nothing looks at all."""
+including the failures that happen before any execution exists, one freshness alarm per
+stack fires when any managed token lapses or nothing looks at all, and one more when the stack's
+own service-account key stays overdue for replacement."""
 
 import json
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from localcloud.template import load_template
 TEMPLATE = load_template()
 ALARMS = TEMPLATE.of_type("AWS::CloudWatch::Alarm")
 FRESHNESS = ALARMS["TokenFreshnessAlarm"]["Properties"]
+KEY_EXPIRY = ALARMS["ServiceAccountKeyExpiryAlarm"]
 SWEEP_PERIOD_SECONDS = 300
 """The freshness sweep runs every 5 minutes (issue #17): one datapoint per alarm period."""
 
@@ -72,6 +74,7 @@ def test_every_alarm_notifies_the_failure_topic_on_one_bad_period() -> None:
         "RotationFailuresAlarm",
         "RotationEntryFailuresAlarm",
         "TokenFreshnessAlarm",
+        "ServiceAccountKeyExpiryAlarm",
     }
     for alarm in ALARMS.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "FailureTopic"}]
@@ -154,3 +157,30 @@ def test_a_powertools_metric_with_a_stack_dimension_matches_the_alarms_dimension
     watched = {d["Name"]: d["Value"] for d in FRESHNESS["Dimensions"]}
     assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [sorted(watched)]
     assert document["service"] == watched["service"]
+
+
+def test_the_key_alarm_fires_once_the_key_is_an_hour_overdue_for_two_sweeps() -> None:
+    """ServiceAccountKeyDaysLeft is in days, negative once the key is overdue: a due key is
+    rotated by the next sweep within minutes, so only one still overdue an hour later alarms."""
+    properties = KEY_EXPIRY["Properties"]
+
+    assert (properties["Namespace"], properties["MetricName"]) == (
+        "GoogleTokenRotation",
+        "ServiceAccountKeyDaysLeft",
+    )
+    assert (properties["Statistic"], properties["ComparisonOperator"]) == (
+        "Minimum",
+        "LessThanThreshold",
+    )
+    assert properties["Threshold"] * 24 == pytest.approx(-1, rel=0.01)
+    assert properties["Period"] == SWEEP_PERIOD_SECONDS
+    assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (2, 2)
+    assert properties["Dimensions"] == FRESHNESS["Dimensions"], "the sweep's metric line's"
+
+
+def test_the_key_alarm_exists_only_while_the_key_rotates_and_leaves_silence_to_the_other() -> None:
+    """No point comes from a sweep that does not run, which the freshness alarm reports, nor from
+    a key secret that holds no key yet: neither is news about the key."""
+    assert KEY_EXPIRY["Condition"] == "RotatesKey"
+    assert KEY_EXPIRY["Properties"]["TreatMissingData"] == "ignore"
+    assert FRESHNESS["TreatMissingData"] == "breaching"

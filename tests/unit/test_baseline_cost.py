@@ -201,12 +201,13 @@ def test_the_stack_pays_for_nothing_per_secret_but_the_secret_itself() -> None:
         (ALARMS, False): (
             "RotationEntryFailuresAlarm",
             "RotationFailuresAlarm",
+            "ServiceAccountKeyExpiryAlarm",
             "TokenFreshnessAlarm",
         ),
     }
     (alarms,) = [f for f in shape.fixed if f.category == ALARMS]
     assert alarms.dollars_per_month == pytest.approx(
-        (2 + 3 + 1) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
+        (2 + 3 + 1 + 1) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
     )
     assert shape.sweeps
 
@@ -220,7 +221,11 @@ def test_before_the_stack_paid_a_metric_and_an_alarm_per_secret_and_a_metric_per
         (ALARMS, True): tuple(PREVIOUS_SECRET_ALARMS),
         (SECRETS, False): ("ServiceAccountKeySecret",),
         (METRICS, False): PREVIOUS_STEP_METRICS,
-        (ALARMS, False): ("RotationEntryFailuresAlarm", "RotationFailuresAlarm"),
+        (ALARMS, False): (
+            "RotationEntryFailuresAlarm",
+            "RotationFailuresAlarm",
+            "ServiceAccountKeyExpiryAlarm",
+        ),
     }
     assert len(PREVIOUS_STEP_METRICS) == 4
     assert not shape.sweeps
@@ -248,7 +253,7 @@ def test_a_stacks_own_costs_are_shared_by_its_secrets() -> None:
 
     assert alone[SECRETS] == pytest.approx(2 * SECRETS_MANAGER_PER_SECRET_MONTH)
     assert shared[SECRETS] == pytest.approx(SECRETS_MANAGER_PER_SECRET_MONTH * (1 + 1 / 50))
-    assert shared[ALARMS] == pytest.approx(6 * CLOUDWATCH_PER_ALARM_METRIC_MONTH / 50)
+    assert shared[ALARMS] == pytest.approx(7 * CLOUDWATCH_PER_ALARM_METRIC_MONTH / 50)
     assert shared[METRICS] == pytest.approx(
         len(SWEEP_METRICS) * CLOUDWATCH_PER_CUSTOM_METRIC_MONTH / 50
     )
@@ -388,10 +393,11 @@ def test_like_for_like_leaves_out_only_the_monitoring_the_baseline_lacks() -> No
 
 def _monitoring_before(secrets: int) -> float:
     """Per secret-month: a token-life metric and a near-expiry alarm per secret; per stack, a
-    duration metric per step and the two failure alarms' 3 + 2 alarm metrics."""
+    duration metric per step, the two failure alarms' 3 + 2 alarm metrics and the key-expiry
+    alarm's 1 (no part of issue #17: priced the same before and after)."""
     per_stack = (
         len(PREVIOUS_STEP_METRICS) * CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
-        + (3 + 2) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
+        + (3 + 2 + 1) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
     )
     per_secret = CLOUDWATCH_PER_CUSTOM_METRIC_MONTH + CLOUDWATCH_PER_ALARM_METRIC_MONTH
     return per_secret + per_stack / secrets
@@ -399,10 +405,10 @@ def _monitoring_before(secrets: int) -> float:
 
 def _monitoring_after(secrets: int) -> float:
     """Per secret-month: nothing per secret but the sweep's reads; per stack, the sweep's runs,
-    its metrics and the freshness alarm beside the failure alarms."""
+    its metrics and the freshness alarm beside the failure and key-expiry alarms."""
     per_stack = (
         len(SWEEP_METRICS) * CLOUDWATCH_PER_CUSTOM_METRIC_MONTH
-        + (1 + 3 + 2) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
+        + (1 + 3 + 2 + 1) * CLOUDWATCH_PER_ALARM_METRIC_MONTH
     )
     return (per_stack + sweep_dollars(secrets)) / secrets
 

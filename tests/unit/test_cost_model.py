@@ -17,9 +17,11 @@ from benchmarks.cost import (
     SECRETS_MANAGER_PER_API_CALL,
     SECRETS_MANAGER_PER_SECRET_MONTH,
     STEP_FUNCTIONS_PER_TRANSITION,
+    SWEEP_ALARMED_METRICS,
     SWEEP_CHECK_MS,
     SWEEP_CONCURRENCY,
     SWEEP_INTERVAL_SECONDS,
+    SWEEP_KEY_READS_PER_RUN,
     SWEEP_LIST_PAGE,
     SWEEP_MEMORY_MB,
     SWEEP_METRICS,
@@ -46,8 +48,8 @@ from benchmarks.cost import (
 )
 from localcloud.template import Template, load_template
 from rotation_core.config import MANAGED_BY_VARIABLE
-from rotation_core.sweep import Action, Decision, Freshness, Reason
-from rotation_core.sweep_run import SweepReport
+from rotation_core.sweep import NEVER, Action, Decision, Freshness, Reason
+from rotation_core.sweep_run import KeyCheck, SweepReport
 from tests.support import MANAGING_STACK, stdout_so_far
 
 MONTH = 30.4 * 86_400
@@ -230,13 +232,25 @@ def test_the_report_totals_agree_with_the_arithmetic() -> None:
 
 
 def test_the_templates_alarms_are_billed_per_metric_they_evaluate() -> None:
-    """One freshness alarm per stack on one metric; the failure alarms' metric math retrieves
-    3 and 2 metrics, each an alarm metric on the bill."""
+    """One freshness alarm and one key-expiry alarm per stack, on one metric each; the failure
+    alarms' metric math retrieves 3 and 2 metrics, each an alarm metric on the bill."""
     assert alarm_metrics(load_template()) == {
         "RotationEntryFailuresAlarm": 2,
         "RotationFailuresAlarm": 3,
+        "ServiceAccountKeyExpiryAlarm": 1,
         "TokenFreshnessAlarm": 1,
     }
+
+
+def test_the_sweep_metrics_the_alarms_watch_are_the_templates() -> None:
+    """The sweep's metrics that must be sent every run, whatever their value."""
+    alarms = load_template().of_type("AWS::CloudWatch::Alarm").values()
+    watched = {
+        alarm["Properties"]["MetricName"]
+        for alarm in alarms
+        if alarm["Properties"].get("Namespace") == "GoogleTokenRotation"
+    }
+    assert watched == set(SWEEP_ALARMED_METRICS) <= set(SWEEP_METRICS)
 
 
 def test_a_mapped_period_under_a_minute_is_priced_as_high_resolution() -> None:
@@ -268,10 +282,12 @@ def _sweep(secrets: int) -> dict[str, LineItem]:
 
 
 @pytest.mark.parametrize("secrets", [1, 99, 100, 101, 2_500])
-def test_a_sweep_run_lists_the_secrets_by_pages_and_reads_each_once(secrets: int) -> None:
+def test_a_sweep_run_lists_the_secrets_by_pages_reads_each_once_and_describes_the_key(
+    secrets: int,
+) -> None:
     calls = _sweep(secrets)["Secrets Manager"]
     pages = math.ceil(secrets / SWEEP_LIST_PAGE)
-    assert calls.per_rotation == pages + secrets * SWEEP_READS_PER_SECRET
+    assert calls.per_rotation == pages + secrets * SWEEP_READS_PER_SECRET + SWEEP_KEY_READS_PER_RUN
     assert calls.unit_price == SECRETS_MANAGER_PER_API_CALL
     assert _sweep(secrets)["Google tokeninfo requests"].per_rotation == secrets
 
@@ -332,10 +348,11 @@ def test_the_sweep_metrics_priced_every_month_are_what_a_quiet_run_publishes(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A metric priced for every hour of the month must be one the sweep's handler sends on every
-    run, a quiet one included: every token fresh, nothing to repair or defer, and Google asked
-    about each token (which is why the Google calls are no metric)."""
+    run, a quiet one included: every token fresh, the stack's key not due, nothing to repair or
+    defer, and Google asked about each token (which is why the Google calls are no metric)."""
     now = datetime.now(UTC)
     secrets = 3
+    key_not_due = Decision("key", Action.NOTHING, Reason.KEY_NOT_DUE, NEVER)
     quiet = SweepReport(
         decisions=tuple(
             Decision(f"token-{n}", Action.NOTHING, Reason.FRESH, now + timedelta(minutes=40))
@@ -347,6 +364,7 @@ def test_the_sweep_metrics_priced_every_month_are_what_a_quiet_run_publishes(
         google_calls=secrets,
         notices=0,
         freshness=Freshness(least_seconds_left=2_400, without_valid_token=0),
+        key=KeyCheck("google/service-account-key", key_not_due, now + timedelta(days=20), now),
     )
     monkeypatch.setenv(MANAGED_BY_VARIABLE, MANAGING_STACK)
 

@@ -11,6 +11,7 @@ from rotation_core.refresh import MIN_VERSION_INTERVAL
 from rotation_core.sweep import (
     DESCRIBE_EXECUTION_QUOTA,
     DESCRIBE_EXECUTION_QUOTA_LARGE_REGIONS,
+    NEVER,
     PACING_WINDOW,
     SCHEDULE_GRACE,
     START_EXECUTION_QUOTA,
@@ -21,11 +22,14 @@ from rotation_core.sweep import (
     Action,
     Decision,
     Freshness,
+    KeyState,
     Reason,
     SecretState,
     Verdict,
     asks_google,
+    days_left,
     decide,
+    decide_key,
     freshness,
     plan,
     quotas,
@@ -368,6 +372,116 @@ def test_a_budget_of_nothing_defers_everything_and_a_negative_one_is_refused() -
     assert plan(decisions, 0) == ([], decisions)
     with pytest.raises(ValueError, match="at least 0; got -1"):
         plan(decisions, -1)
+
+
+# The stack's own key secret: rotated once its key is due or refused, never doubled.
+
+KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:google/service-account-key-XyZ123"
+KEY_DUE = T0 + timedelta(days=30)
+
+
+def key(**changes: object) -> KeyState:
+    """The key secret of a key rotated at T0 every 30 days, without expiry, not refused."""
+    state = KeyState(
+        arn=KEY_ARN,
+        rotation_enabled=True,
+        due_at=KEY_DUE,
+        valid_before=None,
+        refused=False,
+        pending_version=None,
+        pending_created_at=None,
+    )
+    return replace(state, **changes)  # type: ignore[arg-type]
+
+
+# (case, state, now, action, reason)
+KEY_CASES = [
+    ("not due", key(), T0 + timedelta(days=29), Action.NOTHING, Reason.KEY_NOT_DUE),
+    (
+        "a second before due",
+        key(),
+        KEY_DUE - timedelta(seconds=1),
+        Action.NOTHING,
+        Reason.KEY_NOT_DUE,
+    ),
+    ("due", key(), KEY_DUE, Action.ROTATE, Reason.KEY_DUE),
+    ("overdue", key(), KEY_DUE + timedelta(days=2), Action.ROTATE, Reason.KEY_DUE),
+    ("refused, not due", key(refused=True), T0 + minutes(10), Action.ROTATE, Reason.KEY_REFUSED),
+    (
+        "refused, its rotation under way",
+        key(refused=True, pending_version="v-pending", pending_created_at=T0),
+        T0 + minutes(2),
+        Action.NOTHING,
+        Reason.IN_PROGRESS,
+    ),
+    (
+        "refused, its rotation stuck",
+        key(refused=True, pending_version="v-pending", pending_created_at=T0),
+        T0 + STUCK_AFTER,
+        Action.DRIVE,
+        Reason.KEY_REFUSED,
+    ),
+    (
+        "due, a rotation under way",
+        key(pending_version="v-pending", pending_created_at=KEY_DUE),
+        KEY_DUE + minutes(2),
+        Action.NOTHING,
+        Reason.IN_PROGRESS,
+    ),
+    (
+        "due, its rotation stuck",
+        key(pending_version="v-pending", pending_created_at=KEY_DUE),
+        KEY_DUE + STUCK_AFTER,
+        Action.DRIVE,
+        Reason.KEY_DUE,
+    ),
+    (
+        "not due, a rotation stuck",
+        key(pending_version="v-pending", pending_created_at=T0),
+        T0 + timedelta(days=1),
+        Action.NOTHING,
+        Reason.KEY_STUCK_NOT_DUE,
+    ),
+    (
+        "due, rotation disabled",
+        key(rotation_enabled=False),
+        KEY_DUE,
+        Action.NOTHING,
+        Reason.DISABLED,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "action", "reason"),
+    [case[1:] for case in KEY_CASES],
+    ids=[case[0] for case in KEY_CASES],
+)
+def test_the_key_secret_rotates_once_its_key_is_due_or_refused_and_never_twice(
+    state: KeyState, now: datetime, action: Action, reason: Reason
+) -> None:
+    decided = decide_key(state, now)
+
+    assert (decided.secret_arn, decided.action, decided.reason) == (KEY_ARN, action, reason)
+
+
+def test_a_key_is_as_urgent_as_its_expiry_and_a_refused_one_at_once() -> None:
+    """Behind every token already expired: a due key still works until Google's expiry."""
+    now = KEY_DUE + minutes(5)
+    expiry = KEY_DUE + timedelta(days=7)
+
+    assert decide_key(key(), now).urgency == NEVER
+    assert decide_key(key(valid_before=expiry), now).urgency == expiry
+    assert decide_key(key(refused=True, valid_before=expiry), now).urgency == now
+    expired_token = decision("expired", Action.ROTATE, now - minutes(1))
+    started, deferred = plan([decide_key(key(), now), expired_token], budget=1)
+    assert (started, [d.secret_arn for d in deferred]) == ([expired_token], [KEY_ARN])
+
+
+def test_the_days_left_are_negative_once_the_key_is_overdue() -> None:
+    assert days_left(KEY_DUE, KEY_DUE - timedelta(hours=36)) == 1.5
+    assert days_left(KEY_DUE, KEY_DUE) == 0
+    assert days_left(KEY_DUE, KEY_DUE + timedelta(hours=6)) == -0.25
 
 
 # The budget: the entry functions stay under the Step Functions quotas.

@@ -1,5 +1,5 @@
-"""The freshness sweep's rules: what one stack-wide run does for each token secret, in which order,
-and how many rotations it may start.
+"""The freshness sweep's rules: what one stack-wide run does for each token secret and for the
+stack's own key secret, in which order, and how many rotations it may start.
 
 Pure logic: no AWS, no Google, no clock of its own. A run reads what every managed secret says
 about itself (`SecretState`), `decide`s for each, `plan`s the actions earliest expiry first within
@@ -11,7 +11,7 @@ repair path that makes every trigger losable (docs/freshness-sweep.md).
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -111,6 +111,10 @@ class Reason(StrEnum):
     DISABLED = "rotation disabled"
     IN_PROGRESS = "rotation in progress"
     STUCK_NOT_DUE = "stuck rotation left to its retries until the token is due"
+    KEY_DUE = "service-account key due"
+    KEY_REFUSED = "Google refused the service-account key"
+    KEY_NOT_DUE = "service-account key not due"
+    KEY_STUCK_NOT_DUE = "stuck key rotation left to its retries until the key is due"
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,52 @@ def asks_google(state: SecretState, now: datetime) -> bool:
     is asked about those secrets only (not about one rotated anyway, nor one left alone)."""
     unknown = decide(replace(state, verdict=Verdict.UNKNOWN), now).action
     return decide(replace(state, verdict=Verdict.REFUSED), now).action is not unknown
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What the stack's own key secret says about its key, as a run read it (never the key)."""
+
+    arn: str
+    rotation_enabled: bool
+    due_at: datetime
+    """When the key must next be replaced (key_rotation.KeyStatus.due_at)."""
+    valid_before: datetime | None
+    """When Google stops accepting the key; None: no key-expiry policy."""
+    refused: bool
+    """A rotation found Google refusing the key in AWSCURRENT and did not replace it yet."""
+    pending_version: str | None
+    pending_created_at: datetime | None
+
+
+NEVER: Final = datetime.max.replace(tzinfo=UTC)
+"""The urgency of a key without expiry: the last to start when a run's budget runs out."""
+
+
+def decide_key(state: KeyState, now: datetime) -> Decision:
+    """The key secret's action this run: RotateSecret once the key is due or Google refused it,
+    a stuck key rotation driven as a token's is, a young one left alone."""
+    if state.refused:
+        need: Reason | None = Reason.KEY_REFUSED
+    else:
+        need = Reason.KEY_DUE if state.due_at <= now else None
+    urgency = now if state.refused else (state.valid_before or NEVER)
+    if not state.rotation_enabled:
+        return Decision(state.arn, Action.NOTHING, Reason.DISABLED, urgency)
+    if state.pending_version is None:
+        action = Action.NOTHING if need is None else Action.ROTATE
+        return Decision(state.arn, action, need or Reason.KEY_NOT_DUE, urgency)
+    created = state.pending_created_at
+    if created is not None and now - created < STUCK_AFTER:
+        return Decision(state.arn, Action.NOTHING, Reason.IN_PROGRESS, urgency)
+    if need is None:
+        return Decision(state.arn, Action.NOTHING, Reason.KEY_STUCK_NOT_DUE, urgency)
+    return Decision(state.arn, Action.DRIVE, need, urgency)
+
+
+def days_left(due_at: datetime, now: datetime) -> float:
+    """Days from now until `due_at`, negative once it has passed: the key's metric."""
+    return (due_at - now) / timedelta(days=1)
 
 
 def plan(decisions: Iterable[Decision], budget: int) -> tuple[list[Decision], list[Decision]]:

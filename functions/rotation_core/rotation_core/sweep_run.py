@@ -5,6 +5,11 @@ whose verdict can change what happens (tokeninfo for an access token; an ID toke
 with Google's certificates, as its relying party would), decides and plans with rotation_core.sweep,
 and acts through RotateSecret only (after UpdateSecretVersionStage for a hopeless pending
 version), so that Secrets Manager keeps serialising rotations. No token is ever logged.
+
+When the stack's own key secret renews itself, a run also reads when its key is due (from the
+secret's tags and versions) and starts its rotation once it is due or Google refused it; the key's
+value is never read here (a key secret still holding the `{}` it was created with fails that
+rotation's createSecret, whose notice says to put the key).
 """
 
 import logging
@@ -21,8 +26,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rotation_core.aws_errors import error_code
 from rotation_core.config import (
+    KEY_SECRET_ID,
     MANAGED_BY_TAG,
     RotationSettings,
+    key_rotation_days,
     managed_by,
     managed_secret_check,
 )
@@ -37,16 +44,21 @@ from rotation_core.errors import (
 from rotation_core.failure_notice import Notice, compose_refused
 from rotation_core.freshness import fresh_pending_value
 from rotation_core.google_client import GoogleClient
+from rotation_core.iam_keys import NO_EXPIRY
+from rotation_core.key_rotation import KeyStatus
 from rotation_core.refresh import REFUSED_VERSION_TAG
 from rotation_core.secrets import CURRENT, RotateOutcome, SecretDescription, SecretsGateway
 from rotation_core.sweep import (
     Action,
     Decision,
     Freshness,
+    KeyState,
     SecretState,
     Verdict,
     asks_google,
+    days_left,
     decide,
+    decide_key,
     freshness,
     plan,
 )
@@ -114,6 +126,37 @@ class Acted:
 
 
 @dataclass(frozen=True)
+class KeyCheck:
+    """What the run found of the stack's own key secret: its decision and when the key is due."""
+
+    name: str
+    decision: Decision
+    due_at: datetime | None
+    now: datetime
+    valid_before: datetime | None = None
+    """When Google stops accepting the key; None without a key-expiry policy."""
+
+    @property
+    def days_left(self) -> float | None:
+        return None if self.due_at is None else days_left(self.due_at, self.now)
+
+    @property
+    def days_to_expiry(self) -> float | None:
+        expires = None if self.due_at is None else self.valid_before
+        return None if expires is None else days_left(expires, self.now)
+
+    def as_payload(self) -> dict[str, object]:
+        left, to_expiry = self.days_left, self.days_to_expiry
+        return {
+            "Action": self.decision.action.value,
+            "Reason": self.decision.reason,
+            "DueAt": None if self.due_at is None else format_timestamp(self.due_at),
+            "DaysLeft": None if left is None else round(left, 3),
+            "DaysToExpiry": None if to_expiry is None else round(to_expiry, 3),
+        }
+
+
+@dataclass(frozen=True)
 class SweepReport:
     """What one run saw and did; ids, counts and reasons only."""
 
@@ -125,12 +168,15 @@ class SweepReport:
     google_calls: int
     notices: int
     freshness: Freshness
+    key: KeyCheck | None = None
+    """None when the stack's key does not rotate, or its secret could not be read this run."""
 
     @property
     def rotations_started(self) -> int:
         return sum(acted.accepted for acted in self.acted)
 
     def as_payload(self) -> dict[str, object]:
+        key = {} if self.key is None else {"ServiceAccountKey": self.key.as_payload()}
         return {
             "Secrets": len(self.decisions),
             "Skipped": self.skipped,
@@ -143,6 +189,7 @@ class SweepReport:
             "RefusedNotices": self.notices,
             "LeastSecondsLeft": self.freshness.least_seconds_left,
             "SecretsWithoutValidToken": self.freshness.without_valid_token,
+            **key,
         }
 
 
@@ -201,8 +248,10 @@ class FreshnessSweep:
         readings = [self._with_pending_checked(reading, now) for reading in readings]
         states = {reading.state.arn: reading.state for reading in readings}
         decisions = [decide(state, now) for state in states.values()]
-        started, deferred = plan(decisions, self._budget)
-        acted, late = self._act(started, states, now)
+        key = self._key_check(now)
+        key_decisions = [] if key is None else [key.decision]
+        started, deferred = plan([*decisions, *key_decisions], self._budget)
+        acted, late = self._act(started, states, key, now)
         report = SweepReport(
             decisions=tuple(decisions),
             acted=tuple(acted),
@@ -211,6 +260,7 @@ class FreshnessSweep:
             google_calls=self._google_calls,
             notices=sum(action.notified for action in acted),
             freshness=freshness(states.values(), now),
+            key=key,
         )
         for decision in report.deferred:
             logger.info(
@@ -343,10 +393,58 @@ class FreshnessSweep:
                 fresh = False
         return replace(reading, state=replace(state, pending_fresh=fresh))
 
+    # The key secret.
+
+    def _key_check(self, now: datetime) -> KeyCheck | None:
+        """When the stack's own key is due, from its secret's tags (or, for a key put by hand,
+        its AWSCURRENT version's creation): one DescribeSecret a run. A failure to read it
+        costs this run its key check only, never the token secrets' sweep."""
+        key_secret_id = self._environment.get(KEY_SECRET_ID.variable, "").strip()
+        try:
+            days = key_rotation_days(self._environment)
+            if not key_secret_id or days == 0:
+                return None
+            secret = self._secrets.describe(key_secret_id)
+            return self._checked_key(secret, days, now)
+        except RotationError as error:
+            logger.warning(
+                "sweep could not read the service-account key secret this run",
+                extra={"error_type": type(error).__name__, "error_message": str(error)},
+            )
+            return None
+
+    def _checked_key(self, secret: SecretDescription, days: int, now: datetime) -> KeyCheck | None:
+        status = KeyStatus.from_tags(secret.tags)
+        current = secret.version_with(CURRENT)
+        rotated_at = status.rotated_at or (
+            None if current is None else self._secrets.version_created(secret.arn, current)
+        )
+        if rotated_at is None:
+            return None  # no AWSCURRENT version to date: nothing a rotation could start from
+        pending = secret.unfinished_rotation()
+        expires = status.valid_before
+        state = KeyState(
+            arn=secret.arn,
+            rotation_enabled=secret.rotation_enabled,
+            due_at=status.due_at(days, rotated_at),
+            valid_before=None if expires is None or expires >= NO_EXPIRY else expires,
+            refused=status.refused_key is not None,
+            pending_version=pending,
+            pending_created_at=(
+                None if pending is None else self._secrets.version_created(secret.arn, pending)
+            ),
+        )
+        decision = decide_key(state, now)
+        return KeyCheck(secret.name, decision, state.due_at, now, state.valid_before)
+
     # Acting.
 
     def _act(
-        self, started: Iterable[Decision], states: Mapping[str, SecretState], now: datetime
+        self,
+        started: Iterable[Decision],
+        states: Mapping[str, SecretState],
+        key: KeyCheck | None,
+        now: datetime,
     ) -> tuple[list[Acted], list[Decision]]:
         """The planned actions, `spacing` apart; what no longer fits before the deadline is
         deferred to the next run."""
@@ -357,7 +455,12 @@ class FreshnessSweep:
                 if not self._time_for_another():
                     return acted, planned[index:]
                 self._sleep(self._spacing.total_seconds())
-            acted.append(self._act_on(decision, states[decision.secret_arn], now))
+            acted.append(
+                # The key secret: no notice to send, no pending value to judge.
+                self._rotate(decision, key.name)
+                if key is not None and decision.secret_arn == key.decision.secret_arn
+                else self._act_on(decision, states[decision.secret_arn], now)
+            )
         return acted, []
 
     def _time_for_another(self) -> bool:
@@ -368,19 +471,33 @@ class FreshnessSweep:
 
     def _act_on(self, decision: Decision, state: SecretState, now: datetime) -> Acted:
         notified = decision.notify_refused and self._notify_refused(state, now)
-        try:
-            if decision.action is Action.ABANDON and state.pending_version is not None:
+        if decision.action is Action.ABANDON and state.pending_version is not None:
+            try:
                 self._secrets.remove_pending(state.arn, state.pending_version)
-            outcome = self._secrets.rotate(state.arn).value
+            except RotationError as error:
+                return self._failed(decision, state.name, error, notified)
+        return replace(self._rotate(decision, state.name), notified=notified)
+
+    def _rotate(self, decision: Decision, name: str) -> Acted:
+        try:
+            outcome = self._secrets.rotate(decision.secret_arn).value
         except RotationError as error:
-            outcome = f"failed: {type(error).__name__}"
-            logger.warning(
-                "sweep action failed; the next run tries again",
-                extra={"secret": state.name, "error_message": str(error)},
-            )
+            return self._failed(decision, name, error)
         logger.info(
-            "sweep action",
-            extra={**_described(decision), "secret": state.name, "outcome": outcome},
+            "sweep action", extra={**_described(decision), "secret": name, "outcome": outcome}
+        )
+        return Acted(decision, outcome)
+
+    def _failed(
+        self, decision: Decision, name: str, error: RotationError, notified: bool = False
+    ) -> Acted:
+        outcome = f"failed: {type(error).__name__}"
+        logger.warning(
+            "sweep action failed; the next run tries again",
+            extra={"secret": name, "error_message": str(error)},
+        )
+        logger.info(
+            "sweep action", extra={**_described(decision), "secret": name, "outcome": outcome}
         )
         return Acted(decision, outcome, notified)
 
