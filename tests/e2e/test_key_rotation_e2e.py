@@ -397,3 +397,64 @@ def test_a_first_key_deleted_with_no_standby_fails_with_a_notice_naming_the_fix(
     expires = datetime.fromisoformat(in_use["expires_at"])
     stack.cloud.clock.advance_to((expires - timedelta(minutes=1)).timestamp())
     assert stack.cloud.google.token_info(in_use["GOOGLE_ACCESS_TOKEN"]) is not None
+
+
+# --- 5. a crash at each step ---------------------------------------------------------------------
+
+
+def is_keys_create(request: RecordedRequest) -> bool:
+    return request.method == "POST" and request.path.endswith("/keys")
+
+
+def is_tokeninfo(request: RecordedRequest) -> bool:
+    return request.path == "/tokeninfo"
+
+
+CRASHES: dict[str, Callable[[Stack], AbstractContextManager[Crash]]] = {
+    # Google made the key; the function dies before it is stored (a key only Google holds).
+    "createSecret": lambda stack: crash_after_google_answers(
+        stack.worker("CreateSecretFunction"), stack.cloud.google, is_keys_create
+    ),
+    # The function dies reading the new key.
+    "setSecret": lambda stack: crash_after_get_secret_value(
+        stack.worker("SetSecretFunction"), stack.deployment.key_secret_arn, PENDING
+    ),
+    # The new key minted and tokeninfo answered; the function dies before it says so.
+    "testSecret": lambda stack: crash_after_google_answers(
+        stack.worker("TestSecretFunction"), stack.cloud.google, is_tokeninfo
+    ),
+    # AWSCURRENT moved to the new key; the function dies before it hears so.
+    "finishSecret": lambda stack: crash_after_update_secret_version_stage(
+        stack.worker("FinishSecretFunction"), stack.deployment.key_secret_arn
+    ),
+}
+
+
+@pytest.mark.parametrize(("step", "task"), list(zip(STEPS, TASKS, strict=True)))
+def test_a_crash_during_a_step_of_the_key_rotation_is_retried_and_leaves_no_key_behind(
+    key_stack: Stack, step: str, task: str
+) -> None:
+    stack = key_stack
+    before = key_id(stack)
+    assert google_accepts(stack, before)
+
+    with CRASHES[step](stack) as crash:
+        found = rotate_key(stack)
+
+    assert crash.fired
+    assert steps_of(found) == [(name, "SUCCEEDED") for name in STEPS]
+    [crashed] = [execution for execution in found if execution.name.startswith(step + "-")]
+    assert crashed.task_attempts[task] == 2
+    failures = [
+        event["taskFailedEventDetails"]["error"]
+        for event in crashed.history
+        if event["type"] == "TaskFailed"
+    ]
+    assert failures == ["Runtime.ExitError"]
+    new = key_id(stack)
+    assert new != before
+    assert key_id(stack, PREVIOUS) == before
+    assert google_accepts(stack, new)
+    # Exactly the keys AWSCURRENT and AWSPREVIOUS hold exist at Google: no orphan.
+    assert at_google(stack) == {before, new}
+    assert stack.notices() == []
