@@ -7,6 +7,7 @@ One stack serves the module (a deploy costs seconds): each test starts from a ke
 AWSCURRENT key works and leaves it so. Only the first-key case deploys a stack of its own."""
 
 import base64
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from localcloud.operations import (
     subscribe_queue,
 )
 from localcloud.scheduler import LocalScheduler
+from rotation_core.key_rotation import KEY_VALID_BEFORE_TAG
 from rotation_core.refresh import schedule_name
 from tests.e2e.stacks import PARAMETERS, SecretMaterial, Stack, StackFactory
 
@@ -220,6 +222,10 @@ def with_standby(stack: Stack) -> None:
     if not google_accepts(stack, key_id(stack, PREVIOUS)):
         assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
         stack.notices()
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(int(epoch_seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def shown(key: str | None) -> str:
@@ -458,3 +464,102 @@ def test_a_crash_during_a_step_of_the_key_rotation_is_retried_and_leaves_no_key_
     # Exactly the keys AWSCURRENT and AWSPREVIOUS hold exist at Google: no orphan.
     assert at_google(stack) == {before, new}
     assert stack.notices() == []
+
+
+# --- 3. a key expiring (last: the keys it leaves expire) -----------------------------------------
+
+POLICY_HOURS = 1
+"""The organisation's key-expiry policy, compressed from Google's 8 hours at least (the emulator
+takes any) so that the walk past the key's expiry takes a few token refreshes, not ten: the key
+is due a quarter of its life before it expires, as an 8-hour key is after 6 hours."""
+WALK_STEP = timedelta(minutes=15)
+
+
+def published(stack: Stack, metric: str, since_line: int) -> list[float]:
+    """The values the stack's sweep published for `metric` (CloudWatch embedded metric format)."""
+    values: list[float] = []
+    for name, line in stack.cloud.logs.lines[since_line:]:
+        if name != stack.deployment.functions["FreshnessSweepFunction"] or '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        if metric in document and document.get("Stack") == stack.deployment.stack_name:
+            value = document[metric]
+            values += value if isinstance(value, list) else [value]
+    return values
+
+
+def key_rotations(found: list[ExecutionSummary], key_secret_arn: str) -> set[str]:
+    """The versions of the key secret whose rotations started among `found`."""
+    return {
+        execution.input["ClientRequestToken"]
+        for execution in found
+        if execution.input.get("SecretId") == key_secret_arn
+        and execution.name.startswith("createSecret-")
+    }
+
+
+def test_a_key_an_expiry_policy_limits_is_replaced_before_it_expires_and_tokens_stay_valid(
+    key_stack: Stack,
+) -> None:
+    stack, google = key_stack, key_stack.cloud.google
+    email = stack.account.client_email
+    google.set_key_expiry_policy(POLICY_HOURS)
+    assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
+    assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
+    first_key = key_id(stack)
+    seen = {key.key_id: key for key in google.user_managed_keys(email)}
+    expires = seen[first_key].valid_before
+    key_tags = stack.cloud.client("secretsmanager").describe_secret(
+        SecretId=stack.deployment.key_secret_arn
+    )["Tags"]
+    assert {"Key": KEY_VALID_BEFORE_TAG, "Value": rfc3339(expires)} in key_tags
+    # The key's own schedule lost: only the sweep can replace it in time.
+    stack.cloud.client("scheduler").delete_schedule(
+        GroupName=stack.deployment.refs["RefreshScheduleGroup"],
+        Name=schedule_name(stack.deployment.key_secret_arn),
+    )
+    first_line, executed = len(stack.cloud.logs.lines), len(stack.executions())
+    invoked = len(stack.cloud.invocations)
+    scheduler = LocalScheduler(stack.cloud, stack=stack.deployment)
+    google.requests.clear()
+
+    # Time passes as EventBridge Scheduler lets it pass: the sweep every few minutes, the
+    # refresh and key schedules when due. The token applications read is valid all along.
+    keys_in_use = [first_key]
+    while stack.cloud.clock.now() < expires + 2 * WALK_STEP.total_seconds():
+        stack.cloud.clock.advance(WALK_STEP.total_seconds())
+        scheduler.fire_due()
+        assert token_valid(stack), f"no valid token at {simulated_now(stack)}"
+        if key_id(stack) != keys_in_use[-1]:
+            keys_in_use.append(str(key_id(stack)))
+        seen |= {key.key_id: key for key in google.user_managed_keys(email)}
+
+    # Each key was replaced by one made before it expired, by one rotation; the first by the
+    # sweep, which found it due.
+    assert len(keys_in_use) >= 2
+    sweeps = [
+        invocation.result
+        for invocation in stack.cloud.invocations[invoked:]
+        if invocation.function_name == stack.deployment.functions["FreshnessSweepFunction"]
+    ]
+    assert {"Action": "rotate", "Reason": "service-account key due"}.items() <= next(
+        run["ServiceAccountKey"].items()
+        for run in sweeps
+        if isinstance(run, dict) and run["ServiceAccountKey"]["Action"] != "nothing"
+    )
+    for old, new in itertools.pairwise(keys_in_use):
+        assert seen[new].valid_after < seen[old].valid_before
+    walk = stack.executions()[executed:]
+    assert len(key_rotations(walk, stack.deployment.key_secret_arn)) == len(keys_in_use) - 1
+    assert {execution.status for execution in walk} == {"SUCCEEDED"}
+    assert at_google(stack) == held(stack)
+    # Past the first key's expiry, token secrets minted with its successors only.
+    late = [request for request in google.requests if request.time >= expires]
+    assert signing_key_ids(late)
+    assert first_key not in signing_key_ids(late)
+    assert stack.notices() == []
+    # The sweep said how many days the key had left: under the quarter of its life.
+    days_left = published(stack, "ServiceAccountKeyDaysLeft", first_line)
+    assert days_left
+    assert 0 < days_left[0] <= POLICY_HOURS * 0.75 / 24
+    assert 0 < published(stack, "ServiceAccountKeyDaysToExpiry", first_line)[0] <= POLICY_HOURS / 24
