@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
+from unittest import mock
 
 from moto.secretsmanager.exceptions import SecretsManagerClientError
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
@@ -127,11 +128,8 @@ def crash_after_google_answers(
             crash.fired = True
         worker.stop()
 
-    setattr(google, "_record", record)
-    try:
+    with mock.patch.object(google, "_record", record):
         yield crash
-    finally:
-        delattr(google, "_record")
 
 
 @contextmanager

@@ -28,7 +28,6 @@ from localcloud.faults import (
 from localcloud.google_emulator import RecordedRequest
 from localcloud.operations import (
     ExecutionSummary,
-    executions,
     rotate_on_schedule,
     subscribe_queue,
 )
@@ -41,6 +40,7 @@ ROTATION_DAYS = 30
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 TASKS = ("CreateSecret", "SetSecret", "TestSecret", "FinishSecret")
 KEY_LIMIT = 10
+SECOND = timedelta(seconds=1)
 
 
 # --- the module's stack ----------------------------------------------------------------------
@@ -122,6 +122,13 @@ def key_file(stack: Stack, stage: str = CURRENT) -> dict[str, str]:
 def key_id(stack: Stack, stage: str = CURRENT) -> str | None:
     """The key id in the key secret's version at `stage` (None: `{}`, as the stack creates it)."""
     return key_file(stack, stage).get("private_key_id")
+
+
+def key_in_use(stack: Stack) -> str:
+    """The key id in AWSCURRENT, which always holds a key once the stack's key is stored."""
+    key = key_id(stack)
+    assert key is not None, "the key secret's AWSCURRENT holds no key"
+    return key
 
 
 def key_pems(stack: Stack) -> list[str]:
@@ -246,9 +253,9 @@ def test_a_scheduled_key_rotation_renews_the_key_the_token_secrets_then_mint_wit
     )
     assert described["RotationEnabled"] is True
     assert described["RotationRules"] == {"AutomaticallyAfterDays": ROTATION_DAYS}
-    assert described["RotationLambdaARN"].endswith(":function:" + stack.deployment.functions[
-        "RotationEntryFunction"
-    ])
+    assert described["RotationLambdaARN"].endswith(
+        ":function:" + stack.deployment.functions["RotationEntryFunction"]
+    )
     before = key_id(stack)
     started = simulated_now(stack)
 
@@ -265,7 +272,9 @@ def test_a_scheduled_key_rotation_renews_the_key_the_token_secrets_then_mint_wit
     schedule = key_schedule(stack)
     every = timedelta(days=ROTATION_DAYS)
     # Whole seconds, rounded up, after the moment finishSecret promoted the key.
-    assert started + every <= due_of(schedule) <= simulated_now(stack) + every + timedelta(seconds=1)
+    assert (
+        started + every <= due_of(schedule) <= simulated_now(stack) + every + timedelta(seconds=1)
+    )
     assert schedule["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
     assert json.loads(schedule["Target"]["Input"]) == {"SecretId": stack.deployment.key_secret_arn}
 
@@ -350,7 +359,7 @@ def test_a_key_deleted_by_someone_else_is_replaced_with_the_standby_and_said_onc
 ) -> None:
     stack, google = key_stack, key_stack.cloud.google
     with_standby(stack)
-    deleted, standby = key_id(stack), key_id(stack, PREVIOUS)
+    deleted, standby = key_in_use(stack), key_id(stack, PREVIOUS)
 
     google.revoke_key(deleted)
 
@@ -390,7 +399,10 @@ def test_a_first_key_deleted_with_no_standby_fails_with_a_notice_naming_the_fix(
     stack.cloud.google.revoke_key(stack.account.private_key_id)
     [failed] = rotate_key(stack)
 
-    assert (failed.name.split("-", 1)[0], failed.error) == ("createSecret", "GoogleGrantRejectedError")
+    assert (failed.name.split("-", 1)[0], failed.error) == (
+        "createSecret",
+        "GoogleGrantRejectedError",
+    )
     [notice] = stack.notices()
     message = notice["Message"]
     assert (message["Step"], message["Error"]) == ("createSecret", "GoogleGrantRejectedError")
@@ -506,7 +518,7 @@ def test_a_key_an_expiry_policy_limits_is_replaced_before_it_expires_and_tokens_
     google.set_key_expiry_policy(POLICY_HOURS)
     assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
     assert {e.status for e in rotate_on_schedule(stack.cloud, stack.deployment)} == {"SUCCEEDED"}
-    first_key = key_id(stack)
+    first_key = key_in_use(stack)
     seen = {key.key_id: key for key in google.user_managed_keys(email)}
     expires = seen[first_key].valid_before
     key_tags = stack.cloud.client("secretsmanager").describe_secret(
@@ -530,8 +542,8 @@ def test_a_key_an_expiry_policy_limits_is_replaced_before_it_expires_and_tokens_
         stack.cloud.clock.advance(WALK_STEP.total_seconds())
         scheduler.fire_due()
         assert token_valid(stack), f"no valid token at {simulated_now(stack)}"
-        if key_id(stack) != keys_in_use[-1]:
-            keys_in_use.append(str(key_id(stack)))
+        if key_in_use(stack) != keys_in_use[-1]:
+            keys_in_use.append(key_in_use(stack))
         seen |= {key.key_id: key for key in google.user_managed_keys(email)}
 
     # Each key was replaced by one made before it expired, by one rotation; the first by the
