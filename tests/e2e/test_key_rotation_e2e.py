@@ -40,6 +40,7 @@ ROTATION_DAYS = 30
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 TASKS = ("CreateSecret", "SetSecret", "TestSecret", "FinishSecret")
 KEY_LIMIT = 10
+LATER = timedelta(hours=1)
 
 
 # --- the module's stack ----------------------------------------------------------------------
@@ -286,8 +287,10 @@ def test_an_account_at_google_s_10_key_limit_refuses_the_key_rotation_until_a_ke
     stack, google = key_stack, key_stack.cloud.google
     email = stack.account.client_email
     in_use = key_in_use(stack)
-    # Someone deleted the stack's standby by hand, and keys made outside the stack fill the
-    # account: the rotation has no key of its own to retire and Google refuses an eleventh.
+    # Later that day someone deletes the stack's standby by hand, and keys made outside the
+    # stack fill the account: the rotation has no key of its own to retire and Google refuses
+    # an eleventh.
+    stack.cloud.clock.advance(LATER.total_seconds())
     for key in at_google(stack) - {in_use}:
         google.revoke_key(key)
     others = [google.create_service_account(email) for _ in range(KEY_LIMIT - 1)]
@@ -339,8 +342,25 @@ def test_an_account_at_google_s_10_key_limit_refuses_the_key_rotation_until_a_ke
         assert f"gcloud iam service-accounts keys list --iam-account={email}" in cause
         assert f"gcloud iam service-accounts keys delete KEY_ID --iam-account={email} " in cause
     finally:
-        for other in others:
-            google.revoke_key(other.private_key_id)
+        for other in {other.private_key_id for other in others} & at_google(stack):
+            google.revoke_key(other)
+
+
+def test_a_key_someone_else_makes_on_the_account_just_after_a_rotation_is_never_deleted(
+    key_stack: Stack,
+) -> None:
+    """The account is shared: a key made there by hand (for another application, say) is not
+    the stack's to delete, however soon after the stack's own keys.create it was made."""
+    stack, google = key_stack, key_stack.cloud.google
+    assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
+    theirs = google.create_service_account(stack.account.client_email).private_key_id
+    try:
+        assert steps_of(rotate_key(stack)) == [(step, "SUCCEEDED") for step in STEPS]
+
+        assert at_google(stack) == held(stack) | {theirs}
+    finally:
+        if theirs in at_google(stack):
+            google.revoke_key(theirs)
 
 
 # --- 4. a key deleted behind the stack's back --------------------------------------------------
