@@ -340,7 +340,7 @@ def test_an_account_at_google_s_10_key_limit_refuses_the_key_rotation_until_a_ke
         cause = message["Cause"]
         assert all(shown(key) in cause for key in refused_keys)
         assert f"gcloud iam service-accounts keys list --iam-account={email}" in cause
-        assert f"gcloud iam service-accounts keys delete KEY_ID --iam-account={email} " in cause
+        assert f"gcloud iam service-accounts keys delete KEY_ID --iam-account={email}'" in cause
     finally:
         for other in {other.private_key_id for other in others} & at_google(stack):
             google.revoke_key(other)
