@@ -129,12 +129,12 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.backends import get_backend
 from moto.scheduler.models import EventBridgeSchedulerBackend
 from moto.scheduler.responses import EventBridgeSchedulerResponse
+from moto.secretsmanager import models as secretsmanager_models
 from moto.secretsmanager.exceptions import (
     InvalidParameterException,
     InvalidRequestException,
     ResourceExistsException,
 )
-from moto.secretsmanager import models as secretsmanager_models
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sns.exceptions import SNSInvalidParameter
 from moto.sns.models import SNSBackend
