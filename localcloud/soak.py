@@ -1059,13 +1059,21 @@ class Soak:
     # --- the service-account key ------------------------------------------------------------
 
     def _first_key(self) -> ServiceAccountKey:
-        """The organisation's key-expiry policy, then the user's first key in the key secret."""
+        """The organisation's key-expiry policy, then the user's first key in the key secret. A
+        key stored by hand counts as due a whole KeyRotationDays after it was stored, its expiry
+        unknown to the stack until its first renewal tags it: with a policy shorter than that, the
+        operator starts that renewal at once (`aws secretsmanager rotate-secret`)."""
+        assert self.deployment is not None
         google = self.cloud.google
         google.set_key_expiry_policy(self.key_expiry_hours)
         google.key_propagation_seconds = KEY_PROPAGATION_SECONDS
         self.result.key_expiry_hours = self.key_expiry_hours
         self.key = google.create_service_account()
         self._store_key(self.key)
+        if self.key_expiry_hours * 3600 < int(KEY_ROTATION_DAYS) * DAY_SECONDS:
+            self.cloud.client("secretsmanager").rotate_secret(
+                SecretId=self.deployment.key_secret_arn
+            )
         return self.key
 
     def _store_key(self, key: ServiceAccountKey) -> None:
