@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks import baseline, client_reads, cost, scale, scale_day
+from benchmarks import baseline, client_reads, cost, key_rotation, scale, scale_day
 from localcloud.cloud import Deployment, Invocation, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.operations import rotate_on_schedule, start_manual
@@ -52,6 +52,8 @@ def main() -> int:
         rows += cold_start_rows(deployment, cold)
         measured = cost.measure(cloud, deployment)
         compared = baseline.compare(cloud, deployment, measured)
+        # The stack's key (KeyRotationDays 30 by default) renewing itself, after the token's.
+        keyed = key_rotation.measure(cloud, deployment)
     rows += package_rows()
     print("| measure | value | note |\n|---|---|---|")
     for row in rows:
@@ -60,6 +62,8 @@ def main() -> int:
     print("\n".join(cost.report(measured)))
     print()
     print("\n".join(baseline.report(compared)))
+    print()
+    print("\n".join(key_rotation.report(keyed)))
     print()
     print("\n".join(client_reads.report(client_reads.run())))  # after the local cloud has stopped
     print()

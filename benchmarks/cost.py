@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from localcloud.deployment import Deployment
-from localcloud.operations import summarize
+from localcloud.operations import ExecutionSummary, summarize
 from localcloud.template import Template, load_template
 from rotation_core.sweep_run import MAX_CONCURRENCY
 
@@ -267,6 +267,7 @@ class RotationUsage:
     """One scheduled rotation as the local cloud saw it."""
 
     transitions: int
+    """Billed state transitions: the states the executions entered, and each Task Retry."""
     invocations: Mapping[str, int]
     """Function logical id → invocations."""
     gb_seconds: Mapping[str, float]
@@ -336,8 +337,8 @@ def counted_rotations(
     """Rotates `deployment.token_secret_arn` as its schedule would, once to settle what ran
     before, then `rotations` times, counting each one; `memory` gives the MemorySize of every
     function in `deployment.functions`."""
-    _rotate(cloud, deployment)
-    return [_counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
+    _rotate(cloud, deployment.token_secret_arn)
+    return [counted_rotation(cloud, deployment, memory) for _ in range(rotations)]
 
 
 def alarm_metrics(template: Template) -> dict[str, int]:
@@ -368,13 +369,19 @@ def _possible_values(template: Template, value: Any) -> list[int]:
     return [int(value)]
 
 
-def _rotate(cloud: "LocalCloud", deployment: Deployment) -> None:
-    cloud.client("secretsmanager").rotate_secret(SecretId=deployment.token_secret_arn)
+def _rotate(cloud: "LocalCloud", secret_arn: str) -> None:
+    cloud.client("secretsmanager").rotate_secret(SecretId=secret_arn)
 
 
-def _counted_rotation(
-    cloud: "LocalCloud", deployment: Deployment, memory: Mapping[str, int]
+def counted_rotation(
+    cloud: "LocalCloud",
+    deployment: Deployment,
+    memory: Mapping[str, int],
+    secret_arn: str | None = None,
 ) -> RotationUsage:
+    """One rotation of `secret_arn` (default: the deployment's token secret) as its schedule
+    would start it (RotateSecret), counted; `memory` gives the MemorySize of every function in
+    `deployment.functions`."""
     sfn = cloud.client("stepfunctions")
     listed = sfn.list_executions(stateMachineArn=deployment.state_machine_arn)["executions"]
     before = {item["executionArn"] for item in listed}
@@ -386,7 +393,7 @@ def _counted_rotation(
     with recording() as recorded:
         # Only this call is the benchmark's own: the one the schedule makes.
         started = time.perf_counter()
-        _rotate(cloud, deployment)
+        _rotate(cloud, secret_arn or deployment.token_secret_arn)
         rotate_seconds = time.perf_counter() - started
     listed = sfn.list_executions(stateMachineArn=deployment.state_machine_arn)["executions"]
     ran = [summarize(cloud, i["executionArn"]) for i in listed if i["executionArn"] not in before]
@@ -403,7 +410,7 @@ def _counted_rotation(
         billed[logical_id] += billed_ms(invocation.duration_ms)
     lines = [line for _, line in cloud.logs.lines[first_line:]]
     return RotationUsage(
-        transitions=sum(execution.transitions for execution in ran),
+        transitions=sum(billed_transitions(execution) for execution in ran),
         invocations=invocations,
         gb_seconds=compute,
         billed_ms=billed,
@@ -415,6 +422,13 @@ def _counted_rotation(
         failed_executions=tuple(e.name for e in ran if e.status != "SUCCEEDED"),
         rotate_seconds=rotate_seconds,
     )
+
+
+def billed_transitions(execution: ExecutionSummary) -> int:
+    """The states an execution entered, and each Retry of a Task: AWS bills a retry as a
+    transition, where the history enters the state once."""
+    retries = sum(attempts - 1 for attempts in execution.task_attempts.values() if attempts > 1)
+    return execution.transitions + retries
 
 
 def embedded_metrics(line: str) -> list[MetricKey]:

@@ -566,39 +566,6 @@ def test_a_key_google_refused_is_replaced_at_once_however_long_before_it_is_due(
     assert key_secret.rotations_started() == 1
 
 
-def test_a_key_secret_that_holds_no_key_yet_is_never_rotated(
-    stack: Stack,
-    key_secret: KeySecret,
-    lambda_environment: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """`{}`, as the stack creates the secret, long past the days a key would have: no rotation
-    (it could only fail, run after run), no days-left metric, one line a run saying why."""
-    stack.secretsmanager.put_secret_value(SecretId=KEY_SECRET, SecretString="{}")
-    stack.world.move_to(stack.world.now() + timedelta(days=KEY_ROTATION_DAYS + 5))
-    monkeypatch.setenv("KEY_ROTATION_DAYS", str(KEY_ROTATION_DAYS))
-    monkeypatch.setenv("FAILURE_TOPIC_ARN", stack.topic_arn)
-    freshness_sweep._sweep_parts.cache_clear()
-
-    summary = freshness_sweep.lambda_handler({}, lambda_context())
-
-    freshness_sweep._sweep_parts.cache_clear()
-    assert key_secret.steps == []
-    assert summary["ServiceAccountKey"] == {
-        "Action": "nothing",
-        "Reason": Reason.NO_KEY,
-        "DueAt": None,
-        "DaysLeft": None,
-        "DaysToExpiry": None,
-    }
-    published = published_metrics(stdout_so_far(capsys))
-    assert {"ServiceAccountKeyDaysLeft", "ServiceAccountKeyDaysToExpiry"}.isdisjoint(published)
-    skipped = [r for r in caplog.records if "holds no key yet" in r.getMessage()]
-    assert len(skipped) == 1
-
-
 def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
     stack: Stack,
     key_secret: KeySecret,

@@ -152,7 +152,6 @@ def test_a_rotation_puts_a_new_key_in_awscurrent_and_keeps_the_old_one_as_the_st
     tags = key_stack.tags()
     assert KEY_ROTATED_AT_TAG in tags
     assert KEY_VALID_BEFORE_TAG not in tags
-    assert KEY_CREATE_STARTED_TAG not in tags
 
 
 def test_never_more_than_two_keys_of_the_stack_and_never_the_current_one_deleted(
@@ -220,7 +219,7 @@ def test_a_new_key_google_does_not_accept_yet_is_waited_for_then_promoted(
     assert key_stack.rotation().run(Step.FINISH, request).action == "promoted"
 
 
-def test_a_new_key_still_refused_past_the_bound_is_deleted_and_the_rotation_abandoned(
+def test_a_new_key_still_refused_past_the_bound_is_abandoned_and_deleted_by_the_next_rotation(
     key_stack: KeyStack,
 ) -> None:
     first = key_stack.current_key_id()
@@ -234,9 +233,11 @@ def test_a_new_key_still_refused_past_the_bound_is_deleted_and_the_rotation_aban
     with pytest.raises(RotationAbandonedError):
         key_stack.rotation().run(Step.TEST, request)
 
-    assert key_stack.google_key_ids() == [first]
     assert stages(key_stack.secretsmanager, KEY_SECRET).get(token, []) == []
     assert key_stack.current_key_id() == first
+    key_stack.google.key_propagation_seconds = 0
+    second = key_stack.rotate_key()
+    assert key_stack.google_key_ids() == [first, second]
 
 
 def test_a_crash_between_keys_create_and_put_secret_value_leaves_no_key_behind(
@@ -254,7 +255,6 @@ def test_a_crash_between_keys_create_and_put_secret_value_leaves_no_key_behind(
         key_stack.rotation().run(step, request)
 
     assert key_stack.google_key_ids() == [first, key_stack.current_key_id()]
-    assert KEY_CREATE_STARTED_TAG not in key_stack.tags()
 
 
 def test_a_key_deleted_behind_the_rotation_s_back_is_replaced_with_the_standby_and_said(
@@ -301,6 +301,25 @@ def test_a_key_expiry_policy_is_recorded_and_brings_the_next_rotation_forward(
     assert finished.follow_up.schedule is not None
     due = finished.follow_up.schedule.due
     assert timedelta(minutes=118) < valid_before - due <= timedelta(minutes=121)
+
+
+def test_finishsecret_run_again_after_the_promotion_plans_from_the_tags_alone(
+    key_stack: KeyStack,
+) -> None:
+    token = begin_rotation(KEY_SECRET)
+    request = RotationRequest(KEY_SECRET, token)
+    for step in Step:
+        key_stack.rotation().run(step, request)
+    calls_before = len(key_stack.google.requests)
+
+    again = key_stack.rotation().run(Step.FINISH, request)
+
+    assert again.action == "already-current"
+    assert again.follow_up is not None
+    assert again.follow_up.schedule is not None
+    rotated_at = datetime.fromisoformat(key_stack.tags()[KEY_ROTATED_AT_TAG])
+    assert again.follow_up.schedule.due == rotated_at + timedelta(days=ROTATION_DAYS)
+    assert len(key_stack.google.requests) == calls_before
 
 
 def test_testsecret_alone_on_an_empty_pending_version_checks_the_configuration_only(

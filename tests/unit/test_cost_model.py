@@ -33,6 +33,7 @@ from benchmarks.cost import (
     RotationUsage,
     alarm_metrics,
     billed_ms,
+    billed_transitions,
     embedded_metrics,
     fixed_items,
     gb_seconds,
@@ -46,6 +47,7 @@ from benchmarks.cost import (
     sweep_items,
     sweep_runs_per_month,
 )
+from localcloud.operations import ExecutionSummary
 from localcloud.template import Template, load_template
 from rotation_core.config import MANAGED_BY_VARIABLE
 from rotation_core.sweep import NEVER, Action, Decision, Freshness, Reason
@@ -144,6 +146,24 @@ def test_the_monthly_total_adds_variable_and_fixed_costs() -> None:
 def test_the_median_counts_a_missing_key_as_zero() -> None:
     samples = [{"a": 1.0}, {"a": 3.0, "b": 2.0}, {"a": 2.0}]
     assert median_by_key(samples) == {"a": 2.0, "b": 0.0}
+
+
+def test_each_retry_of_a_task_is_billed_as_a_transition() -> None:
+    """A new key Google accepts late: testSecret scheduled three times in the one state entered."""
+    execution = ExecutionSummary(
+        name="testSecret-v1",
+        arn="arn:aws:states:us-east-1:123456789012:execution:m:testSecret-v1",
+        status="SUCCEEDED",
+        error=None,
+        input={},
+        output={},
+        seconds=1.0,
+        states=[("TestSecret", 1.0)],
+        task_attempts={"TestSecret": 3},
+        transitions=1,
+        history=[],
+    )
+    assert billed_transitions(execution) == 3
 
 
 def test_an_embedded_metric_line_names_its_metric_by_its_dimension_values() -> None:

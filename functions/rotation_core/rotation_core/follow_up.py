@@ -103,13 +103,7 @@ class FollowUps:
         # Status only, each write on its own: the rotation succeeded, and its successor is
         # scheduled all the same. What ended goes first: a streak left on record would make
         # the next failure a reminder of it.
-        if ended:
-            try:
-                self._secrets.untag(secret.arn, ended)
-            except RotationError as error:
-                logger.warning(
-                    "ended status tags could not be removed", extra={"error": str(error)}
-                )
+        self._untag_ended(secret.arn, ended)
         try:
             expires_at = format_timestamp(current.expires_at)
             self._secrets.tag(secret.arn, {CURRENT_EXPIRES_AT_TAG: expires_at})
@@ -135,24 +129,19 @@ class FollowUps:
         return FollowUp(notice, RotationSchedule(secret.arn, due))
 
     def after_key_rotation(
-        self, secret: SecretDescription, key_id: str, due: datetime, refused_tag: str
+        self, secret: SecretDescription, key_id: str | None, due: datetime, refused_tag: str
     ) -> FollowUp:
         """The key secret's next rotation at `due`; one "key replaced" notice when the key in
         use had been refused at Google (the tag `refused_tag` says which), else one "recovered"
-        notice when it ends a streak of failures."""
+        notice when it ends a streak of failures (`key_id`: the key now in use, None when a
+        re-run of finishSecret found it promoted already)."""
         now = self._clock()
         streak = FailureStreak.from_tags(secret.tags)
         refused = secret.tags.get(refused_tag)
         ended = [key for key in (*STREAK_TAGS, refused_tag) if key in secret.tags]
-        if ended:
-            try:
-                self._secrets.untag(secret.arn, ended)
-            except RotationError as error:
-                logger.warning(
-                    "ended status tags could not be removed", extra={"error": str(error)}
-                )
+        self._untag_ended(secret.arn, ended)
         notice = None
-        if refused is not None and refused != key_id:
+        if refused is not None and key_id is not None and refused != key_id:
             notice = compose_key_replaced(secret, refused, key_id, now, due)
         elif streak is not None:
             notice = compose_recovered(secret, streak, now, due, due)
@@ -218,6 +207,15 @@ class FollowUps:
                     "the notice's time could not be recorded", extra={"error": str(error)}
                 )
         return FollowUp(compose_unscheduled(report, reading), None)
+
+    def _untag_ended(self, secret_arn: str, ended: list[str]) -> None:
+        """Status only: the rotation succeeded whether or not the tags go."""
+        if not ended:
+            return
+        try:
+            self._secrets.untag(secret_arn, ended)
+        except RotationError as error:
+            logger.warning("ended status tags could not be removed", extra={"error": str(error)})
 
     def _record(self, secret_arn: str, streak: FailureStreak) -> StreakWrite:
         try:

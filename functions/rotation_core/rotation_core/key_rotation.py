@@ -14,7 +14,6 @@ from rotation_core.errors import (
     GoogleGrantRejectedError,
     InvalidServiceAccountKeyError,
     NewKeyNotYetAcceptedError,
-    NotPendingVersionError,
     RotationAbandonedError,
     RotationError,
     RotationInProgressError,
@@ -45,8 +44,10 @@ KEY_VALID_BEFORE_TAG: Final = "token-rotation:key-valid-before"
 """When Google stops accepting the key in AWSCURRENT (absent: no key-expiry policy)."""
 KEY_ROTATED_AT_TAG: Final = "token-rotation:key-rotated-at"
 KEY_CREATE_STARTED_TAG: Final = "token-rotation:key-create-started"
-"""Write-ahead record of keys.create: "<version id> <time>", removed once the key file is stored,
-so that a crash between Google's answer and PutSecretValue leaves a key this stack can find."""
+"""Write-ahead record of the last keys.create: "<version id> <time>", written before the call.
+A key made in the minutes after it that no labelled version holds is this stack's and nobody's:
+left by a crash between Google's answer and PutSecretValue, or given up by testSecret (whose role
+may not read the key that could delete it). The next createSecret deletes it."""
 KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
 """The id of a key in AWSCURRENT that Google refused (deleted, disabled or expired behind the
 rotation's back): finishSecret says so in a notice once a new key replaced it."""
@@ -140,7 +141,7 @@ class KeyRotation:
                 )
         current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
         keys, refused = self._keys_api(secret, current)
-        self._retire(secret, keys, current, request.token, standby_in_use=refused)
+        self._retire(secret, keys, current, standby_in_use=refused)
         existing = keys.listed()
         if len(existing) >= KEY_LIMIT:
             raise keys.limit_reached(existing)
@@ -163,7 +164,6 @@ class KeyRotation:
             return StepOutcome(
                 Step.CREATE, secret.arn, request.token, "already-created", _metadata(winner)
             )
-        self._secrets.untag(secret.arn, [KEY_CREATE_STARTED_TAG])
         logger.info(
             "stored a new service-account key as AWSPENDING",
             extra={"version_id": request.token, "key_id": created.key.key_id},
@@ -212,7 +212,6 @@ class KeyRotation:
                 Step.TEST,
                 secret,
                 request.token,
-                pending,
                 f"holds a key Google still refused {int(KEY_ACCEPTANCE_BOUND.total_seconds())} s "
                 f"after creating it ({refusal})",
             )
@@ -224,7 +223,6 @@ class KeyRotation:
                 Step.TEST,
                 secret,
                 request.token,
-                pending,
                 f"holds a key whose token tokeninfo attributes to another account than "
                 f"{pending.client_email}",
             )
@@ -234,8 +232,13 @@ class KeyRotation:
         """Promote the tested key; the one it replaces becomes AWSPREVIOUS, the standby."""
         days = key_rotation_days(self._environment)
         if already_current(secret, request, Step.FINISH):
-            current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
-            return self._finished(secret, request, "already-current", current, None, days)
+            # finishSecret's role reads AWSPENDING only: the tags say when the key is due.
+            status = KeyStatus.from_tags(secret.tags)
+            due = status.due_at(days, status.rotated_at or self._clock())
+            follow_up = self._follow_ups.after_key_rotation(secret, None, due, KEY_REFUSED_TAG)
+            return StepOutcome(
+                Step.FINISH, secret.arn, request.token, "already-current", follow_up=follow_up
+            )
         pending = self._pending_key(Step.FINISH, secret, request.token)
         previous = secret.version_with(CURRENT)
         self._secrets.promote(secret.arn, request.token, previous)
@@ -325,12 +328,11 @@ class KeyRotation:
         secret: SecretDescription,
         keys: ServiceAccountKeys,
         current: ServiceAccountKey,
-        token: str,
         standby_in_use: bool,
     ) -> None:
-        """Delete the standby (AWSPREVIOUS's key) and any key a crashed keys.create of this
-        rotation left; never the key in AWSCURRENT, and not the standby while it is the key
-        that works."""
+        """Delete the standby (AWSPREVIOUS's key) and the key of the last keys.create if no
+        version holds it (a crash before it was stored, or a key testSecret gave up); never the
+        key in AWSCURRENT, and not the standby while it is the key that works."""
         doomed: dict[str, str] = {}
         if not standby_in_use:
             standby_file = self._secrets.read_previous_string(secret.arn)
@@ -339,12 +341,12 @@ class KeyRotation:
                 if standby_id is not None and standby_id != current.private_key_id:
                     doomed[standby_id] = "the standby key of the previous rotation"
         started = secret.tags.get(KEY_CREATE_STARTED_TAG, "").split(" ")
-        if len(started) == 2 and started[0] == token:
+        if len(started) == 2:
             since = parse_timestamp(started[1], KEY_CREATE_STARTED_TAG)
             held = self._held_key_ids(secret)
             for key in keys.listed():
                 if key.key_id not in held and since <= key.valid_after <= since + ORPHAN_WINDOW:
-                    doomed[key.key_id] = "left by an interrupted createSecret of this rotation"
+                    doomed[key.key_id] = "made by the last createSecret and held by no version"
         for key_id, why in doomed.items():
             deleted = keys.delete(key_id)
             logger.info(
@@ -370,8 +372,8 @@ class KeyRotation:
         return parse_service_account_key(stored, secret.name)
 
     def _take_over_pending(self, secret: SecretDescription, token: str) -> None:
-        """A manual run supersedes a pending key that is not the one in use; another rotation's
-        pending key younger than the acceptance bound may still pass, and is left to it."""
+        """A manual run supersedes another rotation's pending key, unless that key is younger
+        than the acceptance bound and may still pass."""
         for version, stages in secret.version_stages.items():
             if version == token or PENDING not in stages or CURRENT in stages:
                 continue
@@ -381,43 +383,18 @@ class KeyRotation:
                     f"another rotation of {secret.name!r} is testing its new key (pending "
                     f"version {version}): wait for it to finish (or fail) and start again"
                 )
-            try:
-                stored = self._secrets.read_pending(secret.arn, version)
-            except NotPendingVersionError:
-                continue
+            # Its key, if it made one, is the last keys.create's: _retire deletes it.
             self._secrets.remove_pending(secret.arn, version)
-            if stored is not None:
-                self._delete_quietly(secret, parse_service_account_key(stored, secret.name))
 
-    def _abandon(
-        self,
-        step: Step,
-        secret: SecretDescription,
-        token: str,
-        pending: ServiceAccountKey,
-        reason: str,
-    ) -> NoReturn:
-        """The new key can never pass: it is deleted at Google (no key of ours is left behind)
-        and AWSPENDING removed, so the next rotation starts fresh."""
-        self._delete_quietly(secret, pending)
+    def _abandon(self, step: Step, secret: SecretDescription, token: str, reason: str) -> NoReturn:
+        """The new key can never pass: AWSPENDING is removed, so the next rotation starts fresh,
+        and its createSecret deletes the key at Google (see KEY_CREATE_STARTED_TAG)."""
         self._secrets.remove_pending(secret.arn, token)
         raise RotationAbandonedError(
             f"{step.value}: abandoned the rotation of key secret {secret.name!r}: its pending "
-            f"version {token} {reason}. The new key was deleted at Google and AWSPENDING "
-            "removed, so the next rotation starts fresh; AWSCURRENT was not touched"
+            f"version {token} {reason}. AWSPENDING was removed, so the next rotation starts "
+            "fresh and deletes the unused key at Google; AWSCURRENT was not touched"
         )
-
-    def _delete_quietly(self, secret: SecretDescription, doomed: ServiceAccountKey) -> None:
-        """Best effort: a key that cannot be deleted now is the next rotation's orphan to find."""
-        try:
-            current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
-            keys, _ = self._keys_api(secret, current)
-            keys.delete(doomed.private_key_id)
-        except RotationError as error:
-            logger.warning(
-                "a key this rotation created could not be deleted at Google",
-                extra={"key_id": doomed.private_key_id, "error": str(error)},
-            )
 
 
 def _key_id_of(key_file: str) -> str | None:

@@ -115,7 +115,6 @@ class Reason(StrEnum):
     KEY_REFUSED = "Google refused the service-account key"
     KEY_NOT_DUE = "service-account key not due"
     KEY_STUCK_NOT_DUE = "stuck key rotation left to its retries until the key is due"
-    NO_KEY = "no service-account key yet"
 
 
 @dataclass(frozen=True)

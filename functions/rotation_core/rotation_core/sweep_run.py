@@ -8,10 +8,10 @@ version), so that Secrets Manager keeps serialising rotations. No token is ever 
 
 When the stack's own key secret renews itself, a run also reads when its key is due (from the
 secret's tags and versions) and starts its rotation once it is due or Google refused it; the key's
-value is read only to tell a key from the `{}` the stack creates the secret with.
+value is never read here (a key secret still holding the `{}` it was created with fails that
+rotation's createSecret, whose notice says to put the key).
 """
 
-import json
 import logging
 import threading
 import time
@@ -53,7 +53,6 @@ from rotation_core.sweep import (
     Decision,
     Freshness,
     KeyState,
-    Reason,
     SecretState,
     Verdict,
     asks_google,
@@ -133,7 +132,6 @@ class KeyCheck:
     name: str
     decision: Decision
     due_at: datetime | None
-    """None when the secret holds no key yet (`{}`, as the stack creates it)."""
     now: datetime
     valid_before: datetime | None = None
     """When Google stops accepting the key; None without a key-expiry policy."""
@@ -437,28 +435,7 @@ class FreshnessSweep:
             ),
         )
         decision = decide_key(state, now)
-        # Only a secret no rotation has written yet can hold the placeholder; its value is read
-        # only when it would rotate, and rotating it would fail, run after run.
-        if (
-            decision.action is not Action.NOTHING
-            and status.rotated_at is None
-            and self._holds_no_key(secret)
-        ):
-            logger.info(
-                "sweep skipped the service-account key secret: it holds no key yet",
-                extra={"secret": secret.name},
-            )
-            skipped = replace(decision, action=Action.NOTHING, reason=Reason.NO_KEY)
-            return KeyCheck(secret.name, skipped, None, now)
         return KeyCheck(secret.name, decision, state.due_at, now, state.valid_before)
-
-    def _holds_no_key(self, secret: SecretDescription) -> bool:
-        """The key secret holds `{}`, as the stack creates it before a key is put in it."""
-        value = self._secrets.read_current_string(secret.arn)
-        try:
-            return value is not None and json.loads(value) == {}
-        except ValueError:
-            return False
 
     # Acting.
 
