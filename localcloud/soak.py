@@ -810,6 +810,9 @@ class Soak:
         """Keys a fault deleted or disabled: Google may refuse them in AWSCURRENT."""
         self._someone_elses: set[str] = set()
         """Keys the 10-key-limit fault made: not the stack's."""
+        self._operators: set[str] = set()
+        """Keys a key stored by the driver took out of the key secret's labels (the standby, and
+        the rolled-over key it deletes itself): the operator's to delete, not the stack's."""
         self._pending_key_patches: list[Fault] = []
         self._later: list[tuple[float, Callable[[], None]]] = []
         """What a fault does some time after it began (a group recreated, an old key deleted)."""
@@ -1079,6 +1082,10 @@ class Soak:
     def _store_key(self, key: ServiceAccountKey) -> None:
         """What a user does with a downloaded key file: put it in the key secret."""
         assert self.deployment is not None
+        for stage in ("AWSCURRENT", "AWSPREVIOUS"):
+            version = self._key_versions().get(stage)
+            if version is not None:
+                self._operators.add(self._key_of(version))
         self.cloud.store_service_account_key(key)
         described = self.cloud.client("secretsmanager").describe_secret(
             SecretId=self.deployment.key_secret_arn
@@ -1099,6 +1106,7 @@ class Soak:
             answer = self.cloud.client("secretsmanager").get_secret_value(
                 SecretId=self.deployment.key_secret_arn, VersionId=version
             )
+            # The key secret's first version holds {}, as the stack creates it.
             self._key_ids[version] = str(json.loads(answer["SecretString"]).get("private_key_id"))
         return self._key_ids[version]
 
@@ -1124,10 +1132,7 @@ class Soak:
         assert self.key is not None
         previous = self._key_versions().get("AWSPREVIOUS")
         now = self.cloud.clock.now()
-        standby = None
-        if previous is not None:
-            with contextlib.suppress(json.JSONDecodeError):
-                standby = self._key_of(previous)
+        standby = None if previous is None else self._key_of(previous)
         keys = {
             key.key_id: key for key in self.cloud.google.user_managed_keys(self.key.client_email)
         }
@@ -1184,7 +1189,7 @@ class Soak:
                 self.result.key_promotions.append(now)
         keys = self.cloud.google.user_managed_keys(self.key.client_email)
         self.result.stack_keys.append(
-            (now, sum(key.key_id not in self._someone_elses for key in keys))
+            (now, sum(key.key_id not in self._someone_elses | self._operators for key in keys))
         )
         current = self._key_of(current_version)
         if current in self._hit_keys:
