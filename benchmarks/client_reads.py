@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import boto3
@@ -43,16 +42,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 from google_token_secret import SecretCredentials, SecretIdTokenCredentials
 from google_token_secret.credentials import LATE_ROTATION_RECHECK_SECONDS
 from localcloud import fidelity
-
-# `python -m benchmarks` finds localcloud from the project root (its working directory), and the
-# client package where `make` installs it (editable, into the venv). The rotation's schema, which
-# writes the secret values here, is in a folder of its own that pytest puts on its pythonpath;
-# appended, so that nothing installed is hidden.
-_ROTATION_CORE: Final = str(Path(__file__).resolve().parents[1] / "functions" / "rotation_core")
-if _ROTATION_CORE not in sys.path:
-    sys.path.append(_ROTATION_CORE)
-
-from rotation_core.token_secret import (  # noqa: E402
+from rotation_core.token_secret import (
     IdTokenMetadata,
     IdTokenSecretValue,
     TokenMetadata,

@@ -48,7 +48,6 @@ import itertools
 import math
 import random
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
@@ -56,18 +55,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from pathlib import Path
 from typing import Final
 
-# `python -m benchmarks.scale_day` finds localcloud and benchmarks from the project root (its
-# working directory); the product's code is in folders of its own, which pytest puts on its
-# pythonpath. Appended, so that nothing installed is hidden.
-_PROJECT: Final = Path(__file__).resolve().parents[1]
-for _folder in ("functions/rotation_core", "functions/rotation_entry"):
-    if str(_PROJECT / _folder) not in sys.path:
-        sys.path.append(str(_PROJECT / _folder))
-
-from benchmarks.scale import (  # noqa: E402
+from benchmarks.scale import (
     LAMBDA_CONCURRENCY,
     LAMBDA_SOURCE,
     SECRETS_MANAGER_READS,
@@ -80,12 +70,12 @@ from benchmarks.scale import (  # noqa: E402
     STATE_TRANSITIONS_OTHER_REGIONS,
     Quota,
 )
-from lambda_adapter import AWS_CLIENT_CONFIG  # noqa: E402
-from localcloud.template import load_template  # noqa: E402
-from rotation_core import sweep_run  # noqa: E402
-from rotation_core.refresh import first_refresh_spread, next_refresh_at  # noqa: E402
-from rotation_core.steps import Step  # noqa: E402
-from rotation_core.sweep import (  # noqa: E402
+from lambda_adapter import AWS_CLIENT_CONFIG
+from localcloud.template import load_template
+from rotation_core import sweep_run
+from rotation_core.refresh import first_refresh_spread, next_refresh_at
+from rotation_core.steps import Step
+from rotation_core.sweep import (
     DESCRIBE_EXECUTION_CALLS_PER_ROTATION,
     LARGE_REGIONS,
     START_EXECUTION_CALLS_PER_ROTATION,
@@ -100,7 +90,7 @@ from rotation_core.sweep import (  # noqa: E402
     run_budget,
     start_spacing,
 )
-from step_execution import EntrySettings, next_poll_interval, throttle_backoff  # noqa: E402
+from step_execution import EntrySettings, next_poll_interval, throttle_backoff
 
 # --- The scenario ------------------------------------------------------------------------------
 

@@ -232,18 +232,7 @@ def calendar_application(
         "CALENDAR_ID": DEMO_CALENDAR,
         "GOOGLE_API_ROOT_URL": cloud.google.api_root_url,
     }
-    say(f"   $ export {' '.join(f'{k}={v}' for k, v in environment.items())}")
-    say(f"   $ python {EXAMPLE.relative_to(PROJECT_ROOT)}")
-    listed = subprocess.run(  # noqa: S603 - this interpreter and our own example
-        [sys.executable, str(EXAMPLE)],
-        env={**os.environ, **cloud.client_environment(), **environment},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    for line in (listed.stdout + listed.stderr).splitlines():
-        say(f"   {line}")
+    listed = _run_example(cloud, EXAMPLE, environment, say)
     expect.check(
         listed.returncode == 0 and "Stand-up" in listed.stdout,
         "the example listed the calendar's events with AWSCURRENT's token",
@@ -387,19 +376,27 @@ def _call_cloud_run(
 ) -> subprocess.CompletedProcess[str]:
     """examples/python/call_cloud_run.py, run as its own process the way an operator would."""
     environment = {"TOKEN_SECRET_ID": ID_TOKEN_SECRET, "CLOUD_RUN_URL": url}
+    return _run_example(cloud, CLOUD_RUN_EXAMPLE, environment, say)
+
+
+def _run_example(
+    cloud: LocalCloud, example: Path, environment: dict[str, str], say: Callable[[str], None]
+) -> subprocess.CompletedProcess[str]:
+    """One of examples/python, run as its own process with `environment` exported, the way an
+    operator would; what it prints is shown as it would be in their terminal."""
     say(f"   $ export {' '.join(f'{k}={v}' for k, v in environment.items())}")
-    say(f"   $ python {CLOUD_RUN_EXAMPLE.relative_to(PROJECT_ROOT)}")
-    called = subprocess.run(  # noqa: S603 - this interpreter and our own example
-        [sys.executable, str(CLOUD_RUN_EXAMPLE)],
+    say(f"   $ python {example.relative_to(PROJECT_ROOT)}")
+    ran = subprocess.run(  # noqa: S603 - this interpreter and our own example
+        [sys.executable, str(example)],
         env={**os.environ, **cloud.client_environment(), **environment},
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
-    for line in (called.stdout + called.stderr).splitlines():
+    for line in (ran.stdout + ran.stderr).splitlines():
         say(f"   {line}")
-    return called
+    return ran
 
 
 class _CalendarReader(threading.Thread):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
+from unittest import mock
 
 from moto.secretsmanager.exceptions import SecretsManagerClientError
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
@@ -15,6 +16,7 @@ from moto.sns.exceptions import SNSException
 from moto.sns.models import SNSBackend
 
 from localcloud.deployment import CURRENT, PENDING
+from localcloud.google_emulator import GoogleEmulator, RecordedRequest
 from localcloud.lambda_runtime import FunctionWorker
 
 
@@ -64,6 +66,69 @@ def crash_after_put_secret_value(worker: FunctionWorker, secret_arn: str) -> Ite
         return answer
 
     with _patched(SecretsManagerBackend, "put_secret_value", put_secret_value):
+        yield crash
+
+
+@contextmanager
+def crash_after_get_secret_value(
+    worker: FunctionWorker, secret_arn: str, stage: str = PENDING
+) -> Iterator[Crash]:
+    """While active, the first GetSecretValue of `secret_arn` at `stage` that finds a value ends
+    `worker`'s processes before Secrets Manager answers it: a step that only reads dies
+    mid-way (Runtime.ExitError). Fires once; `version_id` is the version it read."""
+    original = SecretsManagerBackend.get_secret_value
+    crash = Crash()
+    lock = threading.Lock()
+
+    def get_secret_value(
+        self: SecretsManagerBackend, secret_id: str, version_id: str, version_stage: str
+    ) -> Any:
+        answer = original(self, secret_id, version_id, version_stage)
+        secret = self.secrets.get(secret_id)
+        if (
+            version_stage != stage
+            or not isinstance(secret, FakeSecret)
+            or secret.arn != secret_arn
+            or not answer.get("SecretString")
+        ):
+            return answer
+        with lock:
+            if crash.fired:
+                return answer
+            crash.fired, crash.version_id = True, answer.get("VersionId")
+        worker.stop()
+        return answer
+
+    with _patched(SecretsManagerBackend, "get_secret_value", get_secret_value):
+        yield crash
+
+
+@contextmanager
+def crash_after_google_answers(
+    worker: FunctionWorker,
+    google: GoogleEmulator,
+    matches: Callable[[RecordedRequest], bool],
+) -> Iterator[Crash]:
+    """While active, the first request to `google` that `matches` and that Google answered with
+    success ends `worker`'s processes before the answer is sent: what Google did (a key created,
+    a token minted) stands, and the Lambda that asked dies without hearing of it
+    (Runtime.ExitError). Fires once. Only this emulator is touched: it records every request
+    just before answering it, which is where the crash comes."""
+    original = google._record
+    crash = Crash()
+    lock = threading.Lock()
+
+    def record(request: RecordedRequest) -> None:
+        original(request)
+        if request.status is None or not 200 <= request.status < 300 or not matches(request):
+            return
+        with lock:
+            if crash.fired:
+                return
+            crash.fired = True
+        worker.stop()
+
+    with mock.patch.object(google, "_record", record):
         yield crash
 
 

@@ -5,7 +5,9 @@ What it fires, and how it differs from AWS:
 - EventBridge Scheduler schedules of any group, when ENABLED:
   - one-time `at(yyyy-mm-ddThh:mm:ss)` in its ScheduleExpressionTimezone: once, when simulated
     now is at or past the time; an updated or re-created schedule is a new one, due at its own
-    time. ActionAfterCompletion DELETE deletes the schedule after firing, whatever the outcome.
+    time (also when a firing earlier in the same `fire_due()` updated it: a jump of the clock
+    makes both due at once, where AWS fired the old version at its own moment, before).
+    ActionAfterCompletion DELETE deletes the schedule after firing, whatever the outcome.
   - recurring `rate(N minute|minutes|hour|hours|day|days)`: as AWS, first at its StartDate, or
     at its creation without one (moto's CreationDate, read on the simulated clock), then every
     N units from there until its EndDate. An update keeps that phase, and what fell due before
@@ -279,7 +281,12 @@ class LocalScheduler:
 
     def _fire_one_time(
         self, key: ScheduleKey, version: tuple[object, ...], plan: _OneTime
-    ) -> Firing:
+    ) -> Firing | None:
+        if self._version_now(key) != version:
+            # An earlier firing of this call updated or deleted it: the new version is a new
+            # schedule, due at its own time, and the old one never fires (as on AWS, where it
+            # would have fired at its own moment, before that firing).
+            return None
         firing = self._fire_schedule(key, plan.arn, plan.target, plan.due_at)
         self._fired[key] = version
         if plan.delete_after:
@@ -288,6 +295,14 @@ class LocalScheduler:
             with contextlib.suppress(scheduler.exceptions.ResourceNotFoundException):
                 scheduler.delete_schedule(GroupName=key[0], Name=key[1])
         return firing
+
+    def _version_now(self, key: ScheduleKey) -> tuple[object, ...] | None:
+        scheduler = self.cloud.client("scheduler")
+        try:
+            schedule = scheduler.get_schedule(GroupName=key[0], Name=key[1])
+        except scheduler.exceptions.ResourceNotFoundException:
+            return None
+        return (schedule["CreationDate"], schedule["LastModificationDate"])
 
     def _fire_recurring(
         self, key: ScheduleKey, plan: _Recurring, first: float, latest: float

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 import boto3
 import pytest
@@ -45,6 +46,10 @@ class _RecordCollector(logging.Handler):
         self.texts.append(json.dumps(fields, default=str))
 
 
+SUITE_GOOGLE_TIMEOUT_SECONDS: Final = "5"
+"""The step functions' Google timeout in the suite: long enough that a loaded machine never times
+out a healthy call to the emulator. Tests of a Google that hangs set a short one of their own."""
+
 _COLLECTOR = _RecordCollector()
 # Our own loggers at every level; everything else at the level it would have in Lambda.
 _WATCHED_LOGGERS = ("rotation_core", "google-token-rotation", "localcloud", "google_token_secret")
@@ -62,6 +67,16 @@ class SecretMaterial:
 
 
 SECRET_MATERIAL = SecretMaterial()
+
+
+LONGEST_FIRST: Final = ("tests/localcloud/test_soak.py::test_a_short_soak",)
+"""The suite's longest tests, a minute or more each: they run first, so that `make test`'s two
+workers never end on one of them while the other has nothing left (pytest-xdist's worksteal
+hands an idle worker the end of a busy one's queue, never the test it is running)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -157,7 +172,7 @@ def environment(google: GoogleEmulator) -> dict[str, str]:
         "SERVICE_ACCOUNT_KEY_SECRET_ID": KEY_SECRET,
         "GOOGLE_TOKEN_URL": google.token_url,
         "GOOGLE_TOKENINFO_URL": google.tokeninfo_url,
-        "GOOGLE_HTTP_TIMEOUT_SECONDS": "0.5",
+        "GOOGLE_HTTP_TIMEOUT_SECONDS": SUITE_GOOGLE_TIMEOUT_SECONDS,
         "MANAGED_BY": MANAGING_STACK,
     }
 

@@ -12,6 +12,7 @@ import pytest
 from localcloud.cloud import LocalCloud
 from localcloud.operations import subscribe_queue
 from tests.e2e.stacks import (
+    ENTRY_POLL,
     GOOGLE_TIMEOUT_SECONDS,
     PARAMETERS,
     SecretMaterial,
@@ -68,7 +69,13 @@ def deploy_stack(cloud: LocalCloud, secret_material: SecretMaterial) -> Iterator
                 **(parameters or {}),
             },
             stack_name=f"e2e-{suffix}",
-            environment_overrides=environment_overrides,
+            environment_overrides={
+                **(environment_overrides or {}),
+                "RotationEntryFunction": {
+                    **ENTRY_POLL,
+                    **(environment_overrides or {}).get("RotationEntryFunction", {}),
+                },
+            },
         )
         # Warm sandboxes, as provisioned concurrency keeps them: the functions start in
         # parallel instead of one cold start per step.

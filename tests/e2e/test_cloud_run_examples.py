@@ -115,27 +115,26 @@ def service(cloud: LocalCloud) -> Iterator[Service]:
         yield service
 
 
-def call_node(service: Service) -> subprocess.CompletedProcess[str]:
+THIS_CLIENT = {"PYTHONPATH": str(PROJECT_ROOT / "client" / "src")}
+"""This checkout's client package for a Python caller, whatever the venv has installed."""
+
+
+def run_caller(
+    command: list[str], cwd: Path | None, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A caller run as its own process, its output kept for the assertions."""
     return subprocess.run(
-        [node(), "call-cloud-run.mjs"],
-        cwd=NODE_EXAMPLE,
-        env=service.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=60, check=False
     )
 
 
+def call_node(service: Service) -> subprocess.CompletedProcess[str]:
+    return run_caller([node(), "call-cloud-run.mjs"], NODE_EXAMPLE, service.environment())
+
+
 def call_python(service: Service) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(PYTHON_EXAMPLE)],
-        # This checkout's client package, whatever the venv has installed.
-        env={**service.environment(), "PYTHONPATH": str(PROJECT_ROOT / "client" / "src")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_caller(
+        [sys.executable, str(PYTHON_EXAMPLE)], None, {**service.environment(), **THIS_CLIENT}
     )
 
 
@@ -236,20 +235,16 @@ def test_no_aws_region_says_what_to_set_in_one_line(
 ) -> None:
     """No AWS configuration at all, and an endpoint nothing answers on (a request sent would
     fail otherwise)."""
-    ran = subprocess.run(
+    ran = run_caller(
         [node() if command[0] == "node" else command[0], *command[1:]],
-        cwd=NODE_EXAMPLE,
-        env={
+        NODE_EXAMPLE,
+        {
             "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(PROJECT_ROOT / "client" / "src"),
+            **THIS_CLIENT,
             **unconfigured_aws(tmp_path),
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             "CLOUD_RUN_URL": "http://127.0.0.1:9/",
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
     assert (ran.returncode, ran.stdout, ran.stderr) == (1, "", expected + "\n")
@@ -272,14 +267,10 @@ def test_a_node_reader_expecting_another_audience_refuses_before_any_request(
     other = service.cloud.google.cloud_run_url("reports")
     service.store(service.url)
 
-    ran = subprocess.run(
+    ran = run_caller(
         [node(), "--input-type=module", "-e", NODE_READER, other],
-        cwd=NODE_EXAMPLE,
-        env=service.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        NODE_EXAMPLE,
+        service.environment(),
     )
 
     assert ran.stderr == (
@@ -312,14 +303,10 @@ def python_block(page: str) -> str:
 def test_the_python_block_calls_the_service(documented: Service, tmp_path: Path, page: str) -> None:
     block = python_block(page)
 
-    ran = subprocess.run(
+    ran = run_caller(
         [sys.executable, "-c", block.replace(DOCUMENTED_SERVICE, documented.url)],
-        cwd=tmp_path,
-        env={**documented.environment(), "PYTHONPATH": str(PROJECT_ROOT / "client" / "src")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        tmp_path,
+        {**documented.environment(), **THIS_CLIENT},
     )
 
     assert (ran.returncode, ran.stderr) == (0, "")
@@ -333,15 +320,7 @@ def test_the_node_block_calls_the_service(documented: Service, tmp_path: Path) -
     (tmp_path / "token.mjs").symlink_to(NODE_EXAMPLE / "token.mjs")
     (tmp_path / "app.mjs").write_text(block.replace(DOCUMENTED_SERVICE, documented.url))
 
-    ran = subprocess.run(
-        [node(), "app.mjs"],
-        cwd=tmp_path,
-        env=documented.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ran = run_caller([node(), "app.mjs"], tmp_path, documented.environment())
 
     assert (ran.returncode, ran.stderr) == (0, "")
     assert ran.stdout == f"200 {documented.current()['expires_at']}\n"

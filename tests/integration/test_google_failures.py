@@ -15,6 +15,7 @@ from google.oauth2.service_account import Credentials as GoogleCredentials
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from localcloud.google_emulator import GoogleEmulator, ServiceAccountKey
+from rotation_core.config import GoogleEndpoints
 from rotation_core.errors import (
     GoogleConnectionError,
     GoogleGrantRejectedError,
@@ -25,12 +26,15 @@ from rotation_core.errors import (
     RotationAbandonedError,
     RotationError,
 )
+from rotation_core.google_client import GoogleClient
 from rotation_core.rotation import Rotation
 from rotation_core.rotation_request import RotationRequest
+from rotation_core.secrets import SecretsGateway
 from rotation_core.token_secret import TokenMetadata, TokenSecretValue
 from tests.support import KEY_SECRET, SCOPE, TOKEN_SECRET, begin_rotation, run_all, stages
 
 KeyFile = dict[str, str]
+HANG_TEST_TIMEOUT_SECONDS = "0.5"
 EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
 
 
@@ -58,7 +62,6 @@ def test_google_503_once_is_absorbed_by_google_auth_retry(
     [
         ({"status": 502, "body": "<html>Bad Gateway</html>"}, GoogleUnavailableError),
         ({"status": 429, "count": 3}, GoogleUnavailableError),
-        ({"hang_seconds": 2.0}, GoogleTimeoutError),
         ({"reset_connection": True}, GoogleConnectionError),
         ({"status": 200, "body": "<html>captive portal</html>"}, GoogleResponseError),
         (
@@ -70,7 +73,7 @@ def test_google_503_once_is_absorbed_by_google_auth_retry(
             GoogleGrantRejectedError,
         ),
     ],
-    ids=["502", "429-thrice", "hang", "reset", "200-not-json", "200-no-expiry", "invalid_scope"],
+    ids=["502", "429-thrice", "reset", "200-not-json", "200-no-expiry", "invalid_scope"],
 )
 def test_token_endpoint_failures_map_to_error_types(
     rotation: Rotation,
@@ -89,6 +92,24 @@ def test_token_endpoint_failures_map_to_error_types(
         "AWSPENDING"
         in secretsmanager.describe_secret(SecretId=TOKEN_SECRET)["VersionIdsToStages"][token]
     )
+
+
+def test_a_token_endpoint_that_hangs_past_the_timeout_is_a_google_timeout(
+    secretsmanager: SecretsManagerClient,
+    environment: dict[str, str],
+    token_secret_arn: str,
+    google: GoogleEmulator,
+) -> None:
+    """A timeout of its own, well below the hang (the suite's is longer, for loaded machines)."""
+    impatient = {**environment, "GOOGLE_HTTP_TIMEOUT_SECONDS": HANG_TEST_TIMEOUT_SECONDS}
+    google_client = GoogleClient(GoogleEndpoints.from_environment(impatient))
+    rotation = Rotation(SecretsGateway(secretsmanager), google_client, impatient)
+    token = begin_rotation(token_secret_arn)
+    google.fail_next("/token", hang_seconds=4 * float(HANG_TEST_TIMEOUT_SECONDS))
+
+    with pytest.raises(GoogleTimeoutError):
+        rotation.create_secret(RotationRequest(token_secret_arn, token))
+    assert "AWSPENDING" in stages(secretsmanager, TOKEN_SECRET)[token]
 
 
 def test_transient_and_permanent_errors_are_told_apart() -> None:

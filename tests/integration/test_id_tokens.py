@@ -198,14 +198,23 @@ def test_without_the_openid_token_creator_role_the_refusal_quotes_the_binding(
     assert stages(secretsmanager, id_token_secret)[token] == ["AWSPENDING"]  # nothing stored
 
 
+def created_with_the_key(
+    rotation_for: Callable[..., tuple[Rotation, str]], id_token_secret: str
+) -> tuple[Rotation, RotationRequest]:
+    """The key source's rotation of the ID-token secret, its createSecret run on a new version:
+    where the tests of testSecret's verification begin."""
+    rotation, _ = rotation_for("service-account-key")
+    request = RotationRequest(id_token_secret, begin_rotation(id_token_secret))
+    rotation.run(Step.CREATE, request)
+    return rotation, request
+
+
 def test_a_token_signed_before_googles_key_rotation_still_verifies(
     google: GoogleEmulator,
     rotation_for: Callable[..., tuple[Rotation, str]],
     id_token_secret: str,
 ) -> None:
-    rotation, _ = rotation_for("service-account-key")
-    request = RotationRequest(id_token_secret, begin_rotation(id_token_secret))
-    rotation.run(Step.CREATE, request)
+    rotation, request = created_with_the_key(rotation_for, id_token_secret)
     google.rotate_signing_key()  # the old key stays published, under its kid
 
     assert rotation.run(Step.TEST, request).action == "verified"
@@ -217,17 +226,14 @@ def test_a_token_whose_signing_key_google_no_longer_publishes_is_abandoned(
     rotation_for: Callable[..., tuple[Rotation, str]],
     id_token_secret: str,
 ) -> None:
-    rotation, _ = rotation_for("service-account-key")
-    token = begin_rotation(id_token_secret)
-    request = RotationRequest(id_token_secret, token)
-    rotation.run(Step.CREATE, request)
+    rotation, request = created_with_the_key(rotation_for, id_token_secret)
     old_kid = google.signing_key_ids[-1]
     google.rotate_signing_key()
     google.retire_signing_key(old_kid)
 
     with pytest.raises(RotationAbandonedError, match="signing key Google does not publish"):
         rotation.run(Step.TEST, request)
-    assert "AWSPENDING" not in stages(secretsmanager, id_token_secret)[token]
+    assert "AWSPENDING" not in stages(secretsmanager, id_token_secret)[request.token]
 
 
 @pytest.mark.parametrize(
@@ -304,9 +310,7 @@ def test_certificates_down_with_no_token_in_use_promotes_the_mint_unverified(
     rotation_for: Callable[..., tuple[Rotation, str]],
     id_token_secret: str,
 ) -> None:
-    rotation, _ = rotation_for("service-account-key")
-    request = RotationRequest(id_token_secret, begin_rotation(id_token_secret))
-    rotation.run(Step.CREATE, request)
+    rotation, request = created_with_the_key(rotation_for, id_token_secret)
     google.fail_next("/certs", **CERTS_DOWN)
 
     assert rotation.run(Step.TEST, request).action == ACCEPTED_UNVERIFIED
@@ -326,9 +330,7 @@ def test_a_certificates_url_that_answers_404_is_a_permanent_misconfiguration(
     rotation_for: Callable[..., tuple[Rotation, str]],
     id_token_secret: str,
 ) -> None:
-    rotation, _ = rotation_for("service-account-key")
-    request = RotationRequest(id_token_secret, begin_rotation(id_token_secret))
-    rotation.run(Step.CREATE, request)
+    rotation, request = created_with_the_key(rotation_for, id_token_secret)
     google.fail_next("/certs", status=404, body={"error": "not found"})
 
     with pytest.raises(GoogleResponseError, match="HTTP 404: check GOOGLE_CERTS_URL"):

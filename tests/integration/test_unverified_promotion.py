@@ -373,18 +373,15 @@ def new_source(
     moto_endpoint: str,
 ) -> NewSource:
     """Each call: a new target account, and a rotation of the token secret that mints its
-    tokens through the source. Its Google timeout is longer than the suite's 0.5 s (which the
-    hang tests rely on): a federated mint crosses STS, moto and IAM Credentials, and on a busy
-    2-core machine that chain once took longer; the outages here answer 503, never hang."""
-    patient = {**environment, "GOOGLE_HTTP_TIMEOUT_SECONDS": "5"}
+    tokens through the source."""
 
     def impersonation() -> tuple[Rotation, str]:
         target = impersonation_target(google, service_account)
-        return impersonating(secretsmanager, patient, google, target), target
+        return impersonating(secretsmanager, environment, google, target), target
 
     def federation() -> tuple[Rotation, str]:
         target = federated_target(google, moto_endpoint)
-        return keyless(secretsmanager, patient, google, target), target
+        return keyless(secretsmanager, environment, google, target), target
 
     return impersonation if request.param == "impersonation" else federation
 

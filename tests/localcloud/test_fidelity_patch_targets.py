@@ -33,6 +33,7 @@ EXPECTED_TARGETS = {
     "state_task_service_aws_sdk.StateTaskServiceAwsSdk._from_error",
     "moto.scheduler.responses.EventBridgeSchedulerResponse.update_schedule",
     "moto.scheduler.models.EventBridgeSchedulerBackend.create_schedule",
+    "moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint",
 }
 
 

@@ -2,6 +2,7 @@
 docs/runbook.md's "Rehearse on the local cloud" says, read the notice's Runbook entry, run that
 entry's commands verbatim in a shell, and see the rotation recover."""
 
+import copy
 import json
 import re
 import subprocess
@@ -66,6 +67,12 @@ class Operator:
         assert self.variables["STATE_MACHINE"] == refs["RotationStateMachine"]
         self.environment |= self.variables
 
+    def new_shell(self) -> "Operator":
+        """Another shell with the same settings: what one test exports stays in its own."""
+        shell = copy.copy(self)
+        shell.environment = dict(self.environment)
+        return shell
+
     def run(self, block: str, *, expect: int = 0) -> subprocess.CompletedProcess[str]:
         """The block as typed into a shell (stopping at the first failing command)."""
         functions = getattr(self, "functions", "")
@@ -113,9 +120,16 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
         (PROJECT_ROOT / "key.json").unlink(missing_ok=True)
 
 
-@pytest.fixture
-def operator(up: UpProcess) -> Operator:
+@pytest.fixture(scope="module")
+def _before_you_start(up: UpProcess) -> Operator:
+    """The page's "Before you start" runs once (a few seconds of AWS CLI calls): the outputs it
+    reads are the same for every test of the module."""
     return Operator(up)
+
+
+@pytest.fixture
+def operator(_before_you_start: Operator) -> Operator:
+    return _before_you_start.new_shell()
 
 
 def key_fix() -> str:

@@ -269,6 +269,42 @@ def test_a_schedule_updated_after_firing_fires_again_at_its_new_time(
     assert received(cloud, queue) == ["first", "second"]
 
 
+def test_a_schedule_an_earlier_firing_updated_fires_at_its_new_time_not_its_old_one(
+    cloud: LocalCloud, scheduler: LocalScheduler, group: str, queue: str
+) -> None:
+    """A jump of the clock makes two schedules due at once; the first one's target moves the
+    second one later (as a rotation's finishSecret moves its secret's next rotation)."""
+    due = int(cloud.clock.now() + HOUR)
+    later = due + int(HOUR)
+    moved = create(cloud, group, at(due + 1), send_to(queue, "old time"))
+    update = {
+        "GroupName": group,
+        "Name": moved,
+        "ScheduleExpression": at(later),
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": send_to(queue, "new time"),
+    }
+    mover = create(
+        cloud,
+        group,
+        at(due),
+        {
+            "Arn": "arn:aws:scheduler:::aws-sdk:scheduler:updateSchedule",
+            "RoleArn": ROLE_ARN,
+            "Input": json.dumps(update),
+        },
+    )
+
+    cloud.clock.advance_to(due + 60)
+    jumped = of_group(scheduler.fire_due(), group)
+    cloud.clock.advance_to(later)
+    again = of_group(scheduler.fire_due(), group)
+
+    assert [(firing.name, firing.error_code) for firing in jumped] == [(mover, None)]
+    assert [(firing.name, firing.due_at) for firing in again] == [(moved, later)]
+    assert received(cloud, queue) == ["new time"]
+
+
 def test_action_after_completion_delete_deletes_the_schedule_once_fired(
     cloud: LocalCloud, scheduler: LocalScheduler, group: str, queue: str
 ) -> None:

@@ -1196,7 +1196,10 @@ def test_the_key_is_written_promoted_and_given_up_by_the_steps_that_must() -> No
         (
             "FinishSecretFunction",
             "secretsmanager:UpdateSecretVersionStage",
-            json.dumps({"StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"}}),
+            # AWSPREVIOUS: back onto the standby once a key Google refused was replaced.
+            json.dumps(
+                {"StringEquals": {"secretsmanager:VersionStage": ["AWSCURRENT", "AWSPREVIOUS"]}}
+            ),
         ),
     }
 

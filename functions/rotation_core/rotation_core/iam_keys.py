@@ -47,10 +47,10 @@ class GoogleKey:
         return self.valid_before < NO_EXPIRY
 
     def describe(self) -> str:
-        expiry = self.valid_before.strftime("%Y-%m-%d %H:%M") if self.expires else "never"
-        state = ", disabled" if self.disabled else ""
-        created = self.valid_after.strftime("%Y-%m-%d %H:%M")
-        return f"{shown_key_id(self.key_id)} (created {created}, expires {expiry}{state})"
+        """Short, for a list of ten in a notice's bounded cause."""
+        expiry = f" until {self.valid_before:%Y-%m-%d}" if self.expires else ""
+        state = " disabled" if self.disabled else ""
+        return f"{shown_key_id(self.key_id)} {self.valid_after:%Y-%m-%d}{expiry}{state}"
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,15 @@ class ServiceAccountKeys:
         return True
 
     def limit_reached(self, keys: list[GoogleKey]) -> KeyLimitReachedError:
+        """The commands first: a notice cuts a long cause, and the keys are listed after."""
         listed = "; ".join(key.describe() for key in keys) or "none listed"
         return KeyLimitReachedError(
             f"service account {self._account} already holds Google's limit of {KEY_LIMIT} "
-            f"user-managed keys ({listed}), so no new key can be created. Inspect them with "
-            f"'gcloud iam service-accounts keys list --iam-account={self._account} "
-            "--managed-by=user' and delete those nothing uses with 'gcloud iam service-accounts "
-            f"keys delete KEY_ID --iam-account={self._account}' (never the key in the key "
-            "secret's AWSCURRENT), then rotate the key secret again"
+            "user-managed keys, so no new key can be created. Delete those nothing uses with "
+            f"'gcloud iam service-accounts keys delete KEY_ID --iam-account={self._account}' "
+            "(never the key in the key secret's AWSCURRENT; list them with 'gcloud iam "
+            f"service-accounts keys list --iam-account={self._account} --managed-by=user'), "
+            f"then rotate the key secret again. Its keys: {listed}"
         )
 
     def _call(

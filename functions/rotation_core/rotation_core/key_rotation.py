@@ -24,11 +24,12 @@ from rotation_core.iam_keys import (
     KEY_ADMIN_SCOPE,
     KEY_LIMIT,
     NO_EXPIRY,
+    GoogleKey,
     ServiceAccountKeys,
 )
 from rotation_core.redaction import shown_key_id
 from rotation_core.rotation_request import RotationRequest
-from rotation_core.secrets import CURRENT, PENDING, SecretDescription, SecretsGateway
+from rotation_core.secrets import CURRENT, PENDING, PREVIOUS, SecretDescription, SecretsGateway
 from rotation_core.service_account_key import (
     KeyMetadata,
     ServiceAccountKey,
@@ -44,17 +45,22 @@ KEY_VALID_BEFORE_TAG: Final = "token-rotation:key-valid-before"
 """When Google stops accepting the key in AWSCURRENT (absent: no key-expiry policy)."""
 KEY_ROTATED_AT_TAG: Final = "token-rotation:key-rotated-at"
 KEY_CREATE_STARTED_TAG: Final = "token-rotation:key-create-started"
-"""Write-ahead record of the last keys.create: "<version id> <time>", written before the call.
-A key made in the minutes after it that no labelled version holds is this stack's and nobody's:
-left by a crash between Google's answer and PutSecretValue, or given up by testSecret (whose role
-may not read the key that could delete it). The next createSecret deletes it."""
+"""Write-ahead record of the last keys.create: "<version id> <time>" before the call, and
+"<version id> <time> <key id>" once the key file is stored. The next createSecret deletes that
+key if no version holds it (a key testSecret gave up, or a pending key a manual run superseded;
+testSecret's role may not read the key that could delete it). Without the key id the create may
+have crashed between Google's answer and PutSecretValue: then the one key made within
+CRASHED_CREATE_WINDOW after the time that no version holds is that call's."""
 KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
 """The id of a key in AWSCURRENT that Google refused (deleted, disabled or expired behind the
 rotation's back): finishSecret says so in a notice once a new key replaced it."""
 KEY_ACCEPTANCE_BOUND: Final = timedelta(seconds=180)
 """How long a new key may take before Google accepts it; past that the rotation is abandoned."""
-ORPHAN_WINDOW: Final = timedelta(minutes=5)
-"""Keys created this close after a recorded keys.create, and held by no version, are that call's."""
+CLOCK_SKEW: Final = timedelta(seconds=30)
+"""How far Google's validAfterTime may run behind the function's clock."""
+CRASHED_CREATE_WINDOW: Final = timedelta(seconds=60)
+"""keys.create answers within the Google HTTP timeout (at most 60 s): a key made later than that
+after a recorded call is someone else's, never deleted."""
 MAX_EXPIRY_MARGIN: Final = timedelta(days=7)
 
 
@@ -141,8 +147,7 @@ class KeyRotation:
                 )
         current = parse_service_account_key(self._secrets.read_current(secret.arn), secret.name)
         keys, refused = self._keys_api(secret, current)
-        self._retire(secret, keys, current, standby_in_use=refused)
-        existing = keys.listed()
+        existing = self._retire(secret, keys, current, standby_in_use=refused)
         if len(existing) >= KEY_LIMIT:
             raise keys.limit_reached(existing)
         now = self._clock()
@@ -164,6 +169,14 @@ class KeyRotation:
             return StepOutcome(
                 Step.CREATE, secret.arn, request.token, "already-created", _metadata(winner)
             )
+        self._secrets.tag(
+            secret.arn,
+            {
+                KEY_CREATE_STARTED_TAG: (
+                    f"{request.token} {format_timestamp(now)} {created.key.key_id}"
+                )
+            },
+        )
         logger.info(
             "stored a new service-account key as AWSPENDING",
             extra={"version_id": request.token, "key_id": created.key.key_id},
@@ -241,12 +254,17 @@ class KeyRotation:
             )
         pending = self._pending_key(Step.FINISH, secret, request.token)
         previous = secret.version_with(CURRENT)
+        standby = secret.version_with(PREVIOUS)
         self._secrets.promote(secret.arn, request.token, previous)
         logger.info(
             "promoted the new service-account key to AWSCURRENT",
             extra={"key_id": pending.private_key_id, "previous": previous},
         )
-        return self._finished(secret, request, "promoted", pending, previous, days)
+        keys = self._new_keys_api(pending)
+        refused = secret.tags.get(KEY_REFUSED_TAG)
+        if refused is not None and standby is not None and previous is not None:
+            self._drop_refused(secret, keys, refused, standby, previous)
+        return self._finished(secret, request, "promoted", pending, keys, previous, days)
 
     def _finished(
         self,
@@ -254,11 +272,12 @@ class KeyRotation:
         request: RotationRequest,
         action: str,
         key: ServiceAccountKey,
+        keys: ServiceAccountKeys | None,
         previous: str | None,
         days: int,
     ) -> StepOutcome:
         now = self._clock()
-        valid_before = self._valid_before(secret, key)
+        valid_before = None if keys is None else _valid_before(keys, key)
         tags = {KEY_ROTATED_AT_TAG: format_timestamp(now)}
         if valid_before is not None:
             tags[KEY_VALID_BEFORE_TAG] = format_timestamp(valid_before)
@@ -283,16 +302,36 @@ class KeyRotation:
             follow_up=follow_up,
         )
 
-    def _valid_before(self, secret: SecretDescription, key: ServiceAccountKey) -> datetime | None:
-        """The new key's expiry as IAM reports it (a key-expiry policy sets it at creation)."""
+    def _new_keys_api(self, key: ServiceAccountKey) -> ServiceAccountKeys | None:
+        """IAM's keys API with a token of the key just promoted; None (logged) when that fails:
+        finishSecret's work at Google is bookkeeping, never a reason to fail the rotation."""
         try:
-            keys, _ = self._keys_api(secret, key)
-            listed = {entry.key_id: entry for entry in keys.listed()}
+            return self._authorised(key)
         except RotationError as error:
-            logger.warning("the key's expiry could not be read", extra={"error": str(error)})
+            logger.warning("IAM's keys API could not be reached", extra={"error": str(error)})
             return None
-        entry = listed.get(key.private_key_id)
-        return entry.valid_before if entry is not None and entry.expires else None
+
+    def _drop_refused(
+        self,
+        secret: SecretDescription,
+        keys: ServiceAccountKeys | None,
+        refused: str,
+        standby: str,
+        previous: str,
+    ) -> None:
+        """The key Google refused went to AWSPREVIOUS with the promotion; the standby that kept
+        everything minting gets the label back (the next rotation deletes it, as any standby),
+        and the refused key, useless whether deleted, disabled or expired, is deleted at Google
+        so that no key of the stack is left without a label."""
+        try:
+            self._secrets.label_previous(secret.arn, standby, previous)
+            if keys is not None:
+                keys.delete(refused)
+        except RotationError as error:
+            logger.warning(
+                "the refused key could not be cleared away",
+                extra={"key_id": refused, "error": str(error)},
+            )
 
     def _keys_api(
         self, secret: SecretDescription, current: ServiceAccountKey
@@ -329,41 +368,28 @@ class KeyRotation:
         keys: ServiceAccountKeys,
         current: ServiceAccountKey,
         standby_in_use: bool,
-    ) -> None:
+    ) -> list[GoogleKey]:
         """Delete the standby (AWSPREVIOUS's key) and the key of the last keys.create if no
-        version holds it (a crash before it was stored, or a key testSecret gave up); never the
-        key in AWSCURRENT, and not the standby while it is the key that works."""
+        version holds it (a crash before it was stored, a key testSecret gave up, a pending key
+        a manual run superseded); never the key in AWSCURRENT, and not the standby while it is
+        the key that works. The account's keys that remain, from one keys.list."""
+        listed = keys.listed()
+        standby_file = self._secrets.read_previous_string(secret.arn)
+        standby_id = None if standby_file is None else _key_id_of(standby_file)
+        held = {current.private_key_id, *([standby_id] if standby_id else [])}
         doomed: dict[str, str] = {}
-        if not standby_in_use:
-            standby_file = self._secrets.read_previous_string(secret.arn)
-            if standby_file is not None:
-                standby_id = _key_id_of(standby_file)
-                if standby_id is not None and standby_id != current.private_key_id:
-                    doomed[standby_id] = "the standby key of the previous rotation"
-        started = secret.tags.get(KEY_CREATE_STARTED_TAG, "").split(" ")
-        if len(started) == 2:
-            since = parse_timestamp(started[1], KEY_CREATE_STARTED_TAG)
-            held = self._held_key_ids(secret)
-            for key in keys.listed():
-                if key.key_id not in held and since <= key.valid_after <= since + ORPHAN_WINDOW:
-                    doomed[key.key_id] = "made by the last createSecret and held by no version"
+        if not standby_in_use and standby_id is not None and standby_id != current.private_key_id:
+            doomed[standby_id] = "the standby key of the previous rotation"
+        last_created = _last_created(secret.tags, listed, held)
+        if last_created is not None:
+            doomed[last_created] = "made by the last createSecret and held by no version"
         for key_id, why in doomed.items():
             deleted = keys.delete(key_id)
             logger.info(
                 "deleted a service-account key at Google" if deleted else "key already gone",
                 extra={"key_id": key_id, "why": why},
             )
-
-    def _held_key_ids(self, secret: SecretDescription) -> set[str]:
-        """The key ids the key secret's labelled versions hold (AWSCURRENT, AWSPREVIOUS,
-        AWSPENDING of another rotation)."""
-        held: set[str] = set()
-        for reader in (self._secrets.read_current_string, self._secrets.read_previous_string):
-            value = reader(secret.arn)
-            key_id = None if value is None else _key_id_of(value)
-            if key_id is not None:
-                held.add(key_id)
-        return held
+        return [key for key in listed if key.key_id not in doomed]
 
     def _pending_key(self, step: Step, secret: SecretDescription, token: str) -> ServiceAccountKey:
         stored = self._secrets.read_pending(secret.arn, token)
@@ -395,6 +421,43 @@ class KeyRotation:
             f"version {token} {reason}. AWSPENDING was removed, so the next rotation starts "
             "fresh and deletes the unused key at Google; AWSCURRENT was not touched"
         )
+
+
+def _last_created(tags: Mapping[str, str], listed: list[GoogleKey], held: set[str]) -> str | None:
+    """The key the last keys.create made, when no version holds it (KEY_CREATE_STARTED_TAG)."""
+    record = tags.get(KEY_CREATE_STARTED_TAG, "").split(" ")
+    if len(record) == 3:
+        key_id = record[2]
+        return None if key_id in held else key_id
+    if len(record) != 2:
+        return None
+    try:
+        since = parse_timestamp(record[1], KEY_CREATE_STARTED_TAG)
+    except RotationError:
+        return None
+    unheld = [
+        key.key_id
+        for key in listed
+        if key.key_id not in held
+        and since - CLOCK_SKEW <= key.valid_after <= since + CRASHED_CREATE_WINDOW
+    ]
+    if len(unheld) > 1:
+        logger.warning(
+            "several unheld keys were made right after a keys.create that crashed: none deleted",
+            extra={"key_ids": unheld},
+        )
+    return unheld[0] if len(unheld) == 1 else None
+
+
+def _valid_before(keys: ServiceAccountKeys, key: ServiceAccountKey) -> datetime | None:
+    """The key's expiry as IAM reports it (a key-expiry policy sets it at creation)."""
+    try:
+        listed = {entry.key_id: entry for entry in keys.listed()}
+    except RotationError as error:
+        logger.warning("the key's expiry could not be read", extra={"error": str(error)})
+        return None
+    entry = listed.get(key.private_key_id)
+    return entry.valid_before if entry is not None and entry.expires else None
 
 
 def _key_id_of(key_file: str) -> str | None:

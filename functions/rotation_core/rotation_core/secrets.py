@@ -254,6 +254,16 @@ class SecretsGateway:
         except BotoCoreError as error:
             raise _transport_failure(error) from None
 
+    def label_previous(self, secret_id: str, version_id: str, from_version_id: str) -> None:
+        """Move AWSPREVIOUS from `from_version_id` to `version_id`."""
+        with _aws_errors_mapped(f"secret {secret_id!r}"):
+            self._client.update_secret_version_stage(
+                SecretId=secret_id,
+                VersionStage=PREVIOUS,
+                MoveToVersionId=version_id,
+                RemoveFromVersionId=from_version_id,
+            )
+
     def _still_pending(self, secret_id: str, version_id: str) -> bool:
         """Whether AWSPENDING is on the version now: a DescribeSecret after a refused call."""
         return PENDING in self.describe(secret_id).version_stages.get(version_id, ())
