@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from localcloud.operations import rotate_on_schedule, start_manual, token_info
-from tests.e2e.stacks import Stack
+from tests.e2e.stacks import Stack, StackFactory
 from tests.support import tokens_minted
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
@@ -173,7 +173,12 @@ def test_twelve_failed_attempts_do_not_lock_the_step_once_the_cause_is_fixed(
     assert tokens_minted(stack.cloud.google) == 1
 
 
-def test_manual_run_on_the_key_secret_is_refused_and_changes_nothing(stack: Stack) -> None:
+def test_manual_run_on_a_key_secret_that_does_not_renew_itself_is_refused_and_changes_nothing(
+    deploy_stack: StackFactory,
+) -> None:
+    """With KeyRotationDays 0 the key secret is no secret the steps act on (with the key
+    renewing itself, a manual run is a key rotation: test_key_rotation_e2e)."""
+    stack = deploy_stack(parameters={"KeyRotationDays": "0"})
     keys = stack.cloud.client("secretsmanager")
     key_secret = stack.deployment.key_secret_arn
     before = keys.describe_secret(SecretId=key_secret)["VersionIdsToStages"]
