@@ -134,11 +134,14 @@ class LocalCloud:
         sleep_retries: bool = True,
         google_timeout_seconds: float = 5.0,
         port: int = 0,
+        retry_waits_on_clock: bool = False,
     ) -> None:
         """`port` 0 lets the system choose moto's port; another is used as it is (or refused
-        with OSError when taken)."""
+        with OSError when taken). `retry_waits_on_clock`: Retry waits that are not slept pass on
+        the simulated clock instead (the soak: a rotation takes as long as on AWS)."""
         self.clock = SimulatedClock()
-        """Simulated time for the Lambda workers and Google (moto keeps real time)."""
+        """Simulated time for the Lambda workers, Google and Secrets Manager's dates (the rest of
+        moto keeps real time)."""
         self.rotation_rules: list[RotationRule] = []
         self.google = GoogleEmulator(clock=self.clock)
         self.logs = LogBook()
@@ -146,6 +149,7 @@ class LocalCloud:
         self.runtime = LambdaRuntime()
         self.corrections = fidelity.apply()
         self.corrections.sleep_retries = sleep_retries
+        self._retry_waits_on_clock = retry_waits_on_clock
         self._google_timeout = google_timeout_seconds
         self._port = port
         self._server: ThreadedMotoServer | None = None
@@ -181,6 +185,8 @@ class LocalCloud:
             json={"stepfunctions": {"execute_state_machine": True}},
         )
         self.corrections.dispatch = self._dispatch
+        self.corrections.clock = self.clock
+        self.corrections.retry_clock = self.clock if self._retry_waits_on_clock else None
         return self
 
     def stop(self) -> None:
@@ -189,6 +195,8 @@ class LocalCloud:
             self._server.stop()
         self.google.stop()
         self.corrections.dispatch = None
+        self.corrections.clock = None
+        self.corrections.retry_clock = None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -63,7 +63,13 @@ Corrected:
 - StartExecution refuses an input of more than 262,144 bytes of UTF-8 with InvalidExecutionInput
   and starts nothing (moto accepted any size).
 - Retry waits in moto's ASL interpreter go through a clock that records them in
-  `CORRECTIONS.retry_waits` and sleeps them only when `CORRECTIONS.sleep_retries` is set.
+  `CORRECTIONS.retry_waits` and sleeps them only when `CORRECTIONS.sleep_retries` is set; else,
+  with `CORRECTIONS.retry_clock` (the soak's), they pass on that simulated clock instead, as the
+  wait would pass in AWS (a new key's NewKeyNotYetAccepted retry waits for Google to accept it).
+- Secrets Manager dates what it stores (a version's CreatedDate, LastChangedDate,
+  LastRotatedDate) on the local cloud's simulated clock (`CORRECTIONS.clock`), the one the
+  Lambda handlers compare them with (moto stamped real time: once the clock had moved, a version
+  made a second ago looked as old as the jump, and a new key's rotation was abandoned at once).
 - SNS Publish refuses a Subject that is not ASCII, holds a line break or another control
   character, or is longer than 100 characters, with InvalidParameter (moto checked the length
   only, so an e-mail notice AWS would refuse went out locally).
@@ -95,8 +101,9 @@ Not corrected (worked around where it matters):
   a later RotateSecret set.
 - cron() schedules are kept as given but not checked (AWS refuses one more often than every 4
   hours); nor is RotationRules.Duration checked against the schedule.
-- moto keeps real time: what it records (CreatedDate, LastRotatedDate, execution and metric
-  times) does not follow the simulated clock that the Lambda workers and Google see.
+- moto keeps real time outside Secrets Manager: what it records (execution and metric times,
+  schedules' CreationDate) does not follow the simulated clock that the Lambda workers and Google
+  see.
 - RotateSecret on a secret with no rotation function configured or given promotes a new, empty
   version to AWSCURRENT (AWS refuses the call).
 - PutSecretValue accepts a RotationToken and does not check it.
@@ -128,6 +135,7 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.backends import get_backend
 from moto.scheduler.models import EventBridgeSchedulerBackend
 from moto.scheduler.responses import EventBridgeSchedulerResponse
+from moto.secretsmanager import models as secretsmanager_models
 from moto.secretsmanager.exceptions import (
     InvalidParameterException,
     InvalidRequestException,
@@ -149,6 +157,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+from localcloud.clock import SimulatedClock
 from localcloud.deployment import CURRENT, PENDING, PREVIOUS
 
 SNS_SUBJECT_LIMIT = 100
@@ -169,6 +178,10 @@ class Corrections:
     dispatch: LambdaDispatcher | None = None
     retry_waits: list[float] = field(default_factory=list)
     sleep_retries: bool = True
+    retry_clock: SimulatedClock | None = None
+    """Where Retry waits pass when they are not slept (None: they take no time at all)."""
+    clock: SimulatedClock | None = None
+    """The running local cloud's clock, which Secrets Manager dates on (None: real time)."""
     rotations: threading.local = field(default_factory=threading.local)
 
 
@@ -290,6 +303,7 @@ _START_EXECUTION_EXECUTING = PatchTarget(
     ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
 )
 _RETRY_TIME = PatchTarget(retrier_decl, "time", module="time")
+_SECRETS_TIME = PatchTarget(secretsmanager_models, "time", module="time")
 _SNS_PUBLISH = PatchTarget(
     SNSBackend,
     "publish",
@@ -342,6 +356,7 @@ PATCH_TARGETS: Final = (
     _START_EXECUTION,
     _START_EXECUTION_EXECUTING,
     _RETRY_TIME,
+    _SECRETS_TIME,
     _SNS_PUBLISH,
     _AWS_SDK_TASK_ERROR,
     _UPDATE_SCHEDULE,
@@ -388,6 +403,7 @@ def apply() -> Corrections:
     _patch(_START_EXECUTION, _start_execution_as_aws(_START_EXECUTION))
     _patch(_START_EXECUTION_EXECUTING, _start_execution_as_aws(_START_EXECUTION_EXECUTING))
     _patch(_RETRY_TIME, _RetryClock())
+    _patch(_SECRETS_TIME, _SecretsClock())
     _patch(_SNS_PUBLISH, _publish_with_a_valid_subject)
     _patch(_AWS_SDK_TASK_ERROR, _aws_sdk_task_error)
     _patch(_UPDATE_SCHEDULE, _update_whole_schedule)
@@ -729,6 +745,17 @@ class _RetryClock:
         CORRECTIONS.retry_waits.append(seconds)
         if CORRECTIONS.sleep_retries:
             _original(_RETRY_TIME).sleep(seconds)
+        elif CORRECTIONS.retry_clock is not None:
+            CORRECTIONS.retry_clock.advance(seconds)
+
+
+class _SecretsClock:
+    """Stands in for the `time` module of moto's Secrets Manager, which calls only time(): the
+    dates it stores are read on the running local cloud's simulated clock."""
+
+    def time(self) -> float:
+        clock = CORRECTIONS.clock
+        return time.time() if clock is None else clock.now()
 
 
 def _publish_with_a_valid_subject(

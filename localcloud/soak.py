@@ -14,10 +14,18 @@ random second of the minute and reads the token as an application does: GetSecre
 VersionStage. Every token read is checked with the emulator's tokeninfo rules on the shared clock.
 Besides Google's and AWS's failures, the faults are what operators and Google do in real life:
 schedules deleted, the token revoked, the key rolled over, console runs and rotate-secret calls.
+
+Sources with a service-account key renew that key every simulated day (KeyRotationDays=1) under an
+organisation's key-expiry policy, and each minute the driver also looks at the key secret and at
+Google's keys: the key in AWSCURRENT works unless a fault hit it, it never outlives its
+validBeforeTime, the stack holds at most two keys at Google, and the key is renewed at least daily.
+The key's own faults: deleted or disabled behind the rotation's back, Google's 10-key limit filled
+by someone else for a while, and crashes of the key's rotation steps.
 """
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -40,6 +48,7 @@ from localcloud.cloud import ACCOUNT_ID, REGION, LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
 from localcloud.deployment import Deployment
 from localcloud.google_emulator import ServiceAccountKey
+from localcloud.google_keys import MAX_KEYS_PER_ACCOUNT
 from localcloud.scheduler import LAMBDA_INVOKE, Firing, LocalScheduler
 
 MINUTE: Final = 60
@@ -106,6 +115,23 @@ STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified
 UNSCHEDULED_NOTICE: Final = "Google token rotated, next refresh not scheduled"
 """A rotation that succeeded but could not schedule its successor: at most hourly per secret, and
 part of no streak."""
+KEY_ROTATION_DAYS: Final = "1"
+"""The soak's KeyRotationDays: a key renewal every simulated day."""
+KEY_EXPIRY_HOURS: Final = (30, 60)
+"""The organisation's key-expiry policy, drawn per seed: a key is renewed min(1 day, 3/4 of its
+life) after the last renewal (the margin is a quarter of its life), so below 32 hours the margin
+rule sets the pace (a 30-hour key: every 22.5 h), above it the daily schedule does; and the
+standby (AWSPREVIOUS) outlives the next renewal only from 48 hours on, so a key fault meets a
+standby that still works sometimes, and sometimes none."""
+KEY_PROPAGATION_SECONDS: Final = 5.0
+"""A new key works at Google this long after keys.create: testSecret's first mint is refused
+and its NewKeyNotYetAccepted Retry waits (on the simulated clock) until Google accepts it."""
+KEY_LIMIT_MINUTES: Final = (30, 120)
+"""How long someone else's keys fill the account up to Google's 10-key limit."""
+DAY_SECONDS: Final = 86400
+OPERATOR_NEW_KEY_MINUTES: Final = (20, 60)
+"""A key deleted with no standby that works stops every mint: the operator, notified, stores a
+new key this long after (drawn)."""
 
 
 class FaultKind(StrEnum):
@@ -123,6 +149,10 @@ class FaultKind(StrEnum):
     KEY_ROLLED_OVER = "key rolled over"
     MANUAL_RUN = "console run"
     ROTATE_SECRET_CALL = "rotate-secret call"
+    KEY_DELETED = "key deleted at Google"
+    KEY_LIMIT = "10-key limit filled by someone else"
+    KEY_CRASH_AFTER_PUT = "crash after the new key's PutSecretValue"
+    KEY_CRASH_AFTER_STAGE_MOVE = "crash after the key's stage move"
 
 
 BLOCKING: Final = frozenset(
@@ -136,7 +166,13 @@ GOOGLE_ANSWERS: Final = frozenset(
 GOOGLE_SIDE: Final = BLOCKING | {FaultKind.GOOGLE_HANG, FaultKind.TOKENINFO_OUTAGE}
 """Faults that keep Google from answering: revocations are planned clear of
 them (quiet_spans)."""
-KEYED: Final = frozenset({FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER})
+KEY_CRASHES: Final = frozenset(
+    {FaultKind.KEY_CRASH_AFTER_PUT, FaultKind.KEY_CRASH_AFTER_STAGE_MOVE}
+)
+"""Crashes of the key secret's rotation: they wait for its next rotation, beside the token's."""
+KEY_HITS: Final = frozenset({FaultKind.KEY_DISABLED, FaultKind.KEY_DELETED})
+"""Faults that make Google refuse the key in AWSCURRENT, behind the rotation's back."""
+KEYED: Final = frozenset({FaultKind.KEY_ROLLED_OVER, FaultKind.KEY_LIMIT}) | KEY_HITS | KEY_CRASHES
 """Faults on a service-account key: none for keyless federation."""
 STORM_ANSWERS: Final = (500, 502, 503, 429, "reset")
 _PER_DAY: Final = {
@@ -147,6 +183,13 @@ _PER_DAY: Final = {
     FaultKind.CRASH_AFTER_STAGE_MOVE: 1.0,
 }
 _PER_WEEK: Final = {FaultKind.GOOGLE_OUTAGE: 1.0, FaultKind.KEY_DISABLED: 1.0}
+_KEY_FAULTS_PER_WEEK: Final = {
+    FaultKind.KEY_DELETED: 2.0,
+    FaultKind.KEY_LIMIT: 1.0,
+    FaultKind.KEY_CRASH_AFTER_PUT: 2.0,
+    FaultKind.KEY_CRASH_AFTER_STAGE_MOVE: 2.0,
+}
+"""The key's own faults, a week: each at least once in any run."""
 EVENTS_PER_DAY: Final = {
     FaultKind.SCHEDULE_DELETED: 2.0,
     FaultKind.TOKEN_REVOKED: 1.0,
@@ -175,6 +218,9 @@ class Fault:
     route: str = "/token"
     answer: int | str = 503
     times: int = 1
+    standby_until: float | None = None
+    """A key fault (KEY_HITS), as injected: until when the standby in AWSPREVIOUS works at
+    Google (-math.inf: there was none that worked); None for other faults."""
 
     @property
     def until(self) -> float:
@@ -187,6 +233,12 @@ class Fault:
             lasting = f" (the old key deleted at Google {minutes} later)"
         elif self.kind is FaultKind.GROUP_DELETED:
             lasting = f" (recreated empty {minutes} later)"
+        elif self.kind is FaultKind.KEY_DELETED:
+            lasting = ""
+        if self.standby_until == -math.inf:
+            lasting += ", no standby key that works"
+            if self.kind is FaultKind.KEY_DELETED:
+                lasting += f" (a new key stored {minutes} later)"
         target = f" on {self.route} ({self.answer})" if self.kind in GOOGLE_ANSWERS else ""
         return f"{self.kind}{target}{lasting}"
 
@@ -235,6 +287,15 @@ def plan_faults(
                 Fault(kind, when(seconds), seconds=seconds, route=routes[0], answer=answer)
             )
     planned += plan_events(rng, start, end, planned)
+    for kind, rate in _KEY_FAULTS_PER_WEEK.items():
+        for _ in range(max(1, round(rate * days / 7))):
+            seconds = 0
+            if kind is FaultKind.KEY_LIMIT:
+                seconds = rng.randint(*KEY_LIMIT_MINUTES) * MINUTE
+            elif kind is FaultKind.KEY_DELETED:
+                # Only without a standby that works: when the operator, notified, stores a new key.
+                seconds = rng.randint(*OPERATOR_NEW_KEY_MINUTES) * MINUTE
+            planned.append(Fault(kind, when(seconds), seconds=seconds))
     return sorted(planned, key=lambda fault: fault.at)
 
 
@@ -352,6 +413,18 @@ class SoakResult:
     id_promotions: list[float] = field(default_factory=list)
     id_excused: list[tuple[float, float, Fault]] = field(default_factory=list)
     """The blocking faults that outlived the ID token in use (as `excused` for the other)."""
+    key_expiry_hours: float | None = None
+    """The key-expiry policy of a run whose key renews itself (None: a keyless run)."""
+    key_promotions: list[float] = field(default_factory=list)
+    """When the key secret's rotation promoted a new key (not the driver's own puts)."""
+    key_creates: int = 0
+    """keys.create calls Google answered with a key."""
+    stack_keys: list[tuple[float, int]] = field(default_factory=list)
+    """Each minute: how many keys of the stack's account Google holds, someone else's left out."""
+    key_refused_current: list[float] = field(default_factory=list)
+    """Minutes at which Google refused the key in AWSCURRENT though no fault had hit that key."""
+    key_expired_current: list[float] = field(default_factory=list)
+    """Minutes at which the key in AWSCURRENT was past its validBeforeTime."""
 
     def counted(self) -> list[Read]:
         """Reads outside the reported outages (faults that outlived the token in use) and
@@ -425,6 +498,7 @@ class SoakResult:
         sweep = self._sweep_trouble()
         if sweep:
             broken.append(sweep)
+        broken.extend(self._key_trouble())
         if self.live_pending_dropped:
             broken.append(
                 f"{len(self.live_pending_dropped)} rotations in progress were replaced by another "
@@ -435,6 +509,69 @@ class SoakResult:
 
     def _hours(self, at: float) -> float:
         return (at - self.reads[0].at) / 3600 if self.reads else 0.0
+
+    def _key_trouble(self) -> list[str]:
+        """The key's promises in a run whose key renews itself: at most two of the stack's keys
+        at Google, the key in AWSCURRENT accepted unless a fault hit it and never expired, and a
+        renewal at least every day (plus a recovery and the faults that stop rotations)."""
+        if self.key_expiry_hours is None or not self.reads:
+            return []
+        trouble = []
+        most = max((count for _, count in self.stack_keys), default=0)
+        if most > 2:
+            first = next(at for at, count in self.stack_keys if count > 2)
+            trouble.append(
+                f"the stack held {most} keys at Google (at most 2), first at "
+                f"+{self._hours(first):.2f} h"
+            )
+        for moments, what in (
+            (self.key_refused_current, "Google refused the key in AWSCURRENT, no fault on it"),
+            (self.key_expired_current, "the key in AWSCURRENT was past its validBeforeTime"),
+        ):
+            if moments:
+                trouble.append(
+                    f"{what}: {len(moments)} minutes, first at +{self._hours(moments[0]):.2f} h"
+                )
+        late = self._late_key_renewal()
+        if late:
+            trouble.append(late)
+        return trouble
+
+    def _late_key_renewal(self) -> str | None:
+        """A day between two renewals (the run's start and end count as ones), plus a recovery
+        and the time faults stopped rotations in between."""
+        begun, ended = self.reads[0].at, self.reads[-1].at
+        marks = [begun, *self.key_promotions, ended]
+        for before, after in itertools.pairwise(marks):
+            stopped = sum(
+                max(0.0, min(fault.until, after) - max(fault.at, before))
+                for fault in self.faults
+                if fault.kind in BLOCKING | {FaultKind.KEY_LIMIT}
+            )
+            if after - before > DAY_SECONDS + RECOVERY_SECONDS + stopped:
+                return (
+                    f"the key went {(after - before) / 3600:.1f} h without a renewal from "
+                    f"+{self._hours(before):.2f} h (at most a day)"
+                )
+        return None
+
+    def key_line(self) -> str:
+        """The key's figures: renewals, keys at Google, its faults (keyless: none)."""
+        if self.key_expiry_hours is None:
+            return "service-account key: none (keyless)"
+        kinds = Counter(str(fault.kind) for fault in self.faults if fault.kind in KEYED)
+        faults_ = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        covered = sum(
+            fault.kind in KEY_HITS and fault.standby_until != -math.inf for fault in self.faults
+        )
+        most = max((count for _, count in self.stack_keys), default=0)
+        return (
+            f"key: policy {self.key_expiry_hours:g} h, key rotations {len(self.key_promotions)} "
+            f"({self.key_creates} keys.create), keys max {most}, "
+            f"AWSCURRENT refused {len(self.key_refused_current)} min unexplained, "
+            f"expired {len(self.key_expired_current)} min; faults: {faults_ or 'none'} "
+            f"({covered} hits with a standby that worked)"
+        )
 
     def _names_id_secret(self, subject: str) -> bool:
         """Notices name their secret at the end of the subject, in parentheses."""
@@ -613,10 +750,18 @@ def _notice_storm(
 def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
     """Each blocking fault that outlived the token in use when it began, from its start to its
     end plus one recovery. Reads there are reported apart. A fault on tokeninfo alone never is:
-    Google still mints, and the unverified promotion must keep the token valid."""
+    Google still mints, and the unverified promotion must keep the token valid. A key deleted or
+    disabled behind the rotation's back is a blocking fault only when no standby key worked
+    (`Fault.standby_until` -inf): the promise holds while another valid key exists."""
     excused = []
     for fault in faults_:
-        if fault.kind not in BLOCKING or fault.route == TOKENINFO_ROUTE:
+        if fault.route == TOKENINFO_ROUTE:
+            continue
+        if fault.kind in KEY_HITS:
+            # With a standby that works the token secrets mint on: never excused.
+            if fault.standby_until != -math.inf:
+                continue
+        elif fault.kind not in BLOCKING:
             continue
         before = [read for read in reads if read.at <= fault.at]
         if not before:
@@ -639,9 +784,12 @@ class Soak:
         source: str = KEY_SOURCE,
         *,
         id_token: bool = True,
+        key_expiry_hours: float | None = None,
     ) -> None:
         """`id_token`: an ID-token secret for a Cloud Run service beside the access-token one,
-        read and called every minute too (a short soak may leave it out to save time)."""
+        read and called every minute too (a short soak may leave it out to save time).
+        `key_expiry_hours`: the key-expiry policy of a source with a key (None: drawn from the
+        seed within KEY_EXPIRY_HOURS; a short soak's few hours renew the key within it)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         self.source = source
@@ -651,8 +799,26 @@ class Soak:
         self.say = say
         self.result = SoakResult(seed=seed, lifetimes=lifetimes, lead_seconds=DEFAULT_LEAD_SECONDS)
         self.deployment: Deployment | None = None
-        self.key_id = ""
         self.key: ServiceAccountKey | None = None
+        """The first key the driver stored: its account is the one whose keys are watched."""
+        self.key_expiry_hours = (
+            key_expiry_hours
+            if key_expiry_hours is not None
+            else float(random.Random(f"key expiry {seed}").randint(*KEY_EXPIRY_HOURS))
+        )
+        self._key_ids: dict[str, str] = {}
+        """The key id each version of the key secret holds (read once per version)."""
+        self._own_key_versions: set[str] = set()
+        """Versions of the key secret the driver stored itself (not renewals)."""
+        self._seen_key_versions: set[str] = set()
+        self._hit_keys: set[str] = set()
+        """Keys a fault deleted or disabled: Google may refuse them in AWSCURRENT."""
+        self._someone_elses: set[str] = set()
+        """Keys the 10-key-limit fault made: not the stack's."""
+        self._operators: set[str] = set()
+        """Keys a key stored by the driver took out of the key secret's labels (the standby, and
+        the rolled-over key it deletes itself): the operator's to delete, not the stack's."""
+        self._pending_key_patches: list[Fault] = []
         self._later: list[tuple[float, Callable[[], None]]] = []
         """What a fault does some time after it began (a group recreated, an old key deleted)."""
         self._pending_patches: list[Fault] = []
@@ -674,12 +840,14 @@ class Soak:
         # Names of its own: moto's backends are the process's, and a test suite runs many clouds.
         suffix = uuid.uuid4().hex[:8]
         self.cloud_run_url = cloud.google.deploy_cloud_run(f"soak-{suffix}")
+        keyed = self.source != FEDERATION_SOURCE
         self.deployment = cloud.deploy(
             {
                 **DEMO_PARAMETERS,
                 "RefreshLeadSeconds": str(DEFAULT_LEAD_SECONDS),
                 "TokenSecretName": f"soak/{suffix}/access-token",
                 "IdTokenAudiences": self.cloud_run_url,
+                **({"KeyRotationDays": KEY_ROTATION_DAYS} if keyed else {}),
                 **self._google_side(suffix),
             },
             stack_name=f"soak-{suffix}",
@@ -688,11 +856,8 @@ class Soak:
             },
         )
         invoker = self._target(suffix)
-        if self.source != FEDERATION_SOURCE:
-            account = cloud.google.create_service_account()
-            self.key = account
-            self.key_id = account.private_key_id
-            cloud.store_service_account_key(account)
+        if keyed:
+            account = self._first_key()
             if self.source == IMPERSONATION_SOURCE:
                 cloud.google.grant_token_creator(invoker, account.client_email)
                 cloud.google.grant_open_id_token_creator(invoker, account.client_email)
@@ -723,7 +888,10 @@ class Soak:
             while plan and plan[0].at <= cloud.clock.now():
                 self._inject(plan.pop(0))
                 self._after_events()
-            with self._armed_patch():
+            with (
+                self._armed_patch(self._pending_patches),
+                self._armed_patch(self._pending_key_patches),
+            ):
                 for firing in scheduler.fire_due():
                     self.result.firings[firing.kind] += 1
                     if firing.target == LAMBDA_INVOKE:
@@ -735,7 +903,11 @@ class Soak:
                 cloud.clock.advance(ahead)
             self._read()
             self._read_id_token()
+            self._look_at_keys()
             tick += TICK_SECONDS
+        self.result.key_creates = sum(
+            call.action == "create" and call.status == 200 for call in cloud.google.key_api_calls()
+        )
         self.result.failed_executions = self._failed_executions()
         self.result.excused = excused_outages(self.result.faults, self.result.reads)
         self.result.id_excused = excused_outages(self.result.faults, self.result.id_reads)
@@ -794,6 +966,8 @@ class Soak:
 
     def _inject(self, fault: Fault) -> None:
         google = self.cloud.google
+        if fault.kind in KEY_HITS:
+            fault = dataclasses.replace(fault, standby_until=self._standby_until())
         self.result.faults.append(fault)
         self.say(f"  +{self._hours():6.2f} h  fault: {fault.describe()}")
         if fault.kind in {FaultKind.GOOGLE_STORM, FaultKind.GOOGLE_OUTAGE}:
@@ -804,7 +978,15 @@ class Soak:
         elif fault.kind is FaultKind.GOOGLE_HANG:
             google.fail_next(fault.route, hang_seconds=LONG_HANG_SECONDS)
         elif fault.kind is FaultKind.KEY_DISABLED:
-            google.disable_key(self.key_id, until_epoch=fault.until)
+            hit = self._key_in_use()
+            self._hit_keys.add(hit)
+            google.disable_key(hit, until_epoch=fault.until)
+        elif fault.kind is FaultKind.KEY_DELETED:
+            self._delete_key_in_use(fault)
+        elif fault.kind is FaultKind.KEY_LIMIT:
+            self._fill_key_limit(fault.until)
+        elif fault.kind in KEY_CRASHES:
+            self._pending_key_patches.append(fault)
         elif fault.kind in EVENTS:
             self._event(fault)
         else:
@@ -875,18 +1057,156 @@ class Soak:
     def _roll_key_over(self, old_deleted_at: float) -> None:
         """An operator's rollover: a new key of the same account stored as the key secret's new
         AWSCURRENT, the old key deleted at Google a few minutes later."""
-        assert self.key is not None
-        google = self.cloud.google
-        new = google.create_service_account(self.key.client_email)
-        self.cloud.store_service_account_key(new)
-        old = self.key_id
-        self.key, self.key_id = new, new.private_key_id
+        old = self._key_in_use()
+        self._store_new_key()
 
         def delete_old() -> None:
-            google.revoke_key(old)
+            with contextlib.suppress(KeyError):  # the stack's own rotation deleted it already
+                self.cloud.google.revoke_key(old)
             self.say(f"  +{self._hours():6.2f} h  the old key is deleted at Google")
 
         self._later_at(old_deleted_at, delete_old)
+
+    # --- the service-account key ------------------------------------------------------------
+
+    def _first_key(self) -> ServiceAccountKey:
+        """The organisation's key-expiry policy, then the user's first key in the key secret. A
+        key stored by hand counts as due a whole KeyRotationDays after it was stored, its expiry
+        unknown to the stack until its first renewal tags it: with a policy shorter than that, the
+        operator starts that renewal at once (`aws secretsmanager rotate-secret`)."""
+        assert self.deployment is not None
+        google = self.cloud.google
+        google.set_key_expiry_policy(self.key_expiry_hours)
+        google.key_propagation_seconds = KEY_PROPAGATION_SECONDS
+        self.result.key_expiry_hours = self.key_expiry_hours
+        self.key = google.create_service_account()
+        self._store_key(self.key)
+        if self.key_expiry_hours * 3600 < int(KEY_ROTATION_DAYS) * DAY_SECONDS:
+            self.cloud.client("secretsmanager").rotate_secret(
+                SecretId=self.deployment.key_secret_arn
+            )
+        return self.key
+
+    def _store_key(self, key: ServiceAccountKey) -> None:
+        """What a user does with a downloaded key file: put it in the key secret."""
+        assert self.deployment is not None
+        for stage in ("AWSCURRENT", "AWSPREVIOUS"):
+            version = self._key_versions().get(stage)
+            if version is not None:
+                self._operators.add(self._key_of(version))
+        self.cloud.store_service_account_key(key)
+        described = self.cloud.client("secretsmanager").describe_secret(
+            SecretId=self.deployment.key_secret_arn
+        )
+        for version, stages in described["VersionIdsToStages"].items():
+            if "AWSCURRENT" in stages:
+                self._own_key_versions.add(version)
+
+    def _store_new_key(self) -> None:
+        """An operator's new key of the same account (made at the console: no propagation delay
+        and no 10-key limit, as the emulator's set-up keys)."""
+        assert self.key is not None
+        self._store_key(self.cloud.google.create_service_account(self.key.client_email))
+
+    def _key_of(self, version: str) -> str:
+        assert self.deployment is not None
+        if version not in self._key_ids:
+            answer = self.cloud.client("secretsmanager").get_secret_value(
+                SecretId=self.deployment.key_secret_arn, VersionId=version
+            )
+            # The key secret's first version holds {}, as the stack creates it.
+            self._key_ids[version] = str(json.loads(answer["SecretString"]).get("private_key_id"))
+        return self._key_ids[version]
+
+    def _key_versions(self) -> dict[str, str]:
+        """The key secret's version by stage (AWSCURRENT, AWSPREVIOUS, AWSPENDING)."""
+        assert self.deployment is not None
+        described = self.cloud.client("secretsmanager").describe_secret(
+            SecretId=self.deployment.key_secret_arn
+        )
+        return {
+            stage: version
+            for version, stages in described["VersionIdsToStages"].items()
+            for stage in stages
+        }
+
+    def _key_in_use(self) -> str:
+        return self._key_of(self._key_versions()["AWSCURRENT"])
+
+    def _standby_until(self) -> float:
+        """Until when the standby (AWSPREVIOUS's key) works at Google, if it works now and for
+        the next token rotation to find the key in use refused and replace it (one token life
+        and a recovery); -inf otherwise."""
+        assert self.key is not None
+        previous = self._key_versions().get("AWSPREVIOUS")
+        now = self.cloud.clock.now()
+        standby = None if previous is None else self._key_of(previous)
+        keys = {
+            key.key_id: key for key in self.cloud.google.user_managed_keys(self.key.client_email)
+        }
+        found = keys.get(standby or "")
+        needed = now + self.cloud.google.token_lifetime_seconds + RECOVERY_SECONDS
+        if found is None or not found.usable(now) or found.valid_before < needed:
+            return -math.inf
+        return found.valid_before
+
+    def _delete_key_in_use(self, fault: Fault) -> None:
+        """Someone deletes the key in AWSCURRENT at Google. With no standby that works nothing
+        can mint: the operator, notified, stores a new key `fault.seconds` later."""
+        hit = self._key_in_use()
+        self._hit_keys.add(hit)
+        self.cloud.google.revoke_key(hit)
+        if fault.standby_until == -math.inf:
+
+            def new_key() -> None:
+                self._store_new_key()
+                self.say(f"  +{self._hours():6.2f} h  the operator stored a new key")
+
+            self._later_at(fault.until, new_key)
+
+    def _fill_key_limit(self, freed_at: float) -> None:
+        """Someone else makes keys of the account up to Google's limit, and deletes them later:
+        a key renewal in between is refused (KeyLimitReachedError) until then."""
+        assert self.key is not None
+        google = self.cloud.google
+        email = self.key.client_email
+        made = [
+            google.create_service_account(email).private_key_id
+            for _ in range(MAX_KEYS_PER_ACCOUNT - len(google.user_managed_keys(email)))
+        ]
+        self._someone_elses.update(made)
+
+        def free() -> None:
+            for key_id in made:
+                with contextlib.suppress(KeyError):
+                    google.revoke_key(key_id)
+            self.say(f"  +{self._hours():6.2f} h  someone else deleted their {len(made)} keys")
+
+        self._later_at(freed_at, free)
+
+    def _look_at_keys(self) -> None:
+        """Each minute: a renewal seen, the keys the stack holds at Google, and whether Google
+        accepts the key in AWSCURRENT (a key a fault hit may be refused)."""
+        if self.key is None:
+            return
+        now = self.cloud.clock.now()
+        current_version = self._key_versions()["AWSCURRENT"]
+        if current_version not in self._seen_key_versions:
+            self._seen_key_versions.add(current_version)
+            if current_version not in self._own_key_versions:
+                self.result.key_promotions.append(now)
+        keys = self.cloud.google.user_managed_keys(self.key.client_email)
+        self.result.stack_keys.append(
+            (now, sum(key.key_id not in self._someone_elses | self._operators for key in keys))
+        )
+        current = self._key_of(current_version)
+        if current in self._hit_keys:
+            return
+        found = next((key for key in keys if key.key_id == current), None)
+        if found is not None and found.valid_before <= now:
+            self.result.key_expired_current.append(now)
+        elif found is None or not found.usable(now):
+            self.result.key_refused_current.append(now)
 
     def _console_run(self) -> None:
         """An operator starts the state machine from the console, {"SecretId": ...}."""
@@ -914,22 +1234,25 @@ class Soak:
         self.say(f"             {outcome}")
 
     @contextlib.contextmanager
-    def _armed_patch(self) -> Iterator[None]:
-        """At most one moto patch at a time, entered around one minute's firings and kept for
-        the next minute until it has fired (patches must unwind in the order they were made)."""
-        if not self._pending_patches:
+    def _armed_patch(self, pending: list[Fault]) -> Iterator[None]:
+        """At most one moto patch of `pending` at a time, entered around one minute's firings
+        and kept for the next minute until it has fired (patches must unwind in the order they
+        were made). The key secret's crashes queue apart: its rotation comes daily."""
+        if not pending:
             yield
             return
-        fault = self._pending_patches[0]
+        fault = pending[0]
         with self._patch(fault) as fired:
             yield
         if fired():
-            self._pending_patches.pop(0)
+            pending.pop(0)
 
     @contextlib.contextmanager
     def _patch(self, fault: Fault) -> Iterator[Callable[[], bool]]:
         assert self.deployment is not None
         arn = self.deployment.token_secret_arn
+        if fault.kind in KEY_CRASHES:
+            arn = self.deployment.key_secret_arn
         functions = self.deployment.functions
         if fault.kind is FaultKind.AWS_THROTTLING:
             left = fault.times - self._throttled_so_far
@@ -938,7 +1261,7 @@ class Soak:
             self._throttled_so_far += refusals.refused
             if self._throttled_so_far >= fault.times:
                 self._throttled_so_far = 0
-        elif fault.kind is FaultKind.CRASH_AFTER_PUT:
+        elif fault.kind in {FaultKind.CRASH_AFTER_PUT, FaultKind.KEY_CRASH_AFTER_PUT}:
             worker = self.cloud.runtime.worker(functions["CreateSecretFunction"])
             with faults.crash_after_put_secret_value(worker, arn) as crash:
                 yield lambda: crash.fired
@@ -1074,7 +1397,9 @@ def run_soak(
         f"--source {source}"
     )
     with LocalCloud(
-        sleep_retries=False, google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS
+        sleep_retries=False,
+        google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS,
+        retry_waits_on_clock=True,
     ) as cloud:
         result = Soak(cloud, chosen, lifetimes, say, source).run()
     say(f"wall time {result.wall_seconds:.0f} s for {len(result.reads)} reads")
@@ -1085,6 +1410,7 @@ def run_soak(
     say(result.verification_line())
     say(result.revocation_line())
     say(result.id_token_line())
+    say(result.key_line())
     say(result.line())
     return result
 

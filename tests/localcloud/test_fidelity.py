@@ -26,6 +26,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 from mypy_boto3_secretsmanager.type_defs import RotationRulesTypeTypeDef
 
 from localcloud import fidelity
+from localcloud.clock import SimulatedClock
 from localcloud.cloud import ROLE_ARN, ensure_lambda_role
 from localcloud.deployment import CURRENT, PENDING
 from tests.support import ACCOUNT_ID, REGION
@@ -541,6 +542,28 @@ def test_list_secret_version_ids_dates_each_version_by_its_creation(aws: Aws) ->
     assert "NextToken" not in answer
 
 
+def test_secrets_manager_dates_versions_on_the_local_clouds_simulated_clock(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handlers compare a version's CreatedDate with their simulated now: moto stamped real
+    time, so once the clock had jumped a day a new key's version looked a day old (and its
+    rotation was abandoned at once). With a local cloud's clock, Secrets Manager dates on it."""
+    clock = SimulatedClock()
+    clock.advance(86400)
+    monkeypatch.setattr(fidelity.CORRECTIONS, "clock", clock)
+
+    _, first = aws.create_secret()
+    answer = aws.secrets.list_secret_version_ids(SecretId=SECRET_NAME)
+
+    [created] = [
+        v["CreatedDate"].timestamp() for v in answer["Versions"] if v["VersionId"] == first
+    ]
+    assert abs(created - clock.now()) < 5
+    assert aws.secrets.describe_secret(SecretId=SECRET_NAME)["CreatedDate"].timestamp() > (
+        time.time() + 86000
+    )
+
+
 def test_a_default_read_returns_awscurrent_after_a_promotion(aws: Aws) -> None:
     """GetSecretValue without VersionId or VersionStage returned moto's internal
     default version, which UpdateSecretVersionStage never moves: after a rotation promoted by
@@ -654,14 +677,18 @@ def test_lambda_invoke_runs_the_dispatched_handler_and_reports_its_error(
 
 
 @pytest.mark.usefixtures("_quiet_state_machines")
+@pytest.mark.parametrize("on_a_clock", [False, True], ids=["no-time", "on-the-clock"])
 def test_retry_waits_are_recorded_without_sleeping(
-    aws: Aws, lambdas: FakeLambdas, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, lambdas: FakeLambdas, monkeypatch: pytest.MonkeyPatch, on_a_clock: bool
 ) -> None:
     """moto's Retry sleeps for real. The retry clock records every wait in
     CORRECTIONS.retry_waits, and sleeps it only when CORRECTIONS.sleep_retries is set (the demo),
-    so tests of retry policies take no time and can assert the waits."""
+    so tests of retry policies take no time and can assert the waits; with a retry clock (the
+    soak's) the waits pass on that simulated clock instead."""
+    clock = SimulatedClock()
     monkeypatch.setattr(fidelity.CORRECTIONS, "sleep_retries", False)
     monkeypatch.setattr(fidelity.CORRECTIONS, "retry_waits", [])
+    monkeypatch.setattr(fidelity.CORRECTIONS, "retry_clock", clock if on_a_clock else None)
     # moto's ASL interpreter calls Lambda at localhost:$MOTO_PORT.
     monkeypatch.setenv("MOTO_PORT", aws.endpoint.rsplit(":", 1)[1])
     # Process-wide and left on, as the other suites that run executions leave it.
@@ -693,7 +720,7 @@ def test_retry_waits_are_recorded_without_sleeping(
         },
     }
     machine = aws.sfn.create_state_machine(
-        name="retry-clock", definition=json.dumps(definition), roleArn=ROLE_ARN
+        name=f"retry-clock-{on_a_clock}", definition=json.dumps(definition), roleArn=ROLE_ARN
     )["stateMachineArn"]
     started = time.monotonic()
 
@@ -710,6 +737,7 @@ def test_retry_waits_are_recorded_without_sleeping(
     assert json.loads(description["output"]) == {"Result": {"handled": {"attempt": "any"}}}
     assert fidelity.CORRECTIONS.retry_waits == [5, 10]
     assert len(lambdas.events) == 3
+    assert clock.offset == (15 if on_a_clock else 0)
 
 
 @pytest.mark.parametrize("test_step_fails", [False, True], ids=["passes", "fails"])

@@ -27,6 +27,7 @@ EXPECTED_TARGETS = {
     "moto.stepfunctions.models.StepFunctionBackend.start_execution",
     "moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution",
     "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl.time",
+    "moto.secretsmanager.models.time",
     "moto.sns.models.SNSBackend.publish",
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
     "state_task_service_aws_sdk.StateTaskServiceAwsSdk._from_error",

@@ -1,5 +1,6 @@
 """The freshness soak: its accounting (pure), and a short run of it that holds the promise."""
 
+import math
 import os
 import random
 import re
@@ -40,6 +41,7 @@ from localcloud.soak import (
 from tests.support import untraced
 
 HOUR = 3600.0
+DAY = 24 * HOUR
 START = 1_800_000_000.0
 # The issue's format, to the letter.
 LAST_LINE = re.compile(
@@ -47,6 +49,9 @@ LAST_LINE = re.compile(
     r"p0\.1 remaining (-?\d+) s, rotations (\d+), failed (\d+), notices (\d+), faults (\d+)"
 )
 SHORT_SOAK_LIFETIMES = 10
+SHORT_KEY_EXPIRY_HOURS = 4.0
+"""A 4-hour key is renewed after 3 hours (its margin a quarter of its life): three renewals in the
+short soak's ten lifetimes, where a daily one would come in none."""
 REPLAY_SEED = "SOAK_SEED"
 """Environment variable: the seed a short soak replays instead of drawing one."""
 
@@ -383,7 +388,81 @@ def test_no_revocation_is_planned_where_google_is_never_quiet() -> None:
 
 
 def test_keyless_runs_have_no_key_faults() -> None:
-    assert {FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER} == KEYED
+    assert {FaultKind.KEY_DISABLED, FaultKind.KEY_ROLLED_OVER} < KEYED
+    assert {kind for kind in FaultKind if kind.name.startswith("KEY_")} == KEYED
+
+
+def test_a_week_plans_the_keys_own_faults() -> None:
+    kinds = [fault.kind for fault in plan_faults(random.Random(1), START, START + 168 * HOUR)]
+
+    assert kinds.count(FaultKind.KEY_DELETED) == 2
+    assert kinds.count(FaultKind.KEY_LIMIT) == 1
+    assert kinds.count(FaultKind.KEY_CRASH_AFTER_PUT) == 2
+    assert kinds.count(FaultKind.KEY_CRASH_AFTER_STAGE_MOVE) == 2
+
+
+@pytest.mark.parametrize("kind", [FaultKind.KEY_DISABLED, FaultKind.KEY_DELETED])
+def test_a_key_lost_with_a_standby_that_works_is_never_excused_without_one_it_is(
+    kind: FaultKind,
+) -> None:
+    """The promise holds while another valid key exists: only a key fault that met no standby
+    that works stops the mints, as an outage does."""
+    reads = reads_every_minute(4, remaining=1800)
+    covered = Fault(kind, START + HOUR, seconds=2 * HOUR, standby_until=START + 30 * HOUR)
+    alone = Fault(kind, START + HOUR, seconds=2 * HOUR, standby_until=-math.inf)
+
+    assert excused_outages([covered], reads) == []
+    assert excused_outages([alone], reads) == [(alone.at, alone.until + RECOVERY_SECONDS, alone)]
+    assert "no standby key that works" in alone.describe()
+
+
+def a_keyed_result(hours: int) -> SoakResult:
+    """A run whose key renews itself daily, two keys at Google each minute, nothing wrong."""
+    result = a_result(hours)
+    result.key_expiry_hours = 36.0
+    result.key_promotions = [START + day * DAY for day in range(1, hours // 24 + 1)]
+    result.stack_keys = [(read.at, 2) for read in result.reads]
+    return result
+
+
+def test_the_keys_promises_hold_in_a_quiet_run() -> None:
+    result = a_keyed_result(50)
+
+    assert result.broken_invariants() == []
+    assert result.key_line().startswith(
+        "key: policy 36 h, key rotations 2 (0 keys.create), keys max 2"
+    )
+
+
+def test_a_third_key_of_the_stack_at_google_breaks_the_promise() -> None:
+    result = a_keyed_result(50)
+    result.stack_keys[90] = (result.stack_keys[90][0], 3)
+
+    assert result.broken_invariants() == [
+        "the stack held 3 keys at Google (at most 2), first at +1.50 h"
+    ]
+
+
+def test_a_refused_or_expired_key_in_awscurrent_breaks_the_promise() -> None:
+    result = a_keyed_result(50)
+    result.key_refused_current = [START + HOUR]
+    result.key_expired_current = [START + 2 * HOUR, START + 2 * HOUR + 60]
+
+    assert result.broken_invariants() == [
+        "Google refused the key in AWSCURRENT, no fault on it: 1 minutes, first at +1.00 h",
+        "the key in AWSCURRENT was past its validBeforeTime: 2 minutes, first at +2.00 h",
+    ]
+
+
+def test_a_day_without_a_key_renewal_breaks_the_promise_unless_faults_stopped_rotations() -> None:
+    result = a_keyed_result(48)
+    result.key_promotions = [START + DAY + HOUR]
+
+    [late] = result.broken_invariants()
+    assert late == "the key went 25.0 h without a renewal from +0.00 h (at most a day)"
+
+    result.faults = [Fault(FaultKind.KEY_LIMIT, START + 20 * HOUR, seconds=HOUR)]
+    assert result.broken_invariants() == []
 
 
 @pytest.mark.parametrize("route", [TOKENINFO_ROUTE, "/token"])
@@ -472,7 +551,9 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
     with (
         untraced(),
         LocalCloud(
-            sleep_retries=False, google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS
+            sleep_retries=False,
+            google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS,
+            retry_waits_on_clock=True,
         ) as running,
     ):
         yield running
@@ -498,7 +579,14 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     lines: list[str] = []
     seed = soak_seed(SHORT_SOAK_LIFETIMES)
 
-    result = Soak(cloud, seed, SHORT_SOAK_LIFETIMES, lines.append, id_token=False).run()
+    result = Soak(
+        cloud,
+        seed,
+        SHORT_SOAK_LIFETIMES,
+        lines.append,
+        id_token=False,
+        key_expiry_hours=SHORT_KEY_EXPIRY_HOURS,
+    ).run()
 
     assert result.broken_invariants() == [], "\n".join(lines)
     assert len(result.reads) >= SHORT_SOAK_LIFETIMES * 60
@@ -514,6 +602,8 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert int(match[5]) >= DEFAULT_LEAD_SECONDS / 2
     assert result.notices, "the faults' failing streaks notified"
     assert result.id_reads == []
+    # The 4-hour key renewed itself every 3 hours: at the start, then at least twice more.
+    assert len(result.key_promotions) >= 3, result.key_line()
     # Both schedules fired: the expiry-driven ones, and Secrets Manager's 4-hour backstop.
     assert set(result.firings) == {"schedule", "rotation"}
     # Every token read came from a rotation: none is in any function's output.
