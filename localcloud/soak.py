@@ -408,6 +408,8 @@ class SoakResult:
     rotation started while one was in progress."""
     id_secret_name: str | None = None
     """The ID-token secret beside the access-token one (None: a run without it)."""
+    key_secret_name: str | None = None
+    """The key secret, whose own rotations notify as a token secret's do."""
     id_reads: list[Read] = field(default_factory=list)
     """Reads of the ID-token secret; valid: the Cloud Run service accepted its token."""
     id_promotions: list[float] = field(default_factory=list)
@@ -476,10 +478,18 @@ class SoakResult:
                 f"p0.1 remaining {self.percentile_remaining(0.001):.0f} s is below half the "
                 f"lead ({self.lead_seconds / 2:.0f} s)"
             )
-        for notices, promotions in (
-            ([n for n in self.notices if not self._names_id_secret(n[1])], self.promotions),
-            ([n for n in self.notices if self._names_id_secret(n[1])], self.id_promotions),
-        ):
+        # Each secret has its streaks of its own: the token secrets and the key secret.
+        by_secret: dict[str, list[tuple[float, str]]] = {}
+        for notice in self.notices:
+            by_secret.setdefault(_named_secret(notice[1]), []).append(notice)
+        for name, notices in by_secret.items():
+            promotions = (
+                self.id_promotions
+                if name == self.id_secret_name
+                else None
+                if name == self.key_secret_name
+                else self.promotions
+            )
             storm = _notice_storm(notices, promotions)
             if storm:
                 broken.append(storm)
@@ -712,6 +722,11 @@ class SoakResult:
         )
 
 
+def _named_secret(subject: str) -> str:
+    """Notices name their secret at the end of the subject, in parentheses."""
+    return subject.rsplit("(", 1)[-1].removesuffix(")") if subject.endswith(")") else ""
+
+
 def _notice_storm(
     notices: list[tuple[float, str]], promotions: list[float] | None = None
 ) -> str | None:
@@ -857,6 +872,9 @@ class Soak:
         )
         invoker = self._target(suffix)
         if keyed:
+            self.result.key_secret_name = cloud.client("secretsmanager").describe_secret(
+                SecretId=self.deployment.key_secret_arn
+            )["Name"]
             account = self._first_key()
             if self.source == IMPERSONATION_SOURCE:
                 cloud.google.grant_token_creator(invoker, account.client_email)
@@ -980,7 +998,11 @@ class Soak:
         elif fault.kind is FaultKind.KEY_DISABLED:
             hit = self._key_in_use()
             self._hit_keys.add(hit)
-            google.disable_key(hit, until_epoch=fault.until)
+            try:
+                google.disable_key(hit, until_epoch=fault.until)
+            except KeyError:
+                # A rotation of the key deleted it at Google between the reading and now.
+                self.say("           the key in use was already gone at Google")
         elif fault.kind is FaultKind.KEY_DELETED:
             self._delete_key_in_use(fault)
         elif fault.kind is FaultKind.KEY_LIMIT:

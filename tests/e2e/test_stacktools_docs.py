@@ -10,6 +10,7 @@ import pytest
 
 from localcloud.cloud import LocalCloud
 from localcloud.demo import DEMO_PARAMETERS
+from localcloud.operations import rotate_on_schedule
 from tests.doc_blocks import doc_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,9 @@ def shell_environment(cloud: LocalCloud) -> dict[str, str]:
 def test_each_documented_command_runs_as_written(
     cloud: LocalCloud, shell_environment: dict[str, str], page: str, command: str
 ) -> None:
+    if "--no-rotate" in command and cloud.deployment is not None:
+        # As on the page, after a rotation (`make post-deploy-check` may run on another worker).
+        rotate_on_schedule(cloud, cloud.deployment)
     completed = subprocess.run(
         ["bash", "-c", command],
         cwd=ROOT,
