@@ -270,7 +270,7 @@ def test_a_key_deleted_behind_the_rotation_s_back_is_replaced_with_the_standby_a
     request = RotationRequest(KEY_SECRET, token)
     for step in (Step.CREATE, Step.SET, Step.TEST):
         key_stack.rotation().run(step, request)
-    assert key_stack.tags()[KEY_REFUSED_TAG] == deleted
+    assert key_stack.tags()[KEY_REFUSED_TAG].startswith(f"{deleted} ")
     finished = key_stack.rotation().run(Step.FINISH, request)
 
     replacement = key_stack.current_key_id()
@@ -331,3 +331,58 @@ def test_testsecret_alone_on_an_empty_pending_version_checks_the_configuration_o
 
     assert outcome.action == "configuration-checked"
     assert len(key_stack.google_key_ids()) == 1
+
+
+def test_a_finished_rotation_leaves_no_awspending_for_a_key_put_by_hand_to_strand(
+    key_stack: KeyStack,
+) -> None:
+    """The runbook's fix stores a key by hand: the finished rotation's version must not keep
+    AWSPENDING, or every later rotation re-attempts that finished one and does nothing."""
+    key_stack.rotate_key()
+    spare = key_stack.google.create_service_account(key_stack.account)
+    SECRET_MATERIAL.add_key(spare)
+    key_stack.secretsmanager.put_secret_value(
+        SecretId=KEY_SECRET,
+        SecretString=json.dumps(spare.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
+    )
+
+    assert all(
+        "AWSPENDING" not in labels
+        for labels in stages(key_stack.secretsmanager, KEY_SECRET).values()
+    )
+    renewed = key_stack.rotate_key()
+    assert renewed not in (
+        spare.private_key_id,
+        key_stack.key_file("AWSPREVIOUS")["private_key_id"],
+    )
+    assert key_stack.key_file("AWSPREVIOUS")["private_key_id"] == spare.private_key_id
+
+
+def test_finishsecret_run_again_after_a_crash_past_the_promotion_still_restores_the_standby(
+    key_stack: KeyStack,
+) -> None:
+    standby = key_stack.current_key_id()
+    refused = key_stack.rotate_key()
+    key_stack.google.revoke_key(refused)
+    token = begin_rotation(KEY_SECRET)
+    request = RotationRequest(KEY_SECRET, token)
+    for step in (Step.CREATE, Step.SET, Step.TEST):
+        key_stack.rotation().run(step, request)
+    labels = stages(key_stack.secretsmanager, KEY_SECRET)
+    current = next(version for version, names in labels.items() if "AWSCURRENT" in names)
+    # What a finishSecret that died right after its promotion leaves behind.
+    key_stack.secretsmanager.update_secret_version_stage(
+        SecretId=KEY_SECRET,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=token,
+        RemoveFromVersionId=current,
+    )
+
+    again = key_stack.rotation().run(Step.FINISH, request)
+
+    assert again.action == "already-current"
+    assert key_stack.key_file("AWSPREVIOUS")["private_key_id"] == standby
+    assert refused not in key_stack.google_key_ids()
+    assert "AWSPENDING" not in stages(key_stack.secretsmanager, KEY_SECRET)[token]
+    assert again.follow_up is not None
+    assert again.follow_up.notice is not None

@@ -1196,9 +1196,14 @@ def test_the_key_is_written_promoted_and_given_up_by_the_steps_that_must() -> No
         (
             "FinishSecretFunction",
             "secretsmanager:UpdateSecretVersionStage",
-            # AWSPREVIOUS: back onto the standby once a key Google refused was replaced.
+            # AWSPREVIOUS: back onto the standby once a key Google refused was replaced;
+            # AWSPENDING: off the promoted key.
             json.dumps(
-                {"StringEquals": {"secretsmanager:VersionStage": ["AWSCURRENT", "AWSPREVIOUS"]}}
+                {
+                    "StringEquals": {
+                        "secretsmanager:VersionStage": ["AWSCURRENT", "AWSPREVIOUS", "AWSPENDING"]
+                    }
+                }
             ),
         ),
     }

@@ -72,12 +72,13 @@ def test_the_status_comes_from_the_tags_a_key_rotation_writes() -> None:
     assert status.due_at(30, created_long_before) == T0 + timedelta(hours=6)
 
 
-def test_a_key_put_by_hand_is_due_key_rotation_days_after_its_version_was_created() -> None:
-    """No tag yet: the AWSCURRENT version's creation stands for the last rotation."""
+def test_a_key_put_by_hand_is_renewed_within_six_hours_before_any_expiry_policy_ends_it() -> None:
+    """No tag yet: the key's expiry is unread, and Google's shortest key-expiry policy is 8 h."""
     status = KeyStatus.from_tags({})
 
     assert status == KeyStatus(None, None, None)
-    assert status.due_at(30, T0) == T0 + timedelta(days=30)
+    assert status.due_at(30, T0) == T0 + timedelta(hours=6)
+    assert status.due_at(30, T0) < T0 + timedelta(hours=8)
 
 
 def test_a_tag_edited_out_of_shape_counts_as_absent() -> None:
@@ -86,4 +87,4 @@ def test_a_tag_edited_out_of_shape_counts_as_absent() -> None:
     )
 
     assert (status.rotated_at, status.valid_before) == (None, None)
-    assert status.due_at(30, T0) == T0 + timedelta(days=30)
+    assert status.due_at(30, T0) == T0 + timedelta(hours=6)

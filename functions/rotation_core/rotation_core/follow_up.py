@@ -137,7 +137,7 @@ class FollowUps:
         re-run of finishSecret found it promoted already)."""
         now = self._clock()
         streak = FailureStreak.from_tags(secret.tags)
-        refused = secret.tags.get(refused_tag)
+        refused = secret.tags.get(refused_tag, "").split(" ")[0] or None
         ended = [key for key in (*STREAK_TAGS, refused_tag) if key in secret.tags]
         self._untag_ended(secret.arn, ended)
         notice = None

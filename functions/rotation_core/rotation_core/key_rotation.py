@@ -52,8 +52,9 @@ testSecret's role may not read the key that could delete it). Without the key id
 have crashed between Google's answer and PutSecretValue: then the one key made within
 CRASHED_CREATE_WINDOW after the time that no version holds is that call's."""
 KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
-"""The id of a key in AWSCURRENT that Google refused (deleted, disabled or expired behind the
-rotation's back): finishSecret says so in a notice once a new key replaced it."""
+"""A key in AWSCURRENT that Google refused (deleted, disabled or expired behind the rotation's
+back): "<key id> <standby version id>". finishSecret then gives AWSPREVIOUS back to the standby
+that kept everything minting, deletes the refused key and says so in a notice."""
 KEY_ACCEPTANCE_BOUND: Final = timedelta(seconds=180)
 """How long a new key may take before Google accepts it; past that the rotation is abandoned."""
 CLOCK_SKEW: Final = timedelta(seconds=30)
@@ -62,6 +63,9 @@ CRASHED_CREATE_WINDOW: Final = timedelta(seconds=60)
 """keys.create answers within the Google HTTP timeout (at most 60 s): a key made later than that
 after a recorded call is someone else's, never deleted."""
 MAX_EXPIRY_MARGIN: Final = timedelta(days=7)
+UNREAD_EXPIRY_RENEWAL: Final = timedelta(hours=6)
+"""Google's key-expiry policy allows no key less than 8 hours: a key put by hand is renewed
+within 6, whatever its expiry, which the stack learns only from the keys it makes."""
 
 
 def expiry_margin(rotated_at: datetime, valid_before: datetime) -> timedelta:
@@ -100,8 +104,12 @@ class KeyStatus:
         )
 
     def due_at(self, days: int, created: datetime) -> datetime:
-        """`created`: the AWSCURRENT version's creation, for a key put by hand (no tag yet)."""
-        return key_due_at(self.rotated_at or created, self.valid_before, days)
+        """`created`: the AWSCURRENT version's creation, for a key put by hand, whose expiry
+        the stack has not read yet: renewed within UNREAD_EXPIRY_RENEWAL, before any key-expiry
+        policy can end it; the renewal records the new key's expiry."""
+        if self.rotated_at is None:
+            return created + min(timedelta(days=days), UNREAD_EXPIRY_RENEWAL)
+        return key_due_at(self.rotated_at, self.valid_before, days)
 
 
 class KeyRotation:
@@ -245,6 +253,10 @@ class KeyRotation:
         """Promote the tested key; the one it replaces becomes AWSPREVIOUS, the standby."""
         days = key_rotation_days(self._environment)
         if already_current(secret, request, Step.FINISH):
+            if PENDING in secret.version_stages.get(request.token, ()):
+                # An attempt promoted the key and stopped before its bookkeeping: finish it.
+                pending = self._pending_key(Step.FINISH, secret, request.token)
+                return self._complete(secret, request, "already-current", pending, None, days)
             # finishSecret's role reads AWSPENDING only: the tags say when the key is due.
             status = KeyStatus.from_tags(secret.tags)
             due = status.due_at(days, status.rotated_at or self._clock())
@@ -254,17 +266,32 @@ class KeyRotation:
             )
         pending = self._pending_key(Step.FINISH, secret, request.token)
         previous = secret.version_with(CURRENT)
-        standby = secret.version_with(PREVIOUS)
         self._secrets.promote(secret.arn, request.token, previous)
         logger.info(
             "promoted the new service-account key to AWSCURRENT",
             extra={"key_id": pending.private_key_id, "previous": previous},
         )
-        keys = self._new_keys_api(pending)
-        refused = secret.tags.get(KEY_REFUSED_TAG)
-        if refused is not None and standby is not None and previous is not None:
-            self._drop_refused(secret, keys, refused, standby, previous)
-        return self._finished(secret, request, "promoted", pending, keys, previous, days)
+        return self._complete(secret, request, "promoted", pending, previous, days)
+
+    def _complete(
+        self,
+        secret: SecretDescription,
+        request: RotationRequest,
+        action: str,
+        key: ServiceAccountKey,
+        previous: str | None,
+        days: int,
+    ) -> StepOutcome:
+        """After the promotion: the standby back in place if the key in use had been refused,
+        and AWSPENDING taken off the new key, so that a key later put by hand (the runbook's
+        fix) can never leave this finished rotation looking unfinished."""
+        keys = self._new_keys_api(key)
+        refused = secret.tags.get(KEY_REFUSED_TAG, "").split(" ")
+        if len(refused) == 2:
+            holder = previous or secret.version_with(PREVIOUS)
+            self._drop_refused(secret, keys, refused[0], refused[1], holder)
+        self._secrets.remove_pending(secret.arn, request.token)
+        return self._finished(secret, request, action, key, keys, previous, days)
 
     def _finished(
         self,
@@ -317,14 +344,15 @@ class KeyRotation:
         keys: ServiceAccountKeys | None,
         refused: str,
         standby: str,
-        previous: str,
+        holder: str | None,
     ) -> None:
-        """The key Google refused went to AWSPREVIOUS with the promotion; the standby that kept
-        everything minting gets the label back (the next rotation deletes it, as any standby),
-        and the refused key, useless whether deleted, disabled or expired, is deleted at Google
-        so that no key of the stack is left without a label."""
+        """The key Google refused went to AWSPREVIOUS (`holder`) with the promotion; the standby
+        that kept everything minting gets the label back (the next rotation deletes it, as any
+        standby), and the refused key, useless whether deleted, disabled or expired, is deleted
+        at Google so that no key of the stack is left without a label."""
         try:
-            self._secrets.label_previous(secret.arn, standby, previous)
+            if holder is not None and holder != standby:
+                self._secrets.label_previous(secret.arn, standby, holder)
             if keys is not None:
                 keys.delete(refused)
         except RotationError as error:
@@ -354,7 +382,10 @@ class KeyRotation:
                 "Google refused the key in AWSCURRENT; the standby key in AWSPREVIOUS replaces it",
                 extra={"key_id": current.private_key_id, "standby_key_id": standby.private_key_id},
             )
-            self._secrets.tag(secret.arn, {KEY_REFUSED_TAG: current.private_key_id})
+            standby_version = secret.version_with(PREVIOUS)
+            self._secrets.tag(
+                secret.arn, {KEY_REFUSED_TAG: f"{current.private_key_id} {standby_version}"}
+            )
             return keys, True
 
     def _authorised(self, key: ServiceAccountKey) -> ServiceAccountKeys:
