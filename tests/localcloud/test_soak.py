@@ -255,9 +255,17 @@ def test_two_failure_notices_within_an_hour_are_a_notice_storm() -> None:
     assert result.broken_invariants() == []
 
     result.notices = [
-        (START, "Google token rotation failed"),
+        (START, "Google token rotation failed (google/access-token)"),
         (START + 600, "Google token rotation promoted an unverified token (google/access-token)"),
-        (START + 1200, "Google token rotation failed"),
+        (START + 1200, "Google token rotation failed (google/access-token)"),
+    ]
+    assert result.broken_invariants() == []
+
+    # Each secret's streak is its own: the key secret's failure is no reminder of the token's.
+    result.key_secret_name = "stack-ServiceAccountKeySecret"
+    result.notices = [
+        (START, "Google token rotation failed (google/access-token)"),
+        (START + 480, "Google token rotation failed (stack-ServiceAccountKeySecret)"),
     ]
     assert result.broken_invariants() == []
 
