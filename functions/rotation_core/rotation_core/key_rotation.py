@@ -259,7 +259,7 @@ class KeyRotation:
                 return self._complete(secret, request, "already-current", pending, None, days)
             # finishSecret's role reads AWSPENDING only: the tags say when the key is due.
             status = KeyStatus.from_tags(secret.tags)
-            due = status.due_at(days, status.rotated_at or self._clock())
+            due = status.due_at(days, self._clock())
             follow_up = self._follow_ups.after_key_rotation(secret, None, due, KEY_REFUSED_TAG)
             return StepOutcome(
                 Step.FINISH, secret.arn, request.token, "already-current", follow_up=follow_up
