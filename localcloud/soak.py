@@ -415,6 +415,9 @@ class SoakResult:
     id_promotions: list[float] = field(default_factory=list)
     id_excused: list[tuple[float, float, Fault]] = field(default_factory=list)
     """The blocking faults that outlived the ID token in use (as `excused` for the other)."""
+    lead_spent: list[tuple[float, float, Fault]] = field(default_factory=list)
+    """The mint outages that left the token in use less than half the lead to spare."""
+    id_lead_spent: list[tuple[float, float, Fault]] = field(default_factory=list)
     key_expiry_hours: float | None = None
     """The key-expiry policy of a run whose key renews itself (None: a keyless run)."""
     key_promotions: list[float] = field(default_factory=list)
@@ -450,12 +453,15 @@ class SoakResult:
         return gaps
 
     def _excused(self, at: float) -> bool:
-        return any(begin <= at <= end for begin, end, _ in self.excused)
+        return _within(self.excused, at)
 
     def percentile_remaining(self, fraction: float) -> float:
-        """Of the counted reads outside tokeninfo outages (see `verification_line`)."""
+        """Of the counted reads outside tokeninfo outages (see `verification_line`) and outside
+        the mint outages that spent the lead (see `lead_spent_line`)."""
         remaining = sorted(
-            read.remaining for read in self.counted() if not self._unverifiable(read.at)
+            read.remaining
+            for read in self.counted()
+            if not self._unverifiable(read.at) and not _within(self.lead_spent, read.at)
         )
         if not remaining:
             return math.nan
@@ -589,11 +595,7 @@ class SoakResult:
 
     def id_counted(self) -> list[Read]:
         """ID-token reads outside the outages that outlived the ID token in use."""
-        return [
-            read
-            for read in self.id_reads
-            if not any(begin <= read.at <= end for begin, end, _ in self.id_excused)
-        ]
+        return [read for read in self.id_reads if not _within(self.id_excused, read.at)]
 
     def _id_token_trouble(self) -> list[str]:
         """The promise for the ID-token secret: every counted read gets a token the Cloud Run
@@ -610,7 +612,9 @@ class SoakResult:
             )
         if len(self.id_reads) < self.lifetimes * 60:
             trouble.append(f"only {len(self.id_reads)} ID-token reads: one per simulated minute")
-        remaining = sorted(read.remaining for read in counted)
+        remaining = sorted(
+            read.remaining for read in counted if not _within(self.id_lead_spent, read.at)
+        )
         p01 = remaining[int(0.001 * len(remaining))] if remaining else math.nan
         if not p01 >= self.lead_seconds / 2:
             trouble.append(
@@ -703,6 +707,16 @@ class SoakResult:
             "not in p0.1)"
         )
 
+    def lead_spent_line(self) -> str:
+        inside = [read for read in self.counted() if _within(self.lead_spent, read.at)]
+        lowest = min((read.remaining for read in inside), default=math.nan)
+        return (
+            f"mint outages that left less than half the lead: {len(self.lead_spent)}; "
+            f"{len(inside)} reads inside them and their recovery, "
+            f"{sum(read.valid for read in inside)} valid, min remaining {lowest:.0f} s "
+            "(nothing could mint: not in p0.1)"
+        )
+
     def outage_line(self) -> str:
         inside = [read for read in self.reads if self._excused(read.at)]
         invalid = sum(not read.valid for read in inside)
@@ -729,6 +743,10 @@ class SoakResult:
             f"rotations {self.rotations}, failed {self.failed_executions}, "
             f"notices {len(self.notices)}, faults {len(self.faults)}"
         )
+
+
+def _within(spans: list[tuple[float, float, Fault]], at: float) -> bool:
+    return any(begin <= at <= end for begin, end, _ in spans)
 
 
 def _named_secret(subject: str) -> str:
@@ -771,29 +789,49 @@ def _notice_storm(
     return None
 
 
-def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
-    """Each blocking fault that outlived the token in use when it began, from its start to its
-    end plus one recovery. Reads there are reported apart. A fault on tokeninfo alone never is:
-    Google still mints, and the unverified promotion must keep the token valid. A key deleted or
-    disabled behind the rotation's back is a blocking fault only when no standby key worked
-    (`Fault.standby_until` -inf): the promise holds while another valid key exists."""
-    excused = []
+def _mint_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[Fault, float]]:
+    """Each fault that stopped every mint while it lasted, with the expiry of the token in use
+    when it began. A fault on tokeninfo alone never is: Google still mints, and the unverified
+    promotion must keep the token valid. A key deleted or disabled behind the rotation's back is
+    one only when no standby key worked (`Fault.standby_until` -inf): the promise holds while
+    another valid key exists."""
+    outages = []
     for fault in faults_:
         if fault.route == TOKENINFO_ROUTE:
             continue
         if fault.kind in KEY_HITS:
-            # With a standby that works the token secrets mint on: never excused.
+            # With a standby that works the token secrets mint on.
             if fault.standby_until != -math.inf:
                 continue
         elif fault.kind not in BLOCKING:
             continue
         before = [read for read in reads if read.at <= fault.at]
-        if not before:
-            continue
-        expiry = before[-1].at + before[-1].remaining
-        if expiry < fault.until:
-            excused.append((fault.at, fault.until + RECOVERY_SECONDS, fault))
-    return excused
+        if before:
+            outages.append((fault, before[-1].at + before[-1].remaining))
+    return outages
+
+
+def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float, float, Fault]]:
+    """Each mint outage that outlived the token in use when it began, from its start to its end
+    plus one recovery. Reads there are reported apart."""
+    return [
+        (fault.at, fault.until + RECOVERY_SECONDS, fault)
+        for fault, expiry in _mint_outages(faults_, reads)
+        if expiry < fault.until
+    ]
+
+
+def lead_spent_outages(
+    faults_: list[Fault], reads: list[Read], lead_seconds: float
+) -> list[tuple[float, float, Fault]]:
+    """Each mint outage the token in use outlived with less than half the lead to spare, from its
+    start to its end plus one recovery: nothing could mint while it lasted, so the remaining life
+    of the reads there fell one second a second. They must still be valid; p0.1 leaves them out."""
+    return [
+        (fault.at, fault.until + RECOVERY_SECONDS, fault)
+        for fault, expiry in _mint_outages(faults_, reads)
+        if fault.until <= expiry < fault.until + lead_seconds / 2
+    ]
 
 
 class Soak:
@@ -932,14 +970,25 @@ class Soak:
             self._read_id_token()
             self._look_at_keys()
             tick += TICK_SECONDS
-        self.result.key_creates = sum(
-            call.action == "create" and call.status == 200 for call in cloud.google.key_api_calls()
-        )
-        self.result.failed_executions = self._failed_executions()
-        self.result.excused = excused_outages(self.result.faults, self.result.reads)
-        self.result.id_excused = excused_outages(self.result.faults, self.result.id_reads)
+        self._conclude()
         self.result.wall_seconds = time.monotonic() - started
         return self.result
+
+    def _conclude(self) -> None:
+        """What is judged after the run: Google's key creations, the failed executions and the
+        outages whose reads are counted apart."""
+        result = self.result
+        result.key_creates = sum(
+            call.action == "create" and call.status == 200
+            for call in self.cloud.google.key_api_calls()
+        )
+        result.failed_executions = self._failed_executions()
+        result.excused = excused_outages(result.faults, result.reads)
+        result.id_excused = excused_outages(result.faults, result.id_reads)
+        result.lead_spent = lead_spent_outages(result.faults, result.reads, result.lead_seconds)
+        result.id_lead_spent = lead_spent_outages(
+            result.faults, result.id_reads, result.lead_seconds
+        )
 
     def _target(self, suffix: str) -> str:
         return f"soak-{suffix}@demo-project.iam.gserviceaccount.com"
@@ -1439,6 +1488,7 @@ def run_soak(
     say(result.triggers_line())
     say(result.outage_line())
     say(result.verification_line())
+    say(result.lead_spent_line())
     say(result.revocation_line())
     say(result.id_token_line())
     say(result.key_line())

@@ -34,6 +34,7 @@ from localcloud.soak import (
     Soak,
     SoakResult,
     excused_outages,
+    lead_spent_outages,
     plan_events,
     plan_faults,
     quiet_spans,
@@ -112,6 +113,38 @@ def test_an_outage_longer_than_the_tokens_life_is_excused_from_start_to_recovery
     assert excused_outages([outage], reads) == [
         (outage.at, outage.until + RECOVERY_SECONDS, outage)
     ]
+
+
+def test_an_outage_the_token_outlived_with_less_than_half_the_lead_spent_it() -> None:
+    """Its token had 55 min left and the outage took 52: nothing could mint, so the reads at its
+    end have less than half the lead left. One that ended with more to spare did not spend it."""
+    reads = reads_every_minute(3, remaining=55 * 60)
+    long_one = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=52 * 60)
+    short_one = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=30 * 60)
+
+    assert excused_outages([long_one], reads) == []
+    assert lead_spent_outages([long_one], reads, DEFAULT_LEAD_SECONDS) == [
+        (long_one.at, long_one.until + RECOVERY_SECONDS, long_one)
+    ]
+    assert lead_spent_outages([short_one], reads, DEFAULT_LEAD_SECONDS) == []
+
+
+def test_reads_at_the_end_of_a_mint_outage_count_but_are_left_out_of_p01() -> None:
+    result = a_result(3)
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, 52 * 60, "/token", "reset")
+    result.faults = [outage]
+    result.reads[112] = Read(result.reads[112].at, "v", True, 315.0)
+    assert any("p0.1 remaining 315 s" in broken for broken in result.broken_invariants())
+
+    result.lead_spent = [(outage.at, outage.until + RECOVERY_SECONDS, outage)]
+
+    assert result.broken_invariants() == []
+    assert result.lead_spent_line().startswith(
+        "mint outages that left less than half the lead: 1; 70 reads inside them and their "
+        "recovery, 70 valid, min remaining 315 s"
+    )
+    result.reads[112] = Read(result.reads[112].at, "v", False, -5.0)
+    assert result.broken_invariants()[0].startswith("1 reads outside reported outages")
 
 
 def test_faults_that_hit_one_attempt_are_never_excused() -> None:
@@ -213,6 +246,10 @@ def test_id_token_reads_with_less_than_half_the_lead_left_break_the_promise() ->
     result.id_reads[0] = Read(result.id_reads[0].at, "v", True, DEFAULT_LEAD_SECONDS / 2 - 1)
 
     assert any("ID-token p0.1 remaining" in broken for broken in result.broken_invariants())
+
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START - 600, 600, "/token", "reset")
+    result.id_lead_spent = [(outage.at, outage.until + RECOVERY_SECONDS, outage)]
+    assert result.broken_invariants() == []
 
 
 def test_each_secrets_failure_notices_are_a_streak_of_their_own() -> None:
