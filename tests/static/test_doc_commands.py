@@ -4,10 +4,12 @@ runs it as written; a new block nobody claims fails here. Commands too long to r
 their program's own argument parser."""
 
 import ast
+import importlib
 import os
 import re
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +154,15 @@ def test_the_scale_commands_are_the_benchmarks_and_their_arguments_parse() -> No
         assert (program, module) == (".venv/bin/python", "-m")
         assert arguments[0] == "benchmarks.scale_day"
         scale_day.parser().parse_args(arguments[1:])
+
+
+def test_make_coverage_measures_tiers_that_exist_and_packages_that_import() -> None:
+    """`make help` offers it; coverage names its packages in pyproject.toml."""
+    [planned] = [line for line in dry_run("make coverage").splitlines() if " -m pytest " in line]
+    tiers = [argument for argument in shlex.split(planned) if argument.startswith("tests/")]
+    assert "--cov" in shlex.split(planned)
+    assert tiers
+    assert all((ROOT / tier).is_dir() for tier in tiers)
+    source = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]["run"]
+    for package in source["source"]:
+        importlib.import_module(package)
