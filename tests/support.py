@@ -110,36 +110,17 @@ def stdout_so_far(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @contextlib.contextmanager
-def untraced() -> Iterator[None]:
-    """Long local-cloud runs without coverage's tracer: what coverage measures (rotation_core and
-    the functions) runs in the worker processes, while tracing this process's driver loop and
-    moto's threads would only make the run slower."""
-    trace, thread_trace = sys.gettrace(), threading.gettrace()
-    sys.settrace(None)
-    threading.settrace(None)
-    try:
-        yield
-    finally:
-        threading.settrace(thread_trace)
-        sys.settrace(trace)
-
-
-@contextlib.contextmanager
 def local_cloud_of_its_own() -> Iterator["LocalCloud"]:
     """A local cloud for one module, with what starting one changes for the whole process (the
-    MOTO_PORT variable, the Lambda dispatcher, the retry clock) put back afterwards. Coverage's
-    tracer is off meanwhile: it would only trace moto's threads."""
+    MOTO_PORT variable, the Lambda dispatcher, the retry clock) put back afterwards."""
     from localcloud.cloud import LocalCloud  # noqa: PLC0415 - it starts servers when used only
 
     saved_port = os.environ.get("MOTO_PORT")
     saved = (fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries)
-    trace = threading.gettrace()
-    threading.settrace(None)
     try:
         with LocalCloud(sleep_retries=False) as cloud:
             yield cloud
     finally:
-        threading.settrace(trace)
         fidelity.CORRECTIONS.dispatch, fidelity.CORRECTIONS.sleep_retries = saved
         fidelity.CORRECTIONS.retry_waits.clear()
         if saved_port is None:

@@ -2,7 +2,6 @@
 that no execution history and no function log line holds a token or a private key."""
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +23,8 @@ from tests.e2e.stacks import (
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     """Retry waits recorded, not slept; Google timeouts short, so hangs cost one second."""
-    # Coverage measures rotation_core, which runs in the worker processes here: tracing the
-    # threads of moto and the emulators in this process would only make these tests slower.
-    trace = threading.gettrace()
-    threading.settrace(None)
-    try:
-        with LocalCloud(
-            sleep_retries=False, google_timeout_seconds=GOOGLE_TIMEOUT_SECONDS
-        ) as cloud:
-            yield cloud
-    finally:
-        threading.settrace(trace)
+    with LocalCloud(sleep_retries=False, google_timeout_seconds=GOOGLE_TIMEOUT_SECONDS) as cloud:
+        yield cloud
     # The corrections are process-wide: leave them as the other suites expect them.
     cloud.corrections.sleep_retries = True
     cloud.corrections.retry_waits.clear()

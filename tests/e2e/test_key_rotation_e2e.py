@@ -1,6 +1,6 @@
 """The stack's key secret renews itself on the whole local cloud: RotateSecret through the entry
-function and the state machine, Google's 10-key limit, a key expiring under an organisation's
-key-expiry policy, a key deleted behind the stack's back, and a Lambda crash at each step of the
+function and the state machine, Google's 10-key limit, a new key Google accepts only after a
+while, a key expiring under an organisation's key-expiry policy, a key deleted behind the stack's back, and a Lambda crash at each step of the
 key's rotation; token secrets keep minting valid tokens through all of it.
 
 One stack serves the module (a deploy costs seconds): each test starts from a key secret whose
@@ -35,6 +35,7 @@ from localcloud.scheduler import LocalScheduler
 from rotation_core.key_rotation import KEY_VALID_BEFORE_TAG
 from rotation_core.refresh import schedule_name
 from tests.e2e.stacks import PARAMETERS, SecretMaterial, Stack, StackFactory
+from tests.support import step_attempts
 
 ROTATION_DAYS = 30
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
@@ -426,6 +427,87 @@ def test_a_first_key_deleted_with_no_standby_fails_with_a_notice_naming_the_fix(
     expires = datetime.fromisoformat(in_use["expires_at"])
     stack.cloud.clock.advance_to((expires - timedelta(minutes=1)).timestamp())
     assert stack.cloud.google.token_info(in_use["GOOGLE_ACCESS_TOKEN"]) is not None
+
+
+# --- 4b. a new key Google does not accept yet ----------------------------------------------------
+
+NEW_KEY_WAITS = [5.0, 7.5, 11.25, 16.875, 25.3125, 37.96875]
+"""TestSecret's Retry on NewKeyNotYetAcceptedError: 5 s, 1.5 times longer each time, six retries
+(104 s in all, within the core's 180-s bound for a new key)."""
+
+
+@contextlib.contextmanager
+def retry_waits_on_the_clock(stack: Stack) -> Iterator[list[float]]:
+    """The state machine's Retry waits pass on the simulated clock, where Google's key
+    propagation is measured, instead of taking no time; the waits taken are yielded."""
+    corrections = stack.cloud.corrections
+    corrections.retry_waits.clear()
+    corrections.retry_clock = stack.cloud.clock
+    try:
+        yield corrections.retry_waits
+    finally:
+        corrections.retry_clock = None
+
+
+def test_a_new_key_google_accepts_after_a_while_is_retried_by_the_state_machine_until_it_is(
+    key_stack: Stack,
+) -> None:
+    """Google takes 20 s to accept the new key: testSecret fails three times with
+    NewKeyNotYetAcceptedError, the state machine waits 5, 7.5 and 11.25 s, and the fourth try
+    promotes the key, with no notice."""
+    stack = key_stack
+    before = key_in_use(stack)
+    stack.cloud.google.key_propagation_seconds = 20
+
+    with retry_waits_on_the_clock(stack) as waits:
+        found = rotate_key(stack)
+
+    assert steps_of(found) == [(step, "SUCCEEDED") for step in STEPS]
+    tested = found[STEPS.index("testSecret")]
+    assert step_attempts(tested.task_attempts) == {"TestSecret": 4}
+    assert waits == NEW_KEY_WAITS[:3]
+    refusals = [
+        event["taskFailedEventDetails"]["error"]
+        for event in tested.history
+        if event["type"] == "TaskFailed"
+    ]
+    assert refusals == ["NewKeyNotYetAcceptedError"] * 3
+    assert key_id(stack) not in (None, before)
+    assert stack.notices() == []
+
+
+def test_a_new_key_google_still_refuses_after_six_retries_fails_with_its_runbook_entry(
+    key_stack: Stack,
+) -> None:
+    """Past the six retries (104 s of waits) the execution fails and says so once; AWSCURRENT keeps
+    the key that works, and the rotation Secrets Manager tries again completes once Google
+    accepts the key it made."""
+    stack = key_stack
+    before = key_in_use(stack)
+    stack.cloud.google.key_propagation_seconds = 150
+
+    with retry_waits_on_the_clock(stack) as waits:
+        found = rotate_key(stack)
+
+    assert steps_of(found)[-1] == ("testSecret", "FAILED")
+    assert found[-1].error == "NewKeyNotYetAcceptedError"
+    assert waits == NEW_KEY_WAITS
+    [notice] = stack.notices()
+    assert notice["Message"]["Runbook"] == "docs/runbook.md#newkeynotyetacceptederror"
+    assert key_in_use(stack) == before
+    assert google_accepts(stack, before)
+    made = key_id(stack, PENDING)
+    assert made is not None
+
+    # Secrets Manager re-attempts the same rotation (RotateSecret is refused meanwhile); a minute
+    # on, Google accepts the key, still within the 180-s bound, and the re-attempt promotes it.
+    stack.cloud.clock.advance(60)
+    entry = stack.worker("RotationEntryFunction")
+    results = [entry.invoke({**found[0].input, "Step": step}) for step in STEPS]
+
+    assert [result.error for result in results] == [None] * len(STEPS)
+    assert key_in_use(stack) == made
+    assert at_google(stack) == {before, made}
 
 
 # --- 5. a crash at each step ---------------------------------------------------------------------

@@ -29,7 +29,6 @@ from localcloud import fidelity
 from localcloud.api_calls import ApiCall, ApiCallLog
 from localcloud.cloud import LocalCloud
 from localcloud.lambda_runtime import DEFAULT_MAX_CONCURRENCY
-from tests.support import untraced
 
 SECRETS = 10
 STEPS = 4
@@ -43,7 +42,7 @@ def figures() -> Iterator[ScaleFigures]:
         patch.delenv("MOTO_PORT", raising=False)
         patch.setattr(fidelity.CORRECTIONS, "dispatch", fidelity.CORRECTIONS.dispatch)
         patch.setattr(fidelity.CORRECTIONS, "sleep_retries", fidelity.CORRECTIONS.sleep_retries)
-        with untraced(), LocalCloud(sleep_retries=False) as cloud:
+        with LocalCloud(sleep_retries=False) as cloud:
             # The round is the first rotations: half the time of a warmed-up refresh round.
             yield run(SECRETS, warm_up=False, cloud=cloud)
 

@@ -39,7 +39,6 @@ from localcloud.soak import (
     plan_faults,
     quiet_spans,
 )
-from tests.support import untraced
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -593,14 +592,11 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
     monkeypatch.delenv("MOTO_PORT", raising=False)
     monkeypatch.setattr(fidelity.CORRECTIONS, "dispatch", fidelity.CORRECTIONS.dispatch)
     monkeypatch.setattr(fidelity.CORRECTIONS, "sleep_retries", fidelity.CORRECTIONS.sleep_retries)
-    with (
-        untraced(),
-        LocalCloud(
-            sleep_retries=False,
-            google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS,
-            retry_waits_on_clock=True,
-        ) as running,
-    ):
+    with LocalCloud(
+        sleep_retries=False,
+        google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS,
+        retry_waits_on_clock=True,
+    ) as running:
         yield running
 
 
