@@ -699,22 +699,16 @@ class SoakResult:
         expiry (docs/unverified-promotion.md), so these reads go lower than half the lead."""
         outages = sum(fault.kind is FaultKind.TOKENINFO_OUTAGE for fault in self.faults)
         inside = [read for read in self.counted() if self._unverifiable(read.at)]
-        lowest = min((read.remaining for read in inside), default=math.nan)
         return (
-            f"tokeninfo unreachable: {outages} outages; {len(inside)} reads inside them and "
-            f"their recovery, {sum(read.valid for read in inside)} valid, min remaining "
-            f"{lowest:.0f} s (a token is promoted unverified within a third of the lead: "
-            "not in p0.1)"
+            f"tokeninfo unreachable: {outages} outages; {_reads_apart(inside)} (a token is "
+            "promoted unverified within a third of the lead: not in p0.1)"
         )
 
     def lead_spent_line(self) -> str:
         inside = [read for read in self.counted() if _within(self.lead_spent, read.at)]
-        lowest = min((read.remaining for read in inside), default=math.nan)
         return (
             f"mint outages that left less than half the lead: {len(self.lead_spent)}; "
-            f"{len(inside)} reads inside them and their recovery, "
-            f"{sum(read.valid for read in inside)} valid, min remaining {lowest:.0f} s "
-            "(nothing could mint: not in p0.1)"
+            f"{_reads_apart(inside)} (nothing could mint: not in p0.1)"
         )
 
     def outage_line(self) -> str:
@@ -743,6 +737,15 @@ class SoakResult:
             f"rotations {self.rotations}, failed {self.failed_executions}, "
             f"notices {len(self.notices)}, faults {len(self.faults)}"
         )
+
+
+def _reads_apart(inside: list[Read]) -> str:
+    """The reads a line reports apart from p0.1: how many, how many valid, the lowest life."""
+    lowest = min((read.remaining for read in inside), default=math.nan)
+    return (
+        f"{len(inside)} reads inside them and their recovery, "
+        f"{sum(read.valid for read in inside)} valid, min remaining {lowest:.0f} s"
+    )
 
 
 def _within(spans: list[tuple[float, float, Fault]], at: float) -> bool:
