@@ -165,7 +165,7 @@ coverage: venv
 
 .PHONY: soak
 soak: venv
-	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED)) $(if $(SOURCE),--source $(SOURCE))
+	$(PY) -m localcloud soak --lifetimes $(or $(LIFETIMES),168) $(if $(SEED),--seed $(SEED)) $(if $(SOURCE),--source $(SOURCE)) $(if $(KEY_EXPIRY_HOURS),--key-expiry-hours $(KEY_EXPIRY_HOURS))
 
 # The operator tools (stacktools/): they read the deployed stack (CloudFormation DescribeStacks)
 # with your AWS credentials and region; STACK=name for a stack samconfig.toml does not name.

@@ -28,12 +28,20 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
 
 _EXIT_USAGE = 2
+MAX_KEY_EXPIRY_HOURS = 2160
+_KEYLESS_SOURCE = "workload-identity-federation"
 # localcloud.cloud, .demo and .up import moto (a second of start-up): the commands that run on
 # a running `up` never need it, so those imports wait until a command does.
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if getattr(arguments, "key_expiry_hours", None) and arguments.source == _KEYLESS_SOURCE:
+        parser.error(
+            "--key-expiry-hours applies to a source with a service-account key: "
+            f"{_KEYLESS_SOURCE} has none (leave the option out)"
+        )
     if arguments.command in {"demo", "soak", "google"}:
         return _google(arguments) if arguments.command == "google" else _self_contained(arguments)
     if arguments.command == "up":
@@ -81,7 +89,22 @@ def _self_contained(arguments: argparse.Namespace) -> int:
         return run_demo()
     from localcloud.soak import soak_exit_code  # noqa: PLC0415 - moto only when needed
 
-    return soak_exit_code(arguments.lifetimes, arguments.seed, arguments.source)
+    return soak_exit_code(
+        arguments.lifetimes, arguments.seed, arguments.source, arguments.key_expiry_hours
+    )
+
+
+def _key_expiry_hours(text: str) -> int:
+    try:
+        hours = int(text)
+    except ValueError:
+        hours = 0
+    if not 1 <= hours <= MAX_KEY_EXPIRY_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of hours from 1 to {MAX_KEY_EXPIRY_HOURS} "
+            "(Google's constraints/iam.serviceAccountKeyExpiryHours allows 8 to 2160)"
+        )
+    return hours
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,9 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--seed", type=int, help="replay a run (default: a random seed, printed)")
     soak.add_argument(
         "--source",
-        choices=("service-account-key", "impersonation", "workload-identity-federation"),
+        choices=("service-account-key", "impersonation", _KEYLESS_SOURCE),
         default="service-account-key",
         help="the credential source the stack is deployed with",
+    )
+    soak.add_argument(
+        "--key-expiry-hours",
+        type=_key_expiry_hours,
+        metavar="HOURS",
+        help="the organisation's key-expiry policy in whole hours, 1 to 2160 (Google allows 8 "
+        "and up; shorter ones renew the key more often; default: drawn from the seed, 30 to 60)",
     )
     up = commands.add_parser(
         "up",

@@ -1472,19 +1472,23 @@ def run_soak(
     seed: int | None = None,
     say: Callable[[str], None] = print,
     source: str = KEY_SOURCE,
+    key_expiry_hours: float | None = None,
 ) -> SoakResult:
     chosen = random.SystemRandom().randrange(2**32) if seed is None else seed
     say(f"soak: {lifetimes} token lifetimes of simulated time, seed {chosen}, source {source}")
     say(
         f"      replay with: python -m localcloud soak --lifetimes {lifetimes} --seed {chosen} "
         f"--source {source}"
+        + (f" --key-expiry-hours {key_expiry_hours:g}" if key_expiry_hours is not None else "")
     )
     with LocalCloud(
         sleep_retries=False,
         google_timeout_seconds=WORKER_GOOGLE_TIMEOUT_SECONDS,
         retry_waits_on_clock=True,
     ) as cloud:
-        result = Soak(cloud, chosen, lifetimes, say, source).run()
+        result = Soak(
+            cloud, chosen, lifetimes, say, source, key_expiry_hours=key_expiry_hours
+        ).run()
     say(f"wall time {result.wall_seconds:.0f} s for {len(result.reads)} reads")
     for broken in result.broken_invariants():
         say(f"BROKEN: {broken}")
@@ -1499,6 +1503,12 @@ def run_soak(
     return result
 
 
-def soak_exit_code(lifetimes: int, seed: int | None, source: str = KEY_SOURCE) -> int:
+def soak_exit_code(
+    lifetimes: int,
+    seed: int | None,
+    source: str = KEY_SOURCE,
+    key_expiry_hours: float | None = None,
+) -> int:
     """The command line's soak: 0 when every invariant held, 1 otherwise."""
-    return 1 if run_soak(lifetimes, seed, source=source).broken_invariants() else 0
+    result = run_soak(lifetimes, seed, source=source, key_expiry_hours=key_expiry_hours)
+    return 1 if result.broken_invariants() else 0

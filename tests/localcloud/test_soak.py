@@ -600,6 +600,31 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
         yield running
 
 
+def free_hours(result: SoakResult, excused: list[tuple[float, float, Fault]]) -> float:
+    """The run's hours outside its excused outages (their spans merged, cut to the run)."""
+    begun = result.reads[0].at
+    ended = begun + result.lifetimes * HOUR
+    covered, reach = 0.0, begun
+    for begin, end, _ in sorted(excused, key=lambda span: span[0]):
+        start, stop = max(begin, reach), min(end, ended)
+        if stop > start:
+            covered += stop - start
+            reach = stop
+    return (ended - begun - covered) / HOUR
+
+
+def test_free_hours_merge_overlapping_outages_and_stop_at_the_run_s_end() -> None:
+    result = a_result(3)
+    outage = Fault(FaultKind.GOOGLE_OUTAGE, START, 0)
+    spans = [
+        (START + HOUR, START + 2 * HOUR, outage),
+        (START + 1.5 * HOUR, START + 9 * HOUR, outage),
+    ]
+
+    assert free_hours(result, []) == 3
+    assert free_hours(result, spans) == 1
+
+
 def soak_seed(lifetimes: int, source: str = KEY_SOURCE) -> int:
     """A fresh seed for each run, so that every `make test` tries other faults at other times
     (SOAK_SEED replays one); printed with the command that replays the same run."""
@@ -666,10 +691,12 @@ def test_a_short_soak_of_each_other_source_keeps_the_promise(
     result = Soak(cloud, seed, 3, lines.append, source).run()
 
     assert result.broken_invariants() == [], "\n".join(lines)
-    assert result.rotations >= 3
+    # A token a lifetime, in the hours the excused outages left (seed 550683470's three outages
+    # took 2.3 of its 3 hours).
+    assert result.rotations >= max(1, int(free_hours(result, result.excused)))
     # The ID-token secret beside it kept its own promise (broken_invariants) through the faults.
     assert len(result.id_reads) == len(result.reads)
-    assert len(result.id_promotions) >= 3 // 2
+    assert len(result.id_promotions) >= int(free_hours(result, result.id_excused)) // 2
     routes = {fault.route for fault in result.faults if fault.kind in BLOCKING}
     assert routes <= set(ROUTES_OF[source])
     assert "/generateAccessToken" in ROUTES_OF[source]

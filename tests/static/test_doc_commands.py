@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks import scale_day
 from localcloud.__main__ import _parser as localcloud_parser
+from localcloud.__main__ import main as localcloud_main
 from tests.doc_blocks import ROOT, RUNNABLE_LANGUAGES, Block, blocks, doc_block, pages
 
 Claim = tuple[str, str, str]
@@ -144,6 +145,29 @@ def test_each_soak_command_runs_a_soak_the_local_cloud_accepts(line: str) -> Non
     assert arguments.lifetimes == int(settings.get("LIFETIMES", "168"))
     assert arguments.seed == (int(settings["SEED"]) if "SEED" in settings else None)
     assert arguments.source == settings.get("SOURCE", arguments.source)
+    expiry = settings.get("KEY_EXPIRY_HOURS")
+    assert arguments.key_expiry_hours == (int(expiry) if expiry else None)
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        (["--key-expiry-hours", "0"], "'0' is not a whole number of hours from 1 to 2160"),
+        (["--key-expiry-hours", "8h"], "'8h' is not a whole number of hours from 1 to 2160"),
+        (
+            ["--key-expiry-hours", "8", "--source", "workload-identity-federation"],
+            "--key-expiry-hours applies to a source with a service-account key",
+        ),
+    ],
+)
+def test_a_key_expiry_policy_the_soak_cannot_run_is_refused_naming_the_fix(
+    options: list[str], refusal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        localcloud_main(["soak", *options])
+
+    assert exited.value.code == 2
+    assert refusal in capsys.readouterr().err
 
 
 def test_the_scale_commands_are_the_benchmarks_and_their_arguments_parse() -> None:
