@@ -1,7 +1,8 @@
 """The stack's key secret renews itself on the whole local cloud: RotateSecret through the entry
 function and the state machine, Google's 10-key limit, a new key Google accepts only after a
-while, a key expiring under an organisation's key-expiry policy, a key deleted behind the stack's back, and a Lambda crash at each step of the
-key's rotation; token secrets keep minting valid tokens through all of it.
+while, a key expiring under an organisation's key-expiry policy, a key deleted behind the stack's
+back, and a Lambda crash at each step of the key's rotation; token secrets keep minting valid
+tokens through all of it.
 
 One stack serves the module (a deploy costs seconds): each test starts from a key secret whose
 AWSCURRENT key works and leaves it so. Only the first-key case deploys a stack of its own."""
