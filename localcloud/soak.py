@@ -115,6 +115,15 @@ STREAK_ENDS: Final = ("Google token rotation recovered", "promoted an unverified
 UNSCHEDULED_NOTICE: Final = "Google token rotated, next refresh not scheduled"
 """A rotation that succeeded but could not schedule its successor: at most hourly per secret, and
 part of no streak."""
+KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
+"""The key secret's tag while a rotation replaces a key Google refused: the product's own
+(rotation_core.key_rotation, which runs in the workers; tests/localcloud/test_soak.py checks that
+they agree)."""
+STACK_KEYS: Final = 2
+"""The stack's keys at Google: the key in use and the standby."""
+REPLACING_REFUSED_KEYS: Final = 3
+"""While a rotation replaces a key Google refused: that key (AWSCURRENT, never deleted while it
+holds the label), the standby that works, and the new key; finishSecret deletes the refused one."""
 KEY_ROTATION_DAYS: Final = "1"
 """The soak's KeyRotationDays: a key renewal every simulated day."""
 KEY_EXPIRY_HOURS: Final = (30, 60)
@@ -424,8 +433,9 @@ class SoakResult:
     """When the key secret's rotation promoted a new key (not the driver's own puts)."""
     key_creates: int = 0
     """keys.create calls Google answered with a key."""
-    stack_keys: list[tuple[float, int]] = field(default_factory=list)
-    """Each minute: how many keys of the stack's account Google holds, someone else's left out."""
+    stack_keys: list[tuple[float, int, bool]] = field(default_factory=list)
+    """Each minute: how many keys of the stack's account Google holds, someone else's left out,
+    and whether a rotation was replacing a key Google refused (tag token-rotation:key-refused)."""
     key_refused_current: list[float] = field(default_factory=list)
     """Minutes at which Google refused the key in AWSCURRENT though no fault had hit that key."""
     key_expired_current: list[float] = field(default_factory=list)
@@ -533,12 +543,16 @@ class SoakResult:
         if self.key_expiry_hours is None or not self.reads:
             return []
         trouble = []
-        most = max((count for _, count in self.stack_keys), default=0)
-        if most > 2:
-            first = next(at for at, count in self.stack_keys if count > 2)
+        over = [
+            (at, count)
+            for at, count, replacing in self.stack_keys
+            if count > (REPLACING_REFUSED_KEYS if replacing else STACK_KEYS)
+        ]
+        if over:
             trouble.append(
-                f"the stack held {most} keys at Google (at most 2), first at "
-                f"+{self._hours(first):.2f} h"
+                f"the stack held {max(count for _, count in over)} keys at Google (at most "
+                f"{STACK_KEYS}; {REPLACING_REFUSED_KEYS} while replacing a key Google refused), "
+                f"first at +{self._hours(over[0][0]):.2f} h"
             )
         for moments, what in (
             (self.key_refused_current, "Google refused the key in AWSCURRENT, no fault on it"),
@@ -580,10 +594,12 @@ class SoakResult:
         covered = sum(
             fault.kind in KEY_HITS and fault.standby_until != -math.inf for fault in self.faults
         )
-        most = max((count for _, count in self.stack_keys), default=0)
+        most = max((count for _, count, _ in self.stack_keys), default=0)
+        third = sum(count > STACK_KEYS for _, count, _ in self.stack_keys)
         return (
             f"key: policy {self.key_expiry_hours:g} h, key rotations {len(self.key_promotions)} "
-            f"({self.key_creates} keys.create), keys max {most}, "
+            f"({self.key_creates} keys.create), keys max {most} ({third} min with "
+            f"{STACK_KEYS + 1} while replacing a refused key), "
             f"AWSCURRENT refused {len(self.key_refused_current)} min unexplained, "
             f"expired {len(self.key_expired_current)} min; faults: {faults_ or 'none'} "
             f"({covered} hits with a standby that worked)"
@@ -746,6 +762,14 @@ def _reads_apart(inside: list[Read]) -> str:
         f"{len(inside)} reads inside them and their recovery, "
         f"{sum(read.valid for read in inside)} valid, min remaining {lowest:.0f} s"
     )
+
+
+def _versions_by_stage(described: dict[str, Any]) -> dict[str, str]:
+    return {
+        stage: version
+        for version, stages in described["VersionIdsToStages"].items()
+        for stage in stages
+    }
 
 
 def _within(spans: list[tuple[float, float, Fault]], at: float) -> bool:
@@ -1203,15 +1227,14 @@ class Soak:
 
     def _key_versions(self) -> dict[str, str]:
         """The key secret's version by stage (AWSCURRENT, AWSPREVIOUS, AWSPENDING)."""
+        return _versions_by_stage(self._key_secret())
+
+    def _key_secret(self) -> dict[str, Any]:
         assert self.deployment is not None
-        described = self.cloud.client("secretsmanager").describe_secret(
+        described: dict[str, Any] = self.cloud.client("secretsmanager").describe_secret(
             SecretId=self.deployment.key_secret_arn
         )
-        return {
-            stage: version
-            for version, stages in described["VersionIdsToStages"].items()
-            for stage in stages
-        }
+        return described
 
     def _key_in_use(self) -> str:
         return self._key_of(self._key_versions()["AWSCURRENT"])
@@ -1273,15 +1296,16 @@ class Soak:
         if self.key is None:
             return
         now = self.cloud.clock.now()
-        current_version = self._key_versions()["AWSCURRENT"]
+        described = self._key_secret()
+        current_version = _versions_by_stage(described)["AWSCURRENT"]
         if current_version not in self._seen_key_versions:
             self._seen_key_versions.add(current_version)
             if current_version not in self._own_key_versions:
                 self.result.key_promotions.append(now)
         keys = self.cloud.google.user_managed_keys(self.key.client_email)
-        self.result.stack_keys.append(
-            (now, sum(key.key_id not in self._someone_elses | self._operators for key in keys))
-        )
+        replacing = any(tag["Key"] == KEY_REFUSED_TAG for tag in described.get("Tags", []))
+        held = sum(key.key_id not in self._someone_elses | self._operators for key in keys)
+        self.result.stack_keys.append((now, held, replacing))
         current = self._key_of(current_version)
         if current in self._hit_keys:
             return
