@@ -284,6 +284,35 @@ def test_a_key_deleted_behind_the_rotation_s_back_is_replaced_with_the_standby_a
     assert key_stack.google.token_info(rotate_token(key_stack)) is not None
 
 
+def test_a_key_put_by_hand_while_a_refused_key_is_replaced_stays_the_standby(
+    key_stack: KeyStack,
+) -> None:
+    """An operator fixes the refused key by hand while the rotation replacing it runs: the
+    promotion moves the operator's key to AWSPREVIOUS, and it stays there (the old standby's
+    label went with the operator's put). Only the refused key is deleted; none of the stack's
+    keys is left without a label (seed 3120379554 left the operator's key so)."""
+    deleted = key_stack.rotate_key()
+    key_stack.google.revoke_key(deleted)
+    token = begin_rotation(KEY_SECRET)
+    request = RotationRequest(KEY_SECRET, token)
+    key_stack.rotation().run(Step.CREATE, request)
+    by_hand = key_stack.google.create_service_account(key_stack.account)
+    SECRET_MATERIAL.add_key(by_hand)
+    key_stack.secretsmanager.put_secret_value(
+        SecretId=KEY_SECRET,
+        SecretString=json.dumps(by_hand.key_file(GoogleEmulator.GOOGLE_TOKEN_AUDIENCE)),
+    )
+
+    for step in (Step.SET, Step.TEST, Step.FINISH):
+        key_stack.rotation().run(step, request)
+
+    labelled = {key_stack.current_key_id(), key_stack.key_file("AWSPREVIOUS")["private_key_id"]}
+    assert key_stack.key_file("AWSPREVIOUS")["private_key_id"] == by_hand.private_key_id
+    assert deleted not in key_stack.google_key_ids()
+    assert labelled <= set(key_stack.google_key_ids())
+    assert KEY_REFUSED_TAG not in key_stack.tags()
+
+
 def test_a_key_expiry_policy_is_recorded_and_brings_the_next_rotation_forward(
     key_stack: KeyStack,
 ) -> None:

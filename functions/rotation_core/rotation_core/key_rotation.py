@@ -53,8 +53,9 @@ have crashed between Google's answer and PutSecretValue: then the one key made w
 CRASHED_CREATE_WINDOW after the time that no version holds is that call's."""
 KEY_REFUSED_TAG: Final = "token-rotation:key-refused"
 """A key in AWSCURRENT that Google refused (deleted, disabled or expired behind the rotation's
-back): "<key id> <standby version id>". finishSecret then gives AWSPREVIOUS back to the standby
-that kept everything minting, deletes the refused key and says so in a notice."""
+back): "<key id> <standby version id> <its version id>". finishSecret then gives AWSPREVIOUS back
+to the standby that kept everything minting, unless a key put by hand displaced the refused one
+meanwhile, deletes the refused key and says so in a notice."""
 KEY_ACCEPTANCE_BOUND: Final = timedelta(seconds=180)
 """How long a new key may take before Google accepts it; past that the rotation is abandoned."""
 CLOCK_SKEW: Final = timedelta(seconds=30)
@@ -287,9 +288,12 @@ class KeyRotation:
         fix) can never leave this finished rotation looking unfinished."""
         keys = self._new_keys_api(key)
         refused = secret.tags.get(KEY_REFUSED_TAG, "").split(" ")
-        if len(refused) == 2:
+        if len(refused) == 3:
+            refused_key, standby, refused_version = refused
             holder = previous or secret.version_with(PREVIOUS)
-            self._drop_refused(secret, keys, refused[0], refused[1], holder)
+            # A key put by hand since createSecret holds AWSPREVIOUS now: a newer spare, kept.
+            relabel = holder if holder == refused_version else None
+            self._drop_refused(secret, keys, refused_key, standby, relabel)
         self._secrets.remove_pending(secret.arn, request.token)
         return self._finished(secret, request, action, key, keys, previous, days)
 
@@ -346,10 +350,11 @@ class KeyRotation:
         standby: str,
         holder: str | None,
     ) -> None:
-        """The key Google refused went to AWSPREVIOUS (`holder`) with the promotion; the standby
-        that kept everything minting gets the label back (the next rotation deletes it, as any
-        standby), and the refused key, useless whether deleted, disabled or expired, is deleted
-        at Google so that no key of the stack is left without a label."""
+        """The key Google refused went to AWSPREVIOUS (`holder`; None: a key put by hand went
+        there instead) with the promotion; the standby that kept everything minting gets the
+        label back (the next rotation deletes it, as any standby), and the refused key, useless
+        whether deleted, disabled or expired, is deleted at Google so that no key of the stack
+        is left without a label."""
         try:
             if holder is not None and holder != standby:
                 self._secrets.label_previous(secret.arn, standby, holder)
@@ -383,8 +388,10 @@ class KeyRotation:
                 extra={"key_id": current.private_key_id, "standby_key_id": standby.private_key_id},
             )
             standby_version = secret.version_with(PREVIOUS)
+            refused_version = secret.version_with(CURRENT)
             self._secrets.tag(
-                secret.arn, {KEY_REFUSED_TAG: f"{current.private_key_id} {standby_version}"}
+                secret.arn,
+                {KEY_REFUSED_TAG: f"{current.private_key_id} {standby_version} {refused_version}"},
             )
             return keys, True
 
