@@ -598,8 +598,8 @@ class SoakResult:
         third = sum(count > STACK_KEYS for _, count, _ in self.stack_keys)
         return (
             f"key: policy {self.key_expiry_hours:g} h, key rotations {len(self.key_promotions)} "
-            f"({self.key_creates} keys.create), keys max {most} ({third} min with "
-            f"{STACK_KEYS + 1} while replacing a refused key), "
+            f"({self.key_creates} keys.create), keys max {most} ({third} min above "
+            f"{STACK_KEYS}), "
             f"AWSCURRENT refused {len(self.key_refused_current)} min unexplained, "
             f"expired {len(self.key_expired_current)} min; faults: {faults_ or 'none'} "
             f"({covered} hits with a standby that worked)"

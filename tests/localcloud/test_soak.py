@@ -475,8 +475,7 @@ def test_the_keys_promises_hold_in_a_quiet_run() -> None:
 
     assert result.broken_invariants() == []
     assert result.key_line().startswith(
-        "key: policy 36 h, key rotations 2 (0 keys.create), keys max 2 (0 min with 3 while "
-        "replacing a refused key)"
+        "key: policy 36 h, key rotations 2 (0 keys.create), keys max 2 (0 min above 2)"
     )
 
 
@@ -499,7 +498,7 @@ def test_a_third_key_only_while_replacing_a_refused_key_and_never_a_fourth() -> 
         result.stack_keys[minute] = (result.stack_keys[minute][0], 3, True)
 
     assert result.broken_invariants() == []
-    assert "keys max 3 (100 min with 3 while replacing a refused key)" in result.key_line()
+    assert "keys max 3 (100 min above 2)" in result.key_line()
 
     result.stack_keys[100] = (result.stack_keys[100][0], 4, True)
     assert result.broken_invariants() == [
