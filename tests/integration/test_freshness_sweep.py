@@ -567,6 +567,32 @@ def test_a_key_google_refused_is_replaced_at_once_however_long_before_it_is_due(
     assert key_secret.rotations_started() == 1
 
 
+def test_a_key_put_by_hand_after_a_rotation_is_due_within_six_hours_whatever_the_tags_say(
+    stack: Stack, key_secret: KeySecret
+) -> None:
+    """The tags name the version the last rotation promoted, with its key valid for weeks; the
+    key in AWSCURRENT was put by hand since (the runbook's fix), its expiry unread: due within
+    six hours of its put, before Google's shortest key-expiry policy could end it."""
+    now = stack.world.now()
+    stack.secretsmanager.tag_resource(
+        SecretId=KEY_SECRET,
+        Tags=[
+            {
+                "Key": KEY_ROTATED_AT_TAG,
+                "Value": f"{format_timestamp(now - timedelta(days=1))} rotated-version-id",
+            },
+            {"Key": KEY_VALID_BEFORE_TAG, "Value": format_timestamp(now + timedelta(days=60))},
+        ],
+    )
+
+    report = stack.sweep()
+
+    assert report.key is not None
+    assert report.key.decision.reason == Reason.KEY_NOT_DUE
+    assert report.key.days_left == pytest.approx(0.25, abs=0.01)
+    assert report.key.days_to_expiry is None, "the hand-put key's expiry is unread"
+
+
 def test_the_handler_publishes_the_days_left_before_the_key_must_be_replaced(
     stack: Stack,
     key_secret: KeySecret,

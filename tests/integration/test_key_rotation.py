@@ -394,7 +394,9 @@ def test_finishsecret_run_again_after_the_promotion_plans_from_the_tags_alone(
     assert again.action == "already-current"
     assert again.follow_up is not None
     assert again.follow_up.schedule is not None
-    rotated_at = datetime.fromisoformat(key_stack.tags()[KEY_ROTATED_AT_TAG])
+    moment, version = key_stack.tags()[KEY_ROTATED_AT_TAG].split(" ")
+    assert version == token
+    rotated_at = datetime.fromisoformat(moment)
     assert again.follow_up.schedule.due == rotated_at + timedelta(days=ROTATION_DAYS)
     assert len(key_stack.google.requests) == calls_before
 

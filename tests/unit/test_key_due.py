@@ -18,6 +18,7 @@ from rotation_core.key_rotation import (
 from rotation_core.token_secret import format_timestamp
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ROTATED_VERSION = "6f1c2a9e-0000-4000-8000-000000000001"
 """When the key in AWSCURRENT was created (and its rotation finished)."""
 
 
@@ -59,22 +60,39 @@ def test_a_key_that_already_expired_when_rotated_is_due_at_its_expiry() -> None:
 
 
 def test_the_status_comes_from_the_tags_a_key_rotation_writes() -> None:
-    status = KeyStatus.from_tags(
-        {
-            KEY_ROTATED_AT_TAG: format_timestamp(T0),
-            KEY_VALID_BEFORE_TAG: format_timestamp(T0 + timedelta(hours=8)),
-            KEY_REFUSED_TAG: "a1b2c3",
-        }
-    )
+    tags = {
+        KEY_ROTATED_AT_TAG: f"{format_timestamp(T0)} {ROTATED_VERSION}",
+        KEY_VALID_BEFORE_TAG: format_timestamp(T0 + timedelta(hours=8)),
+        KEY_REFUSED_TAG: "a1b2c3",
+    }
+    status = KeyStatus.from_tags(tags, ROTATED_VERSION)
 
     assert status == KeyStatus(T0, T0 + timedelta(hours=8), "a1b2c3")
     created_long_before = T0 - timedelta(days=60)
     assert status.due_at(30, created_long_before) == T0 + timedelta(hours=6)
 
 
+def test_a_key_put_by_hand_after_a_rotation_is_not_judged_by_the_older_keys_tags() -> None:
+    """The runbook's fix puts a key by hand: the tags still describe the rotated key (valid for
+    weeks), while the new key's expiry is unread. It is renewed within six hours of its put."""
+    tags = {
+        KEY_ROTATED_AT_TAG: f"{format_timestamp(T0)} {ROTATED_VERSION}",
+        KEY_VALID_BEFORE_TAG: format_timestamp(T0 + timedelta(days=90)),
+    }
+    put_by_hand = T0 + timedelta(days=2)
+
+    status = KeyStatus.from_tags(tags, "version-put-by-hand")
+
+    assert status == KeyStatus(None, None, None)
+    assert status.due_at(30, put_by_hand) == put_by_hand + timedelta(hours=6)
+    assert KeyStatus.from_tags(tags, ROTATED_VERSION).due_at(30, put_by_hand) == T0 + timedelta(
+        days=30
+    )
+
+
 def test_a_key_put_by_hand_is_renewed_within_six_hours_before_any_expiry_policy_ends_it() -> None:
     """No tag yet: the key's expiry is unread, and Google's shortest key-expiry policy is 8 h."""
-    status = KeyStatus.from_tags({})
+    status = KeyStatus.from_tags({}, "version-put-by-hand")
 
     assert status == KeyStatus(None, None, None)
     assert status.due_at(30, T0) == T0 + timedelta(hours=6)
@@ -83,7 +101,7 @@ def test_a_key_put_by_hand_is_renewed_within_six_hours_before_any_expiry_policy_
 
 def test_a_tag_edited_out_of_shape_counts_as_absent() -> None:
     status = KeyStatus.from_tags(
-        {KEY_ROTATED_AT_TAG: "last tuesday", KEY_VALID_BEFORE_TAG: "2026-03-01T12:00:00"}
+        {KEY_ROTATED_AT_TAG: "last tuesday", KEY_VALID_BEFORE_TAG: "2026-03-01T12:00:00"}, None
     )
 
     assert (status.rotated_at, status.valid_before) == (None, None)

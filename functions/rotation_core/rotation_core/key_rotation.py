@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 KEY_VALID_BEFORE_TAG: Final = "token-rotation:key-valid-before"
 """When Google stops accepting the key in AWSCURRENT (absent: no key-expiry policy)."""
 KEY_ROTATED_AT_TAG: Final = "token-rotation:key-rotated-at"
+"""When the key rotation last promoted a key, and which version: "<time> <version id>". A key put
+by hand since (another version in AWSCURRENT) makes both this and KEY_VALID_BEFORE_TAG stale."""
 KEY_CREATE_STARTED_TAG: Final = "token-rotation:key-create-started"
 """Write-ahead record of the last keys.create: "<version id> <time>" before the call, and
 "<version id> <time> <key id>" once the key file is stored. The next createSecret deletes that
@@ -96,15 +98,25 @@ class KeyStatus:
     refused_key: str | None
 
     @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> "KeyStatus":
-        def moment(tag: str) -> datetime | None:
+    def from_tags(cls, tags: Mapping[str, str], current_version: str | None) -> "KeyStatus":
+        """`current_version`: the key secret's AWSCURRENT version. When the rotation did not
+        put it there, the key was put by hand and its expiry is unread: no rotated_at, no
+        valid_before (the tags describe an older key)."""
+
+        def moment(value: str | None, tag: str) -> datetime | None:
             try:
-                return parse_timestamp(tags[tag], tag) if tag in tags else None
+                return None if value is None else parse_timestamp(value, tag)
             except RotationError:
                 return None
 
+        refused = tags.get(KEY_REFUSED_TAG)
+        rotated = tags.get(KEY_ROTATED_AT_TAG, "").split(" ")
+        if len(rotated) == 2 and rotated[1] != current_version:
+            return cls(None, None, refused)
         return cls(
-            moment(KEY_ROTATED_AT_TAG), moment(KEY_VALID_BEFORE_TAG), tags.get(KEY_REFUSED_TAG)
+            moment(rotated[0] or None, KEY_ROTATED_AT_TAG),
+            moment(tags.get(KEY_VALID_BEFORE_TAG), KEY_VALID_BEFORE_TAG),
+            refused,
         )
 
     def due_at(self, days: int, created: datetime) -> datetime:
@@ -275,7 +287,7 @@ class KeyRotation:
                 pending = self._pending_key(Step.FINISH, secret, request.token)
                 return self._complete(secret, request, "already-current", pending, None, days)
             # finishSecret's role reads AWSPENDING only: the tags say when the key is due.
-            status = KeyStatus.from_tags(secret.tags)
+            status = KeyStatus.from_tags(secret.tags, secret.version_with(CURRENT))
             due = status.due_at(days, self._clock())
             follow_up = self._follow_ups.after_key_rotation(secret, None, due, KEY_REFUSED_TAG)
             return StepOutcome(
@@ -325,7 +337,7 @@ class KeyRotation:
     ) -> StepOutcome:
         now = self._clock()
         valid_before = None if keys is None else _valid_before(keys, key)
-        tags = {KEY_ROTATED_AT_TAG: format_timestamp(now)}
+        tags = {KEY_ROTATED_AT_TAG: f"{format_timestamp(now)} {request.token}"}
         if valid_before is not None:
             tags[KEY_VALID_BEFORE_TAG] = format_timestamp(valid_before)
         stale = [] if valid_before is not None else [KEY_VALID_BEFORE_TAG]

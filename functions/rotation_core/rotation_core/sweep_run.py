@@ -414,8 +414,8 @@ class FreshnessSweep:
             return None
 
     def _checked_key(self, secret: SecretDescription, days: int, now: datetime) -> KeyCheck | None:
-        status = KeyStatus.from_tags(secret.tags)
         current = secret.version_with(CURRENT)
+        status = KeyStatus.from_tags(secret.tags, current)
         rotated_at = status.rotated_at or (
             None if current is None else self._secrets.version_created(secret.arn, current)
         )
