@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
 
 _EXIT_USAGE = 2
-MAX_KEY_EXPIRY_HOURS = 2160
+_MAX_KEY_EXPIRY_HOURS = 2160
 _KEYLESS_SOURCE = "workload-identity-federation"
 # localcloud.cloud, .demo and .up import moto (a second of start-up): the commands that run on
 # a running `up` never need it, so those imports wait until a command does.
@@ -99,9 +99,9 @@ def _key_expiry_hours(text: str) -> int:
         hours = int(text)
     except ValueError:
         hours = 0
-    if not 1 <= hours <= MAX_KEY_EXPIRY_HOURS:
+    if not 1 <= hours <= _MAX_KEY_EXPIRY_HOURS:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of hours from 1 to {MAX_KEY_EXPIRY_HOURS} "
+            f"{text!r} is not a whole number of hours from 1 to {_MAX_KEY_EXPIRY_HOURS} "
             "(Google's constraints/iam.serviceAccountKeyExpiryHours allows 8 to 2160)"
         )
     return hours
