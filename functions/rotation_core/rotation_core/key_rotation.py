@@ -96,6 +96,9 @@ class KeyStatus:
     rotated_at: datetime | None
     valid_before: datetime | None
     refused_key: str | None
+    policy_life: timedelta | None = None
+    """A key put by hand since the last rotation: the life Google gave the key that rotation
+    made (the organisation's key-expiry policy), which the hand-put key is taken not to outlive."""
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str], current_version: str | None) -> "KeyStatus":
@@ -111,20 +114,25 @@ class KeyStatus:
 
         refused = tags.get(KEY_REFUSED_TAG)
         rotated = tags.get(KEY_ROTATED_AT_TAG, "").split(" ")
+        rotated_at = moment(rotated[0] or None, KEY_ROTATED_AT_TAG)
+        valid_before = moment(tags.get(KEY_VALID_BEFORE_TAG), KEY_VALID_BEFORE_TAG)
         if len(rotated) == 2 and rotated[1] != current_version:
-            return cls(None, None, refused)
-        return cls(
-            moment(rotated[0] or None, KEY_ROTATED_AT_TAG),
-            moment(tags.get(KEY_VALID_BEFORE_TAG), KEY_VALID_BEFORE_TAG),
-            refused,
-        )
+            life = None
+            if rotated_at is not None and valid_before is not None and valid_before < NO_EXPIRY:
+                life = valid_before - rotated_at
+            return cls(None, None, refused, life)
+        return cls(rotated_at, valid_before, refused)
 
     def due_at(self, days: int, created: datetime) -> datetime:
         """`created`: the AWSCURRENT version's creation, for a key put by hand, whose expiry
         the stack has not read yet: renewed within UNREAD_EXPIRY_RENEWAL, before any key-expiry
-        policy can end it; the renewal records the new key's expiry."""
+        policy can end it, and sooner when the last key the stack made lived shorter (renewed as
+        that key would have been); the renewal records the new key's expiry."""
         if self.rotated_at is None:
-            return created + min(timedelta(days=days), UNREAD_EXPIRY_RENEWAL)
+            wait = min(timedelta(days=days), UNREAD_EXPIRY_RENEWAL)
+            if self.policy_life is not None:
+                wait = min(wait, self.policy_life - min(MAX_EXPIRY_MARGIN, self.policy_life / 4))
+            return created + wait
         return key_due_at(self.rotated_at, self.valid_before, days)
 
 
