@@ -425,7 +425,7 @@ class SoakResult:
     id_excused: list[tuple[float, float, Fault]] = field(default_factory=list)
     """The blocking faults that outlived the ID token in use (as `excused` for the other)."""
     lead_spent: list[tuple[float, float, Fault]] = field(default_factory=list)
-    """The mint outages that left the token in use less than half the lead to spare."""
+    """The mint outages that ended with the token in use inside its lead (`lead_spent_outages`)."""
     id_lead_spent: list[tuple[float, float, Fault]] = field(default_factory=list)
     key_expiry_hours: float | None = None
     """The key-expiry policy of a run whose key renews itself (None: a keyless run)."""
@@ -723,7 +723,7 @@ class SoakResult:
     def lead_spent_line(self) -> str:
         inside = [read for read in self.counted() if _within(self.lead_spent, read.at)]
         return (
-            f"mint outages that left less than half the lead: {len(self.lead_spent)}; "
+            f"mint outages that ended inside the lead: {len(self.lead_spent)}; "
             f"{_reads_apart(inside)} (nothing could mint: not in p0.1)"
         )
 
@@ -851,13 +851,15 @@ def excused_outages(faults_: list[Fault], reads: list[Read]) -> list[tuple[float
 def lead_spent_outages(
     faults_: list[Fault], reads: list[Read], lead_seconds: float
 ) -> list[tuple[float, float, Fault]]:
-    """Each mint outage the token in use outlived with less than half the lead to spare, from its
-    start to its end plus one recovery: nothing could mint while it lasted, so the remaining life
-    of the reads there fell one second a second. They must still be valid; p0.1 leaves them out."""
+    """Each mint outage the token in use outlived but that ended inside its lead (the rotation
+    due a lead before its expiry was stopped), from its start to its end plus one recovery:
+    nothing could mint while it lasted, and after it the retries come at most half the remaining
+    life apart (refresh.retry_at), so the remaining life of the reads there may fall below half
+    the lead. They must still be valid; p0.1 leaves them out."""
     return [
         (fault.at, fault.until + RECOVERY_SECONDS, fault)
         for fault, expiry in _mint_outages(faults_, reads)
-        if fault.until <= expiry < fault.until + lead_seconds / 2
+        if fault.until <= expiry < fault.until + lead_seconds
     ]
 
 

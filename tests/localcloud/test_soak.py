@@ -115,12 +115,19 @@ def test_an_outage_longer_than_the_tokens_life_is_excused_from_start_to_recovery
     ]
 
 
-def test_an_outage_the_token_outlived_with_less_than_half_the_lead_spent_it() -> None:
-    """Its token had 55 min left and the outage took 52: nothing could mint, so the reads at its
-    end have less than half the lead left. One that ended with more to spare did not spend it."""
+def test_an_outage_the_token_outlived_that_ended_inside_its_lead_spent_it() -> None:
+    """Its token had 55 min left and the outage took 52 (seed 2459076755: 314 s left at its
+    end), or took 42 and the retries after it came half the remaining life apart (seed
+    2863086355: a storm over the due moment, 300 s left at the promotion). One that ended more
+    than a lead before the expiry did not spend it."""
     reads = reads_every_minute(3, remaining=55 * 60)
     long_one = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=52 * 60)
-    short_one = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=30 * 60)
+    over_the_due_moment = Fault(FaultKind.GOOGLE_STORM, START + HOUR, seconds=42 * 60)
+    short_one = Fault(FaultKind.GOOGLE_OUTAGE, START + HOUR, seconds=39 * 60)
+
+    assert lead_spent_outages([over_the_due_moment], reads, DEFAULT_LEAD_SECONDS) == [
+        (over_the_due_moment.at, over_the_due_moment.until + RECOVERY_SECONDS, over_the_due_moment)
+    ]
 
     assert excused_outages([long_one], reads) == []
     assert lead_spent_outages([long_one], reads, DEFAULT_LEAD_SECONDS) == [
@@ -140,7 +147,7 @@ def test_reads_at_the_end_of_a_mint_outage_count_but_are_left_out_of_p01() -> No
 
     assert result.broken_invariants() == []
     assert result.lead_spent_line().startswith(
-        "mint outages that left less than half the lead: 1; 70 reads inside them and their "
+        "mint outages that ended inside the lead: 1; 70 reads inside them and their "
         "recovery, 70 valid, min remaining 315 s"
     )
     result.reads[112] = Read(result.reads[112].at, "v", False, -5.0)
