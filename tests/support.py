@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from rotation_core.steps import Step
 from rotation_core.token_secret import TokenSecretValue
 
 if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
     from localcloud.cloud import LocalCloud
 
 REGION = "us-east-1"
@@ -172,3 +175,16 @@ def read_from_threads(read: Callable[[], str], threads: int = 32, each: int = 10
     for thread in running:
         thread.join()
     return seen
+
+
+def wait_until_closed(sfn: "SFNClient", arn: str) -> str:
+    """An execution's status once it is no longer RUNNING. moto's StopExecution of an executing
+    state machine only asks the execution's worker thread to stop, and the thread records ABORTED
+    a moment later (a loaded CI machine once started the same name again before that). The
+    product never stops an execution, so tests wait for the close instead of correcting moto."""
+    for _ in range(250):
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        if status != "RUNNING":
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"{arn} still RUNNING 5 s on")

@@ -33,6 +33,7 @@ from step_execution import (
     execution_input,
     run_step_execution,
 )
+from tests.support import wait_until_closed
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -197,15 +198,6 @@ def api_calls(sfn: "SFNClient") -> list[str]:
 
         sfn.meta.events.register(f"before-parameter-build.sfn.{operation}", record)
     return calls
-
-
-def wait_until_closed(sfn: "SFNClient", arn: str) -> str:
-    for _ in range(100):
-        status = sfn.describe_execution(executionArn=arn)["status"]
-        if status != "RUNNING":
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"{arn} did not end")
 
 
 def leave_failed_attempts(

@@ -4,7 +4,6 @@ and the answers moto already gives as AWS does that the entry Lambda relies on, 
 plain backend)."""
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
 
 from localcloud.cloud import ROLE_ARN, ensure_lambda_role
-from tests.support import REGION
+from tests.support import REGION, wait_until_closed
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -135,18 +134,6 @@ def test_an_input_of_exactly_256_kib_is_accepted(sfn: "SFNClient", machine: str)
 # ExecutionAlreadyExists once the execution has closed or for another input (botocore's model of
 # StartExecution). The entry Lambda starts a step's attempt 1 before looking for it and relies
 # on both answers; these tests catch a moto upgrade that changes them.
-
-
-def wait_until_closed(sfn: "SFNClient", arn: str) -> None:
-    """moto's StopExecution of an executing state machine only asks the execution's worker thread
-    to stop; the thread records ABORTED a moment later (a loaded CI machine once started the same
-    name again before that). The product never stops an execution, so the tests wait for the
-    close instead of correcting moto."""
-    for _ in range(500):
-        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{arn} still RUNNING 5 s after StopExecution")
 
 
 @pytest.fixture
