@@ -699,8 +699,10 @@ def test_a_short_soak_keeps_the_promise_through_every_kind_of_fault(cloud: Local
     assert int(match[5]) >= DEFAULT_LEAD_SECONDS / 2
     assert result.notices, "the faults' failing streaks notified"
     assert result.id_reads == []
-    # The 4-hour key renewed itself every 3 hours: at the start, then at least twice more.
-    assert len(result.key_promotions) >= 3, result.key_line()
+    # The 4-hour key renews itself 3 hours after each rotation or put: at the start, then again.
+    # Keys the driver puts by hand (a rollover, the fix after a deletion) restart that count, so
+    # a run may hold two renewals (seed 132744140); none of its keys expired (the invariants).
+    assert len(result.key_promotions) >= 2, result.key_line()
     # Both schedules fired: the expiry-driven ones, and Secrets Manager's 4-hour backstop.
     assert set(result.firings) == {"schedule", "rotation"}
     # Every token read came from a rotation: none is in any function's output.
