@@ -1083,13 +1083,7 @@ class Soak:
         elif fault.kind is FaultKind.GOOGLE_HANG:
             google.fail_next(fault.route, hang_seconds=LONG_HANG_SECONDS)
         elif fault.kind is FaultKind.KEY_DISABLED:
-            hit = self._key_in_use()
-            self._hit_keys.add(hit)
-            try:
-                google.disable_key(hit, until_epoch=fault.until)
-            except KeyError:
-                # A rotation of the key deleted it at Google between the reading and now.
-                self.say("           the key in use was already gone at Google")
+            self._disable_key_in_use(fault)
         elif fault.kind is FaultKind.KEY_DELETED:
             self._delete_key_in_use(fault)
         elif fault.kind is FaultKind.KEY_LIMIT:
@@ -1258,6 +1252,35 @@ class Soak:
             return -math.inf
         return found.valid_before
 
+    def _disable_key_in_use(self, fault: Fault) -> None:
+        """Someone disables the key in AWSCURRENT at Google until `fault.until`. A key whose
+        validBeforeTime comes before a recovery after that never mints again: with no standby
+        that works, the operator, notified, stores a new key when the disabling ends (seed
+        2450597087: a 4-hour key disabled for the last hour of its life, the margin its renewal
+        needed)."""
+        assert self.key is not None
+        hit = self._key_in_use()
+        self._hit_keys.add(hit)
+        try:
+            self.cloud.google.disable_key(hit, until_epoch=fault.until)
+        except KeyError:
+            # A rotation of the key deleted it at Google between the reading and now.
+            self.say("           the key in use was already gone at Google")
+            return
+        keys = self.cloud.google.user_managed_keys(self.key.client_email)
+        ends = next(key.valid_before for key in keys if key.key_id == hit)
+        if fault.standby_until == -math.inf and ends < fault.until + RECOVERY_SECONDS:
+            self._operator_stores_a_key_at(fault.until)
+
+    def _operator_stores_a_key_at(self, moment: float) -> None:
+        """The operator's fix once nothing can mint (the runbook's GoogleGrantRejectedError)."""
+
+        def new_key() -> None:
+            self._store_new_key()
+            self.say(f"  +{self._hours():6.2f} h  the operator stored a new key")
+
+        self._later_at(moment, new_key)
+
     def _delete_key_in_use(self, fault: Fault) -> None:
         """Someone deletes the key in AWSCURRENT at Google. With no standby that works nothing
         can mint: the operator, notified, stores a new key `fault.seconds` later."""
@@ -1265,12 +1288,7 @@ class Soak:
         self._hit_keys.add(hit)
         self.cloud.google.revoke_key(hit)
         if fault.standby_until == -math.inf:
-
-            def new_key() -> None:
-                self._store_new_key()
-                self.say(f"  +{self._hours():6.2f} h  the operator stored a new key")
-
-            self._later_at(fault.until, new_key)
+            self._operator_stores_a_key_at(fault.until)
 
     def _fill_key_limit(self, freed_at: float) -> None:
         """Someone else makes keys of the account up to Google's limit, and deletes them later:
